@@ -1,0 +1,72 @@
+// Command certops is the certops reconciler and its command-line tools:
+// serve, migrate, validate, plan and demo.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: certops COMMAND [flags]
+
+commands:
+  serve      run the reconciler, the status API and the webhook receivers
+  migrate    apply database migrations and exit
+  validate   validate a config directory: certops validate [DIR]
+  plan       offline diff between two revisions: certops plan --repo DIR --base REV --head REV
+  demo       run everything locally on the bundled example repo
+  version    print the version
+
+Run "certops COMMAND -h" for the flags of a command.
+`
+
+// run is the whole program; it returns the process exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return 1
+	}
+	env := cliEnv{getenv: getenv, stdout: stdout, stderr: stderr}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "serve":
+		return serveCmd(ctx, env, rest)
+	case "migrate":
+		return migrateCmd(ctx, env, rest)
+	case "validate":
+		return validateCmd(env, rest)
+	case "plan":
+		return planCmd(env, rest)
+	case "demo":
+		return demoCmd(ctx, env, rest)
+	case "version":
+		fmt.Fprintln(stdout, "certops", version)
+		return 0
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "certops: unknown command %q\n\n%s", cmd, usage)
+		return 1
+	}
+}
+
+// version is the release version; set with -ldflags "-X main.version=...".
+var version = "dev"
+
+// cliEnv is the process environment a command runs in.
+type cliEnv struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}

@@ -1,0 +1,293 @@
+// Package httpapi is the reconciler's HTTP surface: health and readiness
+// probes, the Prometheus scrape, the read-only status API under /api/v1/,
+// and the webhook receivers mounted under /hooks/. Every replica serves it
+// from Postgres, whether or not it holds the reconcile lease.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/spec"
+	"github.com/certops/certops/store"
+)
+
+// Reader is what the API reads; *store.Store implements it.
+type Reader interface {
+	Ping(ctx context.Context) error
+	Status(ctx context.Context) (reconcile.Status, error)
+	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.StoredObject, string, error)
+	GetObject(ctx context.Context, kind spec.Kind, name string) (store.StoredObject, error)
+	ListRevisions(ctx context.Context, limit int, before int64) ([]reconcile.RevisionRecord, error)
+}
+
+// Config configures the API.
+type Config struct {
+	// BearerToken, when set, is required on /api/ and /metrics.
+	BearerToken string
+	// Hooks serves /hooks/ (webhook receivers); nil disables them.
+	Hooks http.Handler
+	// Gatherer is scraped at /metrics.
+	Gatherer prometheus.Gatherer
+}
+
+// Pagination limits of list endpoints.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// NewHandler returns the HTTP handler of the reconciler.
+func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
+	a := &api{r: r, log: logger}
+	mux := http.NewServeMux()
+	get := func(pattern string, h http.HandlerFunc) {
+		mux.HandleFunc("GET "+pattern, h)
+		mux.HandleFunc(pattern, methodNotAllowed) // every other method
+	}
+	get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	get("/readyz", a.ready)
+	metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
+	get("/metrics", authorize(cfg.BearerToken, metrics.ServeHTTP))
+	get("/api/v1/status", authorize(cfg.BearerToken, a.status))
+	get("/api/v1/certificates", authorize(cfg.BearerToken, a.list(spec.KindCertificate)))
+	get("/api/v1/certificates/{name}", authorize(cfg.BearerToken, a.get(spec.KindCertificate)))
+	get("/api/v1/agents", authorize(cfg.BearerToken, a.list(spec.KindAgent)))
+	get("/api/v1/agents/{name}", authorize(cfg.BearerToken, a.get(spec.KindAgent)))
+	get("/api/v1/revisions", authorize(cfg.BearerToken, a.revisions))
+	if cfg.Hooks != nil {
+		mux.Handle("/hooks/", cfg.Hooks)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, failure.New(failure.NotFound, "no such endpoint: "+r.URL.Path))
+	})
+	return mux
+}
+
+type api struct {
+	r   Reader
+	log *slog.Logger
+}
+
+func (a *api) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.r.Ping(ctx); err != nil {
+		writeError(w, failure.Wrap(failure.Unavailable, errors.New("database unreachable")))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// statusResponse is the body of GET /api/v1/status.
+type statusResponse struct {
+	LastAppliedRevision   string                `json:"lastAppliedRevision"`
+	LastAppliedAt         *time.Time            `json:"lastAppliedAt,omitempty"`
+	LastAttemptedRevision string                `json:"lastAttemptedRevision"`
+	LastAttemptedAt       *time.Time            `json:"lastAttemptedAt,omitempty"`
+	LastFetchAt           *time.Time            `json:"lastFetchAt,omitempty"`
+	Conditions            []reconcile.Condition `json:"conditions"`
+	Errors                []string              `json:"errors"`
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	st, err := a.r.Status(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	resp := statusResponse{
+		LastAppliedRevision: st.LastAppliedRevision, LastAppliedAt: st.LastAppliedAt,
+		LastAttemptedRevision: st.LastAttemptedRevision, LastAttemptedAt: st.LastAttemptedAt,
+		LastFetchAt: st.LastFetchAt, Conditions: st.Conditions, Errors: make([]string, len(st.Errors)),
+	}
+	if resp.Conditions == nil {
+		resp.Conditions = unknownConditions()
+	}
+	for i, e := range st.Errors {
+		resp.Errors[i] = e.Error()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// unknownConditions is the status before the first reconcile.
+func unknownConditions() []reconcile.Condition {
+	var out []reconcile.Condition
+	for _, t := range []string{reconcile.ConditionReady, reconcile.ConditionReconciling, reconcile.ConditionStalled} {
+		out = append(out, reconcile.Condition{Type: t, Status: "Unknown", Reason: "NotReconciled", Message: "no revision attempted yet"})
+	}
+	return out
+}
+
+// objectView is one object as the API shows it.
+type objectView struct {
+	Kind        spec.Kind         `json:"kind"`
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Spec        json.RawMessage   `json:"spec"`
+	Generation  int64             `json:"generation"`
+	Source      spec.Position     `json:"source"`
+	RevisionID  int64             `json:"revisionId"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	UpdatedAt   time.Time         `json:"updatedAt"`
+}
+
+func view(o store.StoredObject) objectView {
+	return objectView{Kind: o.Kind, Name: o.Name, Labels: o.Labels, Annotations: o.Annotations, Spec: o.Spec,
+		Generation: o.Generation, Source: spec.Position{File: o.SourceFile, Line: o.SourceLine},
+		RevisionID: o.RevisionID, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}
+}
+
+// list serves a paginated, filterable list: ?limit=N&after=NAME&prefix=P&label=k=v (repeatable).
+func (a *api) list(kind spec.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit, err := parseLimit(q.Get("limit"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		labels := map[string]string{}
+		for _, l := range q["label"] {
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || k == "" {
+				writeError(w, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l)))
+				return
+			}
+			labels[k] = v
+		}
+		objs, next, err := a.r.ListObjects(r.Context(), store.ObjectQuery{
+			Kind: kind, Labels: labels, NamePrefix: q.Get("prefix"), After: q.Get("after"), Limit: limit})
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		items := make([]objectView, len(objs))
+		for i, o := range objs {
+			items[i] = view(o)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+	}
+}
+
+func (a *api) get(kind spec.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		o, err := a.r.GetObject(r.Context(), kind, name)
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, failure.New(failure.NotFound, strings.ToLower(string(kind))+" "+strconv.Quote(name)+" not found"))
+			return
+		}
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, view(o))
+	}
+}
+
+// revisions serves the revision history, newest first: ?limit=N&before=ID.
+func (a *api) revisions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var before int64
+	if s := q.Get("before"); s != "" {
+		if before, err = strconv.ParseInt(s, 10, 64); err != nil || before <= 0 {
+			writeError(w, failure.New(failure.Invalid, "before must be a positive revision id"))
+			return
+		}
+	}
+	revs, err := a.r.ListRevisions(r.Context(), limit, before)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if revs == nil {
+		revs = []reconcile.RevisionRecord{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": revs})
+}
+
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxLimit {
+		return 0, failure.New(failure.Invalid, "limit must be an integer from 1 to "+strconv.Itoa(MaxLimit))
+	}
+	return n, nil
+}
+
+// fail logs an unexpected error and answers without leaking its details.
+func (a *api) fail(w http.ResponseWriter, err error) {
+	if failure.KindOf(err) == failure.Internal {
+		a.log.Error("api request failed", "err", err)
+		err = failure.Wrap(failure.Unavailable, errors.New("status temporarily unavailable"))
+	}
+	writeError(w, err)
+}
+
+func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="certops"`)
+			writeError(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
+			return
+		}
+		next(w, r)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorDetail{
+		Code: "method_not_allowed", Message: r.Method + " is not allowed; this API is read-only"}})
+}
+
+// errorBody is the stable shape of every error response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	writeJSON(w, failure.HTTPStatus(err), errorBody{Error: errorDetail{Code: failure.KindOf(err).String(), Message: err.Error()}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

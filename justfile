@@ -1,0 +1,30 @@
+# Everyday loops. `just --list` shows them.
+
+# Run every test (starts a throwaway PostgreSQL unless DATABASE_URL is set).
+test:
+    go test ./...
+
+# Vet and check formatting.
+lint:
+    go vet ./...
+    test -z "$(gofmt -l .)"
+
+# Run the whole system locally on the bundled example repo.
+demo:
+    go run ./cmd/certops demo
+
+# Reconcile benchmarks over the 500/5K/50K fleet ladder, with the floor measured side by side.
+bench:
+    go test -run '^$' -bench 'Reconcile|Floor' -benchtime 3x -timeout 60m ./bench/
+
+# Quick benchmarks (500 and 5K only).
+bench-quick:
+    CERTOPS_BENCH_MAX=5000 go test -run '^$' -bench 'Reconcile|Floor' -benchtime 3x ./bench/
+
+# Fuzz the YAML loader for a minute.
+fuzz:
+    go test -run '^$' -fuzz FuzzParseFile -fuzztime 60s ./spec
+
+# Regenerate the committed JSON Schema.
+schema:
+    go test ./spec -run TestSchema -update

@@ -1,0 +1,457 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/certops/certops/spec"
+)
+
+// Source is where revisions come from: a git repository or a watched directory.
+type Source interface {
+	// Head returns the current revision of the configured ref. An unchanged
+	// remote must cost no more than a cheap ref check.
+	Head(ctx context.Context) (Revision, error)
+	// FS returns the config tree (rooted at the configured path) of a commit.
+	FS(ctx context.Context, commit string) (fs.FS, error)
+	// ChangedFiles lists the config-tree paths that differ between two commits.
+	ChangedFiles(ctx context.Context, from, to string) ([]string, error)
+}
+
+// Store is the transaction boundary the reconciler writes through.
+type Store interface {
+	StoredHashes(ctx context.Context) (map[spec.Key]string, error)
+	ContentHashes(ctx context.Context) (map[spec.Key]string, error)
+	Apply(ctx context.Context, rev Revision, plan Plan, status Status) (int64, error)
+	RecordAttempt(ctx context.Context, rev Revision, outcome string, errs spec.ErrorList, status Status) (int64, error)
+	SetStatus(ctx context.Context, status Status) error
+	Status(ctx context.Context) (Status, error)
+}
+
+// Lease is held by the one replica that reconciles.
+type Lease interface {
+	Done() <-chan struct{} // closed when the lease is lost
+	Release()
+}
+
+// Elector hands out the reconcile lease to at most one replica at a time.
+type Elector interface {
+	TryLeader(ctx context.Context) (Lease, bool, error)
+}
+
+// Options tune the reconcile loop; zero values take the documented defaults.
+type Options struct {
+	Interval            time.Duration // poll interval (default 1m)
+	Jitter              float64       // ± fraction of the interval (default 0.1)
+	FullCompareInterval time.Duration // drift check against the database (default 10m)
+	RetryMin            time.Duration // first backoff after a transient failure (default 1s)
+	RetryMax            time.Duration // backoff cap (default 5m)
+	LeaderRetry         time.Duration // how often a follower tries for the lease (default 5s)
+	PruneGuard          PruneGuard
+	Now                 func() time.Time
+	Rand                func() float64 // in [0,1); for jitter
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Interval, time.Minute)
+	def(&o.FullCompareInterval, 10*time.Minute)
+	def(&o.RetryMin, time.Second)
+	def(&o.RetryMax, 5*time.Minute)
+	def(&o.LeaderRetry, 5*time.Second)
+	if o.Jitter <= 0 {
+		o.Jitter = 0.1
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	return o
+}
+
+// The results of one reconcile, as counted in certops_reconcile_total.
+const (
+	resultSuccess   = "success"   // a revision was applied (or drift repaired)
+	resultUnchanged = "unchanged" // nothing new; next interval
+	resultStalled   = "stalled"   // needs a human: invalid revision, prune guard
+	resultTransient = "transient" // fetch or database trouble; retry with backoff
+)
+
+// Outcome is what one reconcile did.
+type Outcome struct {
+	Result   string
+	Revision Revision
+	Plan     Plan
+	Errors   spec.ErrorList // for stalled outcomes
+	Err      error          // for transient outcomes
+}
+
+// Reconciler converges the store to the source's desired state. Only the
+// replica holding the lease runs it; see Run.
+type Reconciler struct {
+	src     Source
+	store   Store
+	elector Elector
+	m       *Metrics
+	log     *slog.Logger
+	opt     Options
+	wake    chan struct{}
+
+	// State of the current leadership term.
+	loader        Loader
+	stored        map[spec.Key]string // hashes in the store; nil = unknown
+	applied       Revision
+	stalledCommit string
+	status        Status
+	lastFull      time.Time
+	failures      int
+}
+
+// New returns a Reconciler.
+func New(src Source, st Store, el Elector, m *Metrics, logger *slog.Logger, opt Options) *Reconciler {
+	return &Reconciler{src: src, store: st, elector: el, m: m, log: logger, opt: opt.withDefaults(),
+		wake: make(chan struct{}, 1)}
+}
+
+// Wake asks for a reconcile now (webhook, file watcher). It never blocks.
+func (r *Reconciler) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends, while holding the lease; without it, it
+// waits and tries again, so of several replicas exactly one reconciles.
+func (r *Reconciler) Run(ctx context.Context) error {
+	for {
+		lease, ok, err := r.elector.TryLeader(ctx)
+		if err != nil {
+			r.log.Warn("leader election failed", "err", err)
+		}
+		if ok {
+			r.log.Info("acquired reconcile lease")
+			r.m.leader.Set(1)
+			r.lead(ctx, lease)
+			lease.Release()
+			r.m.leader.Set(0)
+			r.log.Info("released reconcile lease")
+		}
+		if err := sleep(ctx, r.opt.LeaderRetry, nil); err != nil {
+			return nil
+		}
+	}
+}
+
+// lead runs the reconcile loop for one leadership term.
+func (r *Reconciler) lead(ctx context.Context, lease Lease) {
+	r.startTerm(ctx)
+	for {
+		out := r.ReconcileOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		delay := r.nextDelay(out)
+		select {
+		case <-ctx.Done():
+			return
+		case <-lease.Done():
+			r.log.Warn("lost reconcile lease")
+			return
+		case <-r.wake:
+		case <-time.After(delay):
+		}
+	}
+}
+
+// startTerm forgets everything cached: another replica may have applied
+// revisions since this one last led.
+func (r *Reconciler) startTerm(ctx context.Context) {
+	r.loader.Reset()
+	r.stored, r.applied, r.stalledCommit, r.failures = nil, Revision{}, "", 0
+	r.lastFull = r.opt.Now()
+	st, err := r.store.Status(ctx)
+	if err != nil {
+		r.log.Warn("read status", "err", err)
+	}
+	r.status = st
+}
+
+func (r *Reconciler) nextDelay(out Outcome) time.Duration {
+	if out.Result != resultTransient {
+		r.failures = 0
+		return r.jitter(r.opt.Interval)
+	}
+	r.failures++
+	d := float64(r.opt.RetryMin) * math.Pow(2, float64(r.failures-1))
+	if d > float64(r.opt.RetryMax) {
+		d = float64(r.opt.RetryMax)
+	}
+	return r.jitter(time.Duration(d))
+}
+
+func (r *Reconciler) jitter(d time.Duration) time.Duration {
+	f := 1 + r.opt.Jitter*(2*r.opt.Rand()-1)
+	return time.Duration(float64(d) * f)
+}
+
+// ReconcileOnce fetches the head, and when it is new (or a drift check is
+// due) loads, validates, plans and applies it. It never panics on bad input:
+// every failure is sorted into stalled or transient and shown in the status.
+func (r *Reconciler) ReconcileOnce(ctx context.Context) Outcome {
+	out := r.reconcile(ctx)
+	r.m.reconciles.WithLabelValues(out.Result).Inc()
+	switch out.Result {
+	case resultTransient:
+		r.log.Warn("reconcile failed; will retry", "revision", out.Revision.String(), "err", out.Err)
+	case resultStalled:
+		r.log.Error("revision refused", "revision", out.Revision.String(), "errors", len(out.Errors))
+	case resultSuccess:
+		r.log.Info("revision applied", "revision", out.Revision.String(), "changes", len(out.Plan.Changes))
+	}
+	return out
+}
+
+func (r *Reconciler) reconcile(ctx context.Context) Outcome {
+	now := r.opt.Now()
+
+	t := time.Now()
+	head, err := r.src.Head(ctx)
+	r.m.duration.WithLabelValues("fetch").Observe(time.Since(t).Seconds())
+	if err != nil {
+		r.m.fetches.WithLabelValues("error").Inc()
+		return r.transient(ctx, head, "FetchFailed", fmt.Errorf("fetch: %w", err))
+	}
+	r.status.LastFetchAt = &now
+	r.m.lastFetch.Set(float64(now.Unix()))
+
+	fullDue := now.Sub(r.lastFull) >= r.opt.FullCompareInterval
+	switch {
+	case head.Commit == r.applied.Commit && r.stored != nil && !fullDue:
+		r.m.fetches.WithLabelValues("unchanged").Inc()
+		r.saveStatus(ctx)
+		return Outcome{Result: resultUnchanged, Revision: head}
+	case head.Commit == r.stalledCommit && !fullDue:
+		r.m.fetches.WithLabelValues("unchanged").Inc()
+		r.saveStatus(ctx)
+		return Outcome{Result: resultStalled, Revision: head, Errors: r.status.Errors}
+	}
+	r.m.fetches.WithLabelValues("changed").Inc()
+
+	// Load and validate the revision as a whole.
+	t = time.Now()
+	fsys, err := r.src.FS(ctx, head.Commit)
+	if err != nil {
+		return r.transient(ctx, head, "FetchFailed", fmt.Errorf("read revision: %w", err))
+	}
+	changed := r.changedSince(ctx, head)
+	state, verrs, err := r.loader.Load(fsys, head.Commit, changed)
+	r.m.duration.WithLabelValues("load").Observe(time.Since(t).Seconds())
+	if err != nil {
+		r.loader.Reset()
+		return r.transient(ctx, head, "LoadFailed", err)
+	}
+	allowed, err := ReadAllowPrune(fsys)
+	if err != nil {
+		verrs = append(verrs, spec.Error{File: AllowPruneFile, Message: err.Error()})
+	}
+	if len(verrs) > 0 {
+		r.m.validationErrors.Set(float64(len(verrs)))
+		return r.stall(ctx, head, "invalid", "ValidationFailed",
+			fmt.Sprintf("revision %s has %d validation error(s)", head, len(verrs)), verrs)
+	}
+	r.m.validationErrors.Set(0)
+
+	// Plan against what the store holds.
+	t = time.Now()
+	stored, drift, err := r.storedState(ctx, fullDue)
+	if err != nil {
+		return r.transient(ctx, head, "StoreUnavailable", err)
+	}
+	plan := Compute(state.Objects, stored)
+	r.m.duration.WithLabelValues("plan").Observe(time.Since(t).Seconds())
+	if over := r.opt.PruneGuard.Check(plan, stored, allowed); over != nil {
+		r.m.pruneBlocked.Inc()
+		errs := make(spec.ErrorList, len(over))
+		for i, o := range over {
+			errs[i] = spec.Error{File: AllowPruneFile, Message: "prune guard: " + o +
+				"; to allow it, commit " + AllowPruneFile + " containing the number of deletions or \"all\""}
+		}
+		return r.stall(ctx, head, "prune-blocked", "PruneBlocked",
+			fmt.Sprintf("revision %s would delete too many objects", head), errs)
+	}
+
+	// Apply in one transaction, or just confirm an unchanged revision.
+	t = time.Now()
+	if plan.Empty() && r.status.LastAppliedRevision == head.String() {
+		r.succeed(head, now)
+		r.saveStatus(ctx)
+	} else {
+		r.succeed(head, now)
+		if _, err := r.store.Apply(ctx, head, plan, r.status); err != nil {
+			r.stored = nil
+			return r.transient(ctx, head, "ApplyFailed", fmt.Errorf("apply: %w", err))
+		}
+	}
+	r.m.duration.WithLabelValues("apply").Observe(time.Since(t).Seconds())
+	r.stored = applyPlan(stored, plan)
+	if drift > 0 {
+		r.m.driftRepaired.Add(float64(drift))
+		r.log.Warn("repaired out-of-band changes in the database", "objects", drift)
+	}
+	r.applied, r.stalledCommit = head, ""
+	r.m.setObjects(state)
+	r.m.setRevision(head)
+	r.m.lastApplied.Set(float64(now.Unix()))
+	return Outcome{Result: resultSuccess, Revision: head, Plan: plan}
+}
+
+// changedSince lists the files changed between the cached load and head, or
+// nil (a full load) when there is no usable cache.
+func (r *Reconciler) changedSince(ctx context.Context, head Revision) []string {
+	base := r.loader.Commit()
+	switch {
+	case base == "":
+		return nil
+	case base == head.Commit:
+		return []string{}
+	}
+	changed, err := r.src.ChangedFiles(ctx, base, head.Commit)
+	if err != nil {
+		r.log.Warn("tree diff failed; loading the whole revision", "err", err)
+		return nil
+	}
+	return changed
+}
+
+// storedState returns the stored hashes: from the cache, from the hash
+// column, or — when a full comparison is due — recomputed from each row's
+// content, in which case drift counts the rows edited out of band.
+func (r *Reconciler) storedState(ctx context.Context, full bool) (map[spec.Key]string, int, error) {
+	if !full && r.stored != nil {
+		return r.stored, 0, nil
+	}
+	if !full {
+		st, err := r.store.StoredHashes(ctx)
+		return st, 0, err
+	}
+	content, err := r.store.ContentHashes(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	column, err := r.store.StoredHashes(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	drift := 0
+	for k, h := range content {
+		if column[k] != h {
+			drift++
+		}
+	}
+	r.lastFull = r.opt.Now()
+	return content, drift, nil
+}
+
+// applyPlan returns stored as it is after plan was applied.
+func applyPlan(stored map[spec.Key]string, plan Plan) map[spec.Key]string {
+	out := make(map[spec.Key]string, len(stored)+len(plan.Changes))
+	for k, v := range stored {
+		out[k] = v
+	}
+	for _, c := range plan.Changes {
+		if c.Action == ActionDelete {
+			delete(out, c.Key)
+		} else {
+			out[c.Key] = c.NewHash
+		}
+	}
+	return out
+}
+
+func (r *Reconciler) succeed(head Revision, now time.Time) {
+	s := &r.status
+	s.LastAppliedRevision, s.LastAppliedAt = head.String(), &now
+	s.LastAttemptedRevision, s.LastAttemptedAt = head.String(), &now
+	s.Errors = nil
+	msg := "Applied revision " + head.String()
+	s.setCondition(ConditionReady, "True", "ReconciliationSucceeded", msg, now)
+	s.setCondition(ConditionReconciling, "False", "ReconciliationSucceeded", msg, now)
+	s.setCondition(ConditionStalled, "False", "ReconciliationSucceeded", msg, now)
+}
+
+// stall records a revision that needs a human: nothing of it is applied and
+// the last applied revision keeps serving.
+func (r *Reconciler) stall(ctx context.Context, head Revision, outcome, reason, msg string, errs spec.ErrorList) Outcome {
+	now := r.opt.Now()
+	s := &r.status
+	s.LastAttemptedRevision, s.LastAttemptedAt, s.Errors = head.String(), &now, errs
+	s.setCondition(ConditionReady, "False", reason, msg, now)
+	s.setCondition(ConditionReconciling, "False", reason, msg, now)
+	s.setCondition(ConditionStalled, "True", reason, msg, now)
+	if _, err := r.store.RecordAttempt(ctx, head, outcome, errs, r.status); err != nil {
+		return r.transient(ctx, head, "StoreUnavailable", fmt.Errorf("record refused revision: %w", err))
+	}
+	r.stalledCommit = head.Commit
+	return Outcome{Result: resultStalled, Revision: head, Errors: errs}
+}
+
+// transient records a failure worth retrying with backoff.
+func (r *Reconciler) transient(ctx context.Context, head Revision, reason string, err error) Outcome {
+	now := r.opt.Now()
+	s := &r.status
+	msg := err.Error()
+	s.setCondition(ConditionReady, "False", reason, msg, now)
+	s.setCondition(ConditionReconciling, "True", "RetryingAfterFailure", msg, now)
+	s.setCondition(ConditionStalled, "False", reason, msg, now)
+	r.saveStatus(ctx)
+	return Outcome{Result: resultTransient, Revision: head, Err: err}
+}
+
+func (r *Reconciler) saveStatus(ctx context.Context) {
+	if err := r.store.SetStatus(ctx, r.status); err != nil && !errors.Is(err, context.Canceled) {
+		r.log.Warn("save status", "err", err)
+	}
+}
+
+// setCondition sets a condition, keeping its transition time unless its status changes.
+func (s *Status) setCondition(typ, status, reason, msg string, now time.Time) {
+	for i := range s.Conditions {
+		c := &s.Conditions[i]
+		if c.Type != typ {
+			continue
+		}
+		if c.Status != status {
+			c.LastTransitionTime = now
+		}
+		c.Status, c.Reason, c.Message = status, reason, msg
+		return
+	}
+	s.Conditions = append(s.Conditions, Condition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: now})
+}
+
+// sleep waits d or until ctx ends or wake fires.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+		return nil
+	case <-t.C:
+		return nil
+	}
+}
