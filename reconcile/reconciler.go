@@ -110,6 +110,7 @@ type Reconciler struct {
 	wake    chan struct{}
 
 	// State of the current leadership term.
+	started       bool
 	loader        Loader
 	stored        map[spec.Key]string // hashes in the store; nil = unknown
 	applied       Revision
@@ -157,7 +158,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // lead runs the reconcile loop for one leadership term.
 func (r *Reconciler) lead(ctx context.Context, lease Lease) {
-	r.startTerm(ctx)
+	r.started = false
 	for {
 		out := r.ReconcileOnce(ctx)
 		if ctx.Err() != nil {
@@ -179,6 +180,7 @@ func (r *Reconciler) lead(ctx context.Context, lease Lease) {
 // startTerm forgets everything cached: another replica may have applied
 // revisions since this one last led.
 func (r *Reconciler) startTerm(ctx context.Context) {
+	r.started = true
 	r.loader.Reset()
 	r.stored, r.applied, r.stalledCommit, r.failures = nil, Revision{}, "", 0
 	r.lastFull = r.opt.Now()
@@ -225,6 +227,9 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) Outcome {
 }
 
 func (r *Reconciler) reconcile(ctx context.Context) Outcome {
+	if !r.started {
+		r.startTerm(ctx)
+	}
 	now := r.opt.Now()
 
 	t := time.Now()
@@ -295,15 +300,17 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 
 	// Apply in one transaction, or just confirm an unchanged revision.
 	t = time.Now()
+	next := r.status.clone()
+	next.succeed(head, now)
 	if plan.Empty() && r.status.LastAppliedRevision == head.String() {
-		r.succeed(head, now)
+		r.status = next
 		r.saveStatus(ctx)
 	} else {
-		r.succeed(head, now)
-		if _, err := r.store.Apply(ctx, head, plan, r.status); err != nil {
+		if _, err := r.store.Apply(ctx, head, plan, next); err != nil {
 			r.stored = nil
 			return r.transient(ctx, head, "ApplyFailed", fmt.Errorf("apply: %w", err))
 		}
+		r.status = next
 	}
 	r.m.duration.WithLabelValues("apply").Observe(time.Since(t).Seconds())
 	r.stored = applyPlan(stored, plan)
@@ -381,8 +388,15 @@ func applyPlan(stored map[spec.Key]string, plan Plan) map[spec.Key]string {
 	return out
 }
 
-func (r *Reconciler) succeed(head Revision, now time.Time) {
-	s := &r.status
+// clone returns a copy of s that shares no slices with it.
+func (s Status) clone() Status {
+	s.Conditions = append([]Condition(nil), s.Conditions...)
+	s.Errors = append(spec.ErrorList(nil), s.Errors...)
+	return s
+}
+
+// succeed marks head as applied.
+func (s *Status) succeed(head Revision, now time.Time) {
 	s.LastAppliedRevision, s.LastAppliedAt = head.String(), &now
 	s.LastAttemptedRevision, s.LastAttemptedAt = head.String(), &now
 	s.Errors = nil

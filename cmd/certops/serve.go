@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -115,7 +114,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
-	rec := reconcile.New(src, st, elector{st}, metrics, logger, reconcile.Options{
+	rec := reconcile.New(src, st, st.Elector(), metrics, logger, reconcile.Options{
 		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare})
 	hooks, err := webhook.NewHandler(cfg.Hooks, rec.Wake, logger, webhook.NewMetrics(reg))
 	if err != nil {
@@ -187,7 +186,7 @@ func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (reco
 	if err != nil {
 		return nil, nil, err
 	}
-	return gitSource{repo}, nil, nil
+	return gitsource.Source{Repo: repo}, nil, nil
 }
 
 // isPlainDir reports whether p is a local directory that is not a git
@@ -226,32 +225,4 @@ func readSecret(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return s, nil
-}
-
-// gitSource adapts a gitsource.Repo to reconcile.Source.
-type gitSource struct{ repo *gitsource.Repo }
-
-func (g gitSource) Head(ctx context.Context) (reconcile.Revision, error) {
-	rev, _, err := g.repo.Head(ctx)
-	if err != nil {
-		return reconcile.Revision{}, err
-	}
-	return reconcile.Revision{Ref: rev.Ref, Commit: rev.Commit, Author: rev.Author, Message: rev.Message, Time: rev.Time}, nil
-}
-
-func (g gitSource) FS(_ context.Context, commit string) (fs.FS, error) { return g.repo.FS(commit) }
-
-func (g gitSource) ChangedFiles(_ context.Context, from, to string) ([]string, error) {
-	return g.repo.ChangedFiles(from, to)
-}
-
-// elector adapts the store's advisory-lock lease to reconcile.Elector.
-type elector struct{ st *store.Store }
-
-func (e elector) TryLeader(ctx context.Context) (reconcile.Lease, bool, error) {
-	lease, ok, err := e.st.TryLeader(ctx)
-	if !ok || err != nil {
-		return nil, ok, err
-	}
-	return lease, true, nil
 }

@@ -1,0 +1,132 @@
+package spec
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Typed views of objects and states for the code that consumes them.
+
+// Issuer returns the object's spec if it is an Issuer, else nil.
+func (o *Object) Issuer() *IssuerSpec { s, _ := o.Spec.(*IssuerSpec); return s }
+
+// Agent returns the object's spec if it is an Agent, else nil.
+func (o *Object) Agent() *AgentSpec { s, _ := o.Spec.(*AgentSpec); return s }
+
+// Certificate returns the object's spec if it is a Certificate, else nil.
+func (o *Object) Certificate() *CertificateSpec { s, _ := o.Spec.(*CertificateSpec); return s }
+
+// AlertPolicy returns the object's spec if it is an AlertPolicy, else nil.
+func (o *Object) AlertPolicy() *AlertPolicySpec { s, _ := o.Spec.(*AlertPolicySpec); return s }
+
+// NotificationChannel returns the object's spec if it is a NotificationChannel, else nil.
+func (o *Object) NotificationChannel() *NotificationChannelSpec {
+	s, _ := o.Spec.(*NotificationChannelSpec)
+	return s
+}
+
+// BackupPolicy returns the object's spec if it is a BackupPolicy, else nil.
+func (o *Object) BackupPolicy() *BackupPolicySpec { s, _ := o.Spec.(*BackupPolicySpec); return s }
+
+// Get returns the object of the given kind and name, or nil.
+func (s State) Get(kind Kind, name string) *Object { return s.Objects[Key{Kind: kind, Name: name}] }
+
+// OfKind returns the objects of one kind sorted by name.
+func (s State) OfKind(kind Kind) []*Object {
+	var out []*Object
+	for k, o := range s.Objects {
+		if k.Kind == kind {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Object) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Certificates returns the Certificate objects sorted by name.
+func (s State) Certificates() []*Object { return s.OfKind(KindCertificate) }
+
+// Agents returns the Agent objects sorted by name.
+func (s State) Agents() []*Object { return s.OfKind(KindAgent) }
+
+// Issuers returns the Issuer objects sorted by name.
+func (s State) Issuers() []*Object { return s.OfKind(KindIssuer) }
+
+// NotificationChannels returns the NotificationChannel objects sorted by name.
+func (s State) NotificationChannels() []*Object { return s.OfKind(KindNotificationChannel) }
+
+// AlertPolicy returns the AlertPolicy object (there is at most one), or nil.
+func (s State) AlertPolicy() *Object { return first(s.OfKind(KindAlertPolicy)) }
+
+// BackupPolicy returns the BackupPolicy object (there is at most one), or nil.
+func (s State) BackupPolicy() *Object { return first(s.OfKind(KindBackupPolicy)) }
+
+func first(objs []*Object) *Object {
+	if len(objs) == 0 {
+		return nil
+	}
+	return objs[0]
+}
+
+// DurationValue is the requested certificate lifetime: spec.duration, or
+// DefaultDuration when it is empty (or, for an unvalidated spec, invalid).
+func (s *CertificateSpec) DurationValue() time.Duration {
+	if d, err := time.ParseDuration(s.Duration); err == nil && d > 0 {
+		return d
+	}
+	return DefaultDuration
+}
+
+// RenewBeforeValue is how long before expiry of a certificate with the
+// requested lifetime renewal starts: spec.renewBefore, or
+// renewBeforePercentage of the lifetime, or by default one third of it
+// (renewal at two thirds of the lifetime).
+func (s *CertificateSpec) RenewBeforeValue() time.Duration {
+	return s.renewBefore(s.DurationValue())
+}
+
+// RenewalTime is when a certificate valid from notBefore to notAfter should
+// be renewed, applying the spec's renewal setting to the actual lifetime
+// (renewBefore as an absolute duration, a percentage or the 2/3 default).
+func (s *CertificateSpec) RenewalTime(notBefore, notAfter time.Time) time.Time {
+	lifetime := notAfter.Sub(notBefore)
+	rb := s.renewBefore(lifetime)
+	if rb >= lifetime {
+		rb = lifetime / 3
+	}
+	return notAfter.Add(-rb)
+}
+
+func (s *CertificateSpec) renewBefore(lifetime time.Duration) time.Duration {
+	if d, err := time.ParseDuration(s.RenewBefore); err == nil && d > 0 {
+		return d
+	}
+	if p := s.RenewBeforePercentage; p != nil && *p > 0 && *p < 100 {
+		return lifetime * time.Duration(*p) / 100
+	}
+	return lifetime / 3
+}
+
+// Matches reports whether labels carry every matchLabels entry. A nil or
+// empty selector matches nothing: selecting every agent must be explicit.
+func (sel *LabelSelector) Matches(labels map[string]string) bool {
+	if sel == nil || len(sel.MatchLabels) == 0 {
+		return false
+	}
+	for k, v := range sel.MatchLabels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Targets reports whether the deployment includes an agent with this name
+// and labels: listed in agents or matched by agentSelector.
+func (d *Deployment) Targets(agent string, labels map[string]string) bool {
+	if d == nil {
+		return false
+	}
+	return slices.Contains(d.Agents, agent) || d.AgentSelector.Matches(labels)
+}

@@ -1,0 +1,471 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Per-kind semantic validation. Paths in errors are the YAML field paths.
+
+// DefaultDuration is a certificate's lifetime when spec.duration is empty.
+const DefaultDuration = 2160 * time.Hour
+
+// Private key algorithms and rotation policies.
+const (
+	AlgorithmECDSA   = "ECDSA"
+	AlgorithmRSA     = "RSA"
+	AlgorithmEd25519 = "Ed25519"
+
+	RotationAlways = "Always"
+	RotationNever  = "Never"
+)
+
+// keyUsages are the accepted certificate usages in cert-manager's canonical
+// form; the kebab-case form ("server-auth") is accepted too.
+var keyUsages = [...]string{
+	"signing", "digital signature", "content commitment", "key encipherment",
+	"key agreement", "data encipherment", "cert sign", "crl sign",
+	"encipher only", "decipher only", "any", "server auth", "client auth",
+	"code signing", "email protection", "s/mime", "ipsec end system",
+	"ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+	"microsoft sgc", "netscape sgc",
+}
+
+// canonicalUsage returns the canonical form of a usage, or "" if unknown.
+func canonicalUsage(u string) string {
+	c := strings.ReplaceAll(u, "-", " ")
+	for _, k := range keyUsages {
+		if k == c {
+			return k
+		}
+	}
+	return ""
+}
+
+func (c *checker) issuer(s *IssuerSpec) {
+	c.exactlyOne("spec", []string{"localCA", "acme"}, s.LocalCA != nil, s.ACME != nil)
+	if ca := s.LocalCA; ca != nil {
+		c.requiredAbsPath("spec.localCA.certFile", ca.CertFile)
+		c.requiredAbsPath("spec.localCA.keyFile", ca.KeyFile)
+	}
+	a := s.ACME
+	if a == nil {
+		return
+	}
+	if a.DirectoryURL != "" {
+		c.httpURL("spec.acme.directoryURL", a.DirectoryURL, true)
+	}
+	if a.Email != "" {
+		c.email("spec.acme.email", a.Email)
+	}
+	c.requiredAbsPath("spec.acme.accountKeyFile", a.AccountKeyFile)
+	c.absPath("spec.acme.caBundleFile", a.CABundleFile)
+	if a.EAB != nil {
+		if a.EAB.KeyID == "" {
+			c.errorf("spec.acme.eab.keyID", "required")
+		}
+		c.requiredAbsPath("spec.acme.eab.hmacFile", a.EAB.HMACFile)
+	}
+	if a.Profile != "" && !isToken(a.Profile) {
+		c.errorf("spec.acme.profile", "%q is not a valid profile name", a.Profile)
+	}
+	ch := a.Challenge
+	c.exactlyOne("spec.acme.challenge", []string{"http01", "dns01"}, ch.HTTP01 != nil, ch.DNS01 != nil)
+	if ch.HTTP01 != nil {
+		c.requiredAbsPath("spec.acme.challenge.http01.webroot", ch.HTTP01.Webroot)
+	}
+	if d := ch.DNS01; d != nil {
+		c.dns01("spec.acme.challenge.dns01", d)
+	}
+}
+
+func (c *checker) dns01(path string, d *DNS01Challenge) {
+	scripts := d.PresentScript != "" || d.CleanupScript != "" || d.PropagationWait != ""
+	provider := d.Provider != "" || d.EnvFile != ""
+	switch {
+	case scripts && provider:
+		c.errorf(path, "use either scripts (presentScript, cleanupScript, propagationWait) or a provider (provider, envFile), not both")
+		return
+	case !scripts && !provider:
+		c.errorf(path, "one of presentScript or provider is required")
+		return
+	case scripts:
+		c.requiredAbsPath(path+".presentScript", d.PresentScript)
+		c.absPath(path+".cleanupScript", d.CleanupScript)
+		c.duration(path+".propagationWait", d.PropagationWait)
+	default:
+		if d.Provider == "" {
+			c.errorf(path+".provider", "required with envFile")
+		} else if !isToken(d.Provider) {
+			c.errorf(path+".provider", "%q is not a valid DNS provider name", d.Provider)
+		}
+		c.absPath(path+".envFile", d.EnvFile)
+	}
+}
+
+func (c *checker) agent(s *AgentSpec) {
+	if s.TokenSHA256 != "" && !isLowerHex64(s.TokenSHA256) {
+		c.errorf("spec.tokenSHA256", "must be exactly 64 lowercase hex digits (the SHA-256 of the agent's token), got %d characters %q", len(s.TokenSHA256), s.TokenSHA256)
+	}
+}
+
+func isLowerHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('0' <= b && b <= '9' || 'a' <= b && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *checker) certificate(s *CertificateSpec) {
+	if s.IssuerRef != "" {
+		c.name("spec.issuerRef", s.IssuerRef)
+	}
+	if s.CommonName == "" && len(s.DNSNames)+len(s.IPAddresses)+len(s.URIs)+len(s.EmailAddresses) == 0 {
+		c.errorf("spec", "at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses is required")
+	}
+	if len(s.CommonName) > 64 {
+		c.errorf("spec.commonName", "is %d characters long, more than the X.509 limit of 64", len(s.CommonName))
+	}
+	seen := map[string]int{}
+	for i, n := range s.DNSNames {
+		path := fmt.Sprintf("spec.dnsNames[%d]", i)
+		if _, err := netip.ParseAddr(n); err == nil {
+			c.errorf(path, "%q is an IP address; list it under ipAddresses", n)
+		} else if !isDNSName(n, true) {
+			c.errorf(path, "%q is not a valid DNS name", n)
+		}
+		c.unique(seen, path, "spec.dnsNames", strings.ToLower(n), i)
+	}
+	clear(seen)
+	for i, a := range s.IPAddresses {
+		path := fmt.Sprintf("spec.ipAddresses[%d]", i)
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" {
+			c.errorf(path, "%q is not a valid IP address", a)
+			continue
+		}
+		c.unique(seen, path, "spec.ipAddresses", ip.Unmap().String(), i)
+	}
+	for i, u := range s.URIs {
+		if p, err := url.Parse(u); err != nil || p.Scheme == "" || strings.ContainsAny(u, " \t\r\n") {
+			c.errorf(fmt.Sprintf("spec.uris[%d]", i), "%q is not an absolute URI with a scheme", u)
+		}
+	}
+	for i, e := range s.EmailAddresses {
+		c.email(fmt.Sprintf("spec.emailAddresses[%d]", i), e)
+	}
+	c.lifetime(s)
+	c.privateKey(&s.PrivateKey)
+	for i, u := range s.Usages {
+		if canonicalUsage(u) == "" {
+			c.errorf(fmt.Sprintf("spec.usages[%d]", i), "%q is not a known usage (e.g. \"digital signature\", \"key encipherment\", \"server auth\", \"client auth\")", u)
+		}
+	}
+	if sub := s.Subject; sub != nil {
+		for i, country := range sub.Countries {
+			if len(country) != 2 {
+				c.errorf(fmt.Sprintf("spec.subject.countries[%d]", i), "%q is not a two-letter country code", country)
+			}
+		}
+	}
+	if s.Deploy != nil {
+		c.deploy(s.Deploy)
+	}
+}
+
+// unique reports a repeated entry of a list; seen maps keys to indexes.
+func (c *checker) unique(seen map[string]int, path, list, key string, i int) {
+	if j, dup := seen[key]; dup {
+		c.errorf(path, "duplicate of %s[%d]", list, j)
+		return
+	}
+	seen[key] = i
+}
+
+func (c *checker) lifetime(s *CertificateSpec) {
+	duration := DefaultDuration
+	if s.Duration != "" {
+		d, msg := parsePositiveDuration(s.Duration)
+		if msg != "" {
+			c.errorf("spec.duration", "%q %s", s.Duration, msg)
+			return
+		}
+		duration = d
+	}
+	if s.RenewBefore != "" && s.RenewBeforePercentage != nil {
+		c.errorf("spec.renewBeforePercentage", "set either renewBefore or renewBeforePercentage, not both")
+		return
+	}
+	if p := s.RenewBeforePercentage; p != nil && (*p < 1 || *p > 99) {
+		c.errorf("spec.renewBeforePercentage", "%d is out of range 1-99", *p)
+	}
+	if s.RenewBefore != "" {
+		rb, msg := parsePositiveDuration(s.RenewBefore)
+		switch {
+		case msg != "":
+			c.errorf("spec.renewBefore", "%q %s", s.RenewBefore, msg)
+		case rb >= duration:
+			c.errorf("spec.renewBefore", "%s must be shorter than the duration %s", s.RenewBefore, duration)
+		}
+	}
+}
+
+func (c *checker) privateKey(k *PrivateKey) {
+	const path = "spec.privateKey"
+	switch k.Algorithm {
+	case "", AlgorithmECDSA:
+		if k.Size != 0 && k.Size != 256 && k.Size != 384 && k.Size != 521 {
+			c.errorf(path+".size", "%d is not an ECDSA curve size (256, 384 or 521)", k.Size)
+		}
+	case AlgorithmRSA:
+		if k.Size != 0 && (k.Size < 2048 || k.Size > 8192 || k.Size%8 != 0) {
+			c.errorf(path+".size", "%d is not a valid RSA key size (2048 to 8192, a multiple of 8)", k.Size)
+		}
+	case AlgorithmEd25519:
+		if k.Size != 0 {
+			c.errorf(path+".size", "must be omitted for Ed25519")
+		}
+	default:
+		c.errorf(path+".algorithm", "%q is not supported (want ECDSA, RSA or Ed25519)", k.Algorithm)
+	}
+	switch k.RotationPolicy {
+	case "", RotationAlways, RotationNever:
+	default:
+		c.errorf(path+".rotationPolicy", "%q is not supported (want Always or Never)", k.RotationPolicy)
+	}
+}
+
+func (c *checker) deploy(d *Deployment) {
+	const path = "spec.deploy"
+	if len(d.Agents) == 0 && (d.AgentSelector == nil || len(d.AgentSelector.MatchLabels) == 0) {
+		c.errorf(path, "at least one of agents or agentSelector.matchLabels is required")
+	}
+	seen := map[string]int{}
+	for i, a := range d.Agents {
+		p := fmt.Sprintf("%s.agents[%d]", path, i)
+		c.name(p, a)
+		c.unique(seen, p, path+".agents", a, i)
+	}
+	if d.AgentSelector != nil {
+		c.labels(path+".agentSelector.matchLabels", d.AgentSelector.MatchLabels, true)
+	}
+	c.deployFiles(&d.Files)
+	if d.Reload != nil && (len(d.Reload) == 0 || d.Reload[0] == "") {
+		c.errorf(path+".reload", "must be a non-empty argv list whose first element is the command")
+	}
+	if v := d.Verify; v != nil {
+		if msg := hostPortProblem(v.Address); v.Address != "" && msg != "" {
+			c.errorf(path+".verify.address", "%q %s", v.Address, msg)
+		}
+		if v.ServerName != "" && !isDNSName(v.ServerName, false) {
+			c.errorf(path+".verify.serverName", "%q is not a valid DNS name", v.ServerName)
+		}
+	}
+}
+
+func (c *checker) deployFiles(f *DeployFiles) {
+	const path = "spec.deploy.files"
+	if f.Cert == "" && f.Fullchain == "" {
+		c.errorf(path, "at least one of cert or fullchain is required")
+	}
+	seen := map[string]string{}
+	for _, file := range []struct{ name, p string }{
+		{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key},
+	} {
+		if file.p == "" {
+			continue
+		}
+		c.absPath(path+"."+file.name, file.p)
+		if other, dup := seen[file.p]; dup {
+			c.errorf(path+"."+file.name, "%q is also the %s path", file.p, other)
+		}
+		seen[file.p] = file.name
+	}
+	if f.Mode != "" {
+		m, err := strconv.ParseUint(f.Mode, 8, 32)
+		if err != nil || m > 0o777 || len(f.Mode) < 3 || len(f.Mode) > 4 {
+			c.errorf(path+".mode", "%q is not an octal file mode up to \"0777\" (e.g. \"0600\")", f.Mode)
+		}
+	}
+	if f.Owner != "" && !isOwner(f.Owner) {
+		c.errorf(path+".owner", "%q is not a valid user name or uid", f.Owner)
+	}
+	if f.Group != "" && !isOwner(f.Group) {
+		c.errorf(path+".group", "%q is not a valid group name or gid", f.Group)
+	}
+}
+
+func (c *checker) alertPolicy(s *AlertPolicySpec) {
+	if e := s.CertificateExpiring; e != nil {
+		c.expiryThreshold("spec.certificateExpiring.warning", e.Warning)
+		c.expiryThreshold("spec.certificateExpiring.critical", e.Critical)
+		if e.Warning == nil && e.Critical == nil {
+			c.errorf("spec.certificateExpiring", "at least one of warning or critical is required")
+		}
+	}
+	for _, d := range []struct{ path, value string }{
+		{"spec.renewalOverdueAfter", s.RenewalOverdueAfter},
+		{"spec.agentOfflineAfter", s.AgentOfflineAfter},
+		{"spec.reconcileStalledAfter", s.ReconcileStalled},
+		{"spec.sourceStaleAfter", s.SourceStale},
+		{"spec.backupTooOldAfter", s.BackupTooOld},
+		{"spec.renotifyInterval", s.RenotifyInterval},
+	} {
+		c.duration(d.path, d.value)
+	}
+	if r := s.JobFailureRatio; r != nil {
+		if r.Ratio <= 0 || r.Ratio > 1 {
+			c.errorf("spec.jobFailureRatio.ratio", "%v is out of range (0, 1]", r.Ratio)
+		}
+		c.duration("spec.jobFailureRatio.window", r.Window)
+		if r.MinJobs < 0 {
+			c.errorf("spec.jobFailureRatio.minJobs", "must not be negative")
+		}
+	}
+	if f := s.IssuanceFailures; f != nil {
+		if f.Count < 0 {
+			c.errorf("spec.issuanceFailures.count", "must not be negative")
+		}
+		c.duration("spec.issuanceFailures.window", f.Window)
+	}
+	seen := map[string]int{}
+	for i, n := range s.Notify {
+		p := fmt.Sprintf("spec.notify[%d]", i)
+		c.name(p, n)
+		c.unique(seen, p, "spec.notify", n, i)
+	}
+}
+
+func (c *checker) expiryThreshold(path string, t *ExpiryThreshold) {
+	if t == nil {
+		return
+	}
+	if t.Remaining == "" && t.RemainingFraction == nil {
+		c.errorf(path, "at least one of remaining or remainingFraction is required")
+	}
+	c.duration(path+".remaining", t.Remaining)
+	if f := t.RemainingFraction; f != nil && (*f <= 0 || *f >= 1) {
+		c.errorf(path+".remainingFraction", "%v is out of range (0, 1)", *f)
+	}
+}
+
+func (c *checker) notificationChannel(s *NotificationChannelSpec) {
+	c.exactlyOne("spec", []string{"slack", "smtp", "webhook"}, s.Slack != nil, s.SMTP != nil, s.Webhook != nil)
+	if sl := s.Slack; sl != nil {
+		c.requiredAbsPath("spec.slack.webhookURLFile", sl.WebhookURLFile)
+	}
+	if m := s.SMTP; m != nil {
+		if _, err := netip.ParseAddr(m.Host); m.Host != "" && err != nil && !isDNSName(m.Host, false) {
+			c.errorf("spec.smtp.host", "%q is not a valid host name or IP address", m.Host)
+		}
+		if m.Port < 1 || m.Port > 65535 {
+			c.errorf("spec.smtp.port", "%d is out of range 1-65535", m.Port)
+		}
+		if m.From != "" {
+			c.email("spec.smtp.from", m.From)
+		}
+		if len(m.To) == 0 {
+			c.errorf("spec.smtp.to", "at least one recipient is required")
+		}
+		for i, to := range m.To {
+			c.email(fmt.Sprintf("spec.smtp.to[%d]", i), to)
+		}
+		c.absPath("spec.smtp.passwordFile", m.PasswordFile)
+	}
+	if w := s.Webhook; w != nil {
+		if w.URL != "" {
+			c.httpURL("spec.webhook.url", w.URL, false)
+		}
+		c.absPath("spec.webhook.hmacSecretFile", w.HMACSecretFile)
+	}
+}
+
+func (c *checker) backupPolicy(s *BackupPolicySpec) {
+	if s.Schedule != "" {
+		if err := checkCron(s.Schedule); err != nil {
+			c.errorf("spec.schedule", "%q is not a valid cron schedule: %v", s.Schedule, err)
+		}
+	}
+	r := s.Retention
+	if r.Count < 0 {
+		c.errorf("spec.retention.count", "must not be negative")
+	}
+	if r.Count == 0 && r.MaxAge == "" {
+		c.errorf("spec.retention", "at least one of count or maxAge is required")
+	}
+	c.duration("spec.retention.maxAge", r.MaxAge)
+	d := s.Destination
+	c.exactlyOne("spec.destination", []string{"directory", "s3"}, d.Directory != "", d.S3 != nil)
+	c.absPath("spec.destination.directory", d.Directory)
+	if s3 := d.S3; s3 != nil {
+		const path = "spec.destination.s3"
+		if s3.Bucket != "" && !isBucketName(s3.Bucket) {
+			c.errorf(path+".bucket", "%q is not a valid bucket name (3-63 lowercase letters, digits, '.' and '-')", s3.Bucket)
+		}
+		if s3.Endpoint != "" {
+			c.httpURL(path+".endpoint", s3.Endpoint, false)
+		}
+		if strings.HasPrefix(s3.Prefix, "/") {
+			c.errorf(path+".prefix", "%q must not start with '/'", s3.Prefix)
+		}
+		for _, env := range []struct{ name, v string }{
+			{"accessKeyIDEnv", s3.AccessKeyIDEnv}, {"secretAccessKeyEnv", s3.SecretAccessKeyEnv},
+		} {
+			if env.v != "" && !isEnvName(env.v) {
+				c.errorf(path+"."+env.name, "%q is not a valid environment variable name", env.v)
+			}
+		}
+		c.absPath(path+".credentialsFile", s3.CredentialsFile)
+	}
+}
+
+func isBucketName(s string) bool {
+	if len(s) < 3 || len(s) > 63 || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '.' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// normalize writes defaults into a spec that validated cleanly, so that
+// equal meaning gives equal content hashes. Only Certificate has defaults.
+func normalize(spec any) {
+	s, ok := spec.(*CertificateSpec)
+	if !ok {
+		return
+	}
+	if s.Duration == "" {
+		s.Duration = "2160h"
+	}
+	k := &s.PrivateKey
+	if k.Algorithm == "" {
+		k.Algorithm = AlgorithmECDSA
+	}
+	if k.Size == 0 {
+		switch k.Algorithm {
+		case AlgorithmECDSA:
+			k.Size = 256
+		case AlgorithmRSA:
+			k.Size = 2048
+		}
+	}
+	if k.RotationPolicy == "" {
+		k.RotationPolicy = RotationAlways
+	}
+	for i, u := range s.Usages {
+		s.Usages[i] = canonicalUsage(u)
+	}
+}

@@ -1,0 +1,211 @@
+package spec
+
+import (
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Lexical checks shared by the per-kind validation.
+
+func isAlnum(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label in lowercase: object names.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isHostLabel is isDNSLabel allowing upper case, as DNS names compare case-insensitively.
+func isHostLabel(s string) bool { return isDNSLabel(strings.ToLower(s)) }
+
+// isDNSName reports whether s is a host name of RFC 1123 labels, at most 253
+// characters, with no trailing dot. A wildcard is allowed only as the whole
+// leftmost label of a name with at least two more labels (*.example.com).
+func isDNSName(s string, wildcard bool) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	if wildcard && labels[0] == "*" && len(labels) >= 3 {
+		labels = labels[1:]
+	}
+	for _, l := range labels {
+		if !isHostLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabelValue reports whether s is a Kubernetes-style label value (or the name part of a key).
+func isLabelValue(s string) bool {
+	if len(s) == 0 || len(s) > 63 || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !isAlnum(b) && b != '-' && b != '_' && b != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// isQualifiedName reports whether s is a label key: [DNS-subdomain "/"] name.
+func isQualifiedName(s string) bool {
+	prefix, name, ok := strings.Cut(s, "/")
+	if !ok {
+		return isLabelValue(s)
+	}
+	return isDNSName(strings.ToLower(prefix), false) && isLabelValue(name)
+}
+
+// absPathProblem describes what is wrong with a file path, or returns "".
+func absPathProblem(p string) string {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return "is not an absolute path"
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return `must not contain ".."`
+	case strings.ContainsRune(p, 0):
+		return "must not contain a NUL byte"
+	case path.Clean(p) != p:
+		return "is not a clean path (want " + strconv.Quote(path.Clean(p)) + ")"
+	}
+	return ""
+}
+
+// parsePositiveDuration parses a Go duration that must be positive.
+func parsePositiveDuration(s string) (time.Duration, string) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, `is not a valid duration (use Go syntax such as "720h" or "90m")`
+	}
+	if d <= 0 {
+		return 0, "must be positive"
+	}
+	return d, ""
+}
+
+// isEmail reports whether s is a bare addr-spec such as ops@example.com.
+func isEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
+		return false
+	}
+	_, domain, _ := strings.Cut(s, "@")
+	return isDNSName(domain, false) || strings.HasPrefix(domain, "[")
+}
+
+// httpURLProblem describes what is wrong with an http(s) URL, or returns "".
+func httpURLProblem(s string, loopbackHTTP bool) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "is not a valid absolute URL"
+	}
+	switch {
+	case u.Scheme == "https":
+		return ""
+	case u.Scheme == "http" && !loopbackHTTP:
+		return ""
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return ""
+	case u.Scheme == "http":
+		return "must use https (http is allowed only for loopback hosts)"
+	}
+	return "must be an http or https URL"
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// hostPortProblem describes what is wrong with a host:port address, or returns "".
+func hostPortProblem(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return `is not a valid host:port address (e.g. "127.0.0.1:443")`
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "has an invalid port (want 1-65535)"
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !isDNSName(host, false) {
+		return "has an invalid host"
+	}
+	return ""
+}
+
+// isOwner reports whether s is a POSIX user or group name or a numeric id.
+func isOwner(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	if _, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return true
+	}
+	if !('a' <= s[0] && s[0] <= 'z' || s[0] == '_') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		b := s[i]
+		if !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '_' || b == '-' || b == '.' || b == '$' && i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// isEnvName reports whether s is a portable environment variable name.
+func isEnvName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !isAlnum(b) && b != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether s is a short identifier of letters, digits and ._- (provider and profile names).
+func isToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !isAlnum(b) && b != '_' && b != '-' && b != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

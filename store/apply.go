@@ -1,0 +1,271 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/spec"
+)
+
+// Revision outcomes (reconcile.RevisionRecord.Outcome).
+const (
+	OutcomeApplied      = "applied"
+	OutcomeInvalid      = "invalid"
+	OutcomePruneBlocked = "prune-blocked"
+	OutcomeFailed       = "failed"
+)
+
+// Apply applies plan as revision rev in one transaction: the revision record
+// with its per-object actions, the object creates, updates and deletes, and
+// the status. On any error nothing is changed. It returns the revision's id.
+//
+// Updates overwrite the stored row whatever it holds, so a plan made against
+// ContentHashes repairs rows edited out of band.
+func (s *Store) Apply(ctx context.Context, rev reconcile.Revision, plan reconcile.Plan, status reconcile.Status) (int64, error) {
+	if err := checkPlan(plan); err != nil {
+		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
+	}
+	var id int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// Replicas apply one at a time even if two believe they lead.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
+			return fmt.Errorf("take apply lock: %w", err)
+		}
+		var err error
+		id, err = insertRevision(ctx, tx, rev, OutcomeApplied, nil, plan.Counts(), len(plan.Changes))
+		if err != nil {
+			return err
+		}
+		if err := insertActions(ctx, tx, id, plan.Changes); err != nil {
+			return err
+		}
+		if err := writeObjects(ctx, tx, id, plan.Changes); err != nil {
+			return err
+		}
+		if err := deleteObjects(ctx, tx, plan.Changes); err != nil {
+			return err
+		}
+		return writeStatus(ctx, tx, status)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
+	}
+	s.logger.Debug("revision applied", "revision", rev.String(), "id", id, "changes", len(plan.Changes))
+	return id, nil
+}
+
+// RecordAttempt records a revision that was refused (outcome invalid,
+// prune-blocked or failed) with its errors, and writes the status. Objects
+// are left untouched. It returns the revision's id.
+func (s *Store) RecordAttempt(ctx context.Context, rev reconcile.Revision, outcome string, errs spec.ErrorList, status reconcile.Status) (int64, error) {
+	switch outcome {
+	case OutcomeInvalid, OutcomePruneBlocked, OutcomeFailed:
+	default:
+		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q",
+			rev, outcome, OutcomeInvalid, OutcomePruneBlocked, OutcomeFailed)
+	}
+	var id int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if id, err = insertRevision(ctx, tx, rev, outcome, errs, nil, 0); err != nil {
+			return err
+		}
+		return writeStatus(ctx, tx, status)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: record attempt %s: %w", rev, err)
+	}
+	return id, nil
+}
+
+// checkPlan rejects plans Apply cannot carry out, before touching the database.
+func checkPlan(plan reconcile.Plan) error {
+	for _, c := range plan.Changes {
+		switch c.Action {
+		case reconcile.ActionCreate, reconcile.ActionUpdate:
+			if c.Object == nil {
+				return fmt.Errorf("%s %s: change has no object", c.Action, c.Key)
+			}
+			if c.Object.Key() != c.Key {
+				return fmt.Errorf("%s %s: change carries object %s", c.Action, c.Key, c.Object.Key())
+			}
+		case reconcile.ActionDelete:
+		default:
+			return fmt.Errorf("%s: unknown action %q", c.Key, c.Action)
+		}
+	}
+	return nil
+}
+
+func insertRevision(ctx context.Context, tx pgx.Tx, rev reconcile.Revision, outcome string, errs spec.ErrorList, counts map[spec.Kind]reconcile.Counts, actions int) (int64, error) {
+	var committedAt *time.Time
+	if !rev.Time.IsZero() {
+		committedAt = &rev.Time
+	}
+	errsJSON, err := nullableJSON(errs, len(errs) == 0)
+	if err != nil {
+		return 0, err
+	}
+	countsJSON, err := nullableJSON(counts, counts == nil)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = tx.QueryRow(ctx, `
+		INSERT INTO revisions (ref, commit, author, message, committed_at, outcome, errors, counts, action_count)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		RETURNING id`,
+		rev.Ref, rev.Commit, rev.Author, rev.Message, committedAt, outcome, errsJSON, countsJSON, actions,
+	).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("insert revision: %w", err)
+	}
+	return id, nil
+}
+
+// insertActions writes one revision_actions row per change, in plan order.
+func insertActions(ctx context.Context, tx pgx.Tx, revisionID int64, changes []reconcile.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"revision_actions"},
+		[]string{"revision_id", "seq", "action", "kind", "name"},
+		pgx.CopyFromSlice(len(changes), func(i int) ([]any, error) {
+			c := changes[i]
+			return []any{revisionID, int32(i), string(c.Action), string(c.Key.Kind), c.Key.Name}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("insert revision actions: %w", err)
+	}
+	return nil
+}
+
+// writeObjects writes the plan's creates and updates. Creates are COPYed
+// straight into objects (a create of an existing object fails the apply: the
+// plan is stale). Updates are COPYed into a temporary staging table and
+// merged with one INSERT ... ON CONFLICT, which bumps the generation of rows
+// that exist (and inserts rows that vanished since planning).
+func writeObjects(ctx context.Context, tx pgx.Tx, revisionID int64, changes []reconcile.Change) error {
+	var creates, updates []reconcile.Change
+	for _, c := range changes {
+		switch c.Action {
+		case reconcile.ActionCreate:
+			creates = append(creates, c)
+		case reconcile.ActionUpdate:
+			updates = append(updates, c)
+		}
+	}
+	columns := []string{"kind", "name", "labels", "annotations", "spec", "hash", "source_file", "source_line", "revision_id"}
+	copyRows := func(table string, cs []reconcile.Change) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns,
+			pgx.CopyFromSlice(len(cs), func(i int) ([]any, error) { return objectRow(cs[i], revisionID) }))
+		return err
+	}
+	if len(creates) > 0 {
+		if err := copyRows("objects", creates); err != nil {
+			return fmt.Errorf("create objects: %w", err)
+		}
+	}
+	if len(updates) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		CREATE TEMPORARY TABLE objects_stage (
+			kind text COLLATE "C", name text COLLATE "C",
+			labels jsonb, annotations jsonb, spec jsonb, hash text,
+			source_file text, source_line integer, revision_id bigint
+		) ON COMMIT DROP`)
+	if err != nil {
+		return fmt.Errorf("create staging table: %w", err)
+	}
+	if err := copyRows("objects_stage", updates); err != nil {
+		return fmt.Errorf("stage object updates: %w", err)
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO objects AS o (kind, name, labels, annotations, spec, hash, source_file, source_line, revision_id)
+		SELECT kind, name, labels, annotations, spec, hash, source_file, source_line, revision_id
+		FROM objects_stage
+		ON CONFLICT (kind, name) DO UPDATE SET
+			labels      = excluded.labels,
+			annotations = excluded.annotations,
+			spec        = excluded.spec,
+			hash        = excluded.hash,
+			source_file = excluded.source_file,
+			source_line = excluded.source_line,
+			revision_id = excluded.revision_id,
+			generation  = o.generation + 1,
+			updated_at  = now()`)
+	if err != nil {
+		return fmt.Errorf("update objects: %w", err)
+	}
+	return nil
+}
+
+// objectRow is a create or update as a row for writeObjects' columns. JSON
+// goes as []byte, which pgx sends as is.
+func objectRow(c reconcile.Change, revisionID int64) ([]any, error) {
+	o := c.Object
+	labels, err := mapJSON(o.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("%s: labels: %w", c.Key, err)
+	}
+	annotations, err := mapJSON(o.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("%s: annotations: %w", c.Key, err)
+	}
+	specJSON, err := json.Marshal(o.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec: %w", c.Key, err)
+	}
+	hash := c.NewHash
+	if hash == "" {
+		hash = o.Hash()
+	}
+	return []any{string(o.Kind), o.Name, labels, annotations, specJSON, hash, o.Source.File, int32(o.Source.Line), revisionID}, nil
+}
+
+func deleteObjects(ctx context.Context, tx pgx.Tx, changes []reconcile.Change) error {
+	var kinds, names []string
+	for _, c := range changes {
+		if c.Action == reconcile.ActionDelete {
+			kinds = append(kinds, string(c.Key.Kind))
+			names = append(names, c.Key.Name)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		DELETE FROM objects o
+		USING unnest($1::text[], $2::text[]) AS d(kind, name)
+		WHERE o.kind = d.kind AND o.name = d.name`, kinds, names)
+	if err != nil {
+		return fmt.Errorf("delete objects: %w", err)
+	}
+	return nil
+}
+
+// mapJSON renders labels or annotations; nil and empty both become {}.
+func mapJSON(m map[string]string) ([]byte, error) {
+	if len(m) == 0 {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(m)
+}
+
+// nullableJSON renders v, or SQL NULL when null is true.
+func nullableJSON(v any, null bool) ([]byte, error) {
+	if null {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", v, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certops/certops/reconcile"
+)
+
+// SetStatus replaces the reconciler's status.
+func (s *Store) SetStatus(ctx context.Context, status reconcile.Status) error {
+	if err := s.inTx(ctx, func(tx pgx.Tx) error { return writeStatus(ctx, tx, status) }); err != nil {
+		return fmt.Errorf("store: set status: %w", err)
+	}
+	return nil
+}
+
+// Status returns the reconciler's status; the zero Status before any was written.
+func (s *Store) Status(ctx context.Context) (reconcile.Status, error) {
+	var st reconcile.Status
+	var errsJSON, conditionsJSON []byte
+	err := s.pool.QueryRow(ctx, `
+		SELECT last_applied_revision, last_applied_at, last_attempted_revision, last_attempted_at,
+		       last_fetch_at, errors, conditions
+		FROM source_status WHERE id = 1`,
+	).Scan(&st.LastAppliedRevision, &st.LastAppliedAt, &st.LastAttemptedRevision, &st.LastAttemptedAt,
+		&st.LastFetchAt, &errsJSON, &conditionsJSON)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return reconcile.Status{}, nil
+	}
+	if err != nil {
+		return reconcile.Status{}, fmt.Errorf("store: read status: %w", err)
+	}
+	if errsJSON != nil {
+		if err := json.Unmarshal(errsJSON, &st.Errors); err != nil {
+			return reconcile.Status{}, fmt.Errorf("store: decode status errors: %w", err)
+		}
+	}
+	if conditionsJSON != nil {
+		if err := json.Unmarshal(conditionsJSON, &st.Conditions); err != nil {
+			return reconcile.Status{}, fmt.Errorf("store: decode status conditions: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func writeStatus(ctx context.Context, tx pgx.Tx, st reconcile.Status) error {
+	errsJSON, err := nullableJSON(st.Errors, st.Errors == nil)
+	if err != nil {
+		return err
+	}
+	conditionsJSON, err := nullableJSON(st.Conditions, st.Conditions == nil)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO source_status (id, last_applied_revision, last_applied_at, last_attempted_revision,
+		                           last_attempted_at, last_fetch_at, errors, conditions, updated_at)
+		VALUES (1, $1, $2, $3, $4, $5, $6, $7, now())
+		ON CONFLICT (id) DO UPDATE SET
+			last_applied_revision   = excluded.last_applied_revision,
+			last_applied_at         = excluded.last_applied_at,
+			last_attempted_revision = excluded.last_attempted_revision,
+			last_attempted_at       = excluded.last_attempted_at,
+			last_fetch_at           = excluded.last_fetch_at,
+			errors                  = excluded.errors,
+			conditions              = excluded.conditions,
+			updated_at              = now()`,
+		st.LastAppliedRevision, st.LastAppliedAt, st.LastAttemptedRevision, st.LastAttemptedAt,
+		st.LastFetchAt, errsJSON, conditionsJSON)
+	if err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
