@@ -12,7 +12,7 @@ import (
 // InitRepo turns dir into a git repository on branch main and commits
 // everything in it. It returns the commit id.
 func InitRepo(ctx context.Context, dir string) (string, error) {
-	if _, err := git(ctx, dir, "init", "-q", "-b", "main"); err != nil {
+	if _, err := Git(ctx, dir, "init", "-q", "-b", "main"); err != nil {
 		return "", err
 	}
 	return Commit(ctx, dir, "fleet: generated config")
@@ -22,18 +22,18 @@ func InitRepo(ctx context.Context, dir string) (string, error) {
 // it with message msg. It returns the new commit id; committing with nothing
 // changed is an error.
 func Commit(ctx context.Context, dir, msg string) (string, error) {
-	if _, err := git(ctx, dir, "add", "-A"); err != nil {
+	if _, err := Git(ctx, dir, "add", "-A"); err != nil {
 		return "", err
 	}
-	if _, err := git(ctx, dir, "commit", "-q", "-m", msg); err != nil {
+	if _, err := Git(ctx, dir, "commit", "-q", "-m", msg); err != nil {
 		return "", err
 	}
-	return git(ctx, dir, "rev-parse", "HEAD")
+	return Git(ctx, dir, "rev-parse", "HEAD")
 }
 
-// git runs the git CLI in dir, isolated from the user's and the system's
+// Git runs the git CLI in dir, isolated from the user's and the system's
 // configuration, and returns its trimmed standard output.
-func git(ctx context.Context, dir string, args ...string) (string, error) {
+func Git(ctx context.Context, dir string, args ...string) (string, error) {
 	base := []string{
 		"-c", "user.name=certops fleet",
 		"-c", "user.email=fleet@certops.invalid",

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing/fstest"
 	"time"
@@ -141,9 +142,20 @@ func (s *Source) read() (snapshot, error) {
 	}
 	defer root.Close()
 	fsys := root.FS()
-	paths, err := reconcile.ConfigFiles(fsys)
+	var paths []string
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && p != "." && strings.HasPrefix(d.Name(), "."):
+			return fs.SkipDir
+		case !d.IsDir() && spec.IsConfigFile(p):
+			paths = append(paths, p)
+		}
+		return nil
+	})
 	if err != nil {
-		return snapshot{}, err
+		return snapshot{}, fmt.Errorf("list config files: %w", err)
 	}
 	paths = append(paths, reconcile.AllowPruneFile)
 	snap := snapshot{fsys: snapFS{MapFS: fstest.MapFS{}, errs: map[string]error{}}, hashes: map[string]string{}}

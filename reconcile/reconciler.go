@@ -262,12 +262,8 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 		return r.transient(ctx, head, "FetchFailed", fmt.Errorf("read revision: %w", err))
 	}
 	changed := r.changedSince(ctx, head)
-	state, verrs, err := r.loader.Load(fsys, head.Commit, changed)
+	state, verrs := r.loader.Load(fsys, head.Commit, changed)
 	r.m.duration.WithLabelValues("load").Observe(time.Since(t).Seconds())
-	if err != nil {
-		r.loader.Reset()
-		return r.transient(ctx, head, "LoadFailed", err)
-	}
 	allowed, err := ReadAllowPrune(fsys)
 	if err != nil {
 		verrs = append(verrs, spec.Error{File: AllowPruneFile, Message: err.Error()})

@@ -92,4 +92,3 @@ func truncate(tb testing.TB, admin *pgxpool.Pool) {
 		tb.Fatal(err)
 	}
 }
-

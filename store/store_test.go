@@ -20,6 +20,7 @@ import (
 )
 
 func TestApplyCreateUpdateDelete(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 
@@ -95,6 +96,7 @@ func TestApplyCreateUpdateDelete(t *testing.T) {
 }
 
 func TestReapplyChangesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	desired := fleet(20, 5)
@@ -120,6 +122,7 @@ func TestReapplyChangesNothing(t *testing.T) {
 // Every object written from a spec.Object and read back hashes the same,
 // whatever its labels look like (nil, empty, set) and whatever its spec holds.
 func TestContentHashRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	frac, ratio := 0.25, 0.1
@@ -155,6 +158,7 @@ func TestContentHashRoundTrip(t *testing.T) {
 }
 
 func TestApplyFailureLeavesPreviousStateWhole(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	v1 := fleet(30, 5)
@@ -206,6 +210,7 @@ func TestApplyFailureLeavesPreviousStateWhole(t *testing.T) {
 }
 
 func TestApplyRejectsMalformedPlan(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	plan := reconcile.Plan{Changes: []reconcile.Change{
@@ -221,6 +226,7 @@ func TestApplyRejectsMalformedPlan(t *testing.T) {
 }
 
 func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	converge(t, s, "1", fleet(3, 2))
@@ -262,6 +268,7 @@ func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
 }
 
 func TestContentHashesDetectOutOfBandEdit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	desired := fleet(5, 2)
@@ -304,6 +311,7 @@ func TestContentHashesDetectOutOfBandEdit(t *testing.T) {
 }
 
 func TestStatusRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	got, err := s.Status(ctx)
@@ -343,6 +351,7 @@ func TestStatusRoundTrip(t *testing.T) {
 }
 
 func TestListObjectsPagesAndFilters(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	desired := fleet(25, 12)
@@ -414,6 +423,7 @@ func TestListObjectsPagesAndFilters(t *testing.T) {
 }
 
 func TestGetObjectNotFound(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	_, err := s.GetObject(context.Background(), spec.KindCertificate, "missing")
 	if !errors.Is(err, store.ErrNotFound) {
@@ -422,6 +432,7 @@ func TestGetObjectNotFound(t *testing.T) {
 }
 
 func TestListRevisionsBoundsActions(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	converge(t, s, "1", fleet(store.MaxActionsPerRevison+100, 0))
@@ -439,6 +450,7 @@ func TestListRevisionsBoundsActions(t *testing.T) {
 }
 
 func TestLeaderLease(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.DB(t)
 	s1, s2 := openStore(t, url), openStore(t, url)
@@ -462,7 +474,8 @@ func TestLeaderLease(t *testing.T) {
 	}
 	// The leader's session dies: leadership is lost, and another can lead.
 	if _, err := adminPool(t, s1).Exec(ctx,
-		"SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"); err != nil {
+		`SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+		 WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.pid <> pg_backend_pid()`); err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, l2.Done(), "lease whose connection died")

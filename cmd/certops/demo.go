@@ -46,6 +46,12 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 			fmt.Fprintln(env.stderr, "certops demo:", err)
 			return 1
 		}
+		// Run as root, PostgreSQL runs as the postgres user and must be able
+		// to reach its data directory inside this one.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			fmt.Fprintln(env.stderr, "certops demo:", err)
+			return 1
+		}
 		if !keep {
 			defer os.RemoveAll(dir)
 		}

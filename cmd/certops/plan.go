@@ -79,10 +79,7 @@ func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, error) {
 			}
 		}
 		var l reconcile.Loader
-		st, errs, err := l.Load(fsys, commit, nil)
-		if err != nil {
-			return spec.State{}, nil, err
-		}
+		st, errs := l.Load(fsys, commit, nil)
 		if len(errs) > 0 {
 			return spec.State{}, nil, fmt.Errorf("revision %s is invalid: %w", rev, errs)
 		}

@@ -1,0 +1,444 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certops/certops/fleet"
+	"github.com/certops/certops/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// syncBuffer is a bytes.Buffer safe for a command writing while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cli runs the certops command line in-process.
+func cli(ctx context.Context, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	var out, errOut syncBuffer
+	code = run(ctx, append([]string{"certops"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if content == "" {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func gitCLI(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := fleet.Git(context.Background(), dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const issuerDoc = `apiVersion: certops/v1
+kind: Issuer
+metadata: {name: internal-ca}
+spec:
+  localCA: {certFile: /etc/certops/ca/tls.crt, keyFile: /etc/certops/ca/tls.key}
+---
+apiVersion: certops/v1
+kind: Agent
+metadata: {name: web-01, labels: {role: web}}
+spec:
+  tokenSHA256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+`
+
+func certDoc(name, host string) string {
+	return fmt.Sprintf(`---
+apiVersion: certops/v1
+kind: Certificate
+metadata: {name: %s, labels: {team: shop}}
+spec:
+  issuerRef: internal-ca
+  commonName: %s
+  dnsNames: [%s]
+  deploy:
+    agents: [web-01]
+    files: {cert: /etc/ssl/%s/cert.pem, key: /etc/ssl/%s/key.pem, mode: "0600"}
+    reload: [nginx, -s, reload]
+`, name, host, host, name, name)
+}
+
+func TestValidate(t *testing.T) {
+	ctx := context.Background()
+	if code, _, stderr := cli(ctx, nil, "validate", "../../examples/config"); code != 0 {
+		t.Fatalf("validate examples: exit %d, want 0\n%s", code, stderr)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"base.yaml":       issuerDoc,
+		"certs/bad.yaml":  certDoc("shop", "bad_host.example.com") + "  bogus: 1\n",
+		"certs/also.yaml": strings.Replace(certDoc("blog", "blog.example.com"), "internal-ca", "missing-ca", 1),
+	})
+	code, stdout, _ := cli(ctx, nil, "validate", dir)
+	if code != 1 {
+		t.Fatalf("validate invalid dir: exit %d, want 1", code)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	re := regexp.MustCompile(`^certs/(bad|also)\.yaml:\d+: .+`)
+	for _, l := range lines {
+		if !re.MatchString(l) {
+			t.Errorf("error line %q is not FILE:LINE: message relative to DIR", l)
+		}
+	}
+	for _, want := range []string{"bad_host.example.com", "bogus", "missing-ca"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("validate output lacks an error about %s:\n%s", want, stdout)
+		}
+	}
+	if code, _, _ := cli(ctx, nil, "validate", filepath.Join(dir, "does-not-exist")); code != 1 {
+		t.Errorf("validate missing dir: exit %d, want 1", code)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"config/base.yaml": issuerDoc, "config/certs.yaml": certDoc("shop", "shop.example.com"), "README.md": "x"})
+	gitCLI(t, dir, "init", "-q", "-b", "main")
+	gitCLI(t, dir, "add", "-A")
+	gitCLI(t, dir, "commit", "-q", "-m", "base")
+	writeFiles(t, dir, map[string]string{"config/certs.yaml": certDoc("shop", "www.example.com") + certDoc("blog", "blog.example.com")})
+	gitCLI(t, dir, "checkout", "-q", "-b", "feature")
+	gitCLI(t, dir, "commit", "-q", "-am", "change")
+	writeFiles(t, dir, map[string]string{"README.md": "only docs"})
+	gitCLI(t, dir, "commit", "-q", "-am", "docs only")
+
+	code, stdout, stderr := cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "main", "--head", "HEAD", "--format", "markdown")
+	if code != 2 {
+		t.Fatalf("plan with changes: exit %d, want 2\n%s", code, stderr)
+	}
+	for _, want := range []string{"| Certificate |", "shop", "blog", "www.example.com", "```diff"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("markdown plan lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "HEAD~1", "--head", "HEAD", "--format", "json")
+	if code != 0 {
+		t.Fatalf("plan without changes: exit %d, want 0", code)
+	}
+	var rep struct{ Changes []any }
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 {
+		t.Errorf("json plan without changes: %v, %s", err, stdout)
+	}
+	if code, _, _ := cli(ctx, nil, "plan", "--repo", dir, "--base", "no-such-branch", "--head", "HEAD"); code != 1 {
+		t.Errorf("plan with a bad revision: exit %d, want 1", code)
+	}
+	writeFiles(t, dir, map[string]string{"config/certs.yaml": certDoc("shop", "bad_host")})
+	gitCLI(t, dir, "commit", "-q", "-am", "broken")
+	code, _, stderr = cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "main", "--head", "HEAD")
+	if code != 1 || !strings.Contains(stderr, "certs.yaml:") {
+		t.Errorf("plan of an invalid head: exit %d, want 1 with FILE:LINE errors\n%s", code, stderr)
+	}
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+type apiStatus struct {
+	LastAppliedRevision   string `json:"lastAppliedRevision"`
+	LastAttemptedRevision string `json:"lastAttemptedRevision"`
+	Conditions            []struct {
+		Type, Status, Reason, Message string
+	} `json:"conditions"`
+	Errors []string `json:"errors"`
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v in %s", url, err, body)
+		}
+	}
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeEndToEnd runs `certops serve` against a real bare repository that
+// receives real pushes: a good revision is applied, a broken one refused
+// while the good one keeps serving, and the fix applied. Each push is
+// announced by a signed webhook; the poll interval is an hour, so only the
+// webhook can have woken the fetch.
+func TestServeEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := t.TempDir()
+	bare := filepath.Join(base, "config.git")
+	work := filepath.Join(base, "work")
+	gitCLI(t, base, "init", "-q", "--bare", "-b", "main", bare)
+	gitCLI(t, base, "clone", "-q", bare, work)
+	writeFiles(t, work, map[string]string{"base.yaml": issuerDoc, "certs.yaml": certDoc("shop", "shop.example.com")})
+	gitCLI(t, work, "add", "-A")
+	gitCLI(t, work, "commit", "-q", "-m", "first")
+	gitCLI(t, work, "push", "-q", "origin", "main")
+	first := gitCLI(t, work, "rev-parse", "HEAD")
+
+	secretFile := filepath.Join(base, "hook-secret")
+	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	env := map[string]string{
+		"CERTOPS_DATABASE_URL":                pgtest.DB(t),
+		"CERTOPS_REPO":                        "file://" + bare,
+		"CERTOPS_REF":                         "main",
+		"CERTOPS_INTERVAL":                    "1h",
+		"CERTOPS_GENERIC_WEBHOOK_SECRET_FILE": secretFile,
+	}
+	done := make(chan int, 1)
+	var stderr string
+	go func() {
+		code, _, errOut := cli(ctx, env, "serve", "--listen", addr, "--log-format", "json")
+		stderr = errOut
+		done <- code
+	}()
+	url := "http://" + addr
+	var st apiStatus
+	waitFor(t, "the first revision to be applied", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited early with %d:\n%s", code, stderr)
+		default:
+		}
+		resp, err := http.Get(url + "/api/v1/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.LastAppliedRevision == "main@sha1:"+first
+	})
+
+	hook := func(body string, sign bool) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, url+"/hooks/generic", strings.NewReader(body))
+		if sign {
+			mac := hmac.New(sha256.New, []byte("s3cret"))
+			mac.Write([]byte(body))
+			req.Header.Set("X-Certops-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// A broken revision is refused; the first keeps serving.
+	writeFiles(t, work, map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "bad_host!")})
+	gitCLI(t, work, "commit", "-q", "-am", "broken")
+	gitCLI(t, work, "push", "-q", "origin", "main")
+	broken := gitCLI(t, work, "rev-parse", "HEAD")
+	if code := hook(`{"after":"`+strings.Repeat("0", 40)+`"}`, false); code != http.StatusUnauthorized {
+		t.Fatalf("unsigned webhook: got %d, want 401", code)
+	}
+	time.Sleep(300 * time.Millisecond)
+	getJSON(t, url+"/api/v1/status", &st)
+	if st.LastAttemptedRevision != "main@sha1:"+first {
+		t.Fatalf("an unsigned webhook woke the fetch: lastAttemptedRevision %s", st.LastAttemptedRevision)
+	}
+	if code := hook(`{"ref":"refs/heads/main"}`, true); code != http.StatusAccepted {
+		t.Fatalf("signed webhook: got %d, want 202", code)
+	}
+	waitFor(t, "the broken revision to be attempted", func() bool {
+		getJSON(t, url+"/api/v1/status", &st)
+		return st.LastAttemptedRevision == "main@sha1:"+broken
+	})
+	if st.LastAppliedRevision != "main@sha1:"+first {
+		t.Errorf("lastAppliedRevision after a broken push: got %s, want the first", st.LastAppliedRevision)
+	}
+	if len(st.Errors) == 0 || !strings.HasPrefix(st.Errors[0], "certs.yaml:") {
+		t.Errorf("status errors: got %v, want FILE:LINE errors", st.Errors)
+	}
+	stalled := false
+	for _, c := range st.Conditions {
+		stalled = stalled || (c.Type == "Stalled" && c.Status == "True")
+	}
+	if !stalled {
+		t.Errorf("conditions after a broken push: %+v, want Stalled=True", st.Conditions)
+	}
+	if code := getJSON(t, url+"/api/v1/certificates/blog", nil); code != http.StatusNotFound {
+		t.Errorf("certificate of the broken revision: got %d, want 404", code)
+	}
+
+	// The fix is applied.
+	writeFiles(t, work, map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "blog.example.com")})
+	gitCLI(t, work, "commit", "-q", "-am", "fix")
+	gitCLI(t, work, "push", "-q", "origin", "main")
+	fixed := gitCLI(t, work, "rev-parse", "HEAD")
+	hook(`{}`, true)
+	waitFor(t, "the fix to be applied", func() bool {
+		getJSON(t, url+"/api/v1/status", &st)
+		return st.LastAppliedRevision == "main@sha1:"+fixed
+	})
+	var list struct {
+		Items []struct{ Name string }
+		Next  string
+	}
+	getJSON(t, url+"/api/v1/certificates?label=team=shop", &list)
+	if len(list.Items) != 2 {
+		t.Errorf("certificates after the fix: got %+v, want blog and shop", list.Items)
+	}
+	var revs struct {
+		Items []struct {
+			Outcome string
+			Actions []struct{ Action, Kind, Name string }
+		}
+	}
+	getJSON(t, url+"/api/v1/revisions", &revs)
+	if len(revs.Items) != 3 || revs.Items[0].Outcome != "applied" || revs.Items[1].Outcome != "invalid" {
+		t.Errorf("revision history: got %+v, want applied, invalid, applied (newest first)", revs.Items)
+	}
+
+	// The API is read-only.
+	req, _ := http.NewRequest(http.MethodDelete, url+"/api/v1/certificates/shop", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE: got %d, want 405", resp.StatusCode)
+	}
+	resp, err = http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`certops_reconcile_total{result="success"}`, `certops_webhook_requests_total{receiver="generic",result="unauthorized"} 1`, "certops_applied_revision_info"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exit code after shutdown: got %d, want 0\n%s", code, stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+}
+
+// TestDemo runs `certops demo` as the README says and checks it applies the
+// bundled example repository.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"certops", "demo", "--listen", freePort(t)},
+			func(string) string { return "" }, &out, &errOut)
+	}()
+	re := regexp.MustCompile(`status\s+(http://\S+)`)
+	var statusURL string
+	waitFor(t, "the demo to print its URLs", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("demo exited early with %d:\n%s\n%s", code, out.String(), errOut.String())
+		default:
+		}
+		m := re.FindStringSubmatch(out.String())
+		if m != nil {
+			statusURL = m[1]
+		}
+		return m != nil
+	})
+	var st apiStatus
+	waitFor(t, "the example repo to be applied", func() bool {
+		getJSON(t, statusURL, &st)
+		return strings.HasPrefix(st.LastAppliedRevision, "main@sha1:")
+	})
+	var list struct{ Items []any }
+	getJSON(t, strings.Replace(statusURL, "/status", "/certificates", 1), &list)
+	if len(list.Items) == 0 {
+		t.Error("demo applied no certificates")
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("demo exit code: got %d, want 0\n%s", code, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+}
