@@ -85,3 +85,25 @@ func secondDNSNameLines(lines [][]byte) []int {
 	}
 	return out
 }
+
+// WriteFiles writes files, named by slash-separated paths relative to dir,
+// creating directories as needed; an empty content deletes the file. Tests
+// use it to build revisions of a config repository by hand.
+func WriteFiles(dir string, files map[string]string) error {
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if content == "" {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -133,26 +133,6 @@ func unknownConditions() []reconcile.Condition {
 	return out
 }
 
-// objectView is one object as the API shows it.
-type objectView struct {
-	Kind        spec.Kind         `json:"kind"`
-	Name        string            `json:"name"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-	Spec        json.RawMessage   `json:"spec"`
-	Generation  int64             `json:"generation"`
-	Source      spec.Position     `json:"source"`
-	RevisionID  int64             `json:"revisionId"`
-	CreatedAt   time.Time         `json:"createdAt"`
-	UpdatedAt   time.Time         `json:"updatedAt"`
-}
-
-func view(o store.StoredObject) objectView {
-	return objectView{Kind: o.Kind, Name: o.Name, Labels: o.Labels, Annotations: o.Annotations, Spec: o.Spec,
-		Generation: o.Generation, Source: spec.Position{File: o.SourceFile, Line: o.SourceLine},
-		RevisionID: o.RevisionID, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}
-}
-
 // list serves a paginated, filterable list: ?limit=N&after=NAME&prefix=P&label=k=v (repeatable).
 func (a *api) list(kind spec.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -177,11 +157,10 @@ func (a *api) list(kind spec.Kind) http.HandlerFunc {
 			a.fail(w, err)
 			return
 		}
-		items := make([]objectView, len(objs))
-		for i, o := range objs {
-			items[i] = view(o)
+		if objs == nil {
+			objs = []store.StoredObject{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+		writeJSON(w, http.StatusOK, map[string]any{"items": objs, "next": next})
 	}
 }
 
@@ -197,7 +176,7 @@ func (a *api) get(kind spec.Kind) http.HandlerFunc {
 			a.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, view(o))
+		writeJSON(w, http.StatusOK, o)
 	}
 }
 

@@ -2,8 +2,6 @@ package reconcile_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -39,17 +37,7 @@ func TestIncrementalLoadEqualsFullLoad(t *testing.T) {
 
 	write := func(name, content string) {
 		t.Helper()
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if content == "" {
-			if err := os.Remove(p); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		if err := fleet.WriteFiles(dir, map[string]string{name: content}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,23 +69,10 @@ func newConfigRepo(t *testing.T, files map[string]string) *configRepo {
 	return r
 }
 
-// write writes files; an empty content deletes the file.
 func (r *configRepo) write(files map[string]string) {
 	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.dir, filepath.FromSlash(name))
-		if content == "" {
-			if err := os.Remove(p); err != nil {
-				r.t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
+	if err := fleet.WriteFiles(r.dir, files); err != nil {
+		r.t.Fatal(err)
 	}
 }
 

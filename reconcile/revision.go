@@ -59,7 +59,12 @@ type RevisionRecord struct {
 	AppliedAt time.Time      `json:"appliedAt"`
 	Outcome   string         `json:"outcome"` // "applied", "invalid", "prune-blocked", "failed"
 	Errors    spec.ErrorList `json:"errors,omitempty"`
-	Actions   []ActionRecord `json:"actions"`
+	// Counts are the per-kind creates, updates and deletes of the revision.
+	Counts map[spec.Kind]Counts `json:"counts,omitempty"`
+	// ActionCount is the number of per-object actions; Actions holds at most
+	// the first 1000 of them.
+	ActionCount int            `json:"actionCount"`
+	Actions     []ActionRecord `json:"actions"`
 }
 
 // ActionRecord is one per-object action of a revision.

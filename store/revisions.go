@@ -27,7 +27,7 @@ func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]r
 	}
 	limit = min(limit, MaxRevisionPage)
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, ref, commit, author, message, committed_at, applied_at, outcome, errors
+		SELECT id, ref, commit, author, message, committed_at, applied_at, outcome, errors, counts, action_count
 		FROM revisions
 		WHERE $1::bigint <= 0 OR id < $1
 		ORDER BY id DESC
@@ -78,9 +78,9 @@ func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]r
 func scanRevision(row pgx.CollectableRow) (reconcile.RevisionRecord, error) {
 	var r reconcile.RevisionRecord
 	var committedAt *time.Time
-	var errsJSON []byte
+	var errsJSON, countsJSON []byte
 	err := row.Scan(&r.ID, &r.Revision.Ref, &r.Revision.Commit, &r.Revision.Author, &r.Revision.Message,
-		&committedAt, &r.AppliedAt, &r.Outcome, &errsJSON)
+		&committedAt, &r.AppliedAt, &r.Outcome, &errsJSON, &countsJSON, &r.ActionCount)
 	if err != nil {
 		return r, err
 	}
@@ -90,6 +90,11 @@ func scanRevision(row pgx.CollectableRow) (reconcile.RevisionRecord, error) {
 	if errsJSON != nil {
 		if err := json.Unmarshal(errsJSON, &r.Errors); err != nil {
 			return r, fmt.Errorf("revision %d: decode errors: %w", r.ID, err)
+		}
+	}
+	if countsJSON != nil {
+		if err := json.Unmarshal(countsJSON, &r.Counts); err != nil {
+			return r, fmt.Errorf("revision %d: decode counts: %w", r.ID, err)
 		}
 	}
 	r.Actions = []reconcile.ActionRecord{}
