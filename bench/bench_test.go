@@ -83,6 +83,7 @@ func openStore(ctx context.Context, b *testing.B) *store.Store {
 type reconciler struct {
 	repo *gitsource.Repo
 	rec  *reconcile.Reconciler
+	reg  *prometheus.Registry
 }
 
 func newReconciler(ctx context.Context, dir string, st *store.Store) (*reconciler, error) {
@@ -91,10 +92,49 @@ func newReconciler(ctx context.Context, dir string, st *store.Store) (*reconcile
 	if err != nil {
 		return nil, err
 	}
+	reg := prometheus.NewRegistry()
 	rec := reconcile.New(gitsource.Source{Repo: repo}, st, st.Elector(),
-		reconcile.NewMetrics(prometheus.NewRegistry()), logger,
+		reconcile.NewMetrics(reg), logger,
 		reconcile.Options{FullCompareInterval: 24 * time.Hour})
-	return &reconciler{repo: repo, rec: rec}, nil
+	return &reconciler{repo: repo, rec: rec, reg: reg}, nil
+}
+
+// phases are the reconcile phases of certops_reconcile_duration_seconds.
+func phases() []string { return []string{"fetch", "load", "plan", "apply"} }
+
+// phaseSeconds returns the time spent so far in each reconcile phase, from
+// the reconciler's certops_reconcile_duration_seconds histogram.
+func (r *reconciler) phaseSeconds(b *testing.B) map[string]float64 {
+	b.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make(map[string]float64)
+	for _, f := range families {
+		if f.GetName() != "certops_reconcile_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "phase" {
+					out[l.GetValue()] += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// reportPhases reports the mean time per iteration of each phase between the
+// phaseSeconds snapshots before and after, as <phase>_ms; phases the
+// iterations never reached are left out.
+func reportPhases(b *testing.B, before, after map[string]float64) {
+	for _, p := range phases() {
+		if d := after[p] - before[p]; d > 0 {
+			b.ReportMetric(d*1000/float64(b.N), p+"_ms")
+		}
+	}
 }
 
 func (r *reconciler) Close() { r.repo.Close() }

@@ -41,6 +41,9 @@ type Config struct {
 	Hooks http.Handler
 	// Gatherer is scraped at /metrics.
 	Gatherer prometheus.Gatherer
+	// Ready, when set, must return nil besides the database answering for
+	// /readyz to report ready (e.g. schema migrated, source opened).
+	Ready func() error
 }
 
 // Pagination limits of list endpoints.
@@ -51,7 +54,7 @@ const (
 
 // NewHandler returns the HTTP handler of the reconciler.
 func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
-	a := &api{r: r, log: logger}
+	a := &api{r: r, log: logger, readyFn: cfg.Ready}
 	mux := http.NewServeMux()
 	get := func(pattern string, h http.HandlerFunc) {
 		mux.HandleFunc("GET "+pattern, h)
@@ -79,8 +82,9 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 }
 
 type api struct {
-	r   Reader
-	log *slog.Logger
+	r       Reader
+	log     *slog.Logger
+	readyFn func() error
 }
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {
@@ -89,6 +93,12 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	if err := a.r.Ping(ctx); err != nil {
 		writeError(w, failure.Wrap(failure.Unavailable, errors.New("database unreachable")))
 		return
+	}
+	if a.readyFn != nil {
+		if err := a.readyFn(); err != nil {
+			writeError(w, failure.Wrap(failure.Unavailable, err))
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

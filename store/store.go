@@ -93,6 +93,24 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// SchemaCurrent reports whether the database schema is at the version this
+// binary migrates to, and both versions.
+func (s *Store) SchemaCurrent(ctx context.Context) (current bool, have, want int64, err error) {
+	cfg, err := pgx.ParseConfig(s.url)
+	if err != nil {
+		return false, 0, 0, fmt.Errorf("store: parse database URL: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if have, err = migrations.Version(ctx, db); err != nil {
+		return false, 0, 0, fmt.Errorf("store: %w", err)
+	}
+	if want, err = migrations.Latest(ctx, db); err != nil {
+		return false, 0, 0, fmt.Errorf("store: %w", err)
+	}
+	return have >= want, have, want, nil
+}
+
 // inTx runs fn in a transaction and commits it; any error rolls it back.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)

@@ -430,3 +430,92 @@ func TestDemo(t *testing.T) {
 		t.Fatal("demo did not stop")
 	}
 }
+
+// startServe runs `certops serve` in the background and waits until its
+// HTTP server answers; it returns the base URL.
+func startServe(t *testing.T, ctx context.Context, env map[string]string) (string, <-chan int) {
+	t.Helper()
+	addr := freePort(t)
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := cli(ctx, env, "serve", "--listen", addr)
+		done <- code
+	}()
+	url := "http://" + addr
+	waitFor(t, "serve to listen", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited early with %d", code)
+		default:
+		}
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return url, done
+}
+
+func TestServeMigrationsViaHook(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"base.yaml": issuerDoc})
+	db := pgtest.EmptyDB(t)
+	url, done := startServe(t, ctx, map[string]string{
+		"CERTOPS_DATABASE_URL": db, "CERTOPS_REPO": dir, "CERTOPS_MIGRATIONS_VIA_HOOK": "true"})
+	var body struct{ Error struct{ Code string } }
+	if code := getJSON(t, url+"/readyz", &body); code != http.StatusServiceUnavailable || body.Error.Code != "unavailable" {
+		t.Fatalf("readyz before migration: got %d %+v, want 503", code, body)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := getJSON(t, url+"/readyz", nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("serve migrated by itself with CERTOPS_MIGRATIONS_VIA_HOOK=true (readyz %d)", code)
+	}
+	if code, stdout, stderr := cli(ctx, map[string]string{"CERTOPS_DATABASE_URL": db}, "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d\n%s%s", code, stdout, stderr)
+	}
+	var st apiStatus
+	waitFor(t, "the revision to be applied after the hook migrated", func() bool {
+		getJSON(t, url+"/api/v1/status", &st)
+		return strings.HasPrefix(st.LastAppliedRevision, "dir@sha1:")
+	})
+	if code := getJSON(t, url+"/readyz", nil); code != http.StatusOK {
+		t.Errorf("readyz after migration: got %d, want 200", code)
+	}
+	cancel()
+	<-done
+}
+
+// TestServeWatchesPlainDirectory edits a file of a plain (non-git) directory
+// and expects the change applied through the file watcher, with polling
+// practically off.
+func TestServeWatchesPlainDirectory(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"base.yaml": issuerDoc, "certs/shop.yaml": certDoc("shop", "shop.example.com")})
+	url, done := startServe(t, ctx, map[string]string{
+		"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": dir, "CERTOPS_INTERVAL": "1h"})
+	var st apiStatus
+	waitFor(t, "the directory to be applied", func() bool {
+		getJSON(t, url+"/api/v1/status", &st)
+		return strings.HasPrefix(st.LastAppliedRevision, "dir@sha1:")
+	})
+	first := st.LastAppliedRevision
+	writeFiles(t, dir, map[string]string{"certs/shop.yaml": certDoc("shop", "www.example.com")})
+	start := time.Now()
+	waitFor(t, "the edit to be applied", func() bool {
+		getJSON(t, url+"/api/v1/status", &st)
+		return st.LastAppliedRevision != first
+	})
+	t.Logf("edit applied after %v", time.Since(start).Round(10*time.Millisecond))
+	var cert struct{ Spec struct{ CommonName string } }
+	getJSON(t, url+"/api/v1/certificates/shop", &cert)
+	if cert.Spec.CommonName != "www.example.com" {
+		t.Errorf("commonName after the edit: got %q", cert.Spec.CommonName)
+	}
+	cancel()
+	<-done
+}

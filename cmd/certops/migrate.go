@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-
-	"github.com/certops/certops/store"
+	"time"
 )
 
 // migrateCmd applies the database migrations and exits (the Helm hook runs it).
 func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	f := newFlagSet(env, "migrate")
 	var url string
+	var wait time.Duration
 	f.stringVar(&url, "database-url", "", "PostgreSQL connection URL")
+	f.durationVar(&wait, "database-wait", 5*time.Minute, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
 	if f.parse(args) != nil {
 		return 1
@@ -25,7 +26,7 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "certops migrate: --database-url (CERTOPS_DATABASE_URL) is required")
 		return 1
 	}
-	st, err := store.Open(ctx, url, logger)
+	st, err := openStore(ctx, url, wait, logger)
 	if err != nil {
 		fmt.Fprintln(env.stderr, "certops migrate:", err)
 		return 1

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ type serveConfig struct {
 	FullCompare       time.Duration
 	Listen            string
 	CacheDir          string
+	DatabaseWait      time.Duration
 	MigrationsViaHook bool
 	Git               gitsource.Auth
 	GitCAFile         string
@@ -80,6 +82,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.stringVar(&c.Hooks.GitHubSecretFile, "github-webhook-secret-file", "", "GitHub webhook secret file (enables /hooks/github)")
 	f.stringVar(&c.Hooks.GitLabTokenFile, "gitlab-webhook-token-file", "", "GitLab webhook token file (enables /hooks/gitlab)")
 	f.stringVar(&c.Hooks.GenericSecretFile, "generic-webhook-secret-file", "", "HMAC secret file (enables /hooks/generic)")
+	f.durationVar(&c.DatabaseWait, "database-wait", time.Minute, "how long to wait for the database to become reachable at start")
 	f.durationVar(&c.Interval, "interval", time.Minute, "poll interval")
 	f.durationVar(&c.FullCompare, "full-compare-interval", 10*time.Minute, "how often the database is compared in full with Git (drift repair)")
 	f.boolVar(&c.MigrationsViaHook, "migrations-via-hook", false, "skip migrating at boot (a Helm hook runs certops migrate)")
@@ -87,45 +90,43 @@ func declareServe(f *flagSet) *serveConfig {
 }
 
 // serve wires the reconciler together and runs it until ctx ends. onListen,
-// when set, is told the address the HTTP server listens on.
-func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen func(addr string)) error {
+// when set, is told the address the HTTP server listens on. The HTTP server
+// starts first, so probes answer (not ready) while the database schema, the
+// first clone and the reconcile lease are awaited.
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen func(addr string)) (err error) {
 	if cfg.DatabaseURL == "" {
 		return errors.New("--database-url (CERTOPS_DATABASE_URL) is required")
 	}
 	if cfg.Repo == "" {
 		return errors.New("--repo (CERTOPS_REPO) is required")
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, logger)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if cfg.MigrationsViaHook {
-		logger.Info("skipping boot-time migration: migrations run in a Helm hook")
-	} else if err := st.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := reconcile.NewMetrics(reg)
-
-	src, changes, err := openSource(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	rec := reconcile.New(src, st, st.Elector(), metrics, logger, reconcile.Options{
-		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare})
-	hooks, err := webhook.NewHandler(cfg.Hooks, rec.Wake, logger, webhook.NewMetrics(reg))
-	if err != nil {
-		return err
-	}
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
 		return fmt.Errorf("--api-token-file: %w", err)
 	}
-	handler := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg}, logger)
+	st, err := openStore(ctx, cfg.DatabaseURL, cfg.DatabaseWait, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := reconcile.NewMetrics(reg)
+	wake := make(chan struct{}, 1)
+	hooks, err := webhook.NewHandler(cfg.Hooks, func() { notify(wake) }, logger, webhook.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	var starting atomic.Bool
+	starting.Store(true)
+	handler := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg,
+		Ready: func() error {
+			if starting.Load() {
+				return errors.New("starting: waiting for the database schema and the first fetch")
+			}
+			return nil
+		}}, logger)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -137,16 +138,43 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
-	if changes != nil {
-		go func() {
-			for range changes {
-				rec.Wake()
-			}
-		}()
+	defer func() {
+		logger.Info("shutting down")
+		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	if cfg.MigrationsViaHook {
+		if err := waitForSchema(ctx, st, logger); err != nil {
+			return ignoreCanceled(err)
+		}
+	} else if err := st.Migrate(ctx); err != nil {
+		return ignoreCanceled(fmt.Errorf("migrate: %w", err))
 	}
+	src, changes, err := openSource(ctx, cfg, logger)
+	if err != nil {
+		return ignoreCanceled(err)
+	}
+	rec := reconcile.New(src, st, st.Elector(), metrics, logger, reconcile.Options{
+		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare})
+	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-wake:
+			case <-changes: // nil (never ready) unless a directory is watched
+			}
+			rec.Wake()
+		}
+	}()
 	recDone := make(chan error, 1)
 	go func() { recDone <- rec.Run(runCtx) }()
 	select {
@@ -156,13 +184,66 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	cancel()
 	<-recDone
-	logger.Info("shutting down")
-	shutCtx, shutCancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer shutCancel()
-	if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
-		err = serr
+	return err
+}
+
+// notify sends on a channel of capacity one without blocking.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// ignoreCanceled treats an error caused by shutdown as a clean exit.
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
 	}
 	return err
+}
+
+// openStore connects to the database, retrying for up to wait while it is
+// unreachable (a database starting next to the reconciler).
+func openStore(ctx context.Context, url string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := store.Open(ctx, url, logger)
+		if err == nil {
+			return st, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		logger.Warn("database not reachable yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// waitForSchema waits until `certops migrate` (the Helm hook) has brought
+// the schema to this binary's version; serve never migrates in this mode.
+func waitForSchema(ctx context.Context, st *store.Store, logger *slog.Logger) error {
+	logger.Info("skipping boot-time migration: migrations run in a Helm hook")
+	for {
+		ok, have, want, err := st.SchemaCurrent(ctx)
+		switch {
+		case err != nil:
+			logger.Warn("check schema version", "err", err)
+		case ok:
+			return nil
+		default:
+			logger.Warn("database schema is behind; waiting for certops migrate", "have", have, "want", want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // openSource picks the source for --repo: a plain local directory (no git
