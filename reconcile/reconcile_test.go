@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -443,6 +444,19 @@ CREATE TRIGGER certops_test_boom BEFORE INSERT OR UPDATE ON objects FOR EACH ROW
 	if c := condition(st, "Reconciling"); c.Status != "True" || c.Reason != "RetryingAfterFailure" {
 		t.Errorf("Reconciling after failure: got %+v", c)
 	}
+	revs, err := h.store.ListRevisions(ctx, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if revs[0].Outcome != "failed" || len(revs[0].Errors) != 1 || !strings.Contains(revs[0].Errors[0].Message, "injected fault") {
+		t.Errorf("newest revision record: got %+v, want outcome failed with the database error", revs[0])
+	}
+	if out := h.once(); out.Result != "transient" {
+		t.Fatalf("retry while still faulty: got %s, want transient", out.Result)
+	}
+	if got, _ := h.store.ListRevisions(ctx, 10, 0); len(got) != len(revs) {
+		t.Errorf("a retry of the same failing commit recorded another revision (%d → %d)", len(revs), len(got))
+	}
 	// Once the fault is gone the same revision applies.
 	if _, err := conn.Exec(ctx, `DROP TRIGGER certops_test_boom ON objects`); err != nil {
 		t.Fatal(err)
@@ -544,4 +558,41 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestFetchFailureRecovers makes the repository unreachable for a while: the
+// status shows the failure, and once the same head is reachable again the
+// conditions are Ready again without any new commit.
+func TestFetchFailureRecovers(t *testing.T) {
+	h := newHarness(t, baseFiles())
+	if out := h.once(); out.Result != "success" {
+		t.Fatalf("first reconcile: %s %v %v", out.Result, out.Err, out.Errors)
+	}
+	moved := h.repo.dir + ".moved"
+	if err := os.Rename(h.repo.dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	out := h.once()
+	if out.Result != "transient" {
+		t.Fatalf("unreachable repository: got %s, want transient", out.Result)
+	}
+	st := h.status()
+	if c := condition(st, "Ready"); c.Status != "False" || c.Reason != "FetchFailed" {
+		t.Errorf("Ready while unreachable: got %+v, want False/FetchFailed", c)
+	}
+	if c := condition(st, "Reconciling"); c.Status != "True" {
+		t.Errorf("Reconciling while unreachable: got %+v, want True", c)
+	}
+	if err := os.Rename(moved, h.repo.dir); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.once(); out.Result != "unchanged" {
+		t.Fatalf("reachable again: got %s, want unchanged", out.Result)
+	}
+	st = h.status()
+	for typ, want := range map[string]string{"Ready": "True", "Reconciling": "False", "Stalled": "False"} {
+		if c := condition(st, typ); c.Status != want {
+			t.Errorf("%s after recovery: got %+v, want %s", typ, c, want)
+		}
+	}
 }

@@ -96,6 +96,7 @@ type Outcome struct {
 	Plan     Plan
 	Errors   spec.ErrorList // for stalled outcomes
 	Err      error          // for transient outcomes
+	repeat   bool           // the same refused head, polled again
 }
 
 // Reconciler converges the store to the source's desired state. Only the
@@ -114,7 +115,8 @@ type Reconciler struct {
 	loader        Loader
 	stored        map[spec.Key]string // hashes in the store; nil = unknown
 	applied       Revision
-	stalledCommit string
+	stalled       stallState // the head refused last, if any
+	failedCommit  string     // the commit whose apply failure was last recorded
 	status        Status
 	lastFull      time.Time
 	failures      int
@@ -182,7 +184,7 @@ func (r *Reconciler) lead(ctx context.Context, lease Lease) {
 func (r *Reconciler) startTerm(ctx context.Context) {
 	r.started = true
 	r.loader.Reset()
-	r.stored, r.applied, r.stalledCommit, r.failures = nil, Revision{}, "", 0
+	r.stored, r.applied, r.stalled, r.failedCommit, r.failures = nil, Revision{}, stallState{}, "", 0
 	r.lastFull = r.opt.Now()
 	st, err := r.store.Status(ctx)
 	if err != nil {
@@ -219,7 +221,15 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) Outcome {
 	case resultTransient:
 		r.log.Warn("reconcile failed; will retry", "revision", out.Revision.String(), "err", out.Err)
 	case resultStalled:
-		r.log.Error("revision refused", "revision", out.Revision.String(), "errors", len(out.Errors))
+		if out.repeat {
+			r.log.Debug("head is still the refused revision", "revision", out.Revision.String())
+			break
+		}
+		first := ""
+		if len(out.Errors) > 0 {
+			first = out.Errors[0].Error()
+		}
+		r.log.Error("revision refused", "revision", out.Revision.String(), "errors", len(out.Errors), "first", first)
 	case resultSuccess:
 		r.log.Info("revision applied", "revision", out.Revision.String(), "changes", len(out.Plan.Changes))
 	}
@@ -245,13 +255,17 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 	fullDue := now.Sub(r.lastFull) >= r.opt.FullCompareInterval
 	switch {
 	case head.Commit == r.applied.Commit && r.stored != nil && !fullDue:
+		// Nothing new. Conditions may still show an earlier transient
+		// failure (a fetch that failed): the applied head is ready again.
 		r.m.fetches.WithLabelValues("unchanged").Inc()
+		r.status.setReady("Applied revision "+head.String(), now)
 		r.saveStatus(ctx)
 		return Outcome{Result: resultUnchanged, Revision: head}
-	case head.Commit == r.stalledCommit && !fullDue:
+	case head.Commit == r.stalled.commit && !fullDue:
 		r.m.fetches.WithLabelValues("unchanged").Inc()
+		r.status.setStalled(r.stalled.reason, r.stalled.message, now)
 		r.saveStatus(ctx)
-		return Outcome{Result: resultStalled, Revision: head, Errors: r.status.Errors}
+		return Outcome{Result: resultStalled, Revision: head, Errors: r.status.Errors, repeat: true}
 	}
 	r.m.fetches.WithLabelValues("changed").Inc()
 
@@ -304,7 +318,7 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 	} else {
 		if _, err := r.store.Apply(ctx, head, plan, next); err != nil {
 			r.stored = nil
-			return r.transient(ctx, head, "ApplyFailed", fmt.Errorf("apply: %w", err))
+			return r.applyFailed(ctx, head, err)
 		}
 		r.status = next
 	}
@@ -314,7 +328,7 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 		r.m.driftRepaired.Add(float64(drift))
 		r.log.Warn("repaired out-of-band changes in the database", "objects", drift)
 	}
-	r.applied, r.stalledCommit = head, ""
+	r.applied, r.stalled, r.failedCommit = head, stallState{}, ""
 	r.m.setObjects(state)
 	r.m.setRevision(head)
 	r.m.lastApplied.Set(float64(now.Unix()))
@@ -396,10 +410,27 @@ func (s *Status) succeed(head Revision, now time.Time) {
 	s.LastAppliedRevision, s.LastAppliedAt = head.String(), &now
 	s.LastAttemptedRevision, s.LastAttemptedAt = head.String(), &now
 	s.Errors = nil
-	msg := "Applied revision " + head.String()
+	s.setReady("Applied revision "+head.String(), now)
+}
+
+// setReady sets the conditions of an applied head.
+func (s *Status) setReady(msg string, now time.Time) {
 	s.setCondition(ConditionReady, "True", "ReconciliationSucceeded", msg, now)
 	s.setCondition(ConditionReconciling, "False", "ReconciliationSucceeded", msg, now)
 	s.setCondition(ConditionStalled, "False", "ReconciliationSucceeded", msg, now)
+}
+
+// setStalled sets the conditions of a head that needs a human.
+func (s *Status) setStalled(reason, msg string, now time.Time) {
+	s.setCondition(ConditionReady, "False", reason, msg, now)
+	s.setCondition(ConditionReconciling, "False", reason, msg, now)
+	s.setCondition(ConditionStalled, "True", reason, msg, now)
+}
+
+// stallState remembers the refused head, so polling it again neither
+// re-validates nor records it again.
+type stallState struct {
+	commit, reason, message string
 }
 
 // stall records a revision that needs a human: nothing of it is applied and
@@ -408,14 +439,27 @@ func (r *Reconciler) stall(ctx context.Context, head Revision, outcome, reason, 
 	now := r.opt.Now()
 	s := &r.status
 	s.LastAttemptedRevision, s.LastAttemptedAt, s.Errors = head.String(), &now, errs
-	s.setCondition(ConditionReady, "False", reason, msg, now)
-	s.setCondition(ConditionReconciling, "False", reason, msg, now)
-	s.setCondition(ConditionStalled, "True", reason, msg, now)
+	s.setStalled(reason, msg, now)
 	if _, err := r.store.RecordAttempt(ctx, head, outcome, errs, r.status); err != nil {
 		return r.transient(ctx, head, "StoreUnavailable", fmt.Errorf("record refused revision: %w", err))
 	}
-	r.stalledCommit = head.Commit
+	r.stalled = stallState{commit: head.Commit, reason: reason, message: msg}
 	return Outcome{Result: resultStalled, Revision: head, Errors: errs}
+}
+
+// applyFailed handles a failed apply transaction: nothing was applied, and
+// it is retried with backoff. The first failure of a commit is recorded in
+// the revision history (outcome "failed") when the database takes it.
+func (r *Reconciler) applyFailed(ctx context.Context, head Revision, err error) Outcome {
+	err = fmt.Errorf("apply: %w", err)
+	out := r.transient(ctx, head, "ApplyFailed", err)
+	if r.failedCommit != head.Commit {
+		errs := spec.ErrorList{{Message: err.Error()}}
+		if _, rerr := r.store.RecordAttempt(ctx, head, "failed", errs, r.status); rerr == nil {
+			r.failedCommit = head.Commit
+		}
+	}
+	return out
 }
 
 // transient records a failure worth retrying with backoff.

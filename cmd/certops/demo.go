@@ -28,8 +28,8 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.durationVar(&duration, "duration", 0, "stop after this long (default: run until interrupted)")
 	f.boolVar(&keep, "keep", false, "keep the working directory on exit")
 	newLogger := f.logFlags()
-	if f.parse(args) != nil {
-		return 1
+	if err := f.parse(args); err != nil {
+		return parseExit(err)
 	}
 	logger, err := newLogger()
 	if err != nil {

@@ -60,6 +60,14 @@ func (f *flagSet) boolVar(p *bool, name string, def bool, help string) {
 	f.BoolVar(p, name, def, help+" (env "+envName(name)+")")
 }
 
+// parseExit is the exit code after a failed parse: 0 when help was asked for.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 1
+}
+
 // parse parses args and reports environment errors; it prints its own errors.
 func (f *flagSet) parse(args []string) error {
 	if err := f.Parse(args); err != nil {

@@ -166,6 +166,27 @@ func TestPlan(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "certs.yaml:") {
 		t.Errorf("plan of an invalid head: exit %d, want 1 with FILE:LINE errors\n%s", code, stderr)
 	}
+	if n := strings.Count(stderr, "bad_host"); n != 1 {
+		t.Errorf("plan printed the validation error %d times, want once:\n%s", n, stderr)
+	}
+	// A pull request fixing a broken base still gets a plan.
+	writeFiles(t, dir, map[string]string{"config/certs.yaml": certDoc("shop", "fixed.example.com")})
+	gitCLI(t, dir, "commit", "-q", "-am", "fix")
+	code, stdout, stderr = cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "HEAD~1", "--head", "HEAD")
+	if code != 2 || !strings.Contains(stderr, "base revision HEAD~1 is invalid") || !strings.Contains(stdout, "fixed.example.com") {
+		t.Errorf("plan from an invalid base: exit %d, want 2 with a warning\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	for _, cmd := range []string{"serve", "migrate", "plan", "demo", "validate"} {
+		if code, _, stderr := cli(context.Background(), nil, cmd, "-h"); code != 0 || !strings.Contains(stderr, "usage") && !strings.Contains(stderr, "Usage") {
+			t.Errorf("certops %s -h: exit %d, want 0 with usage\n%s", cmd, code, stderr)
+		}
+	}
+	if code, _, _ := cli(context.Background(), nil, "serve", "--no-such-flag"); code != 1 {
+		t.Errorf("unknown flag: exit %d, want 1", code)
+	}
 }
 
 // freePort returns a loopback address that was free a moment ago.

@@ -14,8 +14,8 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.stringVar(&url, "database-url", "", "PostgreSQL connection URL")
 	f.durationVar(&wait, "database-wait", 5*time.Minute, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
-	if f.parse(args) != nil {
-		return 1
+	if err := f.parse(args); err != nil {
+		return parseExit(err)
 	}
 	logger, err := newLogger()
 	if err != nil {

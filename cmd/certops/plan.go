@@ -20,8 +20,8 @@ func planCmd(env cliEnv, args []string) int {
 	head := f.String("head", "HEAD", "head revision")
 	path := f.String("path", ".", "directory of the config inside the repository")
 	format := f.String("format", "text", "output format: text, markdown or json")
-	if f.parse(args) != nil {
-		return 1
+	if err := f.parse(args); err != nil {
+		return parseExit(err)
 	}
 	if *base == "" {
 		fmt.Fprintln(env.stderr, "certops plan: --base is required")
@@ -36,15 +36,20 @@ func planCmd(env cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "certops plan: --format: want text, markdown or json, got %q\n", *format)
 		return 1
 	}
-	rep, err := buildPlan(*repo, *path, *base, *head)
-	if err != nil {
-		var errs spec.ErrorList
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				fmt.Fprintln(env.stderr, e.Error())
-			}
+	rep, warnings, err := buildPlan(*repo, *path, *base, *head)
+	for _, w := range warnings {
+		fmt.Fprintln(env.stderr, "certops plan: warning:", w)
+	}
+	var invalid *invalidRevision
+	switch {
+	case errors.As(err, &invalid):
+		for _, e := range invalid.errs {
+			fmt.Fprintln(env.stderr, e.Error())
 		}
-		fmt.Fprintln(env.stderr, "certops plan:", err.Error())
+		fmt.Fprintf(env.stderr, "certops plan: revision %s is invalid: %d error(s)\n", invalid.rev, len(invalid.errs))
+		return 1
+	case err != nil:
+		fmt.Fprintln(env.stderr, "certops plan:", err)
 		return 1
 	}
 	if err := render(rep); err != nil {
@@ -57,57 +62,81 @@ func planCmd(env cliEnv, args []string) int {
 	return 2
 }
 
+// invalidRevision is a revision that fails validation.
+type invalidRevision struct {
+	rev  string
+	errs spec.ErrorList
+}
+
+func (e *invalidRevision) Error() string {
+	return fmt.Sprintf("revision %s is invalid: %d error(s)", e.rev, len(e.errs))
+}
+
 // buildPlan loads both revisions offline and computes what applying head
-// over base would do.
-func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, error) {
+// over base would do. An invalid head is an error; an invalid base (a pull
+// request fixing a broken main) is diffed as far as its files parse, with a
+// warning.
+func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, []string, error) {
 	repo, err := gitsource.OpenLocal(repoDir)
 	if err != nil {
-		return review.Report{}, err
+		return review.Report{}, nil, err
 	}
-	load := func(rev string) (spec.State, fs.FS, error) {
+	tree := func(rev string) (fs.FS, error) {
 		commit, err := repo.Resolve(rev)
 		if err != nil {
-			return spec.State{}, nil, fmt.Errorf("resolve %q: %w", rev, err)
+			return nil, fmt.Errorf("resolve %q: %w", rev, err)
 		}
 		fsys, err := repo.FS(commit)
 		if err != nil {
-			return spec.State{}, nil, err
+			return nil, err
 		}
 		if path != "." && path != "" {
 			if fsys, err = fs.Sub(fsys, path); err != nil {
-				return spec.State{}, nil, fmt.Errorf("--path: %w", err)
+				return nil, fmt.Errorf("--path: %w", err)
 			}
 		}
-		var l reconcile.Loader
-		st, errs := l.Load(fsys, commit, nil)
-		if len(errs) > 0 {
-			return spec.State{}, nil, fmt.Errorf("revision %s is invalid: %w", rev, errs)
+		return fsys, nil
+	}
+	baseFS, err := tree(baseRev)
+	if err != nil {
+		return review.Report{}, nil, err
+	}
+	headFS, err := tree(headRev)
+	if err != nil {
+		return review.Report{}, nil, err
+	}
+	var warnings []string
+	baseObjects := map[spec.Key]*spec.Object{}
+	var l reconcile.Loader
+	if st, errs := l.Load(baseFS, baseRev, nil); len(errs) == 0 {
+		baseObjects = st.Objects
+	} else {
+		warnings = append(warnings, fmt.Sprintf("base revision %s is invalid (%d errors); diffing against the objects that parse", baseRev, len(errs)))
+		for _, f := range spec.ReadFiles(baseFS) {
+			for _, o := range f.Objects {
+				baseObjects[o.Key()] = o
+			}
 		}
-		return st, fsys, nil
 	}
-	baseState, _, err := load(baseRev)
-	if err != nil {
-		return review.Report{}, err
+	headState, errs := l.Load(headFS, headRev, nil)
+	if len(errs) > 0 {
+		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: errs}
 	}
-	headState, headFS, err := load(headRev)
-	if err != nil {
-		return review.Report{}, err
-	}
-	stored := make(map[spec.Key]string, len(baseState.Objects))
-	for k, o := range baseState.Objects {
+	stored := make(map[spec.Key]string, len(baseObjects))
+	for k, o := range baseObjects {
 		stored[k] = o.Hash()
 	}
 	plan := reconcile.Compute(headState.Objects, stored)
-	rep := review.Build(baseState.Objects, headState.Objects, plan)
+	rep := review.Build(baseObjects, headState.Objects, plan)
 	rep.Base, rep.Head = baseRev, headRev
 	allowed, err := reconcile.ReadAllowPrune(headFS)
 	if err != nil {
-		return review.Report{}, err
+		return review.Report{}, warnings, err
 	}
 	var guard reconcile.PruneGuard
 	for _, w := range guard.Check(plan, stored, allowed) {
 		rep.PruneWarnings = append(rep.PruneWarnings, "the reconciler will refuse this revision: "+w+
 			"; commit "+reconcile.AllowPruneFile+" to allow it")
 	}
-	return rep, nil
+	return rep, warnings, nil
 }

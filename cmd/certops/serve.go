@@ -48,8 +48,8 @@ func serveCmd(ctx context.Context, env cliEnv, args []string) int {
 	f := newFlagSet(env, "serve")
 	cfg := declareServe(f)
 	newLogger := f.logFlags()
-	if f.parse(args) != nil {
-		return 1
+	if err := f.parse(args); err != nil {
+		return parseExit(err)
 	}
 	logger, err := newLogger()
 	if err != nil {
@@ -301,7 +301,7 @@ func readSecret(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := strings.TrimRight(string(b), "\r\n")
+	s := strings.TrimSpace(string(b))
 	if s == "" {
 		return "", fmt.Errorf("%s is empty", path)
 	}

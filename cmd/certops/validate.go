@@ -12,8 +12,8 @@ import (
 func validateCmd(env cliEnv, args []string) int {
 	fs := newFlagSet(env, "validate")
 	fs.Usage = func() { fmt.Fprintln(env.stderr, "usage: certops validate [DIR]") }
-	if fs.parse(args) != nil {
-		return 1
+	if err := fs.parse(args); err != nil {
+		return parseExit(err)
 	}
 	dir := "."
 	switch fs.NArg() {
