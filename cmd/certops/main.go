@@ -1,5 +1,5 @@
 // Command certops is the certops reconciler and its command-line tools:
-// serve, migrate, validate, plan and demo.
+// serve, migrate, validate, plan, demo and ca.
 package main
 
 import (
@@ -26,6 +26,7 @@ commands:
   validate   validate a config directory: certops validate [DIR]
   plan       offline diff between two revisions: certops plan --repo DIR --base REV --head REV
   demo       run everything locally on the bundled example repo
+  ca         create a local CA: certops ca init --out DIR
   version    print the version
 
 Run "certops COMMAND -h" for the flags of a command.
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return planCmd(env, rest)
 	case "demo":
 		return demoCmd(ctx, env, rest)
+	case "ca":
+		return caCmd(ctx, env, rest)
 	case "version":
 		fmt.Fprintln(stdout, "certops", version)
 		return 0

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/certops/certops/pki"
+)
+
+const caUsage = `usage: certops ca init --out DIR [--common-name NAME] [--key-type ecdsa|rsa] [--validity 87600h] [--permitted-dns DOMAIN,...] [--force]
+
+Creates a local CA for a localCA Issuer: DIR/ca.crt and DIR/ca.key (mode 0600).
+`
+
+// caCmd: certops ca init — create a local CA. The only subcommand is init.
+func caCmd(_ context.Context, env cliEnv, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, caUsage)
+		return 1
+	}
+	switch args[0] {
+	case "init":
+		return caInitCmd(env, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(env.stdout, caUsage)
+		return 0
+	default:
+		fmt.Fprintf(env.stderr, "certops ca: unknown subcommand %q\n\n%s", args[0], caUsage)
+		return 1
+	}
+}
+
+func caInitCmd(env cliEnv, args []string) int {
+	f := newFlagSet(env, "ca init")
+	f.Usage = func() { fmt.Fprint(env.stderr, caUsage); f.PrintDefaults() }
+	var (
+		out, commonName, keyType, permitted string
+		validity                            time.Duration
+		force                               bool
+	)
+	f.stringVar(&out, "out", "", "directory to write ca.crt and ca.key to (created with mode 0700)")
+	f.stringVar(&commonName, "common-name", pki.DefaultCACommonName, "common name of the CA")
+	f.stringVar(&keyType, "key-type", pki.KeyTypeECDSA, "CA key type: ecdsa (P-256) or rsa (3072 bits)")
+	f.durationVar(&validity, "validity", pki.DefaultCAValidity, "how long the CA certificate is valid")
+	f.stringVar(&permitted, "permitted-dns", "", "comma-separated DNS domains the CA may issue for (critical name constraints)")
+	f.boolVar(&force, "force", false, "replace an existing ca.crt and ca.key")
+	if err := f.parse(args); err != nil {
+		return parseExit(err)
+	}
+	if f.NArg() > 0 || out == "" {
+		fmt.Fprintln(env.stderr, "certops ca init: --out DIR is required and no arguments are accepted")
+		return 1
+	}
+	opts := pki.CAOptions{
+		CommonName:          commonName,
+		KeyType:             keyType,
+		Validity:            validity,
+		PermittedDNSDomains: splitList(permitted),
+	}
+	ca, err := initCA(out, opts, force)
+	if err != nil {
+		fmt.Fprintln(env.stderr, "certops ca init:", err)
+		return 1
+	}
+	printNextSteps(env, ca)
+	return 0
+}
+
+// createdCA is what initCA wrote.
+type createdCA struct {
+	certFile, keyFile string // absolute
+	ca                *pki.CA
+}
+
+// initCA creates a CA and writes it to dir/ca.crt (0644) and dir/ca.key
+// (0600), creating dir with mode 0700 when it does not exist. Existing
+// files are refused unless force is set; with force they are removed only
+// once the new CA has been created. The key is created with O_EXCL, so
+// it is never written into a file someone else prepared.
+func initCA(dir string, opts pki.CAOptions, force bool) (*createdCA, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &createdCA{certFile: filepath.Join(dir, "ca.crt"), keyFile: filepath.Join(dir, "ca.key")}
+	var existing []string
+	for _, p := range []string{c.keyFile, c.certFile} {
+		switch _, err := os.Lstat(p); {
+		case err == nil && !force:
+			return nil, fmt.Errorf("%s already exists; use --force to replace the CA", p)
+		case err == nil:
+			existing = append(existing, p)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, err
+		}
+	}
+	certPEM, keyPEM, err := pki.NewCA(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.ca, err = pki.ParseCA(certPEM, keyPEM); err != nil {
+		return nil, fmt.Errorf("check the new CA: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, p := range existing { // --force, and the new CA is ready
+		if err := os.Remove(p); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeNewFile(c.keyFile, keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeNewFile(c.certFile, certPEM, 0o644); err != nil {
+		os.Remove(c.keyFile)
+		return nil, err
+	}
+	return c, nil
+}
+
+// writeNewFile creates path (which must not exist) with exactly mode,
+// whatever the umask, and writes data to it durably.
+func writeNewFile(path string, data []byte, mode os.FileMode) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func printNextSteps(env cliEnv, c *createdCA) {
+	cert := c.ca.Certificate()
+	fmt.Fprintf(env.stdout, `Created the local CA %q (valid until %s):
+  certificate: %s
+  private key: %s (mode 0600: keep it secret, back it up)
+
+Next: add an Issuer pointing at the files to your config repository. The
+paths are where the reconciler reads them: on Kubernetes, store the files as
+a Secret (kubectl create secret tls certops-ca --cert=%s --key=%s)
+and use its mounted tls.crt and tls.key paths instead.
+
+apiVersion: certops/v1
+kind: Issuer
+metadata: {name: internal-ca}
+spec:
+  localCA: {certFile: %s, keyFile: %s}
+`, cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.DateOnly),
+		c.certFile, c.keyFile, c.certFile, c.keyFile, c.certFile, c.keyFile)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

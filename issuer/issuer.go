@@ -1,0 +1,155 @@
+// Package issuer turns the Issuer objects of the desired state into signers
+// the reconciler issues certificates with. A Registry holds one signer per
+// Issuer, reloads it when its spec changes and keeps a per-issuer load
+// error, so one broken issuer never stops the others.
+//
+// A localCA issuer signs with the operator's CA files (see pki); it never
+// generates a CA. It re-reads the files when the Issuer spec changes and
+// when their modification time or size changes, checked at most every
+// ReloadCheckInterval (a rotated Kubernetes Secret, for instance).
+package issuer
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/spec"
+)
+
+// Issuer types, as Signer.Type reports them.
+const (
+	TypeLocalCA = "localCA"
+	TypeACME    = "acme"
+)
+
+// Signer issues certificates for one Issuer.
+type Signer interface {
+	// Sign issues a certificate for csr as the certificate spec cert
+	// describes, refusing (failure.Invalid) a CSR that does not match it.
+	Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x509.CertificateRequest, now time.Time) (*agentproto.Issued, error)
+	// Type is the issuer type: TypeLocalCA or TypeACME.
+	Type() string
+}
+
+// issuer is what the Registry holds: a Signer that can also say whether it
+// is usable right now and how it is doing.
+type issuer interface {
+	Signer
+	// usable returns why Sign cannot succeed at now, or nil.
+	usable(now time.Time) error
+	// status is "" when the issuer is healthy, else what is wrong.
+	status(now time.Time) string
+}
+
+// Registry holds the signers of the current desired state. It is safe for
+// concurrent use; lookups take no lock.
+type Registry struct {
+	logger *slog.Logger
+	now    func() time.Time // the clock of Signer and Status; tests replace it
+
+	syncMu  sync.Mutex // serializes Sync
+	issuers atomic.Pointer[map[string]*entry]
+}
+
+// entry is one Issuer object's signer and the spec hash it was built from.
+type entry struct {
+	hash   string
+	issuer issuer
+}
+
+// NewRegistry returns an empty registry; a nil logger discards logs.
+func NewRegistry(logger *slog.Logger) *Registry {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Registry{logger: logger, now: time.Now}
+	r.issuers.Store(&map[string]*entry{})
+	return r
+}
+
+// Sync makes the registry hold exactly the given Issuer objects. An issuer
+// whose object is unchanged (same Object.Hash) keeps its signer; a new or
+// changed one is (re)loaded, and a load failure is kept as that issuer's
+// error; issuers no longer present are dropped.
+func (r *Registry) Sync(issuers []*spec.Object) {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	old := *r.issuers.Load()
+	next := make(map[string]*entry, len(issuers))
+	for _, o := range issuers {
+		hash := o.Hash()
+		if e, ok := old[o.Name]; ok && e.hash == hash {
+			next[o.Name] = e
+			continue
+		}
+		next[o.Name] = &entry{hash: hash, issuer: r.load(o)}
+	}
+	for name := range old {
+		if _, ok := next[name]; !ok {
+			r.logger.Info("issuer removed", "issuer", name)
+		}
+	}
+	r.issuers.Store(&next)
+}
+
+// load builds the signer of one Issuer object.
+func (r *Registry) load(o *spec.Object) issuer {
+	logger := r.logger.With("issuer", o.Name)
+	s := o.Issuer()
+	switch {
+	case s == nil:
+		return broken{err: fmt.Errorf("object %s is not an Issuer", o.Key())}
+	case s.LocalCA != nil:
+		return newLocalCA(o.Name, *s.LocalCA, logger, r.now())
+	case s.ACME != nil:
+		logger.Warn("acme issuers are not implemented yet")
+		return broken{typ: TypeACME, err: errors.New("acme issuer not implemented yet")}
+	default:
+		return broken{err: errors.New("issuer has neither localCA nor acme")}
+	}
+}
+
+// Signer returns the signer of the named issuer: a failure.NotFound error
+// when there is no such issuer, failure.Unavailable when it cannot sign now
+// (its files failed to load, its type is not implemented).
+func (r *Registry) Signer(name string) (Signer, error) {
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q is not defined", name))
+	}
+	if err := e.issuer.usable(r.now()); err != nil {
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q is unavailable: %w", name, err))
+	}
+	return e.issuer, nil
+}
+
+// Status maps every issuer to "" when it is healthy, else to what is wrong.
+func (r *Registry) Status() map[string]string {
+	now := r.now()
+	out := make(map[string]string)
+	for name, e := range *r.issuers.Load() {
+		out[name] = e.issuer.status(now)
+	}
+	return out
+}
+
+// broken is an issuer that cannot sign at all.
+type broken struct {
+	typ string
+	err error
+}
+
+func (b broken) Type() string            { return b.typ }
+func (b broken) usable(time.Time) error  { return b.err }
+func (b broken) status(time.Time) string { return b.err.Error() }
+func (b broken) Sign(context.Context, *spec.CertificateSpec, *x509.CertificateRequest, time.Time) (*agentproto.Issued, error) {
+	return nil, failure.Wrap(failure.Unavailable, b.err)
+}
