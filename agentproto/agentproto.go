@@ -1,0 +1,159 @@
+// Package agentproto defines the wire protocol between certops agents and
+// the reconciler: the routes under PathPrefix, the JSON messages, and the
+// rules both sides rely on. It holds types only, so the agent binary links
+// neither the server nor its dependencies.
+//
+// Every request carries "Authorization: Bearer <token>"; the server hashes
+// the token with SHA-256 and finds the Agent object whose spec.tokenSHA256
+// matches. The token is bound to that agent's name: an agent only ever sees
+// its own assignments and may only submit CSRs for certificates assigned to it.
+//
+// Routes:
+//
+//	GET  /agent/v1/assignments            → 200 Assignments, or 304 when If-None-Match matches the ETag
+//	POST /agent/v1/heartbeat              Heartbeat → 204
+//	POST /agent/v1/certificates/{name}/issue  IssueRequest → 200 Issued
+//	POST /agent/v1/reports                Report → 204
+//
+// Errors are JSON: {"error": {"code": "...", "message": "..."}} with 400
+// (malformed request), 401 (missing, unknown or revoked token; no detail),
+// 404 (certificate unknown or not assigned to this agent), 409 (the request
+// was made against an outdated spec; poll again), 422 (a CSR that does not
+// match the certificate's spec) and 429/503 (retry after the Retry-After
+// header).
+package agentproto
+
+import "time"
+
+// PathPrefix is the prefix of every agent route.
+const PathPrefix = "/agent/v1/"
+
+// Routes, relative to the server URL.
+const (
+	PathAssignments = PathPrefix + "assignments"
+	PathHeartbeat   = PathPrefix + "heartbeat"
+	PathReports     = PathPrefix + "reports"
+	// PathIssue is a pattern: replace {name} with the certificate name.
+	PathIssue = PathPrefix + "certificates/{name}/issue"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 256 << 10
+
+// Assignments is everything an agent is asked to deploy. Its ETag header
+// changes whenever any field changes, so an idle agent polls with
+// If-None-Match and gets 304.
+type Assignments struct {
+	Agent        string       `json:"agent"`
+	Certificates []Assignment `json:"certificates"`
+}
+
+// Assignment is one certificate the agent deploys.
+type Assignment struct {
+	Name string `json:"name"`
+	// SpecHash identifies the certificate spec the agent must issue for; it
+	// changes when names, key, issuer, duration or deployment change.
+	SpecHash string `json:"specHash"`
+
+	CommonName     string   `json:"commonName,omitempty"`
+	DNSNames       []string `json:"dnsNames,omitempty"`
+	IPAddresses    []string `json:"ipAddresses,omitempty"`
+	URIs           []string `json:"uris,omitempty"`
+	EmailAddresses []string `json:"emailAddresses,omitempty"`
+	Key            KeySpec  `json:"key"`
+	Files          Files    `json:"files"`
+	Reload         []string `json:"reload,omitempty"`
+	Verify         *Verify  `json:"verify,omitempty"`
+
+	// Current is the newest certificate issued to this agent for SpecHash, if
+	// any. The agent installs it when it holds the matching private key.
+	Current *Issued `json:"current,omitempty"`
+	// RenewAt is when the agent should ask for a new certificate (server
+	// computed, with jitter). Zero when Current is nil: issue now.
+	RenewAt time.Time `json:"renewAt,omitzero"`
+	// NotBefore, when set, is the earliest time the server accepts another
+	// issue request (backoff after failures).
+	NotBefore time.Time `json:"notBefore,omitzero"`
+}
+
+// KeySpec is the private key the agent generates on the host.
+type KeySpec struct {
+	Algorithm      string `json:"algorithm"` // ECDSA, RSA or Ed25519
+	Size           int    `json:"size,omitempty"`
+	RotationPolicy string `json:"rotationPolicy"` // Always or Never
+}
+
+// Files are the absolute paths the agent writes, as a set.
+type Files struct {
+	Cert      string `json:"cert,omitempty"`
+	Chain     string `json:"chain,omitempty"`
+	Fullchain string `json:"fullchain,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Mode      string `json:"mode,omitempty"` // octal, e.g. "0600"; applies to every file
+	Owner     string `json:"owner,omitempty"`
+	Group     string `json:"group,omitempty"`
+}
+
+// Verify asks the agent to dial Address with SNI ServerName after a reload
+// and compare the served leaf with the one installed.
+type Verify struct {
+	Address    string `json:"address"`
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// Issued is a signed certificate: the leaf and the chain up to (and
+// including) the issuing CA, PEM encoded. There is never a private key.
+type Issued struct {
+	Serial    string    `json:"serial"` // hex
+	SHA256    string    `json:"sha256"` // hex fingerprint of the leaf DER
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	CertPEM   string    `json:"certPEM"`
+	ChainPEM  string    `json:"chainPEM"`
+}
+
+// IssueRequest asks for a certificate for a CSR made on the agent.
+type IssueRequest struct {
+	SpecHash string `json:"specHash"`
+	CSRPEM   string `json:"csrPEM"`
+}
+
+// Heartbeat tells the server the agent is alive.
+type Heartbeat struct {
+	Version  string `json:"version"`
+	Hostname string `json:"hostname"`
+}
+
+// Report results.
+const (
+	ResultInstalled  = "installed"   // files written, reloaded and verified
+	ResultFailed     = "failed"      // nothing changed (e.g. key generation or issue failed)
+	ResultRolledBack = "rolled-back" // reload or verify failed; the previous files are back
+)
+
+// Report stages.
+const (
+	StageIssue   = "issue"
+	StageInstall = "install"
+	StageReload  = "reload"
+	StageVerify  = "verify"
+)
+
+// Report is the outcome of one deployment attempt.
+type Report struct {
+	Certificate string    `json:"certificate"`
+	SpecHash    string    `json:"specHash"`
+	Serial      string    `json:"serial,omitempty"`
+	Result      string    `json:"result"`
+	Stage       string    `json:"stage,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// ErrorBody is the JSON shape of every error response.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
