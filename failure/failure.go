@@ -21,9 +21,10 @@ const (
 	Forbidden                // credentials fine, access not allowed
 	Conflict                 // refused because of the current state (e.g. prune guard)
 	Unavailable              // a dependency is down; retry later
+	Rejected                 // well-formed but refused, e.g. a CSR that does not match its certificate
 )
 
-var kindNames = [...]string{"internal", "invalid", "not_found", "unauthorized", "forbidden", "conflict", "unavailable"}
+var kindNames = [...]string{"internal", "invalid", "not_found", "unauthorized", "forbidden", "conflict", "unavailable", "rejected"}
 
 // String is the stable, machine-readable code of the kind, used in JSON errors.
 func (k Kind) String() string {
@@ -82,6 +83,8 @@ func HTTPStatus(err error) int {
 		return http.StatusConflict
 	case Unavailable:
 		return http.StatusServiceUnavailable
+	case Rejected:
+		return http.StatusUnprocessableEntity
 	default:
 		return http.StatusInternalServerError
 	}

@@ -210,7 +210,7 @@ func TestLocalCARefusesMismatchedCSR(t *testing.T) {
 	if issued != nil {
 		t.Errorf("Sign issued %+v for a mismatched CSR", issued)
 	}
-	wantKind(t, err, failure.Invalid, `unexpected DNS name "evil.example.com"`)
+	wantKind(t, err, failure.Rejected, `unexpected DNS name "evil.example.com"`)
 }
 
 func TestLocalCASignCanceled(t *testing.T) {

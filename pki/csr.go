@@ -94,7 +94,7 @@ func CheckCSR(csr *x509.CertificateRequest, c *spec.CertificateSpec) error {
 	problems = append(problems, setDiff("URI", uriStrings(csr.URIs), c.URIs, normalizeURI)...)
 	problems = append(problems, setDiff("email address", csr.EmailAddresses, c.EmailAddresses, nil)...)
 	if len(problems) > 0 {
-		return failure.Wrap(failure.Invalid, &MismatchError{Problems: problems})
+		return failure.Wrap(failure.Rejected, &MismatchError{Problems: problems})
 	}
 	return nil
 }

@@ -524,8 +524,8 @@ func TestCheckCSRMessage(t *testing.T) {
 
 func checkMismatch(t *testing.T, err error, want []string) {
 	t.Helper()
-	if got := failure.KindOf(err); got != failure.Invalid {
-		t.Errorf("kind of %v is %v, want %v", err, got, failure.Invalid)
+	if got := failure.KindOf(err); got != failure.Rejected {
+		t.Errorf("kind of %v is %v, want %v", err, got, failure.Rejected)
 	}
 	var mm *MismatchError
 	if !errors.As(err, &mm) {
@@ -678,7 +678,7 @@ func TestSignErrors(t *testing.T) {
 		{"bad IP", func(s *spec.CertificateSpec) { s.IPAddresses = []string{"10.0.0.300"} }, now,
 			failure.Invalid, `"10.0.0.300" is not an IP address`},
 		{"outside name constraints", func(s *spec.CertificateSpec) { s.DNSNames = append(s.DNSNames, "shop.example.org") }, now,
-			failure.Invalid, "not permitted"},
+			failure.Rejected, "not permitted"},
 		{"CA expired", nil, now.Add(2 * time.Hour), failure.Unavailable, "is not valid at"},
 		{"CA not yet valid", nil, now.Add(-time.Hour), failure.Unavailable, "is not valid at"},
 	} {

@@ -98,7 +98,7 @@ func (ca *CA) verify(leaf *x509.Certificate, now time.Time) error {
 	}
 	err = fmt.Errorf("issued certificate does not verify against the CA: %w", err)
 	if invalid, ok := errors.AsType[x509.CertificateInvalidError](err); ok && invalid.Reason == x509.CANotAuthorizedForThisName {
-		return failure.Wrap(failure.Invalid, err)
+		return failure.Wrap(failure.Rejected, err)
 	}
 	return err
 }
