@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/fleet"
+	"github.com/certops/certops/reconcile"
 )
 
 // floorOnce measures the floor of the fleet at dir once, for the x_floor
@@ -22,6 +26,35 @@ func floorOnce(ctx context.Context, b *testing.B, dir string) floorTimes {
 	f := measureFloor(ctx, b, dir, rows)
 	settleMemory()
 	return f
+}
+
+// profiled runs fn with the profiler label bench=name, so that a CPU profile
+// of a whole run can be narrowed to the timed code, leaving fixture
+// generation and the floor out: go tool pprof -tagfocus bench=full ...
+func profiled(ctx context.Context, name string, fn func(ctx context.Context)) {
+	pprof.Do(ctx, pprof.Labels("bench", name), fn)
+}
+
+// envHeapProfile names the environment variable with a directory to write,
+// after each full reconcile, a heap profile of what the reconciler keeps
+// live (full-<size>.heap).
+const envHeapProfile = "CERTOPS_BENCH_HEAPPROFILE"
+
+// writeHeapProfile writes the heap profile $CERTOPS_BENCH_HEAPPROFILE asks for.
+func writeHeapProfile(b *testing.B, size fleet.Size) {
+	b.Helper()
+	dir := os.Getenv(envHeapProfile)
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, "full-"+size.String()+".heap"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkReconcileFull measures a full reconcile from nothing: a fresh
@@ -56,15 +89,19 @@ func BenchmarkReconcileFull(b *testing.B) {
 			}
 			before = math.Max(before, rss)
 
-			start := time.Now()
-			r, err := newReconciler(ctx, dir, st)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cloned := time.Now()
-			out := r.mustReconcile(ctx, b, "success")
-			total += time.Since(start)
-			clone += cloned.Sub(start)
+			var r *reconciler
+			var out reconcile.Outcome
+			profiled(ctx, "full", func(ctx context.Context) {
+				start := time.Now()
+				var err error
+				if r, err = newReconciler(ctx, dir, st); err != nil {
+					b.Fatal(err)
+				}
+				cloned := time.Now()
+				out = r.mustReconcile(ctx, b, "success")
+				total += time.Since(start)
+				clone += cloned.Sub(start)
+			})
 
 			hwm, err := statusMiB("VmHWM")
 			if err != nil {
@@ -72,6 +109,7 @@ func BenchmarkReconcileFull(b *testing.B) {
 			}
 			peak = math.Max(peak, hwm)
 			heap = math.Max(heap, heapInuseMiB()) // r is still live here
+			writeHeapProfile(b, size)
 			objects = len(out.Plan.Changes)
 			for p, s := range r.phaseSeconds(b) {
 				phaseSum[p] += s
@@ -115,8 +153,9 @@ func BenchmarkReconcileOneFileChange(b *testing.B) {
 			if _, err := fleet.Commit(ctx, dir, fmt.Sprintf("change %d", variant)); err != nil {
 				b.Fatal(err)
 			}
+			var out reconcile.Outcome
 			start := time.Now()
-			out := r.mustReconcile(ctx, b, "success")
+			profiled(ctx, "one-file", func(ctx context.Context) { out = r.mustReconcile(ctx, b, "success") })
 			d := time.Since(start)
 			total += d
 			worst = max(worst, d)
@@ -143,7 +182,7 @@ func BenchmarkReconcileUnchanged(b *testing.B) {
 		var total, worst time.Duration
 		for b.Loop() {
 			start := time.Now()
-			r.mustReconcile(ctx, b, "unchanged")
+			profiled(ctx, "unchanged", func(ctx context.Context) { r.mustReconcile(ctx, b, "unchanged") })
 			d := time.Since(start)
 			total += d
 			worst = max(worst, d)

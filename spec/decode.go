@@ -107,6 +107,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, at in
 		d.errorf(n.Line, path, "expected a mapping, got "+describe(n))
 		return
 	}
+	fs := d.p.fieldsOf(v.Type())
 	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := resolveAlias(n.Content[i])
@@ -124,7 +125,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, at in
 			d.errorf(k.Line, fpath, "merge keys (<<) are not supported; alias the whole value instead")
 			continue
 		}
-		f, ok := fieldByName(v, k.Value)
+		f, ok := fieldByName(fs, v, k.Value)
 		if !ok {
 			msg := fmt.Sprintf("unknown field %q", k.Value)
 			if s := suggestField(v.Type(), k.Value); s != "" {
@@ -138,7 +139,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, at in
 		}
 		d.decode(n.Content[i+1], f, fpath, k.Line)
 	}
-	for _, name := range requiredFields(v.Type()) {
+	for _, name := range requiredFields(fs) {
 		if _, ok := seen[name]; !ok {
 			d.errorf(at, join(path, name), "required")
 		}
@@ -247,8 +248,23 @@ func fields(t reflect.Type) []fieldInfo {
 	return out
 }
 
-func fieldByName(v reflect.Value, name string) (reflect.Value, bool) {
-	for _, f := range fields(v.Type()) {
+// fieldsOf is fields(t), computed once per type for the file: reflecting
+// over struct tags for every key dominated the parse of large repositories.
+func (p *fileParser) fieldsOf(t reflect.Type) []fieldInfo {
+	fs, ok := p.fieldCache[t]
+	if !ok {
+		if p.fieldCache == nil {
+			p.fieldCache = make(map[reflect.Type][]fieldInfo)
+		}
+		fs = fields(t)
+		p.fieldCache[t] = fs
+	}
+	return fs
+}
+
+// fieldByName returns the field of struct v named name in fs, v's fields.
+func fieldByName(fs []fieldInfo, v reflect.Value, name string) (reflect.Value, bool) {
+	for _, f := range fs {
 		if f.name == name {
 			return v.FieldByIndex(f.index), true
 		}
@@ -256,9 +272,10 @@ func fieldByName(v reflect.Value, name string) (reflect.Value, bool) {
 	return reflect.Value{}, false
 }
 
-func requiredFields(t reflect.Type) []string {
+// requiredFields returns the names of the required fields among fs.
+func requiredFields(fs []fieldInfo) []string {
 	var out []string
-	for _, f := range fields(t) {
+	for _, f := range fs {
 		if f.required {
 			out = append(out, f.name)
 		}

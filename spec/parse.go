@@ -111,6 +111,8 @@ type fileParser struct {
 	file   string
 	errs   ErrorList
 	visits int
+	// fieldCache holds fields(t) of the struct types decoded so far.
+	fieldCache map[reflect.Type][]fieldInfo
 }
 
 func (p *fileParser) fileError(line int, msg string) {
