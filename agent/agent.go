@@ -1,0 +1,410 @@
+// Package agent is the certops host agent: it polls the reconciler for the
+// certificates assigned to this host (package agentproto is the wire
+// protocol), generates their private keys on the host, obtains certificates
+// for them, installs the files atomically as a set, reloads the service,
+// verifies what the service serves and rolls back when the reload or the
+// verification fails. Every outcome is reported to the reconciler. The
+// private key never leaves the host: requests carry CSRs only.
+//
+// # Decisions
+//
+// For each assignment, on every pass (a 304 poll re-evaluates the cached
+// assignments, so a renewal still happens at RenewAt):
+//
+//   - install Current when the agent holds its private key (the installed key
+//     or a pending one, see below) and Current is not what the state dir
+//     records as installed or its files on disk are gone or changed;
+//   - otherwise request a certificate when there is no Current, the SpecHash
+//     differs from the one last installed, the installed files are gone and
+//     the key is not held, or now ≥ RenewAt; never before NotBefore.
+//
+// A deployment that failed (issue refused, reload or verify rolled back) is
+// retried after a per-certificate backoff (PollInterval doubling up to an
+// hour), unless the SpecHash or Current changes first.
+//
+// # Keys
+//
+// Keys live in StateDir/keys (0700 dir, 0600 files): NAME.key is the key of
+// the installed certificate, NAME.pending.key a key generated for a
+// certificate not yet installed. A pending key is written before its CSR is
+// sent, so a crash between issue and install loses nothing: the next pass
+// finds Current matching the pending key and installs it. rotationPolicy
+// Never reuses NAME.key while its type matches the spec; Always uses a new
+// key for every certificate: a pending key (never deployed) or a fresh one.
+//
+// # Install
+//
+// The files of a certificate (cert, chain, fullchain, key: the paths set)
+// are swapped as one transaction recorded in StateDir/journal.json:
+// prepare (temp files listed) → temp files written, fsynced, chmod/chown'd
+// in each target's directory → swap (each old file hard-linked to a backup,
+// then the temp renamed over it; directories fsynced) → reload → commit →
+// backups removed → journal removed. Recovery rule, applied when New finds a
+// journal: a journal that has not reached commit is rolled back (backups
+// renamed over the targets, targets that did not exist before removed,
+// temps removed), a committed one is rolled forward (backups removed). So a
+// crash at any point leaves the old set or the new set, never a mix. When
+// the crash happened during reload, the first pass after recovery runs the
+// reload argv again so the service picks the old files up. Backups are
+// removed as soon as the deployment is committed. Missing target
+// directories are created with mode 0755. A target that is a symlink is
+// replaced by a regular file (and restored as the symlink on rollback).
+//
+// # Verify
+//
+// Verification dials Verify.Address with SNI and compares the SHA-256 of the
+// served leaf's DER with the installed certificate: it checks the identity
+// of what is served, not trust (the handshake skips chain verification).
+//
+// An Agent is not safe for concurrent use: call Run, or SyncOnce, from one
+// goroutine.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+)
+
+// Config configures an Agent. Server, Name, TokenFile and StateDir are
+// required.
+type Config struct {
+	Server    string // reconciler URL, e.g. https://certops.example.com
+	Name      string // the Agent's metadata.name
+	TokenFile string // file holding the bearer token (whitespace trimmed)
+	StateDir  string // keys, state.json and the install journal
+
+	PollInterval  time.Duration // default 30s
+	ReloadTimeout time.Duration // default 30s
+	VerifyTimeout time.Duration // per dial; default 10s
+
+	// CABundleFile, when set, holds the PEM CAs trusted for the server's
+	// TLS certificate instead of the system pool.
+	CABundleFile string
+	// HTTPClient overrides the client built from CABundleFile.
+	HTTPClient *http.Client
+	Logger     *slog.Logger // default: discard
+	Version    string       // sent in heartbeats
+	Now        func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultPollInterval  = 30 * time.Second
+	DefaultReloadTimeout = 30 * time.Second
+	DefaultVerifyTimeout = 10 * time.Second
+
+	heartbeatEvery  = 5 * time.Minute
+	maxRetryBackoff = 5 * time.Minute
+	maxDeployRetry  = time.Hour
+	verifyWindow    = 3 * time.Second
+	maxQueuedReport = 64
+)
+
+// Agent is the runtime of one certops agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	client *client
+	state  *stateStore
+
+	etag        string                  // of the cached assignments
+	assignments []agentproto.Assignment // last 200 answer
+	reports     []agentproto.Report     // not yet delivered, oldest first
+	retryAt     time.Time               // the server asked us to wait (Retry-After)
+	lastBeat    time.Time               // last successful heartbeat
+	reloadAfter []string                // reload argv owed after a startup rollback
+
+	// Tuning and fault injection for tests.
+	backoffBase  time.Duration // first retry delay of Run; default 1s
+	verifyWindow time.Duration // how long verify retries
+	crashAt      int           // fail with errCrash at the crashAt-th install mutation (1-based); 0 never
+	mutations    int
+	geteuid      func() int
+}
+
+// New validates cfg, prepares the state dir, reads the token once (so a
+// missing or empty token file is reported at start) and recovers an install
+// interrupted by a crash.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		var err error
+		if hc, err = newHTTPClient(cfg.CABundleFile); err != nil {
+			return nil, err
+		}
+	}
+	base, err := url.Parse(cfg.Server)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server)
+	}
+	c := &client{base: base, hc: hc, tokenFile: cfg.TokenFile, userAgent: "certops-agent/" + cfg.Version}
+	if _, err := c.token(); err != nil {
+		return nil, err
+	}
+	st, err := openState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:          cfg,
+		log:          cfg.Logger.With("agent", cfg.Name),
+		now:          cfg.Now,
+		client:       c,
+		state:        st,
+		backoffBase:  time.Second,
+		verifyWindow: verifyWindow,
+		geteuid:      os.Geteuid,
+	}
+	if err := a.recoverJournal(); err != nil {
+		return nil, fmt.Errorf("recover interrupted install: %w", err)
+	}
+	return a, nil
+}
+
+func (c *Config) defaults() error {
+	var missing []error
+	for _, f := range []struct{ name, v string }{
+		{"Server", c.Server}, {"Name", c.Name}, {"TokenFile", c.TokenFile}, {"StateDir", c.StateDir},
+	} {
+		if f.v == "" {
+			missing = append(missing, fmt.Errorf("agent config: %s is required", f.name))
+		}
+	}
+	if err := errors.Join(missing...); err != nil {
+		return err
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.ReloadTimeout <= 0 {
+		c.ReloadTimeout = DefaultReloadTimeout
+	}
+	if c.VerifyTimeout <= 0 {
+		c.VerifyTimeout = DefaultVerifyTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	return nil
+}
+
+func newHTTPClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pemBytes, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("CA bundle %s: no PEM certificate found", caFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
+// Run polls and deploys until ctx is done, then returns nil. It heartbeats
+// at start and every five minutes. When the server is unreachable or
+// refuses the agent, it keeps the installed files and retries with
+// exponential backoff and jitter (capped at five minutes, at least
+// Retry-After when the server sent one).
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("agent started", "server", a.cfg.Server, "version", a.cfg.Version, "interval", a.cfg.PollInterval)
+	failures := 0
+	for {
+		a.heartbeatIfDue(ctx)
+		deployErr, serverErr := a.sync(ctx)
+		if ctx.Err() != nil {
+			a.log.Info("agent stopped")
+			return nil
+		}
+		if deployErr != nil {
+			a.log.Warn("deployment failed", "err", deployErr)
+		}
+		wait := jitter(a.cfg.PollInterval, 0.1)
+		if serverErr != nil {
+			failures++
+			wait = a.retryDelay(failures, serverErr)
+			a.log.Warn("sync failed; keeping installed files", "err", serverErr, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopped")
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// retryDelay is the wait after the n-th consecutive failed pass.
+func (a *Agent) retryDelay(n int, err error) time.Duration {
+	d := a.backoffBase
+	for i := 1; i < n && d < maxRetryBackoff; i++ {
+		d *= 2
+	}
+	d = jitter(min(d, maxRetryBackoff), 0.5)
+	if errors.Is(err, errUnauthorized) {
+		// A rejected token does not fix itself quickly; never poll faster
+		// than the normal interval.
+		d = max(d, a.cfg.PollInterval)
+	}
+	if wait := a.retryAt.Sub(a.now()); wait > d {
+		d = wait
+	}
+	return d
+}
+
+// jitter spreads d over [d·(1−f), d].
+func jitter(d time.Duration, f float64) time.Duration {
+	return d - time.Duration(rand.Float64()*f*float64(d))
+}
+
+// SyncOnce runs one pass: deliver queued reports, poll the assignments and
+// bring each of them to its desired state. It returns every failure joined:
+// the server being unreachable or refusing the agent, and each certificate
+// whose deployment failed.
+func (a *Agent) SyncOnce(ctx context.Context) error {
+	deployErr, serverErr := a.sync(ctx)
+	return errors.Join(serverErr, deployErr)
+}
+
+// sync is SyncOnce with the failures kept apart: serverErr (the pass could
+// not talk to the server; Run backs off) and deployErr (a certificate
+// failed; it has its own retry schedule).
+func (a *Agent) sync(ctx context.Context) (deployErr, serverErr error) {
+	if len(a.reloadAfter) > 0 {
+		argv := a.reloadAfter
+		a.reloadAfter = nil
+		if err := a.reload(ctx, argv); err != nil {
+			a.log.Error("reload after recovering an interrupted install failed", "err", err)
+		}
+	}
+	if wait := a.retryAt.Sub(a.now()); wait > 0 {
+		return nil, fmt.Errorf("server asked to retry in %s", wait.Round(time.Second))
+	}
+	a.flushReports(ctx)
+	assignments, err := a.poll(ctx)
+	if err != nil {
+		return nil, a.serverTrouble(err)
+	}
+	var errs []error
+	for _, as := range assignments {
+		err := a.syncOne(ctx, as)
+		switch {
+		case err == nil:
+		case errors.Is(err, errCrash):
+			return nil, err
+		case isServerTrouble(err):
+			return errors.Join(errs...), a.serverTrouble(err)
+		default:
+			errs = append(errs, fmt.Errorf("certificate %s: %w", as.Name, err))
+		}
+	}
+	a.flushReports(ctx)
+	return errors.Join(errs...), nil
+}
+
+// serverTrouble logs what the server said and remembers Retry-After.
+func (a *Agent) serverTrouble(err error) error {
+	if errors.Is(err, errUnauthorized) {
+		a.log.Error("token rejected by the server (401); check the token file and the Agent's tokenSHA256")
+	}
+	var se *serverError
+	if errors.As(err, &se) && se.RetryAfter > 0 {
+		a.retryAt = a.now().Add(se.RetryAfter)
+	}
+	return err
+}
+
+// poll returns the current assignments: fetched when they changed, the
+// cached ones on 304.
+func (a *Agent) poll(ctx context.Context) ([]agentproto.Assignment, error) {
+	got, etag, err := a.client.assignments(ctx, a.etag)
+	if err != nil {
+		return nil, err
+	}
+	if got == nil { // 304
+		return a.assignments, nil
+	}
+	if got.Agent != "" && got.Agent != a.cfg.Name {
+		a.log.Warn("server answered for another agent name; check --name and the token", "server_says", got.Agent)
+	}
+	a.etag, a.assignments = etag, got.Certificates
+	a.log.Debug("assignments changed", "count", len(got.Certificates), "etag", etag)
+	return a.assignments, nil
+}
+
+// heartbeatIfDue sends a heartbeat at start and every heartbeatEvery.
+func (a *Agent) heartbeatIfDue(ctx context.Context) {
+	if !a.lastBeat.IsZero() && a.now().Sub(a.lastBeat) < heartbeatEvery {
+		return
+	}
+	if a.now().Before(a.retryAt) {
+		return
+	}
+	host, _ := os.Hostname()
+	err := a.client.heartbeat(ctx, agentproto.Heartbeat{Version: a.cfg.Version, Hostname: host})
+	if err != nil {
+		a.log.Warn("heartbeat failed", "err", a.serverTrouble(err))
+		return
+	}
+	a.lastBeat = a.now()
+}
+
+// report queues r and tries to deliver the queue.
+func (a *Agent) report(ctx context.Context, r agentproto.Report) {
+	r.At = a.now().UTC()
+	log := a.log.With("certificate", r.Certificate, "result", r.Result, "serial", r.Serial)
+	if r.Error != "" {
+		log.Warn("deployment outcome", "stage", r.Stage, "err", r.Error)
+	} else {
+		log.Info("deployment outcome")
+	}
+	a.reports = append(a.reports, r)
+	if n := len(a.reports) - maxQueuedReport; n > 0 {
+		a.reports = a.reports[n:]
+	}
+	a.flushReports(ctx)
+}
+
+// flushReports delivers queued reports in order, stopping at the first
+// failure (the rest wait for the next pass). A report the server refuses as
+// malformed is dropped.
+func (a *Agent) flushReports(ctx context.Context) {
+	for len(a.reports) > 0 {
+		err := a.client.report(ctx, a.reports[0])
+		if err != nil && isServerTrouble(err) {
+			a.log.Debug("report not delivered; will retry", "err", err)
+			return
+		}
+		if err != nil {
+			a.log.Warn("server refused report; dropping it", "certificate", a.reports[0].Certificate, "err", err)
+		}
+		a.reports = a.reports[1:]
+	}
+}

@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/pki"
+)
+
+// hostKey is a private key held in the state dir.
+type hostKey struct {
+	signer crypto.Signer
+	pem    []byte
+	path   string // where it is stored
+}
+
+// loadKey reads a key from the state dir; nil without error when absent.
+func loadKey(path string) (*hostKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	k, err := pki.ParseKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", path, err)
+	}
+	return &hostKey{signer: k, pem: b, path: path}, nil
+}
+
+// newKey generates a key as spec asks and stores it at path (0600) before
+// anything else sees it.
+func newKey(spec agentproto.KeySpec, path string) (*hostKey, error) {
+	k, err := pki.GenerateKey(spec)
+	if err != nil {
+		return nil, err
+	}
+	b, err := pki.MarshalKeyPEM(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	return &hostKey{signer: k, pem: b, path: path}, nil
+}
+
+// keyMatchesSpec reports whether key is of the algorithm and size spec asks
+// for (the defaults are pki.GenerateKey's: ECDSA P-256, RSA 2048).
+func keyMatchesSpec(key crypto.Signer, spec agentproto.KeySpec) bool {
+	switch k := key.Public().(type) {
+	case *ecdsa.PublicKey:
+		size := spec.Size
+		if size == 0 {
+			size = 256
+		}
+		return (spec.Algorithm == "" || strings.EqualFold(spec.Algorithm, "ECDSA")) && k.Curve.Params().BitSize == size
+	case *rsa.PublicKey:
+		size := spec.Size
+		if size == 0 {
+			size = 2048
+		}
+		return strings.EqualFold(spec.Algorithm, "RSA") && k.N.BitLen() == size
+	case ed25519.PublicKey:
+		return strings.EqualFold(spec.Algorithm, "Ed25519")
+	default:
+		return false
+	}
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// issuedCert is a parsed agentproto.Issued.
+type issuedCert struct {
+	*agentproto.Issued
+	leaf   *x509.Certificate
+	sha256 string // hex of the leaf DER, computed here
+	chain  []*x509.Certificate
+}
+
+// parseIssued decodes the leaf and chain of iss and checks that the leaf is
+// signed by the first chain certificate (when there is a chain).
+func parseIssued(iss *agentproto.Issued) (*issuedCert, error) {
+	if iss == nil {
+		return nil, errors.New("no certificate")
+	}
+	leaves, err := parseCertsPEM(iss.CertPEM)
+	if err != nil || len(leaves) != 1 {
+		return nil, fmt.Errorf("certificate %s: want exactly one PEM certificate (%v)", iss.Serial, err)
+	}
+	chain, err := parseCertsPEM(iss.ChainPEM)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: chain: %w", iss.Serial, err)
+	}
+	leaf := leaves[0]
+	if len(chain) > 0 {
+		if err := leaf.CheckSignatureFrom(chain[0]); err != nil {
+			return nil, fmt.Errorf("certificate %s is not signed by the first certificate of its chain: %w", iss.Serial, err)
+		}
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	return &issuedCert{Issued: iss, leaf: leaf, sha256: hex.EncodeToString(sum[:]), chain: chain}, nil
+}
+
+func parseCertsPEM(s string) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := []byte(s)
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return certs, nil
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
+	}
+}
+
+// fingerprintOfFile is the hex SHA-256 of the first certificate in a PEM
+// file, "" when the file is missing or holds no certificate.
+func fingerprintOfFile(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return ""
+		}
+		if block.Type == "CERTIFICATE" {
+			sum := sha256.Sum256(block.Bytes)
+			return hex.EncodeToString(sum[:])
+		}
+	}
+}

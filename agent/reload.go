@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+)
+
+// reload runs argv (no shell) with ReloadTimeout. The command runs in its
+// own process group, killed as a whole on timeout.
+func (a *Agent) reload(ctx context.Context, argv []string) error {
+	if len(argv) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ReloadTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	inOwnProcessGroup(cmd)
+	cmd.WaitDelay = time.Second // bound the wait for pipes held by leftover children
+	out := &tailBuffer{max: 2048}
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	err := cmd.Run()
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("reload %q timed out after %s (its process group was killed)%s", argv, a.cfg.ReloadTimeout, out.suffix())
+	case errors.Is(err, exec.ErrWaitDelay):
+		// The command exited 0 but left a child holding its output open.
+	case err != nil:
+		return fmt.Errorf("reload %q: %w%s", argv, err, out.suffix())
+	}
+	a.log.Debug("reloaded", "argv", argv, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if extra := t.buf.Len() - t.max; extra > 0 {
+		t.buf.Next(extra)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) suffix() string {
+	s := strings.TrimSpace(t.buf.String())
+	if s == "" {
+		return ""
+	}
+	return "; output: " + s
+}
+
+// verify dials as.Verify.Address with SNI and compares the SHA-256 of the
+// served leaf with want. It checks identity, not trust: the handshake does
+// not verify the chain. The service may need a moment after its reload, so
+// it retries for about three seconds.
+func (a *Agent) verify(ctx context.Context, as agentproto.Assignment, want string) error {
+	v := as.Verify
+	sni := v.ServerName
+	if sni == "" && len(as.DNSNames) > 0 {
+		sni = as.DNSNames[0]
+	} else if sni == "" {
+		sni = as.CommonName
+	}
+	deadline := time.Now().Add(a.verifyWindow)
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		got, err := a.servedFingerprint(ctx, v.Address, sni)
+		if err == nil && got == want {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("served certificate sha256 %s, installed %s", got, want)
+		}
+		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return fmt.Errorf("verify %s (SNI %q) after %d attempts: %w", v.Address, sni, attempt, err)
+		}
+		sleep(ctx, delay)
+		delay = min(2*delay, time.Second)
+	}
+}
+
+func (a *Agent) servedFingerprint(ctx context.Context, addr, sni string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
+	defer cancel()
+	d := tls.Dialer{
+		NetDialer: &net.Dialer{},
+		Config: &tls.Config{
+			ServerName:         sni,
+			InsecureSkipVerify: true, // identity check below, not trust
+		},
+	}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", errors.New("no certificate served")
+	}
+	sum := sha256.Sum256(certs[0].Raw)
+	return hex.EncodeToString(sum[:]), nil
+}

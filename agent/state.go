@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// state is StateDir/state.json: what the agent installed.
+type state struct {
+	Certificates map[string]*certState `json:"certificates"`
+}
+
+// certState is one certificate's installed version.
+type certState struct {
+	Serial      string    `json:"serial,omitempty"`
+	SHA256      string    `json:"sha256,omitempty"`
+	SpecHash    string    `json:"specHash,omitempty"`
+	KeyFile     string    `json:"keyFile,omitempty"`
+	InstalledAt time.Time `json:"installedAt,omitzero"`
+	// Failure is the last failed deployment, retried at RetryAt unless the
+	// spec or Current changes first.
+	Failure *deployFailure `json:"failure,omitempty"`
+}
+
+type deployFailure struct {
+	SpecHash string    `json:"specHash"`
+	Serial   string    `json:"serial,omitempty"` // the certificate that failed to deploy; empty: issue failed
+	Count    int       `json:"count"`
+	RetryAt  time.Time `json:"retryAt"`
+}
+
+// stateStore is the state dir.
+type stateStore struct {
+	dir string
+	st  state
+}
+
+func openState(dir string) (*stateStore, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "keys")} {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+	}
+	s := &stateStore{dir: dir, st: state{Certificates: map[string]*certState{}}}
+	b, err := os.ReadFile(s.path())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s.st); err != nil {
+		return nil, fmt.Errorf("state %s is corrupt (move it away to start over): %w", s.path(), err)
+	}
+	if s.st.Certificates == nil {
+		s.st.Certificates = map[string]*certState{}
+	}
+	return s, nil
+}
+
+func (s *stateStore) path() string        { return filepath.Join(s.dir, "state.json") }
+func (s *stateStore) journalPath() string { return filepath.Join(s.dir, "journal.json") }
+
+// keyPath is the key of name's installed certificate; pendingKeyPath a key
+// generated for a certificate not yet installed.
+func (s *stateStore) keyPath(name string) string {
+	return filepath.Join(s.dir, "keys", name+".key")
+}
+
+func (s *stateStore) pendingKeyPath(name string) string {
+	return filepath.Join(s.dir, "keys", name+".pending.key")
+}
+
+// get returns name's state, nil when nothing was ever installed.
+func (s *stateStore) get(name string) *certState { return s.st.Certificates[name] }
+
+// update changes name's state and saves it.
+func (s *stateStore) update(name string, f func(*certState)) error {
+	cs := s.st.Certificates[name]
+	if cs == nil {
+		cs = &certState{}
+		s.st.Certificates[name] = cs
+	}
+	f(cs)
+	b, err := json.MarshalIndent(s.st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(s.path(), b, 0o600)
+}
+
+// writeFileAtomic writes path via a temp file in its directory, fsyncs it,
+// renames it into place and fsyncs the directory.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir, base := filepath.Split(path)
+	tmp := filepath.Join(dir, "."+base+"."+randomSuffix()+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory so renames and removals in it are durable.
+func syncDir(dir string) error {
+	if dir == "" {
+		dir = "."
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+)
+
+// runCmd runs the command with args and env; it returns the exit code and
+// the output.
+func runCmd(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code = run(ctx, append([]string{"certops-agent"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCmd(t, nil, "version")
+	if code != 0 || out != "certops-agent dev\n" {
+		t.Errorf("version: code %d, output %q", code, out)
+	}
+}
+
+func TestMissingFlags(t *testing.T) {
+	code, _, errOut := runCmd(t, nil)
+	if code != 2 {
+		t.Errorf("code = %d, want 2", code)
+	}
+	for _, want := range []string{
+		"--server (or CERTOPS_AGENT_SERVER) is required",
+		"--name (or CERTOPS_AGENT_NAME) is required",
+		"--token-file (or CERTOPS_AGENT_TOKEN_FILE) is required",
+		"--state-dir (or CERTOPS_AGENT_STATE_DIR) is required",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr = %q, want %q", errOut, want)
+		}
+	}
+}
+
+func TestBadEnvAndLogFlags(t *testing.T) {
+	base := []string{"--server", "http://127.0.0.1:1", "--name", "n", "--token-file", "t", "--state-dir", t.TempDir()}
+	if code, _, errOut := runCmd(t, map[string]string{"CERTOPS_AGENT_INTERVAL": "soon"}, base...); code != 2 || !strings.Contains(errOut, "CERTOPS_AGENT_INTERVAL") {
+		t.Errorf("bad interval env: code %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runCmd(t, nil, append(base, "--log-format", "xml")...); code != 2 || !strings.Contains(errOut, "--log-format") {
+		t.Errorf("bad log format: code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestOnce(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path == agentproto.PathAssignments {
+			json.NewEncoder(w).Encode(agentproto.Assignments{Agent: "web-01"})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	env := map[string]string{
+		"CERTOPS_AGENT_SERVER":     srv.URL,
+		"CERTOPS_AGENT_NAME":       "web-01",
+		"CERTOPS_AGENT_TOKEN_FILE": token,
+		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
+		"CERTOPS_AGENT_LOG_FORMAT": "json",
+	}
+	if code, _, errOut := runCmd(t, env, "--once"); code != 0 {
+		t.Errorf("--once against a healthy server: code %d, stderr %s", code, errOut)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	if code, _, errOut := runCmd(t, env, "--once", "--server", down); code != 1 || !strings.Contains(errOut, "sync failed") {
+		t.Errorf("--once with the server down: code %d, stderr %s", code, errOut)
+	}
+
+	env["CERTOPS_AGENT_TOKEN_FILE"] = filepath.Join(dir, "absent")
+	if code, _, errOut := runCmd(t, env, "--once"); code != 1 || !strings.Contains(errOut, "token file") {
+		t.Errorf("absent token file: code %d, stderr %s", code, errOut)
+	}
+}
