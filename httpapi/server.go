@@ -31,6 +31,7 @@ type Reader interface {
 	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.StoredObject, string, error)
 	GetObject(ctx context.Context, kind spec.Kind, name string) (store.StoredObject, error)
 	ListRevisions(ctx context.Context, limit int, before int64) ([]reconcile.RevisionRecord, error)
+	StatusReader
 }
 
 // Config configures the API.
@@ -44,6 +45,9 @@ type Config struct {
 	// Ready, when set, must return nil besides the database answering for
 	// /readyz to report ready (e.g. schema migrated, source opened).
 	Ready func() error
+	// AgentOfflineAfter is how long an agent may be silent and still be
+	// shown online; DefaultAgentOfflineAfter when zero.
+	AgentOfflineAfter time.Duration
 }
 
 // Pagination limits of list endpoints.
@@ -54,7 +58,10 @@ const (
 
 // NewHandler returns the HTTP handler of the reconciler.
 func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
-	a := &api{r: r, log: logger, readyFn: cfg.Ready}
+	a := &api{r: r, log: logger, readyFn: cfg.Ready, offlineAfter: cfg.AgentOfflineAfter}
+	if a.offlineAfter <= 0 {
+		a.offlineAfter = DefaultAgentOfflineAfter
+	}
 	mux := http.NewServeMux()
 	get := func(pattern string, h http.HandlerFunc) {
 		mux.HandleFunc("GET "+pattern, h)
@@ -82,9 +89,10 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 }
 
 type api struct {
-	r       Reader
-	log     *slog.Logger
-	readyFn func() error
+	r            Reader
+	log          *slog.Logger
+	readyFn      func() error
+	offlineAfter time.Duration
 }
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {
@@ -167,10 +175,12 @@ func (a *api) list(kind spec.Kind) http.HandlerFunc {
 			a.fail(w, err)
 			return
 		}
-		if objs == nil {
-			objs = []store.StoredObject{}
+		items, err := a.listWithStatus(r.Context(), kind, objs)
+		if err != nil {
+			a.fail(w, err)
+			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": objs, "next": next})
+		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
 	}
 }
 
@@ -186,7 +196,12 @@ func (a *api) get(kind spec.Kind) http.HandlerFunc {
 			a.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, o)
+		withStatus, err := a.withStatus(r.Context(), o)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, withStatus)
 	}
 }
 

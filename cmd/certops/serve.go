@@ -16,8 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/certops/certops/agentapi"
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
+	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/localdir"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/store"
@@ -26,20 +29,21 @@ import (
 
 // serveConfig is everything `certops serve` needs; flags and CERTOPS_* variables fill it.
 type serveConfig struct {
-	DatabaseURL       string
-	Repo              string
-	Ref               string
-	Path              string
-	Interval          time.Duration
-	FullCompare       time.Duration
-	Listen            string
-	CacheDir          string
-	DatabaseWait      time.Duration
-	MigrationsViaHook bool
-	Git               gitsource.Auth
-	GitCAFile         string
-	APITokenFile      string
-	Hooks             webhook.Config
+	DatabaseURL           string
+	Repo                  string
+	Ref                   string
+	Path                  string
+	Interval              time.Duration
+	FullCompare           time.Duration
+	Listen                string
+	CacheDir              string
+	DatabaseWait          time.Duration
+	MigrationsViaHook     bool
+	PerCertificateMetrics bool
+	Git                   gitsource.Auth
+	GitCAFile             string
+	APITokenFile          string
+	Hooks                 webhook.Config
 }
 
 // serveCmd runs the reconciler, the status API and the webhook receivers
@@ -85,6 +89,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.durationVar(&c.DatabaseWait, "database-wait", time.Minute, "how long to wait for the database to become reachable at start")
 	f.durationVar(&c.Interval, "interval", time.Minute, "poll interval")
 	f.durationVar(&c.FullCompare, "full-compare-interval", 10*time.Minute, "how often the database is compared in full with Git (drift repair)")
+	f.boolVar(&c.PerCertificateMetrics, "per-certificate-metrics", true, "export per-certificate metric series (turn off for very large fleets)")
 	f.boolVar(&c.MigrationsViaHook, "migrations-via-hook", false, "skip migrating at boot (a Helm hook runs certops migrate)")
 	return c
 }
@@ -118,20 +123,29 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
+	// The agent API (own authentication per agent) and the issuers it signs
+	// with; every replica serves it from its own snapshot of the database.
+	registry := issuer.NewRegistry(logger)
+	agents := agentapi.NewHandler(agentapi.Deps{Store: st, Signers: registry, Issuers: registry},
+		agentapi.Config{}, logger, agentapi.NewMetrics(reg, cfg.PerCertificateMetrics))
+
 	var starting atomic.Bool
 	starting.Store(true)
-	handler := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg,
+	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema and the first fetch")
 			}
-			return nil
+			return agents.Ready()
 		}}, logger)
+	mux := http.NewServeMux()
+	mux.Handle(agentproto.PathPrefix, agents)
+	mux.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
@@ -175,8 +189,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			rec.Wake()
 		}
 	}()
-	recDone := make(chan error, 1)
+	recDone, agentsDone := make(chan error, 1), make(chan error, 1)
 	go func() { recDone <- rec.Run(runCtx) }()
+	go func() { agentsDone <- agents.Run(runCtx) }()
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
@@ -184,6 +199,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	cancel()
 	<-recDone
+	if aerr := <-agentsDone; aerr != nil && err == nil {
+		err = ignoreCanceled(aerr)
+	}
 	return err
 }
 

@@ -1,0 +1,409 @@
+package agentapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/certops/certops/agentapi"
+	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/issuer"
+	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/pki"
+	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/spec"
+	"github.com/certops/certops/store"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// env is an agent API over a real database, a real local CA and a real
+// issuer registry, served on 127.0.0.1.
+type env struct {
+	t       testing.TB
+	st      *store.Store
+	url     string
+	srv     *agentapi.Server
+	http    *httptest.Server
+	clock   *clock
+	reg     *prometheus.Registry
+	caDir   string
+	caCert  []byte
+	desired map[spec.Key]*spec.Object
+	commits int
+}
+
+type envOptions struct {
+	perCertificate bool
+	cfg            agentapi.Config
+}
+
+func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	st, err := store.Open(ctx, url, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	e := &env{t: t, st: st, url: url, clock: &clock{t: time.Now().UTC().Truncate(time.Second)},
+		reg: prometheus.NewRegistry(), caDir: t.TempDir(), desired: map[spec.Key]*spec.Object{}}
+	e.caCert, _ = writeCA(t, e.caDir)
+	e.apply(objs...)
+	registry := issuer.NewRegistry(nil)
+	e.srv = agentapi.NewHandler(agentapi.Deps{Store: st, Signers: registry, Issuers: registry, Now: e.clock.Now},
+		opts.cfg, testLogger(t), agentapi.NewMetrics(e.reg, opts.perCertificate))
+	e.refresh()
+	e.http = httptest.NewServer(e.srv)
+	t.Cleanup(e.http.Close)
+	return e
+}
+
+// writeCA creates a CA in dir (ca.crt, ca.key) with pki.NewCA.
+func writeCA(t testing.TB, dir string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.key"), keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
+}
+
+// apply makes objs (added to or replacing earlier ones) the desired state
+// and applies it as a new revision.
+func (e *env) apply(objs ...*spec.Object) { e.applyState(objs, nil) }
+
+// remove deletes objects from the desired state and applies it.
+func (e *env) remove(keys ...spec.Key) { e.applyState(nil, keys) }
+
+func (e *env) applyState(objs []*spec.Object, remove []spec.Key) {
+	e.t.Helper()
+	for _, o := range objs {
+		if o.Kind == spec.KindIssuer && o.Issuer().LocalCA != nil && o.Issuer().LocalCA.CertFile == "" {
+			o.Issuer().LocalCA.CertFile = filepath.Join(e.caDir, "ca.crt")
+			o.Issuer().LocalCA.KeyFile = filepath.Join(e.caDir, "ca.key")
+		}
+		e.desired[o.Key()] = o
+	}
+	for _, k := range remove {
+		delete(e.desired, k)
+	}
+	ctx := context.Background()
+	stored, err := e.st.StoredHashes(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.commits++
+	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat(string(rune('0'+e.commits%10)), 40), Time: time.Now()}
+	if _, err := e.st.Apply(ctx, rev, reconcile.Compute(e.desired, stored), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) refresh() {
+	e.t.Helper()
+	if err := e.srv.Refresh(context.Background()); err != nil {
+		e.t.Fatalf("Refresh: %v", err)
+	}
+}
+
+func tokenOf(agent string) string { return "token-of-" + agent }
+
+func agentObj(name string, labels map[string]string) *spec.Object {
+	sum := sha256.Sum256([]byte(tokenOf(name)))
+	return &spec.Object{Kind: spec.KindAgent, Name: name, Labels: labels,
+		Spec: &spec.AgentSpec{TokenSHA256: hex.EncodeToString(sum[:])}}
+}
+
+func issuerObj(name string) *spec.Object {
+	return &spec.Object{Kind: spec.KindIssuer, Name: name, Spec: &spec.IssuerSpec{LocalCA: &spec.LocalCAIssuer{}}}
+}
+
+// certObj is a normalized certificate spec (as the loader stores it)
+// deployed to agents by name and/or selector.
+func certObj(name string, agents []string, selector map[string]string) *spec.Object {
+	c := &spec.CertificateSpec{
+		IssuerRef: "internal-ca", CommonName: name + ".example.com",
+		DNSNames:   []string{name + ".example.com", "www." + name + ".example.com"},
+		PrivateKey: spec.PrivateKey{Algorithm: "ECDSA", Size: 256, RotationPolicy: "Always"},
+		Duration:   "2160h",
+		Deploy: &spec.Deployment{Agents: agents,
+			Files:  spec.DeployFiles{Cert: "/etc/ssl/" + name + "/cert.pem", Key: "/etc/ssl/" + name + "/key.pem"},
+			Reload: []string{"nginx", "-s", "reload"}},
+	}
+	if selector != nil {
+		c.Deploy.AgentSelector = &spec.LabelSelector{MatchLabels: selector}
+	}
+	return &spec.Object{Kind: spec.KindCertificate, Name: name, Spec: c}
+}
+
+// fleetObjs: issuer internal-ca; agents web-01, web-02 (role web) and
+// db-01; certificates shop (web-01), pool (role=web) and db (db-01).
+func fleetObjs() []*spec.Object {
+	return []*spec.Object{
+		issuerObj("internal-ca"),
+		agentObj("web-01", map[string]string{"role": "web"}),
+		agentObj("web-02", map[string]string{"role": "web"}),
+		agentObj("db-01", map[string]string{"role": "db"}),
+		certObj("shop", []string{"web-01"}, nil),
+		certObj("pool", nil, map[string]string{"role": "web"}),
+		certObj("db", []string{"db-01"}, nil),
+	}
+}
+
+// response is an HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (r response) errorBody(t testing.TB) agentproto.ErrorBody {
+	t.Helper()
+	var b agentproto.ErrorBody
+	r.decode(t, &b)
+	if b.Error.Code == "" {
+		t.Fatalf("error response without a code: %s", r.body)
+	}
+	return b
+}
+
+// do sends a request as the agent holding token ("" for none); body is
+// sent as is when it is []byte, else as JSON.
+func (e *env) do(method, path, token string, body any, header ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.http.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := e.http.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// assignments polls as agent and returns the assignments (200 expected).
+func (e *env) assignments(agent string) (agentproto.Assignments, string) {
+	e.t.Helper()
+	r := e.do("GET", agentproto.PathAssignments, tokenOf(agent), nil)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("poll as %s: %d %s", agent, r.status, r.body)
+	}
+	var a agentproto.Assignments
+	r.decode(e.t, &a)
+	return a, r.header.Get("ETag")
+}
+
+func (e *env) assignment(agent, cert string) agentproto.Assignment {
+	e.t.Helper()
+	a, _ := e.assignments(agent)
+	for _, c := range a.Certificates {
+		if c.Name == cert {
+			return c
+		}
+	}
+	e.t.Fatalf("%s is not assigned %s: %+v", agent, cert, a)
+	return agentproto.Assignment{}
+}
+
+func issuePath(cert string) string {
+	return strings.Replace(agentproto.PathIssue, "{name}", cert, 1)
+}
+
+// csrFor makes a key as the assignment asks and a CSR for it.
+func csrFor(t testing.TB, a agentproto.Assignment) (crypto.Signer, string) {
+	t.Helper()
+	key, err := pki.GenerateKey(a.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(csr)
+}
+
+// issue asks for the certificate as agent with a matching CSR.
+func (e *env) issue(agent, cert string) response {
+	e.t.Helper()
+	a := e.assignment(agent, cert)
+	_, csr := csrFor(e.t, a)
+	return e.do("POST", issuePath(cert), tokenOf(agent), agentproto.IssueRequest{SpecHash: a.SpecHash, CSRPEM: csr})
+}
+
+// metric returns the value of the series name{labels}, and whether it exists.
+func (e *env) metric(name string, labels map[string]string) (float64, bool) {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue series
+				}
+			}
+			return value(m), true
+		}
+	}
+	return 0, false
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+// scanText returns "table.column" for every text, varchar or JSON column
+// of every table in the database at url holding needle.
+func scanText(t testing.TB, url, needle string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `
+		SELECT table_name, column_name FROM information_schema.columns
+		WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'json', 'jsonb')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type column struct{ table, name string }
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
+		var c column
+		return c, r.Scan(&c.table, &c.name)
+	})
+	if err != nil || len(cols) < 10 {
+		t.Fatalf("columns: %v %v", cols, err)
+	}
+	var hits []string
+	for _, c := range cols {
+		var n int
+		q := fmt.Sprintf("SELECT count(*) FROM %s WHERE %s::text LIKE '%%' || $1 || '%%'",
+			pgx.Identifier{c.table}.Sanitize(), pgx.Identifier{c.name}.Sanitize())
+		if err := conn.QueryRow(ctx, q, needle).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			hits = append(hits, c.table+"."+c.name)
+		}
+	}
+	return hits
+}
+
+// testLogger logs warnings and errors to the test's log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// newBenchEnv is newEnv for benchmarks, quiet.
+func newBenchEnv(b *testing.B, objs []*spec.Object) *env {
+	b.Helper()
+	return newEnv(b, envOptions{}, objs...)
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

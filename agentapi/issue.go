@@ -1,0 +1,131 @@
+package agentapi
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/pki"
+	"github.com/certops/certops/store"
+)
+
+// Issuance results, the result label of certops_issuance_total.
+const (
+	resultSuccess  = "success"  // signed and stored
+	resultRejected = "rejected" // the CSR does not match the spec (422)
+	resultFailure  = "failure"  // the issuer failed (503, backoff)
+	resultError    = "error"    // signed but not stored (503, no backoff)
+)
+
+// issue serves POST certificates/{name}/issue. The checks run cheapest
+// first; the ones that say "no" to a well-formed request for an assigned
+// certificate (CSR mismatch, issuer failure) are recorded on the
+// deployment and back the agent off.
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
+	name := r.PathValue("name")
+	var req agentproto.IssueRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	c, ok := s.objs.Load().assigned(name, agent)
+	if !ok {
+		// Same answer whether the certificate exists or not.
+		writeError(w, http.StatusNotFound, "not_found", "certificate "+strconv.Quote(name)+" is not assigned to this agent")
+		return
+	}
+	if req.SpecHash != c.specHash {
+		writeError(w, http.StatusConflict, "conflict", "the certificate's spec changed; poll the assignments again")
+		return
+	}
+	now := s.now()
+	if d := s.deployment(name, agent); d != nil && d.SpecHash == c.specHash && d.NotBefore.After(now) {
+		retryAfter(w, now, d.NotBefore)
+		writeError(w, http.StatusTooManyRequests, "backoff",
+			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError)
+		return
+	}
+	csr, err := pki.ParseCSR([]byte(req.CSRPEM))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", "csrPEM: "+err.Error())
+		return
+	}
+	issuer := c.spec.IssuerRef
+	if err := pki.CheckCSR(csr, c.spec); err != nil {
+		s.refuse(r.Context(), w, c, name, agent, now, resultRejected, err)
+		return
+	}
+	start := time.Now()
+	issued, err := s.sign(r.Context(), c, csr, now)
+	s.metrics.issuanceDuration.WithLabelValues(issuer).Observe(time.Since(start).Seconds())
+	if err != nil {
+		result := resultFailure
+		if failure.KindOf(err) == failure.Rejected {
+			result = resultRejected // the signer's own CSR check
+		}
+		s.refuse(r.Context(), w, c, name, agent, now, result, err)
+		return
+	}
+	d, err := s.store.RecordIssuance(r.Context(), store.Issuance{
+		Version: store.CertificateVersion{
+			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
+			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
+			Issuer: issuer, IssuedAt: now,
+		},
+		RenewAt: RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.cfg.RenewalJitter),
+	})
+	if err != nil {
+		s.metrics.issuance.WithLabelValues(issuer, resultError).Inc()
+		s.unavailable(w, "record issuance", err)
+		return
+	}
+	s.applyDeployments([]store.Deployment{d})
+	s.metrics.issuance.WithLabelValues(issuer, resultSuccess).Inc()
+	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", issuer,
+		"serial", issued.Serial, "notAfter", issued.NotAfter)
+	writeJSON(w, http.StatusOK, issued)
+}
+
+// sign finds the certificate's issuer and signs.
+func (s *Server) sign(ctx context.Context, c *certEntry, csr *x509.CertificateRequest, now time.Time) (*agentproto.Issued, error) {
+	signer, err := s.signers.Signer(c.spec.IssuerRef)
+	if err != nil {
+		return nil, err
+	}
+	if signer == nil {
+		return nil, errors.New("issuer " + strconv.Quote(c.spec.IssuerRef) + " is not available")
+	}
+	return signer.Sign(ctx, c.spec, csr, now)
+}
+
+// refuse records a rejected CSR or a failed signing on the deployment —
+// its last error, one more failure and the backoff — and answers 422 or
+// 503 with Retry-After.
+func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, c *certEntry, name, agent string, now time.Time, result string, cause error) {
+	issuer := c.spec.IssuerRef
+	s.metrics.issuance.WithLabelValues(issuer, result).Inc()
+	msg := cause.Error()
+	if result == resultFailure {
+		msg = "issuer " + strconv.Quote(issuer) + ": " + msg
+	}
+	s.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", issuer, "result", result, "err", cause)
+	d, err := s.store.RecordIssueFailure(ctx, store.IssueFailure{
+		Certificate: name, Agent: agent, SpecHash: c.specHash, Error: msg, At: now,
+		Base: s.cfg.BackoffBase, Cap: s.cfg.BackoffCap,
+	})
+	if err != nil {
+		s.unavailable(w, "record issue failure", err)
+		return
+	}
+	s.applyDeployments([]store.Deployment{d})
+	if result == resultRejected {
+		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", msg)
+		return
+	}
+	retryAfter(w, now, d.NotBefore)
+	writeError(w, http.StatusServiceUnavailable, "issuer_unavailable", "issuance failed; retry later")
+}

@@ -1,0 +1,153 @@
+package httpapi_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certops/certops/agentapi"
+	"github.com/certops/certops/httpapi"
+	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/spec"
+	"github.com/certops/certops/store"
+)
+
+type deploymentStatus struct {
+	Agent, State, Serial, CurrentSerial, LastError string
+	NotAfter, RenewAt, LastAttempt                 *time.Time
+}
+
+type certificateResponse struct {
+	Name   string
+	Status struct {
+		Ready       bool
+		Reason      string
+		SpecHash    string
+		NotAfter    *time.Time
+		RenewAt     *time.Time
+		Deployments []deploymentStatus
+	}
+}
+
+type agentResponse struct {
+	Name   string
+	Status struct {
+		State       string
+		LastSeen    *time.Time
+		Version     string
+		Hostname    string
+		Assignments []string
+	}
+}
+
+func TestCertificateAndAgentStatus(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.DB(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	shop := &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com", DNSNames: []string{"shop.example.com"},
+		Deploy: &spec.Deployment{Agents: []string{"web-01", "gone"}, AgentSelector: &spec.LabelSelector{MatchLabels: map[string]string{"role": "web"}},
+			Files: spec.DeployFiles{Cert: "/etc/ssl/shop.pem"}}}
+	desired := map[spec.Key]*spec.Object{}
+	for _, o := range []*spec.Object{
+		{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}},
+		{Kind: spec.KindAgent, Name: "web-02", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("b", 64)}},
+		{Kind: spec.KindAgent, Name: "db-01", Labels: map[string]string{"role": "db"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("c", 64)}},
+		{Kind: spec.KindCertificate, Name: "shop", Spec: shop},
+		{Kind: spec.KindCertificate, Name: "other", Spec: &spec.CertificateSpec{IssuerRef: "ca", CommonName: "o.example.com",
+			Deploy: &spec.Deployment{Agents: []string{"db-01"}, Files: spec.DeployFiles{Cert: "/o.pem"}}}},
+	} {
+		desired[o.Key()] = o
+	}
+	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
+	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))
+	t.Cleanup(srv.Close)
+
+	var c certificateResponse
+	do(t, "GET", srv.URL+"/api/v1/certificates/shop", "", &c)
+	if c.Status.Ready || c.Status.Reason != "waiting for agent web-01 to request issuance (and 1 more agent(s) not ready)" ||
+		len(c.Status.Deployments) != 2 || c.Status.Deployments[1].Agent != "web-02" || c.Status.Deployments[1].State != "pending" {
+		t.Fatalf("before issuance: %+v", c.Status)
+	}
+
+	// web-01 gets and installs a certificate; web-02's issuance fails.
+	now := time.Now().UTC().Truncate(time.Second)
+	hash := agentapi.SpecHash(shop)
+	v := store.CertificateVersion{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b", SHA256: "ff",
+		NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), CertPEM: "cert", ChainPEM: "chain", Issuer: "ca", IssuedAt: now}
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now.Add(60 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b",
+		Result: store.DeploymentInstalled, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-02", SpecHash: hash,
+		Error: "CSR does not match: extra DNS name", At: now, Base: time.Minute, Cap: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	c = certificateResponse{}
+	do(t, "GET", srv.URL+"/api/v1/certificates/shop", "", &c)
+	d1, d2 := c.Status.Deployments[0], c.Status.Deployments[1]
+	if c.Status.Ready || c.Status.Reason != "issuance for agent web-02 failed: CSR does not match: extra DNS name" ||
+		d1.State != "installed" || d1.Serial != "0a1b" || d1.CurrentSerial != "0a1b" || d1.NotAfter == nil || !d1.NotAfter.Equal(v.NotAfter) ||
+		d1.RenewAt == nil || d2.State != "issue-failed" || d2.LastError == "" || d2.LastAttempt == nil ||
+		c.Status.NotAfter == nil || !c.Status.NotAfter.Equal(v.NotAfter) || c.Status.SpecHash != hash {
+		t.Errorf("after issuance: %+v", c.Status)
+	}
+
+	// The list carries a compact status, one query per page.
+	var l struct {
+		Items []struct {
+			Name   string
+			Status store.DeploymentSummary
+		}
+	}
+	do(t, "GET", srv.URL+"/api/v1/certificates", "", &l)
+	if len(l.Items) != 2 || l.Items[1].Name != "shop" || l.Items[1].Status.Deployments != 2 || l.Items[1].Status.States["installed"] != 1 {
+		t.Errorf("list: %+v", l.Items)
+	}
+
+	// Agents: liveness and assignments.
+	if err := st.RecordAgentsSeen(ctx, []store.AgentSeen{{Name: "web-01", LastSeen: time.Now(), Version: "0.3.0", Hostname: "web-01.lan"},
+		{Name: "web-02", LastSeen: time.Now().Add(-time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	var a agentResponse
+	do(t, "GET", srv.URL+"/api/v1/agents/web-01", "", &a)
+	if a.Status.State != "online" || a.Status.Version != "0.3.0" || a.Status.Hostname != "web-01.lan" || a.Status.LastSeen == nil ||
+		strings.Join(a.Status.Assignments, ",") != "shop" {
+		t.Errorf("web-01: %+v", a.Status)
+	}
+	a = agentResponse{}
+	do(t, "GET", srv.URL+"/api/v1/agents/web-02", "", &a)
+	if a.Status.State != "offline" || strings.Join(a.Status.Assignments, ",") != "shop" {
+		t.Errorf("web-02: %+v", a.Status)
+	}
+	a = agentResponse{}
+	do(t, "GET", srv.URL+"/api/v1/agents/db-01", "", &a)
+	if a.Status.State != "offline" || a.Status.LastSeen != nil || strings.Join(a.Status.Assignments, ",") != "other" {
+		t.Errorf("db-01: %+v", a.Status)
+	}
+	var al struct {
+		Items []struct {
+			Name   string
+			Status struct{ State string }
+		}
+	}
+	do(t, "GET", srv.URL+"/api/v1/agents", "", &al)
+	if len(al.Items) != 3 || al.Items[1].Name != "web-01" || al.Items[1].Status.State != "online" || al.Items[2].Status.State != "offline" {
+		t.Errorf("agent list: %+v", al.Items)
+	}
+}

@@ -1,0 +1,163 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certops/certops/spec"
+)
+
+// AgentChanges returns the id of the newest revision and the agent change
+// counter: when neither moved, nothing an agent sees has changed. It is one
+// cheap query, made every second by each replica.
+func (s *Store) AgentChanges(ctx context.Context) (revision, seq int64, err error) {
+	err = s.pool.QueryRow(ctx, `
+		SELECT coalesce((SELECT max(id) FROM revisions), 0),
+		       coalesce((SELECT seq FROM agent_changes WHERE id = 1), 0)`).Scan(&revision, &seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: agent changes: %w", err)
+	}
+	return revision, seq, nil
+}
+
+// AssignmentObject is an Issuer, Agent or Certificate object as the agent
+// API needs it: name, labels, annotations and the spec's JSON.
+type AssignmentObject struct {
+	Kind        spec.Kind
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+	Spec        json.RawMessage
+}
+
+// AssignmentObjects returns every Issuer, Agent and Certificate object with
+// the id of the newest revision, read in one snapshot.
+func (s *Store) AssignmentObjects(ctx context.Context) (int64, []AssignmentObject, error) {
+	var revision int64
+	var out []AssignmentObject
+	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM revisions").Scan(&revision); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "SELECT kind, name, labels, annotations, spec FROM objects WHERE kind = ANY($1)",
+			[]string{string(spec.KindIssuer), string(spec.KindAgent), string(spec.KindCertificate)})
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v := rows.RawValues() // text is UTF-8; jsonb is a version byte then the JSON text
+			o := AssignmentObject{Kind: spec.Kind(v[0]), Name: string(v[1]), Spec: json.RawMessage(jsonbText(v[4]))}
+			if err := json.Unmarshal(jsonbText(v[2]), &o.Labels); err != nil {
+				return fmt.Errorf("labels of %s/%s: %w", o.Kind, o.Name, err)
+			}
+			if err := json.Unmarshal(jsonbText(v[3]), &o.Annotations); err != nil {
+				return fmt.Errorf("annotations of %s/%s: %w", o.Kind, o.Name, err)
+			}
+			out = append(out, o)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("store: assignment objects: %w", err)
+	}
+	return revision, out, nil
+}
+
+// jsonbText is the JSON of a binary-format jsonb value (a copy: raw values
+// are only valid until the next row).
+func jsonbText(b []byte) []byte {
+	if len(b) > 0 && b[0] == 1 {
+		b = b[1:]
+	}
+	return append([]byte(nil), b...)
+}
+
+// AgentSeen is what the server knows of an agent's liveness.
+type AgentSeen struct {
+	Name     string    `json:"name"`
+	LastSeen time.Time `json:"lastSeen"`
+	Version  string    `json:"version,omitempty"`
+	Hostname string    `json:"hostname,omitempty"`
+}
+
+// RecordAgentsSeen upserts the liveness of many agents in one statement.
+// Last seen only moves forward (replicas flush independently); an empty
+// version or hostname keeps the stored one.
+func (s *Store) RecordAgentsSeen(ctx context.Context, seen []AgentSeen) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	names := make([]string, len(seen))
+	times := make([]time.Time, len(seen))
+	versions := make([]string, len(seen))
+	hosts := make([]string, len(seen))
+	for i, a := range seen {
+		names[i], times[i], versions[i], hosts[i] = a.Name, a.LastSeen, a.Version, a.Hostname
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO agent_status AS a (name, last_seen, version, hostname)
+		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[])
+		ON CONFLICT (name) DO UPDATE SET
+			last_seen = greatest(a.last_seen, excluded.last_seen),
+			version   = CASE WHEN excluded.version = '' THEN a.version ELSE excluded.version END,
+			hostname  = CASE WHEN excluded.hostname = '' THEN a.hostname ELSE excluded.hostname END`,
+		names, times, versions, hosts)
+	if err != nil {
+		return fmt.Errorf("store: record agents seen: %w", err)
+	}
+	return nil
+}
+
+// AgentsSeen returns the liveness of the named agents, or of every agent
+// when names is nil. Agents never seen are absent.
+func (s *Store) AgentsSeen(ctx context.Context, names []string) (map[string]AgentSeen, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT name, last_seen, version, hostname FROM agent_status
+		WHERE last_seen IS NOT NULL AND ($1::text[] IS NULL OR name = ANY($1))`, names)
+	if err != nil {
+		return nil, fmt.Errorf("store: agents seen: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]AgentSeen)
+	for rows.Next() {
+		var a AgentSeen
+		if err := rows.Scan(&a.Name, &a.LastSeen, &a.Version, &a.Hostname); err != nil {
+			return nil, fmt.Errorf("store: agents seen: %w", err)
+		}
+		out[a.Name] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: agents seen: %w", err)
+	}
+	return out, nil
+}
+
+// AgentAssignments returns the names of the certificates whose deploy
+// targets the agent: listed by name, or selected by its labels (a selector
+// with no matchLabels selects nothing, as spec.LabelSelector.Matches).
+func (s *Store) AgentAssignments(ctx context.Context, agent string, labels map[string]string) ([]string, error) {
+	labelsJSON, err := mapJSON(labels)
+	if err != nil {
+		return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT name FROM objects
+		WHERE kind = $1 AND (
+			spec->'deploy'->'agents' ? $2
+			OR (spec->'deploy'->'agentSelector'->'matchLabels' <@ $3::jsonb
+			    AND spec->'deploy'->'agentSelector'->'matchLabels' <> '{}'::jsonb))
+		ORDER BY name`, string(spec.KindCertificate), agent, string(labelsJSON))
+	if err != nil {
+		return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
+	}
+	return names, nil
+}

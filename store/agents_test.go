@@ -1,0 +1,176 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/certops/certops/spec"
+	"github.com/certops/certops/store"
+)
+
+func version(cert, agent, serial string, now time.Time) store.CertificateVersion {
+	return store.CertificateVersion{Certificate: cert, Agent: agent, SpecHash: "h1", Serial: serial, SHA256: "ab",
+		NotBefore: now, NotAfter: now.Add(time.Hour), CertPEM: "leaf", ChainPEM: "chain", Issuer: "internal-ca", IssuedAt: now}
+}
+
+func TestDeploymentsSinceIsIncremental(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	all, seq0, err := s.DeploymentsSince(ctx, 0)
+	if err != nil || len(all) != 0 || seq0 != 0 {
+		t.Fatalf("empty: %v %d %v", all, seq0, err)
+	}
+	d, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "01", now), RenewAt: now.Add(40 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Current == nil || d.Current.Serial != "01" || d.State != store.DeploymentIssued || d.ChangeSeq != 1 || !d.RenewAt.Equal(now.Add(40*time.Minute)) {
+		t.Fatalf("RecordIssuance returned %+v", d)
+	}
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("db", "db-01", "02", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	rows, seq, err := s.DeploymentsSince(ctx, 1)
+	if err != nil || seq != 2 || len(rows) != 1 || rows[0].Certificate != "db" {
+		t.Fatalf("since 1: %+v seq %d %v", rows, seq, err)
+	}
+	if rows, same, err := s.DeploymentsSince(ctx, 2); err != nil || same != 2 || len(rows) != 0 {
+		t.Fatalf("since 2: %+v seq %d %v", rows, same, err)
+	}
+	rev, seq, err := s.AgentChanges(ctx)
+	if err != nil || rev != 0 || seq != 2 {
+		t.Fatalf("AgentChanges = %d, %d, %v", rev, seq, err)
+	}
+}
+
+func TestIssueFailureBackoffAndReset(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	fail := func(hash string) store.Deployment {
+		t.Helper()
+		d, err := s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: hash,
+			Error: "boom", At: now, Base: time.Minute, Cap: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
+		d := fail("h1")
+		if d.Failures != i+1 || !d.NotBefore.Equal(now.Add(want)) || d.State != store.DeploymentIssueFailed || d.LastError != "boom" {
+			t.Errorf("failure %d: %+v, want notBefore +%v", i+1, d, want)
+		}
+	}
+	// A new spec starts counting again.
+	if d := fail("h2"); d.Failures != 1 || !d.NotBefore.Equal(now.Add(time.Minute)) {
+		t.Errorf("failure for a new spec: %+v", d)
+	}
+	// Success clears it all.
+	v := version("shop", "web-01", "01", now)
+	v.SpecHash = "h2"
+	d, err := s.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Failures != 0 || !d.NotBefore.IsZero() || d.LastError != "" || d.SpecHash != "h2" {
+		t.Errorf("after success: %+v", d)
+	}
+}
+
+func TestReportKeepsInstalledOnRollback(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := version("shop", "web-01", "01", now)
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "01",
+		Result: store.DeploymentInstalled, At: now})
+	if err != nil || d.InstalledSerial != "01" || d.InstalledSpecHash != "h1" || !d.InstalledNotAfter.Equal(v.NotAfter) {
+		t.Fatalf("installed: %+v %v", d, err)
+	}
+	d, err = s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "02",
+		Result: store.DeploymentRolledBack, Error: "reload: exit 1", At: now.Add(time.Minute)})
+	if err != nil || d.InstalledSerial != "01" || d.State != store.DeploymentRolledBack || d.LastError != "reload: exit 1" ||
+		!d.LastAttempt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("rolled back: %+v %v", d, err)
+	}
+	if _, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", Result: "exploded"}); err == nil {
+		t.Error("a report with an unknown result was accepted")
+	}
+}
+
+func TestAgentsSeenMovesForward(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.RecordAgentsSeen(ctx, []store.AgentSeen{{Name: "a", LastSeen: t0, Version: "1", Hostname: "h"}, {Name: "b", LastSeen: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	// An older flush from another replica does not move last seen back; an
+	// empty version keeps the known one.
+	if err := s.RecordAgentsSeen(ctx, []store.AgentSeen{{Name: "a", LastSeen: t0.Add(-time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.AgentsSeen(ctx, []string{"a"})
+	if err != nil || len(seen) != 1 || !seen["a"].LastSeen.Equal(t0) || seen["a"].Version != "1" || seen["a"].Hostname != "h" {
+		t.Fatalf("AgentsSeen(a) = %+v, %v", seen, err)
+	}
+	if all, _ := s.AgentsSeen(ctx, nil); len(all) != 2 {
+		t.Errorf("AgentsSeen(nil) = %+v", all)
+	}
+}
+
+func TestAgentAssignments(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	converge(t, s, "1", state(issuer("internal-ca"),
+		agent("web-01", map[string]string{"role": "web"}), agent("db-01", map[string]string{"role": "db"}),
+		cert("shop", nil, "shop.example.com"), // agents [web-01] and selector role=web
+	))
+	for agentName, want := range map[string]int{"web-01": 1, "db-01": 0} {
+		labels := map[string]string{"role": "web"}
+		if agentName == "db-01" {
+			labels = map[string]string{"role": "db"}
+		}
+		got, err := s.AgentAssignments(ctx, agentName, labels)
+		if err != nil || len(got) != want {
+			t.Errorf("AgentAssignments(%s) = %v, %v; want %d", agentName, got, err, want)
+		}
+	}
+	// By selector only.
+	got, err := s.AgentAssignments(ctx, "web-99", map[string]string{"role": "web", "rack": "1"})
+	if err != nil || len(got) != 1 || got[0] != "shop" {
+		t.Errorf("AgentAssignments by selector = %v, %v", got, err)
+	}
+	rev, objs, err := s.AssignmentObjects(ctx)
+	if err != nil || rev == 0 || len(objs) != 4 {
+		t.Errorf("AssignmentObjects = %d, %d objects, %v", rev, len(objs), err)
+	}
+}
+
+func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	is := issuer("internal-ca")
+	is.Annotations = map[string]string{"owner": "pki-team"}
+	converge(t, s, "1", state(is))
+	_, objs, err := s.AssignmentObjects(ctx)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("AssignmentObjects = %+v, %v", objs, err)
+	}
+	var sp spec.IssuerSpec
+	if err := json.Unmarshal(objs[0].Spec, &sp); err != nil {
+		t.Fatal(err)
+	}
+	back := &spec.Object{Kind: spec.KindIssuer, Name: objs[0].Name, Labels: objs[0].Labels, Annotations: objs[0].Annotations, Spec: &sp}
+	if back.Hash() != is.Hash() {
+		t.Errorf("hash of the object read back %s != the loader's %s", back.Hash(), is.Hash())
+	}
+}

@@ -1,0 +1,346 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CertificateVersion is one certificate issued to one agent: the leaf and
+// its chain as PEM. The store never holds a private key.
+type CertificateVersion struct {
+	ID          int64     `json:"id"`
+	Certificate string    `json:"certificate"`
+	Agent       string    `json:"agent"`
+	SpecHash    string    `json:"specHash"`
+	Serial      string    `json:"serial"`
+	SHA256      string    `json:"sha256"`
+	NotBefore   time.Time `json:"notBefore"`
+	NotAfter    time.Time `json:"notAfter"`
+	CertPEM     string    `json:"certPEM"`
+	ChainPEM    string    `json:"chainPEM"`
+	Issuer      string    `json:"issuer"`
+	IssuedAt    time.Time `json:"issuedAt"`
+}
+
+// Deployment is the state of one certificate on one agent.
+type Deployment struct {
+	Certificate string
+	Agent       string
+	// SpecHash is the spec of the latest issue attempt; Failures and
+	// NotBefore (the backoff) belong to it.
+	SpecHash string
+	// Current is the newest version issued to the agent (for its own
+	// SpecHash, which may be older than the certificate's spec).
+	Current *CertificateVersion
+	RenewAt time.Time
+	// Installed* is what the agent last reported installed.
+	InstalledSerial   string
+	InstalledSpecHash string
+	InstalledNotAfter time.Time
+	// State is one of the Deployment* states.
+	State       string
+	LastError   string
+	LastAttempt time.Time
+	Failures    int
+	NotBefore   time.Time
+	UpdatedAt   time.Time
+	// ChangeSeq is the agent change counter of the last write.
+	ChangeSeq int64
+}
+
+// Deployment states: the agent's report results, plus the server's own.
+const (
+	DeploymentIssued      = "issued"       // a version was issued; no report yet
+	DeploymentIssueFailed = "issue-failed" // the server refused the CSR or could not sign
+	DeploymentInstalled   = "installed"
+	DeploymentFailed      = "failed"
+	DeploymentRolledBack  = "rolled-back"
+)
+
+// Issuance is a signed certificate to record for one agent.
+type Issuance struct {
+	Version CertificateVersion
+	RenewAt time.Time
+}
+
+// IssueFailure is a refused or failed issue attempt.
+type IssueFailure struct {
+	Certificate, Agent, SpecHash string
+	Error                        string
+	At                           time.Time
+	// Backoff: the next attempt is accepted after
+	// At + min(Cap, Base·2^(failures−1)), failures counting this one.
+	Base, Cap time.Duration
+}
+
+// DeploymentReport is an agent's report of one deployment attempt.
+type DeploymentReport struct {
+	Certificate, Agent, SpecHash string
+	Serial                       string
+	// Result is DeploymentInstalled, DeploymentFailed or DeploymentRolledBack.
+	Result string
+	Error  string
+	At     time.Time
+}
+
+// deploymentColumns select a deployment with its current version (d, v).
+const deploymentColumns = `d.certificate, d.agent, d.spec_hash, d.renew_at, d.installed_serial,
+	d.installed_spec_hash, d.installed_not_after, d.state, d.last_error, d.last_attempt, d.failures,
+	d.not_before, d.updated_at, d.change_seq,
+	v.id, v.spec_hash, v.serial, v.sha256, v.not_before, v.not_after, v.cert_pem, v.chain_pem, v.issuer, v.issued_at`
+
+const deploymentFrom = ` FROM deployments d LEFT JOIN certificate_versions v ON v.id = d.current_version`
+
+// RecordIssuance stores a new version and makes it the deployment's current
+// one (resetting failures and backoff), in one statement that also bumps the
+// agent change counter. It returns the deployment as written.
+func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (Deployment, error) {
+	v := in.Version
+	rows, err := s.pool.Query(ctx, `
+		WITH v AS (
+			INSERT INTO certificate_versions
+				(certificate, agent, spec_hash, serial, sha256, not_before, not_after, cert_pem, chain_pem, issuer, issued_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			RETURNING *
+		), bump AS (
+			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
+		), dep AS (
+			INSERT INTO deployments AS d (certificate, agent, spec_hash, current_version, renew_at, state,
+				last_error, last_attempt, failures, not_before, updated_at, change_seq)
+			SELECT $1, $2, $3, v.id, $12, 'issued', '', $11, 0, NULL, now(), bump.seq FROM v, bump
+			ON CONFLICT (certificate, agent) DO UPDATE SET
+				spec_hash = excluded.spec_hash, current_version = excluded.current_version,
+				renew_at = excluded.renew_at, state = excluded.state, last_error = '',
+				last_attempt = excluded.last_attempt, failures = 0, not_before = NULL,
+				updated_at = now(), change_seq = excluded.change_seq
+			RETURNING *
+		)
+		SELECT `+deploymentColumns+` FROM dep AS d, v`,
+		v.Certificate, v.Agent, v.SpecHash, v.Serial, v.SHA256, v.NotBefore, v.NotAfter, v.CertPEM,
+		v.ChainPEM, v.Issuer, v.IssuedAt, in.RenewAt)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
+	}
+	return d, nil
+}
+
+// RecordIssueFailure counts a failed issue attempt against the deployment
+// and sets its backoff, in one statement that also bumps the agent change
+// counter. Failures of an older spec do not count: a spec change starts
+// from zero. It returns the deployment as written.
+func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (Deployment, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH bump AS (
+			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
+		), dep AS (
+			INSERT INTO deployments AS d (certificate, agent, spec_hash, state, last_error, last_attempt,
+				failures, not_before, updated_at, change_seq)
+			SELECT $1, $2, $3, 'issue-failed', $4, $5::timestamptz, 1, $5::timestamptz + make_interval(secs => least($6::float8, $7::float8)), now(), bump.seq FROM bump
+			ON CONFLICT (certificate, agent) DO UPDATE SET
+				spec_hash = excluded.spec_hash, state = excluded.state, last_error = excluded.last_error,
+				last_attempt = excluded.last_attempt,
+				failures = CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures + 1 ELSE 1 END,
+				not_before = excluded.last_attempt + make_interval(secs => least($7::float8,
+					$6::float8 * power(2, least(CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures ELSE 0 END, 40)))),
+				updated_at = now(), change_seq = excluded.change_seq
+			RETURNING *
+		)
+		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
+		f.Certificate, f.Agent, f.SpecHash, f.Error, f.At, f.Base.Seconds(), f.Cap.Seconds())
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: record issue failure of %s for %s: %w", f.Certificate, f.Agent, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: record issue failure of %s for %s: %w", f.Certificate, f.Agent, err)
+	}
+	return d, nil
+}
+
+// RecordReport records an agent's report: the state, error and time of the
+// attempt, and on success what is installed now (a rollback leaves the
+// previously installed serial). It bumps the agent change counter and
+// returns the deployment as written.
+func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (Deployment, error) {
+	switch r.Result {
+	case DeploymentInstalled, DeploymentFailed, DeploymentRolledBack:
+	default:
+		return Deployment{}, fmt.Errorf("store: record report: result %q is not one of %q, %q, %q",
+			r.Result, DeploymentInstalled, DeploymentFailed, DeploymentRolledBack)
+	}
+	installed := r.Result == DeploymentInstalled
+	rows, err := s.pool.Query(ctx, `
+		WITH known AS (
+			SELECT max(not_after) AS not_after FROM certificate_versions
+			WHERE certificate = $1 AND agent = $2 AND serial = $4
+		), bump AS (
+			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
+		), dep AS (
+			INSERT INTO deployments AS d (certificate, agent, installed_serial, installed_spec_hash,
+				installed_not_after, state, last_error, last_attempt, updated_at, change_seq)
+			SELECT $1, $2, CASE WHEN $7 THEN $4 ELSE '' END, CASE WHEN $7 THEN $3 ELSE '' END,
+				CASE WHEN $7 THEN known.not_after END, $5, $6, $8, now(), bump.seq FROM known, bump
+			ON CONFLICT (certificate, agent) DO UPDATE SET
+				installed_serial    = CASE WHEN $7 THEN excluded.installed_serial ELSE d.installed_serial END,
+				installed_spec_hash = CASE WHEN $7 THEN excluded.installed_spec_hash ELSE d.installed_spec_hash END,
+				installed_not_after = CASE WHEN $7 THEN excluded.installed_not_after ELSE d.installed_not_after END,
+				state = excluded.state, last_error = excluded.last_error, last_attempt = excluded.last_attempt,
+				updated_at = now(), change_seq = excluded.change_seq
+			RETURNING *
+		)
+		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
+		r.Certificate, r.Agent, r.SpecHash, r.Serial, r.Result, r.Error, installed, r.At)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
+	}
+	return d, nil
+}
+
+// DeploymentsSince returns every deployment written after the agent change
+// counter was at seq, with the counter's current value: load with 0, then
+// pass the returned seq to get only what changed since.
+func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]Deployment, int64, error) {
+	var out []Deployment
+	var now int64
+	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT seq FROM agent_changes WHERE id = 1").Scan(&now); err != nil {
+			return fmt.Errorf("read agent change counter: %w", err)
+		}
+		if now == seq {
+			return nil
+		}
+		rows, err := tx.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+" WHERE d.change_seq > $1", seq)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, scanDeployment)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: deployments since %d: %w", seq, err)
+	}
+	return out, now, nil
+}
+
+// CertificateDeployments returns the deployments of one certificate, by agent.
+func (s *Store) CertificateDeployments(ctx context.Context, certificate string) ([]Deployment, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+
+		" WHERE d.certificate = $1 ORDER BY d.agent", certificate)
+	if err != nil {
+		return nil, fmt.Errorf("store: deployments of %s: %w", certificate, err)
+	}
+	out, err := pgx.CollectRows(rows, scanDeployment)
+	if err != nil {
+		return nil, fmt.Errorf("store: deployments of %s: %w", certificate, err)
+	}
+	return out, nil
+}
+
+// DeploymentSummary counts one certificate's deployments by state.
+type DeploymentSummary struct {
+	Deployments int            `json:"deployments"`
+	States      map[string]int `json:"states,omitempty"`
+	// EarliestNotAfter is the soonest expiry of what is installed.
+	EarliestNotAfter *time.Time `json:"earliestNotAfter,omitempty"`
+}
+
+// DeploymentSummaries summarises the deployments of the named certificates
+// (one query for a page of a list); certificates without any are absent.
+func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) (map[string]DeploymentSummary, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT certificate, state, count(*), min(installed_not_after)
+		FROM deployments WHERE certificate = ANY($1)
+		GROUP BY certificate, state`, certificates)
+	if err != nil {
+		return nil, fmt.Errorf("store: deployment summaries: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]DeploymentSummary)
+	var cert, state string
+	var n int
+	var notAfter *time.Time
+	for rows.Next() {
+		if err := rows.Scan(&cert, &state, &n, &notAfter); err != nil {
+			return nil, fmt.Errorf("store: deployment summaries: %w", err)
+		}
+		sum := out[cert]
+		if sum.States == nil {
+			sum.States = map[string]int{}
+		}
+		sum.Deployments += n
+		sum.States[state] += n
+		if notAfter != nil && (sum.EarliestNotAfter == nil || notAfter.Before(*sum.EarliestNotAfter)) {
+			sum.EarliestNotAfter = notAfter
+		}
+		out[cert] = sum
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: deployment summaries: %w", err)
+	}
+	return out, nil
+}
+
+func scanDeployment(row pgx.CollectableRow) (Deployment, error) {
+	var d Deployment
+	var renewAt, installedNotAfter, lastAttempt, notBefore *time.Time
+	var failures int32
+	var (
+		vID                                              *int64
+		vSpecHash, vSerial, vSHA, vCert, vChain, vIssuer *string
+		vNotBefore, vNotAfter, vIssuedAt                 *time.Time
+	)
+	err := row.Scan(&d.Certificate, &d.Agent, &d.SpecHash, &renewAt, &d.InstalledSerial,
+		&d.InstalledSpecHash, &installedNotAfter, &d.State, &d.LastError, &lastAttempt, &failures,
+		&notBefore, &d.UpdatedAt, &d.ChangeSeq,
+		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt)
+	if err != nil {
+		return d, err
+	}
+	d.Failures = int(failures)
+	d.RenewAt, d.InstalledNotAfter = deref(renewAt), deref(installedNotAfter)
+	d.LastAttempt, d.NotBefore = deref(lastAttempt), deref(notBefore)
+	if vID != nil {
+		d.Current = &CertificateVersion{
+			ID: *vID, Certificate: d.Certificate, Agent: d.Agent, SpecHash: *vSpecHash, Serial: *vSerial,
+			SHA256: *vSHA, NotBefore: *vNotBefore, NotAfter: *vNotAfter, CertPEM: *vCert, ChainPEM: *vChain,
+			Issuer: *vIssuer, IssuedAt: *vIssuedAt,
+		}
+	}
+	return d, nil
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// inReadTx runs fn in a read-only REPEATABLE READ transaction, so that its
+// queries see one snapshot.
+func (s *Store) inReadTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
