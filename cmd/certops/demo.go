@@ -4,20 +4,26 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/certops/certops/agent"
 	"github.com/certops/certops/examples"
 	"github.com/certops/certops/localpg"
+	"github.com/certops/certops/pki"
 )
 
 // demoCmd runs the whole system on one machine: a throwaway PostgreSQL
-// cluster, the bundled example config committed to a local git repository,
-// and the reconciler with its API, until Ctrl-C (or --duration).
+// cluster, a local CA, the bundled example config committed to a local git
+// repository, the reconciler with its API, and one local agent (web-01)
+// that installs its certificates under the demo directory, until Ctrl-C
+// (or --duration).
 func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	f := newFlagSet(env, "demo")
 	var listen, dir string
@@ -74,16 +80,44 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 		fmt.Fprintln(env.stderr, "certops demo:", err)
 		return 1
 	}
+	ca, err := initCA(filepath.Join(dir, "ca"), pki.CAOptions{CommonName: "certops demo CA"}, false)
+	if err != nil {
+		fmt.Fprintln(env.stderr, "certops demo:", err)
+		return 1
+	}
+	hostRoot := filepath.Join(dir, "host")
 	repoDir := filepath.Join(dir, "config-repo")
-	if err := initExampleRepo(repoDir); err != nil {
+	if err := initExampleRepo(repoDir, demoRewrite(ca, hostRoot)); err != nil {
+		fmt.Fprintln(env.stderr, "certops demo:", err)
+		return 1
+	}
+	tokenFile := filepath.Join(dir, "web-01.token")
+	if err := os.WriteFile(tokenFile, []byte(demoAgentToken+"\n"), 0o600); err != nil {
 		fmt.Fprintln(env.stderr, "certops demo:", err)
 		return 1
 	}
 
 	cfg := serveConfig{DatabaseURL: cluster.URL("certops"), Repo: repoDir, Ref: "main", Path: ".",
 		Interval: 5 * time.Second, FullCompare: 10 * time.Minute, Listen: listen}
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	var agentDone chan error // set once the agent runs
 	err = serve(ctx, cfg, logger, func(addr string) {
 		base := "http://" + addr
+		ag, err := agent.New(agent.Config{Server: base, Name: demoAgent, TokenFile: tokenFile,
+			StateDir: filepath.Join(dir, "agent-state"), PollInterval: 5 * time.Second,
+			Logger: logger, Version: version})
+		if err != nil {
+			logger.Error("demo agent not started", "err", err)
+		} else {
+			agentDone = make(chan error, 1)
+			go func() {
+				// Start once the reconciler knows the agent, rather than
+				// have its first requests refused.
+				waitForAgent(agentCtx, base, demoAgent)
+				agentDone <- ag.Run(agentCtx)
+			}()
+		}
 		fmt.Fprintf(env.stdout, `certops demo is running.
 
   status        %[1]s/api/v1/status
@@ -93,11 +127,19 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
   metrics       %[1]s/metrics
 
   config repo   %[2]s   (edit, git commit: applied within seconds)
-  database      %[3]s
+  local CA      %[3]s
+  agent         %[4]s installs its certificates under %[5]s
+  database      %[6]s
 
 Press Ctrl-C to stop.
-`, base, repoDir, cfg.DatabaseURL)
+`, base, repoDir, ca.certFile, demoAgent, filepath.Join(hostRoot, "etc", "ssl"), cfg.DatabaseURL)
 	})
+	stopAgent()
+	if agentDone != nil {
+		if aerr := <-agentDone; aerr != nil && err == nil {
+			err = fmt.Errorf("agent: %w", aerr)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(env.stderr, "certops demo:", err)
 		return 1
@@ -105,9 +147,79 @@ Press Ctrl-C to stop.
 	return 0
 }
 
-// initExampleRepo writes the bundled example config into dir and commits it
-// on branch main.
-func initExampleRepo(dir string) error {
+// waitForAgent waits (up to a minute) until the reconciler is ready and
+// serves the named Agent object, plus a moment for the agent API to pick it up.
+func waitForAgent(ctx context.Context, base, name string) {
+	deadline := time.Now().Add(time.Minute)
+	for _, path := range []string{"/readyz", "/api/v1/agents/" + name} {
+		for time.Now().Before(deadline) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+			if err != nil {
+				return
+			}
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(1500 * time.Millisecond): // the agent API refreshes every second
+	}
+}
+
+// The demo's agent: the example's web-01 with its documented demo token.
+const (
+	demoAgent      = "web-01"
+	demoAgentToken = "demo-token-web-01"
+)
+
+// demoRewrite adapts the example config to one machine: the CA paths point
+// at the demo CA, deploy paths move under hostRoot, reload commands become
+// "true" and verify blocks and file owners go (nothing listens, and the demo
+// may not run as root). Everything else is the example as shipped.
+func demoRewrite(ca *createdCA, hostRoot string) func(string) string {
+	paths := strings.NewReplacer(
+		"/etc/certops/ca/tls.crt", ca.certFile,
+		"/etc/certops/ca/tls.key", ca.keyFile,
+		"/etc/ssl/", filepath.Join(hostRoot, "etc", "ssl")+"/",
+	)
+	return func(content string) string {
+		var out []string
+		dropping := -1 // indentation of a dropped block's key, or -1
+		for _, line := range strings.Split(paths.Replace(content), "\n") {
+			trimmed := strings.TrimLeft(line, " ")
+			indent := len(line) - len(trimmed)
+			if dropping >= 0 && indent > dropping && trimmed != "" {
+				continue // inside the dropped block
+			}
+			dropping = -1
+			switch key, _, _ := strings.Cut(trimmed, ":"); key {
+			case "verify":
+				dropping = indent
+				continue
+			case "owner", "group":
+				continue
+			case "reload":
+				line = line[:indent] + `reload: ["true"]`
+			}
+			out = append(out, line)
+		}
+		return strings.Join(out, "\n")
+	}
+}
+
+// initExampleRepo writes the bundled example config, passed through
+// rewrite, into dir and commits it on branch main.
+func initExampleRepo(dir string, rewrite func(string) string) error {
 	src := examples.Config()
 	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -121,7 +233,7 @@ func initExampleRepo(dir string) error {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(target, data, 0o644)
+		return os.WriteFile(target, []byte(rewrite(string(data))), 0o644)
 	})
 	if err != nil {
 		return fmt.Errorf("write example config: %w", err)

@@ -441,6 +441,26 @@ func TestDemo(t *testing.T) {
 	if len(list.Items) == 0 {
 		t.Error("demo applied no certificates")
 	}
+	// The local agent installs web-01's certificates from the local CA.
+	m := regexp.MustCompile(`installs its certificates under (\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("demo output does not say where certificates go:\n%s", out.String())
+	}
+	fullchain := filepath.Join(m[1], "shop", "fullchain.pem")
+	waitFor(t, "the demo agent to install shop-frontend", func() bool {
+		_, err := os.Stat(fullchain)
+		return err == nil
+	})
+	var cs certStatus
+	waitFor(t, "shop-frontend to be installed on web-01", func() bool {
+		getJSON(t, strings.Replace(statusURL, "/status", "/certificates/shop-frontend", 1), &cs)
+		for _, d := range cs.Status.Deployments {
+			if d.Agent == "web-01" && d.State == "installed" {
+				return true
+			}
+		}
+		return false
+	})
 	cancel()
 	select {
 	case code := <-done:
