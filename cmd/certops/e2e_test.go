@@ -1,16 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/certops/certops/agent"
 	"github.com/certops/certops/pgtest"
@@ -128,6 +133,32 @@ spec:
 	}
 	if info, err := os.Stat(keyFile); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v, mode %v; want 0600", err, info.Mode().Perm())
+	}
+
+	// The scrape passes the same lint as `promtool check metrics` and carries
+	// the certificate's series.
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposition, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(bytes.NewReader(exposition)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %+v", err, problems)
+	}
+	for _, want := range []string{
+		`certops_certificate_expiration_timestamp_seconds{certificate="shop"}`,
+		`certops_certificate_ready{certificate="shop"} 1`,
+		`certops_issuance_total{issuer="e2e-ca",result="success"} 1`,
+		`certops_deployments_total{result="installed"} 1`,
+	} {
+		if !strings.Contains(string(exposition), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// A spec change (one more name) is reissued and served.
