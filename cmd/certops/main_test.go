@@ -560,3 +560,79 @@ func TestServeWatchesPlainDirectory(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestWebhookToFollowerWakesLeader runs two replicas on one database. A
+// signed webhook sent to the replica that does not hold the lease still
+// gets the push applied, with polling practically off.
+func TestWebhookToFollowerWakesLeader(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := t.TempDir()
+	bare := filepath.Join(base, "config.git")
+	work := filepath.Join(base, "work")
+	gitCLI(t, base, "init", "-q", "--bare", "-b", "main", bare)
+	gitCLI(t, base, "clone", "-q", bare, work)
+	writeFiles(t, work, map[string]string{"base.yaml": issuerDoc})
+	gitCLI(t, work, "add", "-A")
+	gitCLI(t, work, "commit", "-q", "-m", "first")
+	gitCLI(t, work, "push", "-q", "origin", "main")
+	secretFile := filepath.Join(base, "secret")
+	if err := os.WriteFile(secretFile, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": "file://" + bare,
+		"CERTOPS_INTERVAL": "1h", "CERTOPS_GENERIC_WEBHOOK_SECRET_FILE": secretFile}
+	urlA, doneA := startServe(t, ctx, env)
+	urlB, doneB := startServe(t, ctx, env)
+	isLeader := func(url string) bool {
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), "\ncertops_leader 1\n")
+	}
+	var follower string
+	waitFor(t, "one leader", func() bool {
+		a, b := isLeader(urlA), isLeader(urlB)
+		switch {
+		case a && !b:
+			follower = urlB
+		case b && !a:
+			follower = urlA
+		}
+		return follower != ""
+	})
+	var st apiStatus
+	waitFor(t, "the first revision", func() bool {
+		getJSON(t, follower+"/api/v1/status", &st)
+		return strings.HasPrefix(st.LastAppliedRevision, "main@sha1:")
+	})
+
+	writeFiles(t, work, map[string]string{"certs.yaml": certDoc("shop", "shop.example.com")})
+	gitCLI(t, work, "add", "-A")
+	gitCLI(t, work, "commit", "-q", "-m", "second")
+	gitCLI(t, work, "push", "-q", "origin", "main")
+	second := gitCLI(t, work, "rev-parse", "HEAD")
+	body := `{"ref":"refs/heads/main"}`
+	mac := hmac.New(sha256.New, []byte("s3cret"))
+	mac.Write([]byte(body))
+	req, _ := http.NewRequest(http.MethodPost, follower+"/hooks/generic", strings.NewReader(body))
+	req.Header.Set("X-Certops-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("webhook to the follower: got %d, want 202", resp.StatusCode)
+	}
+	waitFor(t, "the push to be applied after a webhook to the follower", func() bool {
+		getJSON(t, follower+"/api/v1/status", &st)
+		return st.LastAppliedRevision == "main@sha1:"+second
+	})
+	cancel()
+	<-doneA
+	<-doneB
+}

@@ -178,15 +178,27 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A webhook may reach any replica, but only the lease holder fetches:
+	// wake-ups travel through Postgres (NOTIFY) to every replica.
+	peers := st.ListenWake(runCtx)
 	go func() {
 		for {
 			select {
 			case <-runCtx.Done():
 				return
 			case <-wake:
+				if err := st.NotifyWake(runCtx); err != nil {
+					logger.Warn("pass webhook wake-up to the leader", "err", err)
+					rec.Wake()
+				}
+			case _, ok := <-peers:
+				if !ok {
+					return
+				}
+				rec.Wake()
 			case <-changes: // nil (never ready) unless a directory is watched
+				rec.Wake()
 			}
-			rec.Wake()
 		}
 	}()
 	recDone, agentsDone := make(chan error, 1), make(chan error, 1)

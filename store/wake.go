@@ -1,0 +1,69 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// wakeChannel is the PostgreSQL notification channel on which replicas pass
+// wake-ups (a verified webhook) to whichever replica holds the lease.
+const wakeChannel = "certops_wake"
+
+// NotifyWake tells every replica listening with ListenWake to fetch now.
+func (s *Store) NotifyWake(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "SELECT pg_notify($1, '')", wakeChannel); err != nil {
+		return fmt.Errorf("store: notify wake: %w", err)
+	}
+	return nil
+}
+
+// ListenWake delivers every NotifyWake, from any replica, on the returned
+// channel (buffered 1; bursts coalesce) until ctx ends. It holds one
+// connection and reconnects with backoff when that connection is lost;
+// wake-ups sent while it was disconnected are lost, which the poll interval
+// covers.
+func (s *Store) ListenWake(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		backoff := time.Second
+		for ctx.Err() == nil {
+			err := s.listen(ctx, out)
+			if ctx.Err() != nil {
+				return
+			}
+			s.logger.Warn("wake listener lost its connection; reconnecting", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+		}
+	}()
+	return out
+}
+
+func (s *Store) listen(ctx context.Context, out chan<- struct{}) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection goes into LISTEN mode: take it out of the pool for good.
+	pc := conn.Hijack()
+	defer pc.Close(context.WithoutCancel(ctx))
+	if _, err := pc.Exec(ctx, "LISTEN "+wakeChannel); err != nil {
+		return err
+	}
+	for {
+		if _, err := pc.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		select {
+		case out <- struct{}{}:
+		default:
+		}
+	}
+}
+

@@ -1,0 +1,42 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/certops/certops/store"
+)
+
+// TestWakeReachesOtherReplicas: a wake-up sent through one replica's store
+// arrives at a listener on another store of the same database.
+func TestWakeReachesOtherReplicas(t *testing.T) {
+	a := newStore(t)
+	b := openStore(t, store.URL(a))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wakes := a.ListenWake(ctx)
+	deadline := time.After(10 * time.Second)
+	for received := false; !received; {
+		// The listener may not be listening yet: notify until it hears one.
+		if err := b.NotifyWake(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-wakes:
+			received = true
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no wake-up within 10s")
+		}
+	}
+	cancel()
+	select {
+	case _, ok := <-wakes:
+		for ok {
+			_, ok = <-wakes
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("listener did not stop with its context")
+	}
+}
