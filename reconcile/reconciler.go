@@ -111,15 +111,15 @@ type Reconciler struct {
 	wake    chan struct{}
 
 	// State of the current leadership term.
-	started       bool
-	loader        Loader
-	stored        map[spec.Key]string // hashes in the store; nil = unknown
-	applied       Revision
-	stalled       stallState // the head refused last, if any
-	failedCommit  string     // the commit whose apply failure was last recorded
-	status        Status
-	lastFull      time.Time
-	failures      int
+	started      bool
+	loader       Loader
+	stored       map[spec.Key]string // hashes in the store; nil = unknown
+	applied      Revision
+	stalled      stallState // the head refused last, if any
+	failedCommit string     // the commit whose apply failure was last recorded
+	status       Status
+	lastFull     time.Time
+	failures     int
 }
 
 // New returns a Reconciler.

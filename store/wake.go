@@ -66,4 +66,3 @@ func (s *Store) listen(ctx context.Context, out chan<- struct{}) error {
 		}
 	}
 }
-
