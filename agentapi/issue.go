@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/certops/certops/agentproto"
@@ -109,7 +110,7 @@ func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, c *certEntry
 	issuer := c.spec.IssuerRef
 	s.metrics.issuance.WithLabelValues(issuer, result).Inc()
 	msg := cause.Error()
-	if result == resultFailure {
+	if result == resultFailure && !strings.Contains(msg, strconv.Quote(issuer)) {
 		msg = "issuer " + strconv.Quote(issuer) + ": " + msg
 	}
 	s.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", issuer, "result", result, "err", cause)

@@ -33,7 +33,7 @@ const (
 // Signer issues certificates for one Issuer.
 type Signer interface {
 	// Sign issues a certificate for csr as the certificate spec cert
-	// describes, refusing (failure.Invalid) a CSR that does not match it.
+	// describes, refusing (failure.Rejected) a CSR that does not match it.
 	Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x509.CertificateRequest, now time.Time) (*agentproto.Issued, error)
 	// Type is the issuer type: TypeLocalCA or TypeACME.
 	Type() string

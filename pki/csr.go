@@ -62,7 +62,7 @@ func NewCSR(key crypto.Signer, a agentproto.Assignment) ([]byte, error) {
 }
 
 // MismatchError lists every way a CSR differs from a certificate's spec.
-// CheckCSR returns it wrapped as a failure.Invalid error; callers name the
+// CheckCSR returns it wrapped as a failure.Rejected error; callers name the
 // certificate, e.g. fmt.Errorf("certificate %q: %w", name, err).
 type MismatchError struct {
 	Problems []string
@@ -77,7 +77,7 @@ func (e *MismatchError) Error() string {
 // spec.privateKey (ECDSA curve by size, RSA modulus bits, Ed25519); the
 // same DNS names (as a set, case-insensitive), IP addresses, URIs and email
 // addresses; and the same common name. Every difference is listed in one
-// *MismatchError, wrapped as a failure.Invalid error.
+// *MismatchError, wrapped as a failure.Rejected error.
 func CheckCSR(csr *x509.CertificateRequest, c *spec.CertificateSpec) error {
 	var problems []string
 	if err := csr.CheckSignature(); err != nil {

@@ -44,12 +44,14 @@ func caInitCmd(env cliEnv, args []string) int {
 		validity                            time.Duration
 		force                               bool
 	)
-	f.stringVar(&out, "out", "", "directory to write ca.crt and ca.key to (created with mode 0700)")
-	f.stringVar(&commonName, "common-name", pki.DefaultCACommonName, "common name of the CA")
-	f.stringVar(&keyType, "key-type", pki.KeyTypeECDSA, "CA key type: ecdsa (P-256) or rsa (3072 bits)")
-	f.durationVar(&validity, "validity", pki.DefaultCAValidity, "how long the CA certificate is valid")
-	f.stringVar(&permitted, "permitted-dns", "", "comma-separated DNS domains the CA may issue for (critical name constraints)")
-	f.boolVar(&force, "force", false, "replace an existing ca.crt and ca.key")
+	// Flags only: a one-off command should not pick up stray CERTOPS_* variables
+	// (CERTOPS_FORCE would silently replace a CA).
+	f.StringVar(&out, "out", "", "directory to write ca.crt and ca.key to (created with mode 0700)")
+	f.StringVar(&commonName, "common-name", pki.DefaultCACommonName, "common name of the CA")
+	f.StringVar(&keyType, "key-type", pki.KeyTypeECDSA, "CA key type: ecdsa (P-256) or rsa (3072 bits)")
+	f.DurationVar(&validity, "validity", pki.DefaultCAValidity, "how long the CA certificate is valid")
+	f.StringVar(&permitted, "permitted-dns", "", "comma-separated DNS domains the CA may issue for (critical name constraints)")
+	f.BoolVar(&force, "force", false, "replace an existing ca.crt and ca.key")
 	if err := f.parse(args); err != nil {
 		return parseExit(err)
 	}

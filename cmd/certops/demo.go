@@ -98,7 +98,7 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 
 	cfg := serveConfig{DatabaseURL: cluster.URL("certops"), Repo: repoDir, Ref: "main", Path: ".",
-		Interval: 5 * time.Second, FullCompare: 10 * time.Minute, Listen: listen}
+		Interval: 5 * time.Second, FullCompare: 10 * time.Minute, Listen: listen, PerCertificateMetrics: true}
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
 	var agentDone chan error // set once the agent runs
