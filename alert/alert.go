@@ -1,0 +1,54 @@
+// Package alert defines the alerts certops evaluates itself, from the
+// thresholds of the AlertPolicy in Git, for notifications and the status
+// API. The same alerts exist as Prometheus rules (see `certops rules`);
+// both compare the same metrics with the same thresholds.
+package alert
+
+import "time"
+
+// Alert names, shared with the Prometheus rules.
+const (
+	CertificateExpiringSoon   = "CertopsCertificateExpiringSoon"
+	CertificateRenewalOverdue = "CertopsCertificateRenewalOverdue"
+	AgentOffline              = "CertopsAgentOffline"
+	JobFailureRateHigh        = "CertopsJobFailureRateHigh"
+	IssuanceFailures          = "CertopsIssuanceFailures"
+	ReconcileStalled          = "CertopsReconcileStalled"
+	SourceStale               = "CertopsSourceStale"
+	BackupTooOld              = "CertopsBackupTooOld"
+)
+
+// Event names for notifications that are not threshold alerts: one-off
+// failures worth telling someone about.
+const (
+	IssuanceFailed = "CertopsIssuanceFailed"
+	DeployFailed   = "CertopsDeployFailed"
+	BackupFailed   = "CertopsBackupFailed"
+)
+
+// Severity of an alert.
+type Severity string
+
+// Severities.
+const (
+	Warning  Severity = "warning"
+	Critical Severity = "critical"
+)
+
+// Alert is one alert that is firing now.
+type Alert struct {
+	Name     string   `json:"name"`
+	Severity Severity `json:"severity"`
+	// Subject is what the alert is about: a certificate or agent name, or ""
+	// for alerts about certops itself.
+	Subject     string            `json:"subject,omitempty"`
+	Summary     string            `json:"summary"`
+	Description string            `json:"description"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Since is when the condition started, as far as certops knows.
+	Since time.Time `json:"since"`
+}
+
+// Key identifies an alert across evaluations: the same key firing again is
+// the same alert, not a new one.
+func (a Alert) Key() string { return a.Name + "/" + string(a.Severity) + "/" + a.Subject }
