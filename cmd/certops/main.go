@@ -1,5 +1,5 @@
 // Command certops is the certops reconciler and its command-line tools:
-// serve, migrate, validate, plan, demo and ca.
+// serve, migrate, validate, plan, demo, ca, backup and restore.
 package main
 
 import (
@@ -27,6 +27,8 @@ commands:
   plan       offline diff between two revisions: certops plan --repo DIR --base REV --head REV
   demo       run everything locally on the bundled example repo
   ca         create a local CA: certops ca init --out DIR
+  backup     take a backup per the BackupPolicy: certops backup [--destination DIR] [--force]
+  restore    restore a backup into an empty database: certops restore --file FILE
   version    print the version
 
 Run "certops COMMAND -h" for the flags of a command.
@@ -53,6 +55,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return demoCmd(ctx, env, rest)
 	case "ca":
 		return caCmd(ctx, env, rest)
+	case "backup":
+		return backupCmd(ctx, env, rest)
+	case "restore":
+		return restoreCmd(ctx, env, rest)
 	case "version":
 		fmt.Fprintln(stdout, "certops", version)
 		return 0
