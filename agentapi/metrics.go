@@ -23,7 +23,7 @@ type Metrics struct {
 
 // NewMetrics registers the metrics with reg (nil: a private registry).
 // perCertificate enables the per-certificate series
-// (certops_certificate_{expiration,renewal}_timestamp_seconds and
+// (certops_certificate_{expiration,not_before,renewal}_timestamp_seconds and
 // certops_certificate_ready); for very large fleets turn it off to export
 // only the aggregates certops_certificates{state} and
 // certops_certificate_expiration_earliest_timestamp_seconds.
@@ -90,9 +90,10 @@ type stateCollector struct {
 	perCertificate bool
 	server         atomic.Pointer[Server]
 
-	expiration, renewal, ready *prometheus.Desc
-	certificates, earliest     *prometheus.Desc
-	agents                     *prometheus.Desc
+	expiration, notBefore  *prometheus.Desc
+	renewal, ready         *prometheus.Desc
+	certificates, earliest *prometheus.Desc
+	agents                 *prometheus.Desc
 }
 
 func newStateCollector(perCertificate bool) *stateCollector {
@@ -100,6 +101,8 @@ func newStateCollector(perCertificate bool) *stateCollector {
 		perCertificate: perCertificate,
 		expiration: prometheus.NewDesc("certops_certificate_expiration_timestamp_seconds",
 			"Earliest expiry of the certificate as installed on its agents (Unix time).", []string{"certificate"}, nil),
+		notBefore: prometheus.NewDesc("certops_certificate_not_before_timestamp_seconds",
+			"Start of validity of the installed certificate that expires first (Unix time).", []string{"certificate"}, nil),
 		renewal: prometheus.NewDesc("certops_certificate_renewal_timestamp_seconds",
 			"Earliest time an agent of the certificate is due to renew it (Unix time).", []string{"certificate"}, nil),
 		ready: prometheus.NewDesc("certops_certificate_ready",
@@ -116,6 +119,7 @@ func newStateCollector(perCertificate bool) *stateCollector {
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	if c.perCertificate {
 		ch <- c.expiration
+		ch <- c.notBefore
 		ch <- c.renewal
 		ch <- c.ready
 	}
@@ -147,6 +151,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, boolValue(st.Ready), st.Name)
 		if !st.Expiration.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.expiration, prometheus.GaugeValue, unix(st.Expiration), st.Name)
+		}
+		if !st.NotBefore.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.notBefore, prometheus.GaugeValue, unix(st.NotBefore), st.Name)
 		}
 		if !st.Renewal.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.renewal, prometheus.GaugeValue, unix(st.Renewal), st.Name)

@@ -16,6 +16,9 @@ type Readiness struct {
 	Reason string
 	// Expiration is the earliest expiry of what the agents have installed.
 	Expiration time.Time
+	// NotBefore is the start of validity of that installed certificate
+	// (zero when unknown), for the fraction of lifetime left.
+	NotBefore time.Time
 	// Renewal is the earliest renewal time of the current certificates.
 	Renewal time.Time
 }
@@ -33,7 +36,7 @@ func Assess(specHash string, targets []string, deployment func(agent string) *st
 		d := deployment(agent)
 		if d != nil {
 			if !d.InstalledNotAfter.IsZero() && (r.Expiration.IsZero() || d.InstalledNotAfter.Before(r.Expiration)) {
-				r.Expiration = d.InstalledNotAfter
+				r.Expiration, r.NotBefore = d.InstalledNotAfter, installedNotBefore(d)
 			}
 			if d.Current != nil && d.Current.SpecHash == specHash && !d.RenewAt.IsZero() &&
 				(r.Renewal.IsZero() || d.RenewAt.Before(r.Renewal)) {
@@ -53,6 +56,20 @@ func Assess(specHash string, targets []string, deployment func(agent string) *st
 		r.Reason = fmt.Sprintf("%s (and %d more agent(s) not ready)", problems[0], len(problems)-1)
 	}
 	return r
+}
+
+// installedNotBefore is the notBefore of the certificate d has installed:
+// the current version's when it is the installed one; otherwise (a newer
+// version issued, not installed yet) the installed expiry minus the current
+// version's lifetime, since versions of a spec share their duration.
+func installedNotBefore(d *store.Deployment) time.Time {
+	if d.Current == nil {
+		return time.Time{}
+	}
+	if d.Current.Serial == d.InstalledSerial {
+		return d.Current.NotBefore
+	}
+	return d.InstalledNotAfter.Add(-d.Current.NotAfter.Sub(d.Current.NotBefore))
 }
 
 // agentProblem says why a certificate is not ready on one agent, or "".

@@ -1,5 +1,5 @@
 // Command certops is the certops reconciler and its command-line tools:
-// serve, migrate, validate, plan, demo, ca, backup and restore.
+// serve, migrate, validate, plan, demo and ca.
 package main
 
 import (
@@ -25,6 +25,7 @@ commands:
   migrate    apply database migrations and exit
   validate   validate a config directory: certops validate [DIR]
   plan       offline diff between two revisions: certops plan --repo DIR --base REV --head REV
+  rules      print the Prometheus alerting rules: certops rules [DIR] [--format rules|prometheusrule]
   demo       run everything locally on the bundled example repo
   ca         create a local CA: certops ca init --out DIR
   backup     take a backup per the BackupPolicy: certops backup [--destination DIR] [--force]
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return validateCmd(env, rest)
 	case "plan":
 		return planCmd(env, rest)
+	case "rules":
+		return rulesCmd(env, rest)
 	case "demo":
 		return demoCmd(ctx, env, rest)
 	case "ca":

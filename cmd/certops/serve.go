@@ -18,6 +18,8 @@ import (
 
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/alerting"
+	"github.com/certops/certops/backup"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/issuer"
@@ -118,6 +120,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := reconcile.NewMetrics(reg)
+	if err := backup.RegisterMetrics(reg, st, logger); err != nil {
+		return err
+	}
+	// Alert thresholds from Git as gauges, the facts the shipped rules
+	// compare them with, and certops' own evaluation of the same alerts.
+	monitor := alerting.NewMonitor(st, reg, logger, alerting.MonitorOptions{
+		LastBackup: func(ctx context.Context) (time.Time, error) {
+			stats, err := st.BackupStats(ctx)
+			return stats.LastSuccess, err
+		}})
 	wake := make(chan struct{}, 1)
 	hooks, err := webhook.NewHandler(cfg.Hooks, func() { notify(wake) }, logger, webhook.NewMetrics(reg))
 	if err != nil {
@@ -201,9 +213,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			}
 		}
 	}()
-	recDone, agentsDone := make(chan error, 1), make(chan error, 1)
+	recDone, agentsDone, monitorDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { recDone <- rec.Run(runCtx) }()
 	go func() { agentsDone <- agents.Run(runCtx) }()
+	go func() { monitorDone <- monitor.Run(runCtx) }()
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
@@ -211,6 +224,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	cancel()
 	<-recDone
+	<-monitorDone
 	if aerr := <-agentsDone; aerr != nil && err == nil {
 		err = ignoreCanceled(aerr)
 	}

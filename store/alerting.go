@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certops/certops/spec"
+)
+
+// AlertFacts are the facts the alerting package evaluates, read in one
+// snapshot.
+type AlertFacts struct {
+	Certificates []CertificateFacts
+	Agents       []AgentFacts
+	// Jobs counts deployments whose latest attempt (issue or deploy) is at
+	// or after JobsSince; FailedJobs those of them that failed.
+	Jobs, FailedJobs int
+	// IssueFailures counts deployments whose latest attempt, at or after
+	// IssueFailuresSince, was a failed issuance.
+	IssueFailures int
+	// BackupPolicy reports whether the desired state has a BackupPolicy.
+	BackupPolicy bool
+}
+
+// CertificateFacts is one certificate's installed validity and renewal
+// time across the agents its deploy block currently targets.
+type CertificateFacts struct {
+	Name string
+	// NotBefore and NotAfter are those of the installed certificate that
+	// expires first (zero: nothing installed).
+	NotBefore, NotAfter time.Time
+	// RenewAt is the earliest renewal time of the current versions.
+	RenewAt time.Time
+}
+
+// AgentFacts is an agent of the desired state with its liveness.
+type AgentFacts struct {
+	Name     string
+	Added    time.Time
+	LastSeen time.Time // zero: never seen
+}
+
+// AlertFacts reads the facts for alerting: jobs counted since jobsSince,
+// issuance failures since issueFailuresSince.
+func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince time.Time) (AlertFacts, error) {
+	var f AlertFacts
+	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
+		// Deployments of agents the certificate no longer targets are left
+		// out, as the agent API does (same predicate as AgentAssignments).
+		rows, err := tx.Query(ctx, `
+			SELECT c.name,
+			       (array_agg(v.not_before ORDER BY d.installed_not_after) FILTER (WHERE d.installed_not_after IS NOT NULL))[1],
+			       min(d.installed_not_after), min(d.renew_at)
+			FROM objects c
+			JOIN deployments d ON d.certificate = c.name
+			JOIN objects a ON a.kind = $2 AND a.name = d.agent
+			LEFT JOIN certificate_versions v
+			       ON v.certificate = d.certificate AND v.agent = d.agent AND v.serial = d.installed_serial
+			WHERE c.kind = $1 AND (
+				c.spec->'deploy'->'agents' ? d.agent
+				OR (c.spec->'deploy'->'agentSelector'->'matchLabels' <@ a.labels
+				    AND c.spec->'deploy'->'agentSelector'->'matchLabels' <> '{}'::jsonb))
+			GROUP BY c.name
+			ORDER BY c.name`, string(spec.KindCertificate), string(spec.KindAgent))
+		if err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+		f.Certificates, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (CertificateFacts, error) {
+			var c CertificateFacts
+			var notBefore, notAfter, renewAt *time.Time
+			err := row.Scan(&c.Name, &notBefore, &notAfter, &renewAt)
+			c.NotBefore, c.NotAfter, c.RenewAt = deref(notBefore), deref(notAfter), deref(renewAt)
+			return c, err
+		})
+		if err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+		rows, err = tx.Query(ctx, `
+			SELECT o.name, o.created_at, s.last_seen
+			FROM objects o LEFT JOIN agent_status s ON s.name = o.name
+			WHERE o.kind = $1 ORDER BY o.name`, string(spec.KindAgent))
+		if err != nil {
+			return fmt.Errorf("agents: %w", err)
+		}
+		f.Agents, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (AgentFacts, error) {
+			var a AgentFacts
+			var seen *time.Time
+			err := row.Scan(&a.Name, &a.Added, &seen)
+			a.LastSeen = deref(seen)
+			return a, err
+		})
+		if err != nil {
+			return fmt.Errorf("agents: %w", err)
+		}
+		err = tx.QueryRow(ctx, `
+			SELECT count(*) FILTER (WHERE last_attempt >= $1),
+			       count(*) FILTER (WHERE last_attempt >= $1 AND state IN ($3, $4, $5)),
+			       count(*) FILTER (WHERE last_attempt >= $2 AND state = $3),
+			       EXISTS (SELECT 1 FROM objects WHERE kind = $6)
+			FROM deployments`,
+			jobsSince, issueFailuresSince, DeploymentIssueFailed, DeploymentFailed, DeploymentRolledBack,
+			string(spec.KindBackupPolicy),
+		).Scan(&f.Jobs, &f.FailedJobs, &f.IssueFailures, &f.BackupPolicy)
+		if err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return AlertFacts{}, fmt.Errorf("store: alert facts: %w", err)
+	}
+	return f, nil
+}
