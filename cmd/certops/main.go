@@ -1,5 +1,5 @@
 // Command certops is the certops reconciler and its command-line tools:
-// serve, migrate, validate, plan, demo and ca.
+// serve, migrate, validate, plan, rules, demo, ca, backup and restore.
 package main
 
 import (
