@@ -137,6 +137,12 @@ func Evaluate(in Input) []alert.Alert {
 		}
 		out = append(out, a)
 	}
+	for i := range out { // where to start, for notifications
+		if out[i].Labels == nil {
+			out[i].Labels = map[string]string{}
+		}
+		out[i].Labels["runbook_url"] = DefaultRunbookBaseURL + RunbookFile(out[i].Name)
+	}
 	sortAlerts(out)
 	return out
 }

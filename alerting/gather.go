@@ -86,6 +86,9 @@ type MonitorOptions struct {
 	LastBackup func(context.Context) (time.Time, error)
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// OnEvaluate, when set, is called by Run with the alerts firing after
+	// every successful evaluation, and the evaluation's time.
+	OnEvaluate func(ctx context.Context, firing []alert.Alert, at time.Time)
 }
 
 // Monitor gathers the facts periodically, exports the thresholds and facts
@@ -129,9 +132,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 	tick := time.NewTicker(m.opt.Interval)
 	defer tick.Stop()
 	for {
-		if _, err := m.Evaluate(ctx); err != nil && ctx.Err() == nil {
+		at := m.opt.Now()
+		alerts, err := m.Evaluate(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
 			m.errors.Inc()
 			m.log.Warn("alerting: evaluate", "err", err)
+		case err == nil && m.opt.OnEvaluate != nil:
+			m.opt.OnEvaluate(ctx, alerts, at)
 		}
 		select {
 		case <-ctx.Done():

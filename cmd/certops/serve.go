@@ -18,12 +18,14 @@ import (
 
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/alerting"
 	"github.com/certops/certops/backup"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/localdir"
+	"github.com/certops/certops/notify"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/webhook"
@@ -125,13 +127,21 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	// Alert thresholds from Git as gauges, the facts the shipped rules
 	// compare them with, and certops' own evaluation of the same alerts.
+	// Each evaluation's firing alerts go to the notifier, which sends each
+	// once per state change through the channels the AlertPolicy names.
+	notifier := notify.New(st, logger, notify.NewMetrics(reg), notify.Options{})
 	monitor := alerting.NewMonitor(st, reg, logger, alerting.MonitorOptions{
 		LastBackup: func(ctx context.Context) (time.Time, error) {
 			stats, err := st.BackupStats(ctx)
 			return stats.LastSuccess, err
+		},
+		OnEvaluate: func(ctx context.Context, firing []alert.Alert, at time.Time) {
+			if err := notifier.SyncApplied(ctx, firing, at); err != nil && ctx.Err() == nil {
+				logger.Warn("sync alert notifications", "err", err)
+			}
 		}})
 	wake := make(chan struct{}, 1)
-	hooks, err := webhook.NewHandler(cfg.Hooks, func() { notify(wake) }, logger, webhook.NewMetrics(reg))
+	hooks, err := webhook.NewHandler(cfg.Hooks, func() { poke(wake) }, logger, webhook.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -213,10 +223,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			}
 		}
 	}()
-	recDone, agentsDone, monitorDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	recDone, agentsDone, monitorDone, notifyDone := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { recDone <- rec.Run(runCtx) }()
 	go func() { agentsDone <- agents.Run(runCtx) }()
 	go func() { monitorDone <- monitor.Run(runCtx) }()
+	go func() { notifyDone <- notifier.Run(runCtx) }()
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
@@ -225,14 +236,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	cancel()
 	<-recDone
 	<-monitorDone
+	<-notifyDone
 	if aerr := <-agentsDone; aerr != nil && err == nil {
 		err = ignoreCanceled(aerr)
 	}
 	return err
 }
 
-// notify sends on a channel of capacity one without blocking.
-func notify(ch chan struct{}) {
+// poke sends on a channel of capacity one without blocking.
+func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
