@@ -108,7 +108,10 @@ const (
 	maxRetryBackoff = 5 * time.Minute
 	maxDeployRetry  = time.Hour
 	verifyWindow    = 3 * time.Second
-	maxQueuedReport = 64
+	// fastPollInterval is the poll interval while an ACME order of this
+	// agent or an http-01 challenge it serves is in progress.
+	fastPollInterval = time.Second
+	maxQueuedReport  = 64
 )
 
 // Agent is the runtime of one certops agent.
@@ -121,6 +124,9 @@ type Agent struct {
 
 	etag        string                  // of the cached assignments
 	assignments []agentproto.Assignment // last 200 answer
+	challenges  []agentproto.Challenge  // http-01 challenges of the last 200 answer
+	served      *challengeFiles         // http-01 files written, by token
+	fastPoll    bool                    // an order or challenge is in progress: poll sooner
 	reports     []agentproto.Report     // not yet delivered, oldest first
 	retryAt     time.Time               // the server asked us to wait (Retry-After)
 	lastBeat    time.Time               // last successful heartbeat
@@ -173,6 +179,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := a.recoverJournal(); err != nil {
 		return nil, fmt.Errorf("recover interrupted install: %w", err)
 	}
+	a.served = openChallengeFiles(cfg.StateDir, a.log)
 	return a, nil
 }
 
@@ -245,6 +252,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("deployment failed", "err", deployErr)
 		}
 		wait := jitter(a.cfg.PollInterval, 0.1)
+		if a.fastPoll {
+			wait = min(wait, fastPollInterval)
+		}
 		if serverErr != nil {
 			failures++
 			wait = a.retryDelay(failures, serverErr)
@@ -312,6 +322,10 @@ func (a *Agent) sync(ctx context.Context) (deployErr, serverErr error) {
 	if err != nil {
 		return nil, a.serverTrouble(err)
 	}
+	a.fastPoll = len(a.challenges) > 0
+	if err := a.serveChallenges(ctx, a.challenges); err != nil {
+		return nil, a.serverTrouble(err)
+	}
 	var errs []error
 	for _, as := range assignments {
 		err := a.syncOne(ctx, as)
@@ -354,7 +368,7 @@ func (a *Agent) poll(ctx context.Context) ([]agentproto.Assignment, error) {
 	if got.Agent != "" && got.Agent != a.cfg.Name {
 		a.log.Warn("server answered for another agent name; check --name and the token", "server_says", got.Agent)
 	}
-	a.etag, a.assignments = etag, got.Certificates
+	a.etag, a.assignments, a.challenges = etag, got.Certificates, got.Challenges
 	a.log.Debug("assignments changed", "count", len(got.Certificates), "etag", etag)
 	return a.assignments, nil
 }

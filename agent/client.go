@@ -138,13 +138,28 @@ func (c *client) report(ctx context.Context, r agentproto.Report) error {
 	return err
 }
 
+// errIssuePending is a 202 to an issue request: the server is ordering
+// the certificate (ACME); it appears as the assignment's Current.
+var errIssuePending = errors.New("the server is ordering the certificate")
+
 func (c *client) issue(ctx context.Context, name string, req agentproto.IssueRequest) (*agentproto.Issued, error) {
 	path := strings.Replace(agentproto.PathIssue, "{name}", url.PathEscape(name), 1)
 	var out agentproto.Issued
-	if _, err := c.do(ctx, http.MethodPost, path, nil, req, &out); err != nil {
+	resp, err := c.do(ctx, http.MethodPost, path, nil, req, &out)
+	if err != nil {
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusAccepted {
+		return nil, errIssuePending
+	}
 	return &out, nil
+}
+
+// challengeReady confirms an http-01 file is in place.
+func (c *client) challengeReady(ctx context.Context, token string) error {
+	path := strings.Replace(agentproto.PathChallengeReady, "{token}", url.PathEscape(token), 1)
+	_, err := c.do(ctx, http.MethodPost, path, nil, nil, nil)
+	return err
 }
 
 // do sends one request; in (if any) is the JSON body, out (if any) receives

@@ -159,6 +159,11 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 	}
 	iss, err := a.client.issue(ctx, as.Name, agentproto.IssueRequest{SpecHash: as.SpecHash, CSRPEM: string(csr)})
 	switch status := statusOf(err); {
+	case errors.Is(err, errIssuePending):
+		// The key stays pending; Current appears when the order completes.
+		a.log.Info("the server is ordering the certificate; polling for it", "certificate", as.Name)
+		a.fastPoll = true
+		return nil
 	case err == nil:
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		// On the issue route these are about this certificate (the

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/store"
 )
@@ -55,14 +58,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 		writeError(w, http.StatusBadRequest, "invalid", "csrPEM: "+err.Error())
 		return
 	}
-	issuer := c.spec.IssuerRef
+	iss := c.spec.IssuerRef
 	if err := pki.CheckCSR(csr, c.spec); err != nil {
 		s.refuse(r.Context(), w, c, name, agent, now, resultRejected, err)
 		return
 	}
+	if o, ok := s.orderer(iss); ok {
+		s.issueACME(w, r, c, name, agent, o, csr, now)
+		return
+	}
 	start := time.Now()
 	issued, err := s.sign(r.Context(), c, csr, now)
-	s.metrics.issuanceDuration.WithLabelValues(issuer).Observe(time.Since(start).Seconds())
+	s.metrics.issuanceDuration.WithLabelValues(iss).Observe(time.Since(start).Seconds())
 	if err != nil {
 		result := resultFailure
 		if failure.KindOf(err) == failure.Rejected {
@@ -75,18 +82,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 		Version: store.CertificateVersion{
 			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
 			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
-			Issuer: issuer, IssuedAt: now,
+			Issuer: iss, IssuedAt: now,
 		},
 		RenewAt: RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.cfg.RenewalJitter),
 	})
 	if err != nil {
-		s.metrics.issuance.WithLabelValues(issuer, resultError).Inc()
+		s.metrics.issuance.WithLabelValues(iss, resultError).Inc()
 		s.unavailable(w, "record issuance", err)
 		return
 	}
 	s.applyDeployments([]store.Deployment{d})
-	s.metrics.issuance.WithLabelValues(issuer, resultSuccess).Inc()
-	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", issuer,
+	s.metrics.issuance.WithLabelValues(iss, resultSuccess).Inc()
+	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
 		"serial", issued.Serial, "notAfter", issued.NotAfter)
 	writeJSON(w, http.StatusOK, issued)
 }
@@ -103,30 +110,56 @@ func (s *Server) sign(ctx context.Context, c *certEntry, csr *x509.CertificateRe
 	return signer.Sign(ctx, c.spec, csr, now)
 }
 
+// orderer is the certificate's issuer when it orders asynchronously
+// (ACME); an unavailable issuer is left to sign to report.
+func (s *Server) orderer(name string) (issuer.Orderer, bool) {
+	signer, err := s.signers.Signer(name)
+	if err != nil {
+		return nil, false
+	}
+	o, ok := signer.(issuer.Orderer)
+	return o, ok
+}
+
 // refuse records a rejected CSR or a failed signing on the deployment —
 // its last error, one more failure and the backoff — and answers 422 or
 // 503 with Retry-After.
 func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, c *certEntry, name, agent string, now time.Time, result string, cause error) {
-	issuer := c.spec.IssuerRef
-	s.metrics.issuance.WithLabelValues(issuer, result).Inc()
-	msg := cause.Error()
-	if result == resultFailure && !strings.Contains(msg, strconv.Quote(issuer)) {
-		msg = "issuer " + strconv.Quote(issuer) + ": " + msg
+	d, err := s.recordRefusal(ctx, c, name, agent, now, result, cause)
+	if err != nil {
+		s.unavailable(w, "record issue failure", err)
+		return
 	}
-	s.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", issuer, "result", result, "err", cause)
+	if result == resultRejected {
+		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", d.LastError)
+		return
+	}
+	retryAfter(w, now, d.NotBefore)
+	writeError(w, http.StatusServiceUnavailable, "issuer_unavailable", "issuance failed; retry later")
+}
+
+// recordRefusal records a refused or failed issuance on the deployment
+// (its last error, one more failure, the backoff) and counts it.
+func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) (store.Deployment, error) {
+	iss := c.spec.IssuerRef
+	s.metrics.issuance.WithLabelValues(iss, result).Inc()
+	msg := cause.Error()
+	if result == resultFailure && !strings.Contains(msg, strconv.Quote(iss)) {
+		msg = "issuer " + strconv.Quote(iss) + ": " + msg
+	}
+	s.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", iss, "result", result, "err", cause)
 	d, err := s.store.RecordIssueFailure(ctx, store.IssueFailure{
 		Certificate: name, Agent: agent, SpecHash: c.specHash, Error: msg, At: now,
 		Base: s.cfg.BackoffBase, Cap: s.cfg.BackoffCap,
 	})
 	if err != nil {
-		s.unavailable(w, "record issue failure", err)
-		return
+		return d, err
 	}
 	s.applyDeployments([]store.Deployment{d})
-	if result == resultRejected {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", msg)
-		return
+	if d.Failures == 1 { // the first failure since the last success or spec change
+		s.announce(alert.Alert{Name: alert.IssuanceFailed, Severity: alert.Warning, Subject: name + "@" + agent,
+			Summary:     fmt.Sprintf("Issuance of %s for %s failed (%s)", name, agent, result),
+			Description: msg, Labels: map[string]string{"certificate": name, "agent": agent, "issuer": iss}, Since: now})
 	}
-	retryAfter(w, now, d.NotBefore)
-	writeError(w, http.StatusServiceUnavailable, "issuer_unavailable", "issuance failed; retry later")
+	return d, nil
 }

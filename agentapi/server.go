@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
@@ -45,6 +46,16 @@ type Store interface {
 	RecordReport(ctx context.Context, r store.DeploymentReport) (store.Deployment, error)
 	RecordAgentsSeen(ctx context.Context, seen []store.AgentSeen) error
 	AgentsSeen(ctx context.Context, names []string) (map[string]store.AgentSeen, error)
+
+	// ACME orders and http-01 challenges (see acme.go).
+	ClaimACMEOrder(ctx context.Context, o store.ACMEOrder) (bool, error)
+	ReleaseACMEOrder(ctx context.Context, certificate, agent, holder string) error
+	PutACMEChallenge(ctx context.Context, ch store.ACMEChallenge, now time.Time) error
+	DeleteACMEChallenge(ctx context.Context, token string) error
+	ACMEChallenges(ctx context.Context, now time.Time) ([]store.ACMEChallenge, error)
+	ConfirmACMEChallenge(ctx context.Context, token, agent string, at time.Time) (bool, error)
+	ACMEChallengeReady(ctx context.Context, token string) ([]string, error)
+	ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (store.Deployment, error)
 }
 
 // Signers finds the signer of an issuer by name; *issuer.Registry
@@ -68,6 +79,13 @@ type Deps struct {
 	Issuers IssuerSync
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Events, when set, is told about failed issuances and deployments.
+	Events EventSink
+}
+
+// EventSink receives one-off events worth notifying someone about.
+type EventSink interface {
+	Event(ctx context.Context, a alert.Alert) error
 }
 
 // Config tunes the server; zero fields take the defaults below.
@@ -86,6 +104,14 @@ type Config struct {
 	// RenewalJitter is the largest fraction of renewBefore by which renewal
 	// is moved earlier, per (certificate, agent) (0.1).
 	RenewalJitter float64
+	// OrderTimeout bounds an ACME order, challenges included (10m).
+	OrderTimeout time.Duration
+	// ChallengeTimeout is how long an http-01 challenge waits for the
+	// deploying agents to confirm the file is in place (2m: agents poll
+	// every 30s by default, faster while an order of theirs is pending).
+	ChallengeTimeout time.Duration
+	// ChallengePoll is how often those confirmations are checked (250ms).
+	ChallengePoll time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -99,6 +125,9 @@ func (c Config) withDefaults() Config {
 	def(&c.BackoffBase, time.Minute)
 	def(&c.BackoffCap, 6*time.Hour)
 	def(&c.OfflineAfter, 5*time.Minute)
+	def(&c.OrderTimeout, 10*time.Minute)
+	def(&c.ChallengeTimeout, 2*time.Minute)
+	def(&c.ChallengePoll, 250*time.Millisecond)
 	if c.RenewalJitter <= 0 || c.RenewalJitter >= 1 {
 		c.RenewalJitter = 0.1
 	}
@@ -108,6 +137,7 @@ func (c Config) withDefaults() Config {
 // Server serves the agent protocol under agentproto.PathPrefix.
 type Server struct {
 	store   Store
+	events  EventSink
 	signers Signers
 	issuers IssuerSync
 	now     func() time.Time
@@ -132,6 +162,17 @@ type Server struct {
 
 	presence *presence
 	chains   interner
+
+	// challenges are the published http-01 challenges by agent (under mu).
+	challenges map[string][]agentproto.Challenge
+
+	// ACME orders run in the background with bg, cancelled when Run ends.
+	bg       context.Context
+	stopBG   context.CancelFunc
+	holder   string // this replica, as the holder of its order claims
+	orders   sync.WaitGroup
+	ordersMu sync.Mutex
+	running  map[depKey]struct{} // orders this replica runs
 }
 
 type depKey struct{ cert, agent string }
@@ -149,10 +190,12 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 		metrics = NewMetrics(nil, false)
 	}
 	s := &Server{
-		store: deps.Store, signers: deps.Signers, issuers: deps.Issuers, now: deps.Now, cfg: cfg.withDefaults(), log: logger,
+		store: deps.Store, events: deps.Events, signers: deps.Signers, issuers: deps.Issuers, now: deps.Now, cfg: cfg.withDefaults(), log: logger,
 		metrics: metrics, deps: map[depKey]*store.Deployment{}, etags: map[string]string{},
 		presence: newPresence(), chains: interner{m: map[string]string{}},
+		challenges: map[string][]agentproto.Challenge{}, holder: newHolderID(), running: map[depKey]struct{}{},
 	}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
 	metrics.observe(s)
 	s.mux = http.NewServeMux()
 	route := func(method, path string, h func(http.ResponseWriter, *http.Request, string)) {
@@ -166,6 +209,7 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 	route(http.MethodPost, agentproto.PathHeartbeat, s.heartbeat)
 	route(http.MethodPost, agentproto.PathIssue, s.issue)
 	route(http.MethodPost, agentproto.PathReports, s.report)
+	route(http.MethodPost, agentproto.PathChallengeReady, s.challengeReady)
 	s.mux.HandleFunc(agentproto.PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
@@ -328,7 +372,28 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, agent string) {
 	}
 	s.applyDeployments([]store.Deployment{d})
 	s.metrics.report(rep)
+	if rep.Result != agentproto.ResultInstalled {
+		s.announce(alert.Alert{Name: alert.DeployFailed, Severity: alert.Warning,
+			Subject:     rep.Certificate + "@" + agent,
+			Summary:     fmt.Sprintf("Deployment of %s on %s %s", rep.Certificate, agent, rep.Result),
+			Description: msg, Labels: map[string]string{"certificate": rep.Certificate, "agent": agent}, Since: at})
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// announce hands an event to the EventSink in the background: notifying
+// must never slow an agent's request down.
+func (s *Server) announce(a alert.Alert) {
+	if s.events == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.events.Event(ctx, a); err != nil {
+			s.log.Warn("notify event", "event", a.Name, "subject", a.Subject, "err", err)
+		}
+	}()
 }
 
 // decode reads a JSON body of at most agentproto.MaxBodyBytes into v,

@@ -200,6 +200,7 @@ func (s *Server) assignmentsLocked(o *objects, agent string) agentproto.Assignme
 		}
 		out.Certificates = append(out.Certificates, a)
 	}
+	out.Challenges = s.challenges[agent]
 	return out
 }
 
@@ -282,6 +283,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			s.stopOrders()
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			if err := s.flush(fctx); err != nil {
@@ -316,6 +318,7 @@ func (s *Server) Refresh(ctx context.Context) error {
 			return err
 		}
 		s.applyDeployments(rows)
+		s.reloadChallenges(ctx)
 		s.mu.Lock()
 		s.seq = max(s.seq, now)
 		s.mu.Unlock()

@@ -12,8 +12,18 @@
 //
 //	GET  /agent/v1/assignments            → 200 Assignments, or 304 when If-None-Match matches the ETag
 //	POST /agent/v1/heartbeat              Heartbeat → 204
-//	POST /agent/v1/certificates/{name}/issue  IssueRequest → 200 Issued
+//	POST /agent/v1/certificates/{name}/issue  IssueRequest → 200 Issued, or 202 IssuePending
 //	POST /agent/v1/reports                Report → 204
+//	POST /agent/v1/challenges/{token}/ready   → 204 (the http-01 file is in place)
+//
+// Issuers that take time (ACME) answer an issue request 202 with
+// IssuePending: the order runs on the server, and the certificate appears
+// as the assignment's Current when it completes; the agent keeps polling
+// (and may repeat the request, which is answered 202 again while the order
+// runs). During an http-01 order the assignments list Challenges: the
+// agent writes each key authorization to
+// WEBROOT/.well-known/acme-challenge/TOKEN, confirms it on the ready route,
+// and removes the file once the challenge is no longer listed.
 //
 // Errors are JSON: {"error": {"code": "...", "message": "..."}} with 400
 // (malformed request), 401 (missing, unknown or revoked token; no detail),
@@ -35,7 +45,12 @@ const (
 	PathReports     = PathPrefix + "reports"
 	// PathIssue is a pattern: replace {name} with the certificate name.
 	PathIssue = PathPrefix + "certificates/{name}/issue"
+	// PathChallengeReady is a pattern: replace {token} with the token.
+	PathChallengeReady = PathPrefix + "challenges/{token}/ready"
 )
+
+// ChallengePathPrefix is where http-01 files go under a webroot (RFC 8555 §8.3).
+const ChallengePathPrefix = ".well-known/acme-challenge/"
 
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 256 << 10
@@ -46,6 +61,34 @@ const MaxBodyBytes = 256 << 10
 type Assignments struct {
 	Agent        string       `json:"agent"`
 	Certificates []Assignment `json:"certificates"`
+	// Challenges are the http-01 challenges this agent is asked to serve
+	// now (ACME orders of certificates it deploys, for itself or for other
+	// agents serving the same names).
+	Challenges []Challenge `json:"challenges,omitempty"`
+}
+
+// Challenge is an ACME http-01 challenge: the agent writes KeyAuth to
+// Webroot/.well-known/acme-challenge/Token (Token is base64url, at most
+// MaxTokenLength characters; Webroot is absolute) and confirms on
+// PathChallengeReady.
+type Challenge struct {
+	Token       string `json:"token"`
+	KeyAuth     string `json:"keyAuth"`
+	Webroot     string `json:"webroot"`
+	Certificate string `json:"certificate"`
+	// Ready is true once the server has this agent's confirmation.
+	Ready bool `json:"ready,omitempty"`
+}
+
+// MaxTokenLength bounds challenge tokens (RFC 8555 asks for at least 128
+// bits; CAs use 43 characters).
+const MaxTokenLength = 128
+
+// IssuePending is the 202 answer to an issue request: the order runs on
+// the server; poll the assignments for Current.
+type IssuePending struct {
+	Status  string `json:"status"` // "pending"
+	Message string `json:"message,omitempty"`
 }
 
 // Assignment is one certificate the agent deploys.
@@ -156,4 +199,19 @@ type ErrorBody struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// ValidToken reports whether an ACME challenge token is acceptable: base64url
+// of sane length (RFC 8555 §8.1). The token becomes a file name on the agents,
+// so both sides check it.
+func ValidToken(t string) bool {
+	if t == "" || len(t) > MaxTokenLength {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

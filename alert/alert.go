@@ -21,9 +21,10 @@ const (
 // Event names for notifications that are not threshold alerts: one-off
 // failures worth telling someone about.
 const (
-	IssuanceFailed = "CertopsIssuanceFailed"
-	DeployFailed   = "CertopsDeployFailed"
-	BackupFailed   = "CertopsBackupFailed"
+	IssuanceFailed  = "CertopsIssuanceFailed"
+	DeployFailed    = "CertopsDeployFailed"
+	BackupFailed    = "CertopsBackupFailed"
+	RevisionRefused = "CertopsRevisionRefused" // invalid or blocked by the prune guard, with the errors
 )
 
 // Severity of an alert.

@@ -7,6 +7,12 @@
 // generates a CA. It re-reads the files when the Issuer spec changes and
 // when their modification time or size changes, checked at most every
 // ReloadCheckInterval (a rotated Kubernetes Secret, for instance).
+//
+// An acme issuer orders certificates from an ACME server with lego (see
+// acme.go and docs/acme.md): the agent's CSR finalizes the order, so keys
+// stay on the agents. It implements Orderer besides Signer: http-01
+// challenges are answered by the agents deploying the certificate through
+// an HTTP01Publisher the caller passes with each Order.
 package issuer
 
 import (
@@ -55,8 +61,18 @@ type Registry struct {
 	logger *slog.Logger
 	now    func() time.Time // the clock of Signer and Status; tests replace it
 
+	acme ACMEOptions // how acme issuers are built
+
 	syncMu  sync.Mutex // serializes Sync
 	issuers atomic.Pointer[map[string]*entry]
+}
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithACME sets what acme issuers are built with: metrics, timeouts.
+func WithACME(o ACMEOptions) Option {
+	return func(r *Registry) { r.acme = o }
 }
 
 // entry is one Issuer object's signer and the spec hash it was built from.
@@ -66,11 +82,15 @@ type entry struct {
 }
 
 // NewRegistry returns an empty registry; a nil logger discards logs.
-func NewRegistry(logger *slog.Logger) *Registry {
+func NewRegistry(logger *slog.Logger, opts ...Option) *Registry {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{logger: logger, now: time.Now}
+	for _, o := range opts {
+		o(r)
+	}
+	r.acme = r.acme.withDefaults()
 	r.issuers.Store(&map[string]*entry{})
 	return r
 }
@@ -110,8 +130,12 @@ func (r *Registry) load(o *spec.Object) issuer {
 	case s.LocalCA != nil:
 		return newLocalCA(o.Name, *s.LocalCA, logger, r.now())
 	case s.ACME != nil:
-		logger.Warn("acme issuers are not implemented yet")
-		return broken{typ: TypeACME, err: errors.New("acme issuer not implemented yet")}
+		a, err := newACME(o.Name, *s.ACME, r.acme, logger)
+		if err != nil {
+			logger.Error("acme issuer is misconfigured", "error", err)
+			return broken{typ: TypeACME, err: err}
+		}
+		return a
 	default:
 		return broken{err: errors.New("issuer has neither localCA nor acme")}
 	}
@@ -119,7 +143,7 @@ func (r *Registry) load(o *spec.Object) issuer {
 
 // Signer returns the signer of the named issuer: a failure.NotFound error
 // when there is no such issuer, failure.Unavailable when it cannot sign now
-// (its files failed to load, its type is not implemented).
+// (its files failed to load, its configuration is unusable).
 func (r *Registry) Signer(name string) (Signer, error) {
 	e, ok := (*r.issuers.Load())[name]
 	if !ok {

@@ -239,7 +239,9 @@ func TestLoadErrorIsolated(t *testing.T) {
 	dir := t.TempDir()
 	good := writeCA(t, dir, "good CA")
 	missing := spec.LocalCAIssuer{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: filepath.Join(dir, "missing.key")}
-	r.Sync([]*spec.Object{localCAObject("good", good), localCAObject("broken", missing), acmeObject("letsencrypt")})
+	letsencrypt := acmeObject("letsencrypt")
+	letsencrypt.Issuer().ACME.Challenge = spec.ACMEChallenge{DNS01: &spec.DNS01Challenge{Provider: "nope"}}
+	r.Sync([]*spec.Object{localCAObject("good", good), localCAObject("broken", missing), letsencrypt})
 
 	if got, want := issuedBy(t, r, "good", clock.Now()), "good CA"; got != want {
 		t.Errorf("issued by %q, want %q", got, want)
@@ -247,13 +249,13 @@ func TestLoadErrorIsolated(t *testing.T) {
 	_, err := r.Signer("broken")
 	wantKind(t, err, failure.Unavailable, "missing.crt")
 	_, err = r.Signer("letsencrypt")
-	wantKind(t, err, failure.Unavailable, "acme issuer not implemented yet")
+	wantKind(t, err, failure.Unavailable, `unknown DNS provider "nope"`)
 
 	status := r.Status()
 	if len(status) != 3 || status["good"] != "" ||
 		!strings.Contains(status["broken"], "missing.crt") ||
-		status["letsencrypt"] != "acme issuer not implemented yet" {
-		t.Errorf("Status() = %q, want good healthy, broken naming missing.crt, letsencrypt not implemented", status)
+		!strings.Contains(status["letsencrypt"], `unknown DNS provider "nope"`) {
+		t.Errorf("Status() = %q, want good healthy, broken naming missing.crt, letsencrypt naming its unknown provider", status)
 	}
 	if !strings.Contains(logs.String(), "loading the CA failed") {
 		t.Errorf("logs do not report the load failure:\n%s", logs)

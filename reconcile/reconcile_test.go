@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/fleet"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/pgtest"
@@ -594,5 +595,39 @@ func TestFetchFailureRecovers(t *testing.T) {
 		if c := condition(st, typ); c.Status != want {
 			t.Errorf("%s after recovery: got %+v, want %s", typ, c, want)
 		}
+	}
+}
+
+// eventRecorder records the events a reconciler announces.
+type eventRecorder struct{ events []alert.Alert }
+
+func (e *eventRecorder) Event(_ context.Context, a alert.Alert) error {
+	e.events = append(e.events, a)
+	return nil
+}
+
+// TestRefusedRevisionIsAnnounced: a refused revision is announced once, with
+// its errors, however often the same head is polled.
+func TestRefusedRevisionIsAnnounced(t *testing.T) {
+	h := newHarness(t, baseFiles())
+	rec := &eventRecorder{}
+	repo := mustRepo(t, h.repo.dir)
+	h.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour, Events: rec})
+	if out := h.once(); out.Result != "success" {
+		t.Fatalf("first reconcile: %s", out.Result)
+	}
+	bad := h.repo.commit(map[string]string{"certs/a.yaml": certYAML("shop", "bad_host!")}, "broken")
+	for range 3 {
+		if out := h.once(); out.Result != "stalled" {
+			t.Fatalf("broken revision: got %s, want stalled", out.Result)
+		}
+	}
+	if len(rec.events) != 1 {
+		t.Fatalf("events: got %d, want 1", len(rec.events))
+	}
+	e := rec.events[0]
+	if e.Name != alert.RevisionRefused || e.Subject != bad || !strings.Contains(e.Description, "certs/a.yaml:") {
+		t.Errorf("event: got %+v, want RevisionRefused for %s with FILE:LINE errors", e, bad)
 	}
 }

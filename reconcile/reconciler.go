@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/spec"
 )
 
@@ -45,8 +47,15 @@ type Elector interface {
 	TryLeader(ctx context.Context) (Lease, bool, error)
 }
 
+// EventSink receives one-off events worth notifying someone about.
+type EventSink interface {
+	Event(ctx context.Context, a alert.Alert) error
+}
+
 // Options tune the reconcile loop; zero values take the documented defaults.
 type Options struct {
+	// Events, when set, is told about every refused revision, with its errors.
+	Events              EventSink
 	Interval            time.Duration // poll interval (default 1m)
 	Jitter              float64       // ± fraction of the interval (default 0.1)
 	FullCompareInterval time.Duration // drift check against the database (default 10m)
@@ -444,7 +453,37 @@ func (r *Reconciler) stall(ctx context.Context, head Revision, outcome, reason, 
 		return r.transient(ctx, head, "StoreUnavailable", fmt.Errorf("record refused revision: %w", err))
 	}
 	r.stalled = stallState{commit: head.Commit, reason: reason, message: msg}
+	r.announceRefused(ctx, head, reason, msg, errs)
 	return Outcome{Result: resultStalled, Revision: head, Errors: errs}
+}
+
+// announceRefused sends a RevisionRefused event with the first errors. The
+// subject is the commit, so a new leader refusing the same commit again
+// does not notify twice.
+func (r *Reconciler) announceRefused(ctx context.Context, head Revision, reason, msg string, errs spec.ErrorList) {
+	if r.opt.Events == nil {
+		return
+	}
+	const shown = 20
+	var b strings.Builder
+	b.WriteString(msg + ":")
+	for i, e := range errs {
+		if i == shown {
+			fmt.Fprintf(&b, "\n… and %d more", len(errs)-shown)
+			break
+		}
+		b.WriteString("\n" + e.Error())
+	}
+	since := head.Time
+	if since.IsZero() {
+		since = r.opt.Now()
+	}
+	err := r.opt.Events.Event(ctx, alert.Alert{Name: alert.RevisionRefused, Severity: alert.Critical,
+		Subject: head.Commit, Summary: "Revision " + head.String() + " refused (" + reason + ")",
+		Description: b.String(), Labels: map[string]string{"reason": reason}, Since: since})
+	if err != nil {
+		r.log.Warn("notify refused revision", "err", err)
+	}
 }
 
 // applyFailed handles a failed apply transaction: nothing was applied, and

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/backup"
+	"github.com/certops/certops/notify"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
 )
@@ -25,7 +30,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.stringVar(&destination, "destination", "", "back up into this directory instead of the policy's destination")
 	f.stringVar(&policyName, "policy", "", "the BackupPolicy to follow when Git defines more than one")
 	f.stringVar(&workDir, "work-dir", "", "directory for the dump while it is checked (default: the system temporary directory)")
-	f.boolVar(&force, "force", false, "back up even if the schedule says no backup is due")
+	f.BoolVar(&force, "force", false, "back up even if the schedule says no backup is due") // flag only: no stray CERTOPS_FORCE
 	f.durationVar(&wait, "database-wait", 30*time.Second, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
 	if err := f.parse(args); err != nil {
@@ -91,9 +96,21 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 		}
 	}
 	if err != nil {
+		notifyBackupFailure(ctx, st, logger, err)
 		return fail(err)
 	}
 	return 0
+}
+
+// notifyBackupFailure queues a BackupFailed notification for the channels
+// of the AlertPolicy; the reconciler's notifier delivers it.
+func notifyBackupFailure(ctx context.Context, st *store.Store, logger *slog.Logger, cause error) {
+	n := notify.New(st, logger, notify.NewMetrics(prometheus.NewRegistry()), notify.Options{})
+	err := n.Event(ctx, alert.Alert{Name: alert.BackupFailed, Severity: alert.Critical,
+		Summary: "Backup failed", Description: cause.Error(), Since: time.Now()})
+	if err != nil {
+		logger.Warn("queue backup failure notification", "err", err)
+	}
 }
 
 // restoreCmd restores a dump made by backupCmd into a database.
@@ -104,7 +121,7 @@ func restoreCmd(ctx context.Context, env cliEnv, args []string) int {
 	var s3 spec.S3Target
 	f.stringVar(&url, "database-url", "", "PostgreSQL connection URL of the (empty) database to restore into")
 	f.stringVar(&file, "file", "", "the dump: a local file or s3://BUCKET/KEY")
-	f.boolVar(&allowNonEmpty, "allow-non-empty", false, "restore into a database that has tables, replacing the dump's objects")
+	f.BoolVar(&allowNonEmpty, "allow-non-empty", false, "restore into a database that has tables, replacing the dump's objects") // flag only, never from the environment
 	f.stringVar(&workDir, "work-dir", "", "directory for a downloaded dump (default: the system temporary directory)")
 	f.stringVar(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL for s3:// files (default: AWS)")
 	f.stringVar(&s3.Region, "s3-region", "", "S3 region for s3:// files")

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -147,8 +148,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	// The agent API (own authentication per agent) and the issuers it signs
 	// with; every replica serves it from its own snapshot of the database.
-	registry := issuer.NewRegistry(logger)
-	agents := agentapi.NewHandler(agentapi.Deps{Store: st, Signers: registry, Issuers: registry},
+	// lego logs through its own package-level logger; route it into ours.
+	legolog.SetDefault(logger.With("component", "lego"))
+	registry := issuer.NewRegistry(logger, issuer.WithACME(issuer.ACMEOptions{Metrics: issuer.NewACMEMetrics(reg)}))
+	agents := agentapi.NewHandler(agentapi.Deps{Store: st, Signers: registry, Issuers: registry, Events: notifier},
 		agentapi.Config{}, logger, agentapi.NewMetrics(reg, cfg.PerCertificateMetrics))
 
 	var starting atomic.Bool
@@ -195,7 +198,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		return ignoreCanceled(err)
 	}
 	rec := reconcile.New(src, st, st.Elector(), metrics, logger, reconcile.Options{
-		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare})
+		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier})
 	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)

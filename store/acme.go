@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ACMEOrder is an ACME order in progress for one certificate on one agent.
+type ACMEOrder struct {
+	Certificate, Agent, SpecHash string
+	// Holder names the replica running the order.
+	Holder    string
+	StartedAt time.Time
+	// ExpiresAt ends the claim even if the holder never releases it.
+	ExpiresAt time.Time
+}
+
+// ClaimACMEOrder records o as the order in progress for its certificate
+// and agent unless another one is (and has not expired at o.StartedAt). It
+// reports whether o was claimed.
+func (s *Store) ClaimACMEOrder(ctx context.Context, o ACMEOrder) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO acme_orders AS a (certificate, agent, spec_hash, holder, started_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (certificate, agent) DO UPDATE SET
+			spec_hash = excluded.spec_hash, holder = excluded.holder,
+			started_at = excluded.started_at, expires_at = excluded.expires_at
+		WHERE a.expires_at <= excluded.started_at`,
+		o.Certificate, o.Agent, o.SpecHash, o.Holder, o.StartedAt, o.ExpiresAt)
+	if err != nil {
+		return false, fmt.Errorf("store: claim ACME order of %s for %s: %w", o.Certificate, o.Agent, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseACMEOrder ends holder's claim on the order of certificate for agent.
+func (s *Store) ReleaseACMEOrder(ctx context.Context, certificate, agent, holder string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM acme_orders WHERE certificate = $1 AND agent = $2 AND holder = $3`,
+		certificate, agent, holder)
+	if err != nil {
+		return fmt.Errorf("store: release ACME order of %s for %s: %w", certificate, agent, err)
+	}
+	return nil
+}
+
+// ACMEChallenge is an http-01 challenge the agents deploying a
+// certificate are asked to serve from their webroot.
+type ACMEChallenge struct {
+	Token       string
+	Certificate string
+	KeyAuth     string
+	Webroot     string
+	Agents      []string // asked to serve it
+	Ready       []string // confirmed it is in place (read only)
+	ExpiresAt   time.Time
+}
+
+// PutACMEChallenge publishes a challenge (replacing one with its token)
+// and drops challenges expired at now, bumping the agent change counter.
+func (s *Store) PutACMEChallenge(ctx context.Context, ch ACMEChallenge, now time.Time) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM acme_challenges WHERE expires_at < $1 OR token = $2`, now, ch.Token); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO acme_challenges (token, certificate, key_auth, webroot, agents, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			ch.Token, ch.Certificate, ch.KeyAuth, ch.Webroot, ch.Agents, ch.ExpiresAt); err != nil {
+			return err
+		}
+		return bumpAgentChanges(ctx, tx)
+	})
+	if err != nil {
+		return fmt.Errorf("store: publish ACME challenge for %s: %w", ch.Certificate, err)
+	}
+	return nil
+}
+
+// DeleteACMEChallenge withdraws a challenge, bumping the agent change
+// counter when there was one.
+func (s *Store) DeleteACMEChallenge(ctx context.Context, token string) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM acme_challenges WHERE token = $1`, token)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return bumpAgentChanges(ctx, tx)
+	})
+	if err != nil {
+		return fmt.Errorf("store: withdraw ACME challenge: %w", err)
+	}
+	return nil
+}
+
+// ACMEChallenges returns the challenges not expired at now, with the
+// agents that confirmed each, by token.
+func (s *Store) ACMEChallenges(ctx context.Context, now time.Time) ([]ACMEChallenge, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT c.token, c.certificate, c.key_auth, c.webroot, c.agents, c.expires_at,
+			coalesce(array_agg(r.agent ORDER BY r.agent) FILTER (WHERE r.agent IS NOT NULL), '{}')
+		FROM acme_challenges c LEFT JOIN acme_challenge_ready r ON r.token = c.token
+		WHERE c.expires_at >= $1
+		GROUP BY c.token ORDER BY c.token`, now)
+	if err != nil {
+		return nil, fmt.Errorf("store: ACME challenges: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ACMEChallenge, error) {
+		var c ACMEChallenge
+		err := row.Scan(&c.Token, &c.Certificate, &c.KeyAuth, &c.Webroot, &c.Agents, &c.ExpiresAt, &c.Ready)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: ACME challenges: %w", err)
+	}
+	return out, nil
+}
+
+// ConfirmACMEChallenge records that agent serves the challenge. It reports
+// false when there is no such challenge for that agent.
+func (s *Store) ConfirmACMEChallenge(ctx context.Context, token, agent string, at time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO acme_challenge_ready (token, agent, ready_at)
+		SELECT token, $2, $3 FROM acme_challenges WHERE token = $1 AND $2 = ANY (agents)
+		ON CONFLICT (token, agent) DO UPDATE SET ready_at = excluded.ready_at`, token, agent, at)
+	if err != nil {
+		return false, fmt.Errorf("store: confirm ACME challenge for %s: %w", agent, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ACMEChallengeReady lists the agents that confirmed the challenge.
+func (s *Store) ACMEChallengeReady(ctx context.Context, token string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT agent FROM acme_challenge_ready WHERE token = $1 ORDER BY agent`, token)
+	if err != nil {
+		return nil, fmt.Errorf("store: ACME challenge confirmations: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: ACME challenge confirmations: %w", err)
+	}
+	return out, nil
+}
+
+// ExtendIssueBackoff moves the deployment's next accepted issue attempt to
+// notBefore when that is later (a CA's Retry-After), bumping the agent
+// change counter. It returns the deployment as written.
+func (s *Store) ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (Deployment, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH bump AS (
+			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
+		), dep AS (
+			UPDATE deployments AS d SET not_before = greatest(d.not_before, $3::timestamptz),
+				updated_at = now(), change_seq = bump.seq
+			FROM bump WHERE d.certificate = $1 AND d.agent = $2
+			RETURNING d.*
+		)
+		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
+		certificate, agent, notBefore)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: extend backoff of %s for %s: %w", certificate, agent, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("store: extend backoff of %s for %s: %w", certificate, agent, err)
+	}
+	return d, nil
+}
+
+// bumpAgentChanges tells every replica that what agents see changed; it
+// is the last statement of its transaction.
+func bumpAgentChanges(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `UPDATE agent_changes SET seq = seq + 1 WHERE id = 1`)
+	return err
+}
