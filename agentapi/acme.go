@@ -70,24 +70,26 @@ func (s *Server) issueACME(w http.ResponseWriter, r *http.Request, c *certEntry,
 }
 
 // startOrder runs the order in the background until it completes, fails
-// or OrderTimeout passes, then releases the claim.
+// or OrderTimeout passes, then releases the claim. After Run ended no order
+// starts: the claim is released at once.
 func (s *Server) startOrder(c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest) {
 	key := depKey{name, agent}
 	s.ordersMu.Lock()
+	if s.stopped {
+		s.ordersMu.Unlock()
+		s.releaseOrder(name, agent)
+		return
+	}
 	s.running[key] = struct{}{}
+	s.background.Add(1)
 	s.ordersMu.Unlock()
-	s.orders.Add(1)
 	go func() {
-		defer s.orders.Done()
+		defer s.background.Done()
 		defer func() {
 			s.ordersMu.Lock()
 			delete(s.running, key)
 			s.ordersMu.Unlock()
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.bg), 10*time.Second)
-			defer cancel()
-			if err := s.store.ReleaseACMEOrder(ctx, name, agent, s.holder); err != nil {
-				s.log.Warn("release ACME order; it expires on its own", "certificate", name, "agent", agent, "err", err)
-			}
+			s.releaseOrder(name, agent)
 		}()
 		ctx, cancel := context.WithTimeout(s.bg, s.cfg.OrderTimeout)
 		defer cancel()
@@ -95,6 +97,20 @@ func (s *Server) startOrder(c *certEntry, name, agent string, o issuer.Orderer, 
 	}()
 }
 
+// releaseOrder ends this replica's claim on an order.
+func (s *Server) releaseOrder(name, agent string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.bg), 10*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseACMEOrder(ctx, name, agent, s.holder); err != nil {
+		s.log.Warn("release ACME order; it expires on its own", "certificate", name, "agent", agent, "err", err)
+	}
+}
+
+// runOrder runs one order and records its outcome. The outcome is written
+// with a context of its own: an order that ran into OrderTimeout must still
+// back the agent off, and a certificate issued just before it must still be
+// stored. An order cut short by shutdown is no failure of the CA's and is
+// not recorded; the agent asks again.
 func (s *Server) runOrder(ctx context.Context, c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest) {
 	iss := c.spec.IssuerRef
 	s.log.Info("ACME order started", "certificate", name, "agent", agent, "issuer", iss)
@@ -103,6 +119,12 @@ func (s *Server) runOrder(ctx context.Context, c *certEntry, name, agent string,
 		Replaces: s.replaces(name, agent, iss), Webroots: s})
 	s.metrics.issuanceDuration.WithLabelValues(iss).Observe(time.Since(start).Seconds())
 	now := s.now()
+	if err != nil && s.bg.Err() != nil {
+		s.log.Warn("ACME order interrupted by shutdown", "certificate", name, "agent", agent, "issuer", iss, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if err != nil {
 		result := resultFailure
 		if failure.KindOf(err) == failure.Rejected {
@@ -303,16 +325,20 @@ func (s *Server) reloadChallenges(ctx context.Context) {
 	}
 }
 
-// stopOrders cancels the orders in progress and waits (briefly) for them
-// to record their outcome and release their claims.
-func (s *Server) stopOrders() {
+// stopBackground keeps new orders and announcements from starting,
+// cancels the orders in progress and waits (briefly) for them to release
+// their claims and for the announcements in flight.
+func (s *Server) stopBackground() {
+	s.ordersMu.Lock()
+	s.stopped = true
+	s.ordersMu.Unlock()
 	s.stopBG()
 	done := make(chan struct{})
-	go func() { s.orders.Wait(); close(done) }()
+	go func() { s.background.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):
-		s.log.Warn("agent API: ACME orders still running at shutdown; their claims expire on their own")
+		s.log.Warn("agent API: ACME orders or notifications still running at shutdown; order claims expire on their own")
 	}
 }
 

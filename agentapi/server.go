@@ -166,14 +166,23 @@ type Server struct {
 	// challenges are the published http-01 challenges by agent (under mu).
 	challenges map[string][]agentproto.Challenge
 
-	// ACME orders run in the background with bg, cancelled when Run ends.
-	bg       context.Context
-	stopBG   context.CancelFunc
-	holder   string // this replica, as the holder of its order claims
-	orders   sync.WaitGroup
-	ordersMu sync.Mutex
-	running  map[depKey]struct{} // orders this replica runs
+	// ACME orders run in the background with bg, cancelled when Run ends;
+	// events are announced in the background too, at most maxAnnouncing at
+	// a time. background counts both; once stopped (under ordersMu) neither
+	// starts any more.
+	bg         context.Context
+	stopBG     context.CancelFunc
+	holder     string // this replica, as the holder of its order claims
+	background sync.WaitGroup
+	ordersMu   sync.Mutex
+	stopped    bool
+	running    map[depKey]struct{} // orders this replica runs
+	announcing chan struct{}       // semaphore of the announcements in flight
 }
+
+// maxAnnouncing bounds the announcements in flight: a flood of failure
+// reports must not pile up goroutines behind a slow notification store.
+const maxAnnouncing = 64
 
 type depKey struct{ cert, agent string }
 
@@ -194,6 +203,7 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 		metrics: metrics, deps: map[depKey]*store.Deployment{}, etags: map[string]string{},
 		presence: newPresence(), chains: interner{m: map[string]string{}},
 		challenges: map[string][]agentproto.Challenge{}, holder: newHolderID(), running: map[depKey]struct{}{},
+		announcing: make(chan struct{}, maxAnnouncing),
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	metrics.observe(s)
@@ -382,12 +392,28 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, agent string) {
 }
 
 // announce hands an event to the EventSink in the background: notifying
-// must never slow an agent's request down.
+// must never slow an agent's request down. With maxAnnouncing already in
+// flight, or after Run ended, the event is dropped and logged.
 func (s *Server) announce(a alert.Alert) {
 	if s.events == nil {
 		return
 	}
+	s.ordersMu.Lock()
+	defer s.ordersMu.Unlock()
+	if s.stopped {
+		s.log.Warn("agent API: shutting down; event not notified", "event", a.Name, "subject", a.Subject)
+		return
+	}
+	select {
+	case s.announcing <- struct{}{}:
+	default:
+		s.log.Warn("agent API: too many notifications in flight; event not notified", "event", a.Name, "subject", a.Subject)
+		return
+	}
+	s.background.Add(1)
 	go func() {
+		defer s.background.Done()
+		defer func() { <-s.announcing }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.events.Event(ctx, a); err != nil {

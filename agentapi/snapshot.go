@@ -57,6 +57,7 @@ func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*s
 	var issuers []*spec.Object
 	byLabel := map[string][]string{} // "key=value" → agents, for selectors
 	var certNames []string
+	shared := map[[sha256.Size]byte]bool{} // token hashes of more than one agent
 	for _, row := range rows {
 		switch row.Kind {
 		case spec.KindIssuer:
@@ -79,7 +80,19 @@ func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*s
 				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
 				continue
 			}
-			o.tokens[sum] = row.Name
+			// A token shared by two agents would let either act as the
+			// other: it authenticates neither.
+			if other, dup := o.tokens[sum]; dup || shared[sum] {
+				if dup {
+					errs = append(errs, fmt.Errorf("agents %s and %s have the same tokenSHA256: neither is let in until each has its own token", other, row.Name))
+				} else {
+					errs = append(errs, fmt.Errorf("agent %s shares its tokenSHA256 with other agents: it is not let in until it has its own token", row.Name))
+				}
+				delete(o.tokens, sum)
+				shared[sum] = true
+			} else {
+				o.tokens[sum] = row.Name
+			}
 			o.agents[row.Name] = &agentEntry{labels: row.Labels}
 			for k, v := range row.Labels {
 				byLabel[k+"="+v] = append(byLabel[k+"="+v], row.Name)
@@ -283,7 +296,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			s.stopOrders()
+			s.stopBackground()
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			if err := s.flush(fctx); err != nil {

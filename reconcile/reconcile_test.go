@@ -631,3 +631,80 @@ func TestRefusedRevisionIsAnnounced(t *testing.T) {
 		t.Errorf("event: got %+v, want RevisionRefused for %s with FILE:LINE errors", e, bad)
 	}
 }
+
+// TestRefusedHeadIsNotRevalidatedByTheDriftCheck: once the full comparison
+// is due, a head already refused stays refused without being loaded,
+// recorded or announced again on every poll.
+func TestRefusedHeadIsNotRevalidatedByTheDriftCheck(t *testing.T) {
+	h := newHarness(t, baseFiles())
+	rec := &eventRecorder{}
+	h.rec = reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour, Events: rec})
+	if out := h.once(); out.Result != "success" {
+		t.Fatalf("first reconcile: %s", out.Result)
+	}
+	h.repo.commit(map[string]string{"certs/a.yaml": certYAML("shop", "bad_host!")}, "broken")
+	if out := h.once(); out.Result != "stalled" {
+		t.Fatalf("broken revision: got %s, want stalled", out.Result)
+	}
+	revs := h.revisionCount()
+	for range 3 {
+		h.now = h.now.Add(2 * time.Hour) // the full comparison is due on every poll
+		if out := h.once(); out.Result != "stalled" {
+			t.Fatalf("broken head after the drift interval: got %s, want stalled", out.Result)
+		}
+	}
+	if got := h.revisionCount(); got != revs {
+		t.Errorf("polling the refused head recorded %d more revisions, want 0", got-revs)
+	}
+	if len(rec.events) != 1 {
+		t.Errorf("events: got %d, want 1", len(rec.events))
+	}
+}
+
+// statusFailsOnce is a store whose first Status read fails.
+type statusFailsOnce struct {
+	*store.Store
+	failed bool
+}
+
+func (s *statusFailsOnce) Status(ctx context.Context) (reconcile.Status, error) {
+	if !s.failed {
+		s.failed = true
+		return reconcile.Status{}, fmt.Errorf("injected status read failure")
+	}
+	return s.Store.Status(ctx)
+}
+
+// TestStatusReadFailureAtTermStart: a new term that cannot read the stored
+// status neither erases it nor re-applies the applied revision; it retries.
+func TestStatusReadFailureAtTermStart(t *testing.T) {
+	h := newHarness(t, baseFiles())
+	if out := h.once(); out.Result != "success" {
+		t.Fatalf("first reconcile: %s %v %v", out.Result, out.Err, out.Errors)
+	}
+	before := h.status()
+	revs := h.revisionCount()
+
+	st := &statusFailsOnce{Store: h.store}
+	rec := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, st, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour})
+	if out := rec.ReconcileOnce(context.Background()); out.Result != "transient" {
+		t.Fatalf("status unreadable: got %s, want transient", out.Result)
+	}
+	after := h.status()
+	if after.LastAppliedRevision != before.LastAppliedRevision || after.LastAppliedAt == nil || !after.LastAppliedAt.Equal(*before.LastAppliedAt) {
+		t.Errorf("status after a failed read: got applied %q at %v, want %q at %v",
+			after.LastAppliedRevision, after.LastAppliedAt, before.LastAppliedRevision, before.LastAppliedAt)
+	}
+	if got := h.revisionCount(); got != revs {
+		t.Errorf("a failed status read recorded %d revisions, want 0", got-revs)
+	}
+	out := rec.ReconcileOnce(context.Background())
+	if out.Result != "success" || !out.Plan.Empty() {
+		t.Fatalf("retry: got %s with %d changes, want success with none", out.Result, len(out.Plan.Changes))
+	}
+	if got := h.revisionCount(); got != revs {
+		t.Errorf("the retry recorded %d revisions, want 0", got-revs)
+	}
+}

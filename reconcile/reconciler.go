@@ -169,7 +169,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // lead runs the reconcile loop for one leadership term.
 func (r *Reconciler) lead(ctx context.Context, lease Lease) {
-	r.started = false
+	r.started, r.failures = false, 0
 	for {
 		out := r.ReconcileOnce(ctx)
 		if ctx.Err() != nil {
@@ -189,17 +189,19 @@ func (r *Reconciler) lead(ctx context.Context, lease Lease) {
 }
 
 // startTerm forgets everything cached: another replica may have applied
-// revisions since this one last led.
-func (r *Reconciler) startTerm(ctx context.Context) {
-	r.started = true
+// revisions since this one last led. Until the stored status is read the
+// term has not started: writing a status built from nothing would erase
+// the last applied revision from it.
+func (r *Reconciler) startTerm(ctx context.Context) error {
 	r.loader.Reset()
-	r.stored, r.applied, r.stalled, r.failedCommit, r.failures = nil, Revision{}, stallState{}, "", 0
+	r.stored, r.applied, r.stalled, r.failedCommit = nil, Revision{}, stallState{}, ""
 	r.lastFull = r.opt.Now()
 	st, err := r.store.Status(ctx)
 	if err != nil {
-		r.log.Warn("read status", "err", err)
+		return fmt.Errorf("read status: %w", err)
 	}
-	r.status = st
+	r.status, r.started = st, true
+	return nil
 }
 
 func (r *Reconciler) nextDelay(out Outcome) time.Duration {
@@ -247,7 +249,10 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) Outcome {
 
 func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 	if !r.started {
-		r.startTerm(ctx)
+		if err := r.startTerm(ctx); err != nil {
+			// No status to show the failure in: the retry starts the term.
+			return Outcome{Result: resultTransient, Err: err}
+		}
 	}
 	now := r.opt.Now()
 
@@ -270,7 +275,9 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 		r.status.setReady("Applied revision "+head.String(), now)
 		r.saveStatus(ctx)
 		return Outcome{Result: resultUnchanged, Revision: head}
-	case head.Commit == r.stalled.commit && !fullDue:
+	case head.Commit == r.stalled.commit:
+		// A refused head stays refused however often it is polled; the
+		// drift check needs a head that can be applied.
 		r.m.fetches.WithLabelValues("unchanged").Inc()
 		r.status.setStalled(r.stalled.reason, r.stalled.message, now)
 		r.saveStatus(ctx)

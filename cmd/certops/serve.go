@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -177,11 +178,20 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
-	defer func() {
+	// stopHTTP stops taking requests and waits for those in flight. It runs
+	// before the background work is cancelled (agent requests start ACME
+	// orders and announce events), and again, as a no-op, on early returns.
+	stopHTTP := sync.OnceValue(func() error {
 		logger.Info("shutting down")
 		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
+		if err := srv.Shutdown(shutCtx); err != nil {
+			return fmt.Errorf("http server shutdown: %w", err)
+		}
+		return nil
+	})
+	defer func() {
+		if serr := stopHTTP(); serr != nil && err == nil {
 			err = serr
 		}
 	}()
@@ -206,10 +216,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	// A webhook may reach any replica, but only the lease holder fetches:
 	// wake-ups travel through Postgres (NOTIFY) to every replica.
 	peers := st.ListenWake(runCtx)
+	wakeDone := make(chan struct{})
 	go func() {
+		defer close(wakeDone)
 		for {
 			select {
 			case <-runCtx.Done():
+				// Wait for the listener to close peers, so its connection
+				// is closed before the store is.
+				for range peers {
+				}
 				return
 			case <-wake:
 				if err := st.NotifyWake(runCtx); err != nil {
@@ -221,7 +237,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 					return
 				}
 				rec.Wake()
-			case <-changes: // nil (never ready) unless a directory is watched
+			case _, ok := <-changes: // nil (never ready) unless a directory is watched
+				if !ok {
+					changes = nil // the watcher ended: stop selecting a closed channel
+					continue
+				}
 				rec.Wake()
 			}
 		}
@@ -236,10 +256,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	case err = <-serveErr:
 		err = fmt.Errorf("http server: %w", err)
 	}
+	// Requests first, then the background work they feed, then (deferred)
+	// the store everything uses.
+	if serr := stopHTTP(); serr != nil && err == nil {
+		err = serr
+	}
 	cancel()
 	<-recDone
 	<-monitorDone
 	<-notifyDone
+	<-wakeDone
 	if aerr := <-agentsDone; aerr != nil && err == nil {
 		err = ignoreCanceled(aerr)
 	}
