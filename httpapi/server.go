@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
@@ -45,6 +46,9 @@ type Config struct {
 	// Ready, when set, must return nil besides the database answering for
 	// /readyz to report ready (e.g. schema migrated, source opened).
 	Ready func() error
+	// Alerts, when set, returns the alerts certops' own evaluation finds
+	// firing now; /api/v1/status shows them.
+	Alerts func() []alert.Alert
 	// AgentOfflineAfter is how long an agent may be silent and still be
 	// shown online; DefaultAgentOfflineAfter when zero.
 	AgentOfflineAfter time.Duration
@@ -58,7 +62,7 @@ const (
 
 // NewHandler returns the HTTP handler of the reconciler.
 func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
-	a := &api{r: r, log: logger, readyFn: cfg.Ready, offlineAfter: cfg.AgentOfflineAfter}
+	a := &api{r: r, log: logger, readyFn: cfg.Ready, alerts: cfg.Alerts, offlineAfter: cfg.AgentOfflineAfter}
 	if a.offlineAfter <= 0 {
 		a.offlineAfter = DefaultAgentOfflineAfter
 	}
@@ -92,6 +96,7 @@ type api struct {
 	r            Reader
 	log          *slog.Logger
 	readyFn      func() error
+	alerts       func() []alert.Alert
 	offlineAfter time.Duration
 }
 
@@ -120,6 +125,7 @@ type statusResponse struct {
 	LastFetchAt           *time.Time            `json:"lastFetchAt,omitempty"`
 	Conditions            []reconcile.Condition `json:"conditions"`
 	Errors                []string              `json:"errors"`
+	Alerts                []alert.Alert         `json:"alerts"`
 }
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
@@ -132,6 +138,10 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 		LastAppliedRevision: st.LastAppliedRevision, LastAppliedAt: st.LastAppliedAt,
 		LastAttemptedRevision: st.LastAttemptedRevision, LastAttemptedAt: st.LastAttemptedAt,
 		LastFetchAt: st.LastFetchAt, Conditions: st.Conditions, Errors: make([]string, len(st.Errors)),
+		Alerts: []alert.Alert{},
+	}
+	if a.alerts != nil {
+		resp.Alerts = append(resp.Alerts, a.alerts()...)
 	}
 	if resp.Conditions == nil {
 		resp.Conditions = unknownConditions()

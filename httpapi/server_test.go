@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certops/certops/alert"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
@@ -220,5 +221,25 @@ func TestBearerToken(t *testing.T) {
 		if code, _ := do(t, "GET", srv.URL+path, "", nil); code != 200 {
 			t.Errorf("%s needs no token: got %d", path, code)
 		}
+	}
+}
+
+func TestStatusShowsFiringAlerts(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.DB(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	firing := []alert.Alert{{Name: alert.CertificateExpiringSoon, Severity: alert.Critical, Subject: "shop",
+		Summary: "Certificate shop expires soon", Since: time.Unix(1_800_000_000, 0).UTC()}}
+	h := httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry(), Alerts: func() []alert.Alert { return firing }},
+		slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var got struct{ Alerts []alert.Alert }
+	do(t, "GET", srv.URL+"/api/v1/status", "", &got)
+	if len(got.Alerts) != 1 || got.Alerts[0].Key() != firing[0].Key() || !got.Alerts[0].Since.Equal(firing[0].Since) {
+		t.Errorf("status alerts: got %+v, want %+v", got.Alerts, firing)
 	}
 }

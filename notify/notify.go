@@ -3,7 +3,8 @@
 // generic webhooks.
 //
 // Nothing here sends on the caller's time. Sync (the firing alerts, called
-// by the leader every evaluation) and Event (one-off failures, called from
+// after every evaluation on every replica; an evaluation older than one
+// already applied is ignored) and Event (one-off failures, called from
 // any replica) only write to an outbox in Postgres, in one transaction each;
 // Run delivers due messages, channel by channel, with retries and
 // exponential backoff, and records every outcome (pending, sent, failed,

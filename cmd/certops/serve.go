@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	var starting atomic.Bool
 	starting.Store(true)
-	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg,
+	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema and the first fetch")
