@@ -81,22 +81,36 @@ func openStore(ctx context.Context, b *testing.B) *store.Store {
 // at dir, writing to st. Its drift check is pushed out of the benchmark's
 // reach so that every measurement is of the path it names.
 type reconciler struct {
-	repo *gitsource.Repo
-	rec  *reconcile.Reconciler
-	reg  *prometheus.Registry
+	repo     *gitsource.Repo
+	cacheDir string // the on-disk clone, when CERTOPS_BENCH_CACHEDIR is set
+	rec      *reconcile.Reconciler
+	reg      *prometheus.Registry
 }
 
 func newReconciler(ctx context.Context, dir string, st *store.Store) (*reconciler, error) {
 	logger := slog.New(slog.DiscardHandler)
-	repo, err := gitsource.Open(ctx, gitsource.Config{URL: fileURL(dir), Ref: "main"}, logger)
+	// CERTOPS_BENCH_CACHEDIR=1 clones to disk, as the chart's reconciler does
+	// (--cache-dir); the default is the in-memory clone.
+	cacheDir := ""
+	if os.Getenv("CERTOPS_BENCH_CACHEDIR") != "" {
+		d, err := os.MkdirTemp("", "bench-clone-")
+		if err != nil {
+			return nil, err
+		}
+		cacheDir = d
+	}
+	repo, err := gitsource.Open(ctx, gitsource.Config{URL: fileURL(dir), Ref: "main", CacheDir: cacheDir}, logger)
 	if err != nil {
+		if cacheDir != "" {
+			os.RemoveAll(cacheDir)
+		}
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	rec := reconcile.New(gitsource.Source{Repo: repo}, st, st.Elector(),
 		reconcile.NewMetrics(reg), logger,
 		reconcile.Options{FullCompareInterval: 24 * time.Hour})
-	return &reconciler{repo: repo, rec: rec, reg: reg}, nil
+	return &reconciler{repo: repo, cacheDir: cacheDir, rec: rec, reg: reg}, nil
 }
 
 // phases are the reconcile phases of certops_reconcile_duration_seconds.
@@ -137,7 +151,12 @@ func reportPhases(b *testing.B, before, after map[string]float64) {
 	}
 }
 
-func (r *reconciler) Close() { r.repo.Close() }
+func (r *reconciler) Close() {
+	r.repo.Close()
+	if r.cacheDir != "" {
+		os.RemoveAll(r.cacheDir)
+	}
+}
 
 // mustReconcile runs one reconcile and fails the benchmark unless its result
 // is want.

@@ -33,10 +33,18 @@ type Object struct {
 	Spec        any               `json:"spec"`
 	Source      Position          `json:"source"`
 
-	// refLines maps a field path ("metadata.name", "spec.issuerRef",
-	// "spec.deploy.agents[2]", ...) to its line, for errors found across objects.
-	refLines map[string]int
+	// refLines holds the lines of the field paths ("metadata.name",
+	// "spec.issuerRef", "spec.deploy.agents[2]", ...) that errors found
+	// across objects point at. A slice, not a map: there are a handful per
+	// object and tens of thousands of objects.
+	refLines []refLine
 	hash     string
+}
+
+// refLine is the line of one field path of an object.
+type refLine struct {
+	path string
+	line int
 }
 
 // Key returns the object's identity.

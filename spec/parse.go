@@ -240,9 +240,9 @@ func isNull(n *yaml.Node) bool {
 }
 
 // referenceLines records the lines Validate needs for cross-object errors.
-func referenceLines(root *yaml.Node, o *Object) map[string]int {
-	lines := map[string]int{"metadata.name": lineOf(root, "metadata.name")}
-	add := func(path string) { lines[path] = lineOf(root, path) }
+func referenceLines(root *yaml.Node, o *Object) []refLine {
+	lines := []refLine{{"metadata.name", lineOf(root, "metadata.name")}}
+	add := func(path string) { lines = append(lines, refLine{path, lineOf(root, path)}) }
 	switch s := o.Spec.(type) {
 	case *CertificateSpec:
 		add("spec.issuerRef")
@@ -262,8 +262,10 @@ func referenceLines(root *yaml.Node, o *Object) map[string]int {
 // line returns the recorded line of a field path, falling back to the
 // object's own line.
 func (o *Object) line(path string) int {
-	if l := o.refLines[path]; l > 0 {
-		return l
+	for _, r := range o.refLines {
+		if r.path == path && r.line > 0 {
+			return r.line
+		}
 	}
 	return o.Source.Line
 }
