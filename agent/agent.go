@@ -71,6 +71,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/certops/certops/agentproto"
@@ -91,6 +93,11 @@ type Config struct {
 	// CABundleFile, when set, holds the PEM CAs trusted for the server's
 	// TLS certificate instead of the system pool.
 	CABundleFile string
+	// AllowedDirs, when set, are the only directories the agent writes
+	// certificate files and http-01 challenge files under (each a clean
+	// absolute path); a deploy path or webroot elsewhere is refused. Empty
+	// allows any absolute path, as the server says.
+	AllowedDirs []string
 	// HTTPClient overrides the client built from CABundleFile.
 	HTTPClient *http.Client
 	Logger     *slog.Logger // default: discard
@@ -138,6 +145,19 @@ type Agent struct {
 	crashAt      int           // fail with errCrash at the crashAt-th install mutation (1-based); 0 never
 	mutations    int
 	geteuid      func() int
+}
+
+// allowed checks path against cfg.AllowedDirs.
+func (a *Agent) allowed(path string) error {
+	if len(a.cfg.AllowedDirs) == 0 {
+		return nil
+	}
+	for _, d := range a.cfg.AllowedDirs {
+		if rel, err := filepath.Rel(d, path); err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is outside the directories this agent may write (%s)", path, strings.Join(a.cfg.AllowedDirs, ", "))
 }
 
 // New validates cfg, prepares the state dir, reads the token once (so a
@@ -194,6 +214,11 @@ func (c *Config) defaults() error {
 	}
 	if err := errors.Join(missing...); err != nil {
 		return err
+	}
+	for _, d := range c.AllowedDirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+			return fmt.Errorf("agent config: allowed directory %q is not a clean absolute path", d)
+		}
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval

@@ -772,3 +772,41 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// With AllowedDirs, a deploy path elsewhere is refused before any issue
+// request, reported, and nothing is written.
+func TestDeployOutsideAllowedDirsIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.AllowedDirs = []string{filepath.Join(t.TempDir(), "elsewhere")}
+	a := e.newAgent()
+	if err := a.SyncOnce(t.Context()); err == nil {
+		t.Fatal("SyncOnce succeeded with a deploy path outside the allowed directories")
+	}
+	r := e.srv.lastReport(t)
+	if r.Result != agentproto.ResultFailed || r.Stage != agentproto.StageInstall || !strings.Contains(r.Error, "outside the directories") {
+		t.Errorf("report = %+v, want a failed install naming the allowed directories", r)
+	}
+	if _, issued, _, _ := e.srv.snapshot(); len(issued) != 0 {
+		t.Errorf("%d certificates issued for a refused deployment, want 0", len(issued))
+	}
+	if e.fileSet()["cert.pem"] != "" {
+		t.Error("a file was written outside the allowed directories")
+	}
+	// Allowing the certificate directory's parent lets it through.
+	e.cfg.AllowedDirs = []string{filepath.Dir(e.dir)}
+	e.clock.Set(e.clock.Now().Add(2 * time.Hour))
+	e.sync(e.newAgent())
+	if e.fileSet()["cert.pem"] == "" {
+		t.Error("not installed under an allowed directory")
+	}
+}
+
+func TestAllowedDirsMustBeCleanAbsolute(t *testing.T) {
+	e := newEnv(t)
+	for _, d := range []string{"relative/dir", "/etc/../etc/ssl", "/etc/ssl/"} {
+		e.cfg.AllowedDirs = []string{d}
+		if _, err := New(e.cfg); err == nil {
+			t.Errorf("AllowedDirs %q accepted, want an error", d)
+		}
+	}
+}

@@ -31,6 +31,9 @@ func (a *Agent) serveChallenges(ctx context.Context, list []agentproto.Challenge
 	for _, ch := range list {
 		listed[ch.Token] = true
 		path, err := challengePath(ch)
+		if err == nil {
+			err = a.allowed(path)
+		}
 		if err != nil {
 			a.log.Warn("ignoring an invalid http-01 challenge", "certificate", ch.Certificate, "err", err)
 			continue

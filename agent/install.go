@@ -53,6 +53,9 @@ func (a *Agent) fileSet(as agentproto.Assignment, cert *issuedCert, key *hostKey
 		if !filepath.IsAbs(path) || filepath.Clean(path) != path {
 			return fmt.Errorf("files.%s %q: want a clean absolute path", field, path)
 		}
+		if err := a.allowed(path); err != nil {
+			return fmt.Errorf("files.%s: %w", field, err)
+		}
 		if seen[path] {
 			return fmt.Errorf("files.%s %q: the same path is used twice", field, path)
 		}

@@ -149,6 +149,16 @@ func (a *Agent) heldKey(name string, cur *issuedCert) *hostKey {
 
 // issueAndDeploy gets a certificate for a key held here and deploys it.
 func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) error {
+	// Refuse paths outside the allowed directories before a certificate is
+	// issued for nothing.
+	for _, p := range []string{as.Files.Cert, as.Files.Chain, as.Files.Fullchain, as.Files.Key} {
+		if p == "" {
+			continue
+		}
+		if err := a.allowed(p); err != nil {
+			return a.fail(ctx, as, "", agentproto.StageInstall, err)
+		}
+	}
 	key, err := a.keyForIssue(as)
 	if err != nil {
 		return a.fail(ctx, as, "", agentproto.StageIssue, fmt.Errorf("private key: %w", err))

@@ -414,6 +414,9 @@ func TestAgentDaemonSet(t *testing.T) {
 	if got := hostPaths(pod); !slices.Equal(got, []string{"/etc/ssl/certops", "/var/lib/certops-agent"}) {
 		t.Errorf("hostPaths %v, want only the state dir and the configured target", got)
 	}
+	if got, want := envValue(t, c, "CERTOPS_AGENT_ALLOW_DIRS"), "/etc/ssl/certops"; got != want {
+		t.Errorf("CERTOPS_AGENT_ALLOW_DIRS %q, want the deploy targets %q", got, want)
+	}
 	if ds.Spec.Template.Spec.NodeSelector["certops.io/agent"] != "true" {
 		t.Errorf("nodeSelector %v", ds.Spec.Template.Spec.NodeSelector)
 	}

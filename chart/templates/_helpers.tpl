@@ -328,6 +328,14 @@ completed by the DaemonSet and Deployment templates.
 - name: CERTOPS_AGENT_CA_FILE
   value: /etc/certops-agent/ca/ca.crt
 {{- end }}
+{{- $targets := list }}
+{{- range .Values.agent.hostPaths }}{{ $targets = append $targets .path }}{{ end }}
+{{- range .Values.agent.volumes }}{{ $targets = append $targets .mountPath }}{{ end }}
+{{- if $targets }}
+{{- /* The agent writes only under its deploy targets. */}}
+- name: CERTOPS_AGENT_ALLOW_DIRS
+  value: {{ join "," $targets | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Volume mounts of an agent: token, state, CA and the deploy targets. */}}

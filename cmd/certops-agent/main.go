@@ -39,6 +39,7 @@ Flags:
 // config is everything the command reads from flags and the environment.
 type config struct {
 	agent.Config
+	AllowDirs string // comma-separated, split into Config.AllowedDirs
 	Once      bool
 	LogFormat string
 	LogLevel  string
@@ -65,6 +66,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	cfg.Logger, cfg.Version = logger, version
+	if len(cfg.AllowedDirs) == 0 {
+		logger.Warn("no --allow-dirs: this agent writes certificate files wherever the config repository says")
+	}
 	a, err := agent.New(cfg.Config)
 	if err != nil {
 		fmt.Fprintln(stderr, "certops-agent:", err)
@@ -131,6 +135,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.TokenFile, "token-file", "", "file holding the agent's bearer token")
 	str(&c.StateDir, "state-dir", "", "directory for private keys, state and the install journal")
 	str(&c.CABundleFile, "ca-file", "", "PEM CA bundle trusted for the server's TLS certificate (default: system roots)")
+	str(&c.AllowDirs, "allow-dirs", "", "comma-separated directories the agent may write certificate and challenge files under (default: anywhere the server says)")
 	dur(&c.PollInterval, "interval", agent.DefaultPollInterval, "how often to poll for assignments")
 	dur(&c.ReloadTimeout, "reload-timeout", agent.DefaultReloadTimeout, "how long a reload command may run")
 	dur(&c.VerifyTimeout, "verify-timeout", agent.DefaultVerifyTimeout, "timeout of one verification dial")
@@ -148,6 +153,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	} {
 		if req.v == "" {
 			errs = append(errs, fmt.Errorf("--%s (or %s) is required", req.name, envName(req.name)))
+		}
+	}
+	for _, d := range strings.Split(c.AllowDirs, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			c.AllowedDirs = append(c.AllowedDirs, d)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
