@@ -40,15 +40,20 @@ newlines', NULL, 'invalid', '[{"file":"a.yaml","line":3}]', NULL, 0)`)
 	return url, st
 }
 
-func execSQL(t *testing.T, url, sql string, args ...any) {
+// connect opens a connection to url, closed when the test ends.
+func connect(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
+	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func execSQL(t *testing.T, url, sql string, args ...any) {
+	t.Helper()
+	if _, err := connect(t, url).Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -67,11 +72,7 @@ func storePolicy(t *testing.T, url, name string, s spec.BackupPolicySpec) {
 func tableRows(t *testing.T, url string) map[string][]string {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	rows, err := conn.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
 	if err != nil {
 		t.Fatal(err)

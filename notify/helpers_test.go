@@ -72,7 +72,7 @@ func newEnv(t *testing.T, opts notify.Options) *env {
 func newEnvOn(t *testing.T, st *store.Store, opts notify.Options) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return &env{st: st, n: notify.New(st, logger, notify.NewMetrics(reg), opts), reg: reg}
 }
 
@@ -397,14 +397,6 @@ func (s *mailSession) Data(r io.Reader) error {
 
 func (s *mailSession) Reset()        { s.from, s.to = "", nil }
 func (s *mailSession) Logout() error { return nil }
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
 
 // applyObjects applies desired-state objects to st as one revision, as the
 // reconciler does.
