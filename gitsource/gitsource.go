@@ -34,6 +34,8 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/certops/certops/reconcile"
 )
 
 // Config says which repository, ref and directory hold the desired state.
@@ -57,17 +59,6 @@ type Config struct {
 	CacheDir string
 }
 
-// Revision is one commit of the configuration repository.
-type Revision struct {
-	// Ref is the short name of the configured ref ("main", "v1.2.0"), or the
-	// commit hash for a commit-pinned source.
-	Ref     string
-	Commit  string // 40 hex digits
-	Author  string // "Name <email>"
-	Message string
-	Time    time.Time // committer time
-}
-
 // ErrSymlinkOutside is returned (wrapped in an *fs.PathError) for a symlink
 // whose target is absolute or climbs above the repository root.
 var ErrSymlinkOutside = errors.New("symlink points outside the repository")
@@ -86,7 +77,7 @@ type Repo struct {
 	remoteRef plumbing.ReferenceName // e.g. refs/heads/main; empty when pinned
 	localRef  plumbing.ReferenceName // where the fetched ref is stored locally
 	pinned    plumbing.Hash          // commit of a commit-pinned Ref
-	refName   string                 // Revision.Ref
+	refName   string                 // reconcile.Revision.Ref
 
 	// mu guards the object and reference storage: fetches write, everything
 	// else reads. go-git's memory storage is not safe for concurrent writes
@@ -185,19 +176,19 @@ func (r *Repo) Close() error {
 // differs from the last fetched one. changed reports whether the commit
 // differs from the one the previous Head call returned; the first call after
 // Open reports true. A commit-pinned source never contacts the remote again.
-func (r *Repo) Head(ctx context.Context) (rev Revision, changed bool, err error) {
+func (r *Repo) Head(ctx context.Context) (rev reconcile.Revision, changed bool, err error) {
 	if r.remote == nil {
-		return Revision{}, false, errors.New("gitsource: Head needs a repository opened with Open")
+		return reconcile.Revision{}, false, errors.New("gitsource: Head needs a repository opened with Open")
 	}
 	r.pollMu.Lock()
 	defer r.pollMu.Unlock()
 	commit, err := r.sync(ctx)
 	if err != nil {
-		return Revision{}, false, err
+		return reconcile.Revision{}, false, err
 	}
 	rev, err = r.revision(commit)
 	if err != nil {
-		return Revision{}, false, err
+		return reconcile.Revision{}, false, err
 	}
 	changed = commit != r.reported
 	r.reported = commit
@@ -455,14 +446,14 @@ func (r *Repo) peel(h plumbing.Hash) (plumbing.Hash, error) {
 	return plumbing.ZeroHash, fmt.Errorf("gitsource: tag chain too long at %s", h)
 }
 
-func (r *Repo) revision(commit plumbing.Hash) (Revision, error) {
+func (r *Repo) revision(commit plumbing.Hash) (reconcile.Revision, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	c, err := r.repo.CommitObject(commit)
 	if err != nil {
-		return Revision{}, fmt.Errorf("gitsource: read commit %s: %w", commit, err)
+		return reconcile.Revision{}, fmt.Errorf("gitsource: read commit %s: %w", commit, err)
 	}
-	return Revision{
+	return reconcile.Revision{
 		Ref:     r.refName,
 		Commit:  commit.String(),
 		Author:  fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),

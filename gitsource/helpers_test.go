@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/gitsource"
+	"github.com/certops/certops/reconcile"
 )
 
 // gitEnv makes the git CLI hermetic: no user or system config, fixed identity.
@@ -120,7 +121,7 @@ func open(t testing.TB, cfg gitsource.Config) *gitsource.Repo {
 	return r
 }
 
-func head(t testing.TB, r *gitsource.Repo) (gitsource.Revision, bool) {
+func head(t testing.TB, r *gitsource.Repo) (reconcile.Revision, bool) {
 	t.Helper()
 	rev, changed, err := r.Head(testContext(t))
 	if err != nil {

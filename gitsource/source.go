@@ -13,10 +13,7 @@ type Source struct{ Repo *Repo }
 // Head returns the head of the configured ref (a cheap ref check when unchanged).
 func (s Source) Head(ctx context.Context) (reconcile.Revision, error) {
 	rev, _, err := s.Repo.Head(ctx)
-	if err != nil {
-		return reconcile.Revision{}, err
-	}
-	return reconcile.Revision{Ref: rev.Ref, Commit: rev.Commit, Author: rev.Author, Message: rev.Message, Time: rev.Time}, nil
+	return rev, err
 }
 
 // FS returns the config tree of a commit.

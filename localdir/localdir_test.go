@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/localdir"
+	"github.com/certops/certops/spec"
 )
 
 func TestWatch(t *testing.T) {
@@ -73,4 +76,79 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	noSignal("writing under .git")
+}
+
+// A Source names each snapshot by its content: an unchanged directory is the
+// same revision, an edit a new one whose changed files are listed, and the
+// files it cannot take (an escaping symlink, an oversize file) reach the
+// loader as errors of those files.
+func TestSourceSnapshots(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", "a")
+	write("b.yaml", "b")
+	s, err := localdir.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Head(ctx); err != nil || again.Commit != first.Commit {
+		t.Errorf("unchanged directory: revision %s, then %s (%v)", first.Commit, again.Commit, err)
+	}
+
+	write("a.yaml", "a2")
+	write("c.yaml", "c")
+	if err := os.Remove(filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Commit == first.Commit {
+		t.Fatal("edited directory kept its revision")
+	}
+	changed, err := s.ChangedFiles(ctx, first.Commit, second.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a.yaml", "b.yaml", "c.yaml"}; !slices.Equal(changed, want) {
+		t.Errorf("ChangedFiles = %v, want %v", changed, want)
+	}
+
+	outside := filepath.Join(t.TempDir(), "secret.yaml")
+	if err := os.WriteFile(outside, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "escape.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	write("big.yaml", strings.Repeat("#", spec.MaxFileSize+1))
+	third, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := s.FS(ctx, third.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = spec.Load(fsys)
+	for _, want := range []string{"escape.yaml: symlink points outside the repository", "big.yaml: file is larger than the limit"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("loading the snapshot: got %v, want an error containing %q", err, want)
+		}
+	}
+	// Only the last two snapshots are kept.
+	if _, err := s.FS(ctx, first.Commit); err == nil {
+		t.Error("FS of an evicted snapshot: got nil error")
+	}
 }

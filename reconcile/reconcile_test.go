@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,7 +136,7 @@ func (h *harness) names() []string {
 	for k := range hashes {
 		out = append(out, k.String())
 	}
-	sortStrings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -166,14 +167,6 @@ func condition(st reconcile.Status, typ string) reconcile.Condition {
 	return reconcile.Condition{}
 }
 
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-}
-
 func baseFiles() map[string]string {
 	return map[string]string{
 		"issuers.yaml": issuerYAML,
@@ -189,7 +182,7 @@ func TestApplyInvalidRevisionThenFix(t *testing.T) {
 		t.Fatalf("first reconcile: got %s (%v %v), want success", first.Result, first.Err, first.Errors)
 	}
 	want := []string{"Issuer/internal-ca", "Agent/web-01", "Agent/web-02", "Certificate/blog", "Certificate/shop"}
-	sortStrings(want)
+	slices.Sort(want)
 	if got := h.names(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("stored objects: got %v, want %v", got, want)
 	}

@@ -29,7 +29,7 @@ type Source interface {
 // Store is the transaction boundary the reconciler writes through.
 type Store interface {
 	StoredHashes(ctx context.Context) (map[spec.Key]string, error)
-	ContentHashes(ctx context.Context) (map[spec.Key]string, error)
+	ContentHashes(ctx context.Context) (hashes map[spec.Key]string, drifted int, err error)
 	Apply(ctx context.Context, rev Revision, plan Plan, status Status) (int64, error)
 	RecordAttempt(ctx context.Context, rev Revision, outcome string, errs spec.ErrorList, status Status) (int64, error)
 	SetStatus(ctx context.Context, status Status) error
@@ -161,7 +161,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			r.m.leader.Set(0)
 			r.log.Info("released reconcile lease")
 		}
-		if err := sleep(ctx, r.opt.LeaderRetry, nil); err != nil {
+		if err := sleep(ctx, r.opt.LeaderRetry); err != nil {
 			return nil
 		}
 	}
@@ -380,19 +380,9 @@ func (r *Reconciler) storedState(ctx context.Context, full bool) (map[spec.Key]s
 		st, err := r.store.StoredHashes(ctx)
 		return st, 0, err
 	}
-	content, err := r.store.ContentHashes(ctx)
+	content, drift, err := r.store.ContentHashes(ctx)
 	if err != nil {
 		return nil, 0, err
-	}
-	column, err := r.store.StoredHashes(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	drift := 0
-	for k, h := range content {
-		if column[k] != h {
-			drift++
-		}
 	}
 	r.lastFull = r.opt.Now()
 	return content, drift, nil
@@ -542,15 +532,13 @@ func (s *Status) setCondition(typ, status, reason, msg string, now time.Time) {
 	s.Conditions = append(s.Conditions, Condition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: now})
 }
 
-// sleep waits d or until ctx ends or wake fires.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-wake:
-		return nil
 	case <-t.C:
 		return nil
 	}

@@ -2,7 +2,6 @@ package spec
 
 import (
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -31,43 +30,6 @@ func (o *Object) BackupPolicy() *BackupPolicySpec { s, _ := o.Spec.(*BackupPolic
 
 // Get returns the object of the given kind and name, or nil.
 func (s State) Get(kind Kind, name string) *Object { return s.Objects[Key{Kind: kind, Name: name}] }
-
-// OfKind returns the objects of one kind sorted by name.
-func (s State) OfKind(kind Kind) []*Object {
-	var out []*Object
-	for k, o := range s.Objects {
-		if k.Kind == kind {
-			out = append(out, o)
-		}
-	}
-	slices.SortFunc(out, func(a, b *Object) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// Certificates returns the Certificate objects sorted by name.
-func (s State) Certificates() []*Object { return s.OfKind(KindCertificate) }
-
-// Agents returns the Agent objects sorted by name.
-func (s State) Agents() []*Object { return s.OfKind(KindAgent) }
-
-// Issuers returns the Issuer objects sorted by name.
-func (s State) Issuers() []*Object { return s.OfKind(KindIssuer) }
-
-// NotificationChannels returns the NotificationChannel objects sorted by name.
-func (s State) NotificationChannels() []*Object { return s.OfKind(KindNotificationChannel) }
-
-// AlertPolicy returns the AlertPolicy object (there is at most one), or nil.
-func (s State) AlertPolicy() *Object { return first(s.OfKind(KindAlertPolicy)) }
-
-// BackupPolicy returns the BackupPolicy object (there is at most one), or nil.
-func (s State) BackupPolicy() *Object { return first(s.OfKind(KindBackupPolicy)) }
-
-func first(objs []*Object) *Object {
-	if len(objs) == 0 {
-		return nil
-	}
-	return objs[0]
-}
 
 // DurationValue is the requested certificate lifetime: spec.duration, or
 // DefaultDuration when it is empty (or, for an unvalidated spec, invalid).

@@ -23,60 +23,96 @@ var cronFields = [5]cronField{
 	{name: "day of week", min: 0, max: 7, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
 }
 
+// cronMacros are the @ shorthands and their five-field equivalents.
+var cronMacros = map[string]string{
+	"@yearly":   "0 0 1 1 *",
+	"@annually": "0 0 1 1 *",
+	"@monthly":  "0 0 1 * *",
+	"@weekly":   "0 0 * * 0",
+	"@daily":    "0 0 * * *",
+	"@midnight": "0 0 * * *",
+	"@hourly":   "0 * * * *",
+}
+
 // checkCron validates a five-field cron expression (minute hour day-of-month
 // month day-of-week) with *, numbers, names (jan, mon), ranges a-b, steps
 // */n and a-b/n, and comma lists; or one of the macros @yearly, @annually,
 // @monthly, @weekly, @daily, @midnight, @hourly.
 func checkCron(s string) error {
+	_, err := parseCron(s)
+	return err
+}
+
+// parseCron parses what checkCron accepts into a Schedule.
+func parseCron(s string) (Schedule, error) {
 	if strings.HasPrefix(s, "@") {
-		switch s {
-		case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
-			return nil
+		m, ok := cronMacros[s]
+		if !ok {
+			return Schedule{}, fmt.Errorf("unknown macro %s (want @hourly, @daily, @weekly, @monthly or @yearly)", s)
 		}
-		return fmt.Errorf("unknown macro %s (want @hourly, @daily, @weekly, @monthly or @yearly)", s)
+		s = m
 	}
 	parts := strings.Fields(s)
 	if len(parts) != len(cronFields) {
-		return fmt.Errorf("want 5 fields (minute hour day-of-month month day-of-week), got %d", len(parts))
+		return Schedule{}, fmt.Errorf("want 5 fields (minute hour day-of-month month day-of-week), got %d", len(parts))
 	}
+	var sets [5]uint64
 	for i, p := range parts {
 		f := cronFields[i]
 		for item := range strings.SplitSeq(p, ",") {
-			if err := f.checkItem(item); err != nil {
-				return fmt.Errorf("%s: %w", f.name, err)
+			bits, err := f.bits(item)
+			if err != nil {
+				return Schedule{}, fmt.Errorf("%s: %w", f.name, err)
 			}
+			sets[i] |= bits
 		}
 	}
-	return nil
+	// Day of week 7 is Sunday, like 0.
+	if sets[4]&(1<<7) != 0 {
+		sets[4] |= 1
+	}
+	return Schedule{
+		minute: sets[0], hour: sets[1], dom: sets[2], month: sets[3], dow: sets[4],
+		domStar: strings.HasPrefix(parts[2], "*"), dowStar: strings.HasPrefix(parts[4], "*"),
+	}, nil
 }
 
-func (f cronField) checkItem(item string) error {
-	rng, step, hasStep := strings.Cut(item, "/")
+// bits is the set of values one comma-separated item of the field allows.
+func (f cronField) bits(item string) (uint64, error) {
+	rng, stepStr, hasStep := strings.Cut(item, "/")
+	step := 1
 	if hasStep {
-		n, err := strconv.Atoi(step)
+		n, err := strconv.Atoi(stepStr)
 		if err != nil || n < 1 || n > f.max {
-			return fmt.Errorf("invalid step %q", step)
+			return 0, fmt.Errorf("invalid step %q", stepStr)
+		}
+		step = n
+	}
+	lo, hi := f.min, f.max
+	if rng != "*" {
+		a, b, isRange := strings.Cut(rng, "-")
+		var err error
+		if lo, err = f.value(a); err != nil {
+			return 0, err
+		}
+		hi = lo
+		switch {
+		case isRange:
+			if hi, err = f.value(b); err != nil {
+				return 0, err
+			}
+			if lo > hi {
+				return 0, fmt.Errorf("range %s is backwards", rng)
+			}
+		case hasStep:
+			hi = f.max // "5/15" means 5-max/15, as in Vixie cron
 		}
 	}
-	if rng == "*" {
-		return nil
+	var set uint64
+	for v := lo; v <= hi; v += step {
+		set |= 1 << v
 	}
-	lo, hi, isRange := strings.Cut(rng, "-")
-	a, err := f.value(lo)
-	if err != nil {
-		return err
-	}
-	if !isRange {
-		return nil
-	}
-	b, err := f.value(hi)
-	if err != nil {
-		return err
-	}
-	if a > b {
-		return fmt.Errorf("range %s is backwards", rng)
-	}
-	return nil
+	return set, nil
 }
 
 func (f cronField) value(s string) (int, error) {

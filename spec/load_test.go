@@ -39,7 +39,7 @@ func TestLoadDirValid(t *testing.T) {
 	if got := s.Get(KindCertificate, "api").Certificate().Usages; !cmp.Equal(got, []string{"digital signature", "key encipherment", "server auth", "client auth"}) {
 		t.Errorf("api usages not normalised: %q", got)
 	}
-	if s.AlertPolicy().AlertPolicy() == nil || s.BackupPolicy().BackupPolicy() == nil {
+	if s.Get(KindAlertPolicy, "default").AlertPolicy() == nil || s.Get(KindBackupPolicy, "nightly").BackupPolicy() == nil {
 		t.Error("AlertPolicy/BackupPolicy accessors returned nil")
 	}
 	if s.Get(KindAgent, "web-01").Certificate() != nil {

@@ -80,7 +80,7 @@ func BenchmarkContentHashes60K(b *testing.B) {
 	converge(b, s, "1", fleet(50_000, 10_000))
 	b.ResetTimer()
 	for range b.N {
-		if _, err := s.ContentHashes(context.Background()); err != nil {
+		if _, _, err := s.ContentHashes(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -141,8 +141,14 @@ func fleet(certs, agents int) map[spec.Key]*spec.Object {
 // listAll reads every object, for before/after comparisons.
 func listAll(t testing.TB, s *store.Store) []store.StoredObject {
 	t.Helper()
+	return listAllPaged(t, s, store.MaxPageSize)
+}
+
+// listAllPaged reads every object in pages of limit.
+func listAllPaged(t testing.TB, s *store.Store, limit int) []store.StoredObject {
+	t.Helper()
 	var all []store.StoredObject
-	q := store.ObjectQuery{Limit: store.MaxPageSize}
+	q := store.ObjectQuery{Limit: limit}
 	for {
 		page, next, err := s.ListObjects(context.Background(), q)
 		if err != nil {

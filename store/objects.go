@@ -71,16 +71,17 @@ func (s *Store) StoredHashes(ctx context.Context) (map[spec.Key]string, error) {
 }
 
 // ContentHashes returns every object's hash recomputed from its stored
-// content (labels, annotations, spec), the way spec.Object.Hash computes it.
-// It differs from StoredHashes exactly where a row was edited out of band;
-// planning against it makes the next Apply repair such rows.
+// content (labels, annotations, spec), the way spec.Object.Hash computes it,
+// and how many rows it differs from the hash column for (StoredHashes) in:
+// exactly the rows edited out of band. Planning against it makes the next
+// Apply repair such rows.
 //
 // Hashing dominates; rows are hashed in batches on every CPU while later
 // rows are still being read.
-func (s *Store) ContentHashes(ctx context.Context) (map[spec.Key]string, error) {
-	rows, err := s.pool.Query(ctx, "SELECT kind, name, labels, annotations, spec FROM objects")
+func (s *Store) ContentHashes(ctx context.Context) (map[spec.Key]string, int, error) {
+	rows, err := s.pool.Query(ctx, "SELECT kind, name, labels, annotations, spec, hash FROM objects")
 	if err != nil {
-		return nil, fmt.Errorf("store: content hashes: %w", err)
+		return nil, 0, fmt.Errorf("store: content hashes: %w", err)
 	}
 	defer rows.Close()
 
@@ -99,6 +100,7 @@ func (s *Store) ContentHashes(ctx context.Context) (map[spec.Key]string, error) 
 
 	collected := make(chan error, 1)
 	out := make(map[spec.Key]string)
+	drifted := 0
 	go func() {
 		var firstErr error
 		for r := range results {
@@ -108,6 +110,7 @@ func (s *Store) ContentHashes(ctx context.Context) (map[spec.Key]string, error) 
 			for i, k := range r.keys {
 				out[k] = r.hashes[i]
 			}
+			drifted += r.drifted
 		}
 		collected <- firstErr
 	}()
@@ -116,7 +119,7 @@ func (s *Store) ContentHashes(ctx context.Context) (map[spec.Key]string, error) 
 	var kind, name string
 	for rows.Next() {
 		var r contentRow
-		if err = rows.Scan(&kind, &name, &r.labels, &r.annotations, &r.spec); err != nil {
+		if err = rows.Scan(&kind, &name, &r.labels, &r.annotations, &r.spec, &r.column); err != nil {
 			break
 		}
 		r.key = spec.Key{Kind: spec.Kind(kind), Name: name}
@@ -134,24 +137,26 @@ func (s *Store) ContentHashes(ctx context.Context) (map[spec.Key]string, error) 
 		err = rows.Err()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: content hashes: %w", err)
+		return nil, 0, fmt.Errorf("store: content hashes: %w", err)
 	}
 	if hashErr != nil {
-		return nil, fmt.Errorf("store: %w", hashErr)
+		return nil, 0, fmt.Errorf("store: %w", hashErr)
 	}
-	return out, nil
+	return out, drifted, nil
 }
 
-// contentRow is one row's JSON columns as read.
+// contentRow is one row's JSON columns and hash column as read.
 type contentRow struct {
 	key                       spec.Key
 	labels, annotations, spec []byte
+	column                    string
 }
 
 type contentResult struct {
-	keys   []spec.Key
-	hashes []string
-	err    error
+	keys    []spec.Key
+	hashes  []string
+	drifted int // rows whose content hash is not their hash column
+	err     error
 }
 
 func hashBatch(batch []contentRow) contentResult {
@@ -163,6 +168,9 @@ func hashBatch(batch []contentRow) contentResult {
 			return res
 		}
 		res.keys, res.hashes = append(res.keys, r.key), append(res.hashes, h)
+		if h != r.column {
+			res.drifted++
+		}
 	}
 	return res
 }

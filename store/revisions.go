@@ -13,14 +13,14 @@ import (
 
 // Bounds of ListRevisions.
 const (
-	DefaultRevisionPage  = 20
-	MaxRevisionPage      = 200
-	MaxActionsPerRevison = 1000
+	DefaultRevisionPage   = 20
+	MaxRevisionPage       = 200
+	MaxActionsPerRevision = 1000
 )
 
 // ListRevisions returns up to limit revision records, newest first, with ids
 // below before (0: from the newest). Each record carries at most
-// MaxActionsPerRevison of its actions, in plan order.
+// MaxActionsPerRevision of its actions, in plan order.
 func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]reconcile.RevisionRecord, error) {
 	if limit <= 0 {
 		limit = DefaultRevisionPage
@@ -55,7 +55,7 @@ func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]r
 		CROSS JOIN LATERAL (
 			SELECT action, kind, name FROM revision_actions
 			WHERE revision_id = r.id ORDER BY seq LIMIT $2
-		) a`, ids, MaxActionsPerRevison)
+		) a`, ids, MaxActionsPerRevision)
 	if err != nil {
 		return nil, fmt.Errorf("store: list revision actions: %w", err)
 	}

@@ -148,7 +148,7 @@ func TestContentHashRoundTrip(t *testing.T) {
 	converge(t, s, "1", desired)
 	assertHashes(t, s, desired)
 
-	stored, err := s.ContentHashes(ctx)
+	stored, _, err := s.ContentHashes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,9 +289,12 @@ func TestContentHashesDetectOutOfBandEdit(t *testing.T) {
 	if stored[key] != desired[key].Hash() {
 		t.Errorf("stored hash changed by an edit of spec only")
 	}
-	content, err := s.ContentHashes(ctx)
+	content, drifted, err := s.ContentHashes(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if drifted != 1 {
+		t.Errorf("ContentHashes: %d rows drifted, want 1", drifted)
 	}
 	plan := reconcile.Compute(desired, content)
 	want := []reconcile.ActionRecord{{Action: reconcile.ActionUpdate, Kind: key.Kind, Name: key.Name}}
@@ -435,14 +438,14 @@ func TestListRevisionsBoundsActions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
-	converge(t, s, "1", fleet(store.MaxActionsPerRevison+100, 0))
+	converge(t, s, "1", fleet(store.MaxActionsPerRevision+100, 0))
 	revs, err := s.ListRevisions(ctx, 5, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(revs) != 1 || len(revs[0].Actions) != store.MaxActionsPerRevison {
+	if len(revs) != 1 || len(revs[0].Actions) != store.MaxActionsPerRevision {
 		t.Fatalf("got %d revisions, the first with %d actions; want 1 with %d",
-			len(revs), len(revs[0].Actions), store.MaxActionsPerRevison)
+			len(revs), len(revs[0].Actions), store.MaxActionsPerRevision)
 	}
 	if first := revs[0].Actions[0]; first.Kind != spec.KindIssuer {
 		t.Errorf("first action %+v, want the issuer (plan order)", first)
@@ -509,12 +512,15 @@ func assertHashes(t *testing.T, s *store.Store, desired map[spec.Key]*spec.Objec
 	if diff := cmp.Diff(stored, want); diff != "" {
 		t.Errorf("StoredHashes (-got +want):\n%s", diff)
 	}
-	content, err := s.ContentHashes(context.Background())
+	content, drifted, err := s.ContentHashes(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(content, want); diff != "" {
 		t.Errorf("ContentHashes (-got +want):\n%s", diff)
+	}
+	if drifted != 0 {
+		t.Errorf("ContentHashes: %d rows drifted, want 0", drifted)
 	}
 }
 
@@ -528,23 +534,6 @@ func adminPool(t testing.TB, s *store.Store) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
-}
-
-func listAllPaged(t *testing.T, s *store.Store, limit int) []store.StoredObject {
-	t.Helper()
-	var all []store.StoredObject
-	q := store.ObjectQuery{Limit: limit}
-	for {
-		page, next, err := s.ListObjects(context.Background(), q)
-		if err != nil {
-			t.Fatalf("ListObjects: %v", err)
-		}
-		all = append(all, page...)
-		if next == "" {
-			return all
-		}
-		q.After = next
-	}
 }
 
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
