@@ -387,8 +387,8 @@ func TestDriftRepair(t *testing.T) {
 	if got := len(h.names()); got != 5 {
 		t.Errorf("objects after repair: got %d, want 5", got)
 	}
-	if got := metricValue(t, h.reg, "certops_drift_repaired_total"); got < 1 {
-		t.Errorf("certops_drift_repaired_total: got %v, want ≥ 1", got)
+	if got := metricValue(t, h.reg, "certops_drift_repaired_total"); got != 2 {
+		t.Errorf("certops_drift_repaired_total: got %v, want 2 (one edited row, one deleted)", got)
 	}
 }
 

@@ -371,7 +371,8 @@ func (r *Reconciler) changedSince(ctx context.Context, head Revision) []string {
 
 // storedState returns the stored hashes: from the cache, from the hash
 // column, or — when a full comparison is due — recomputed from each row's
-// content, in which case drift counts the rows edited out of band.
+// content, in which case drift counts the rows edited, deleted or inserted
+// out of band.
 func (r *Reconciler) storedState(ctx context.Context, full bool) (map[spec.Key]string, int, error) {
 	if !full && r.stored != nil {
 		return r.stored, 0, nil
@@ -383,6 +384,20 @@ func (r *Reconciler) storedState(ctx context.Context, full bool) (map[spec.Key]s
 	content, drift, err := r.store.ContentHashes(ctx)
 	if err != nil {
 		return nil, 0, err
+	}
+	// Rows deleted or inserted behind our back are drift too: the cache says
+	// what this replica last wrote.
+	if r.stored != nil {
+		for k := range r.stored {
+			if _, ok := content[k]; !ok {
+				drift++
+			}
+		}
+		for k := range content {
+			if _, ok := r.stored[k]; !ok {
+				drift++
+			}
+		}
 	}
 	r.lastFull = r.opt.Now()
 	return content, drift, nil
