@@ -14,24 +14,39 @@ type Kind int
 
 // The kinds of error.
 const (
-	Internal     Kind = iota // a bug or an unexpected fault
-	Invalid                  // bad input: the request, a flag, or a revision
-	NotFound                 // the named thing does not exist
-	Unauthorized             // missing or wrong credentials
-	Forbidden                // credentials fine, access not allowed
-	Conflict                 // refused because of the current state (e.g. prune guard)
-	Unavailable              // a dependency is down; retry later
-	Rejected                 // well-formed but refused, e.g. a CSR that does not match its certificate
+	Internal         Kind = iota // a bug or an unexpected fault
+	Invalid                      // bad input: the request, a flag, or a revision
+	NotFound                     // the named thing does not exist
+	Unauthorized                 // missing or wrong credentials
+	Forbidden                    // credentials fine, access not allowed
+	Conflict                     // refused because of the current state (e.g. prune guard)
+	Unavailable                  // a dependency is down; retry later
+	Rejected                     // well-formed but refused, e.g. a CSR that does not match its certificate
+	MethodNotAllowed             // the HTTP method is not served on this path
 )
-
-var kindNames = [...]string{"internal", "invalid", "not_found", "unauthorized", "forbidden", "conflict", "unavailable", "rejected"}
 
 // String is the stable, machine-readable code of the kind, used in JSON errors.
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
+	switch k {
+	case Invalid:
+		return "invalid"
+	case NotFound:
+		return "not_found"
+	case Unauthorized:
+		return "unauthorized"
+	case Forbidden:
+		return "forbidden"
+	case Conflict:
+		return "conflict"
+	case Unavailable:
+		return "unavailable"
+	case Rejected:
+		return "rejected"
+	case MethodNotAllowed:
+		return "method_not_allowed"
+	default:
+		return "internal"
 	}
-	return "internal"
 }
 
 // Error is an error with a kind.
@@ -85,6 +100,8 @@ func HTTPStatus(err error) int {
 		return http.StatusServiceUnavailable
 	case Rejected:
 		return http.StatusUnprocessableEntity
+	case MethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	default:
 		return http.StatusInternalServerError
 	}

@@ -279,8 +279,7 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
-	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorDetail{
-		Code: "method_not_allowed", Message: r.Method + " is not allowed; this API is read-only"}})
+	writeError(w, failure.New(failure.MethodNotAllowed, r.Method+" is not allowed; this API is read-only"))
 }
 
 // errorBody is the stable shape of every error response.

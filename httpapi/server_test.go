@@ -88,6 +88,22 @@ func do(t *testing.T, method, url, token string, v any) (int, http.Header) {
 	return resp.StatusCode, resp.Header
 }
 
+// doAuth GETs url with the Authorization header set to auth verbatim.
+func doAuth(t *testing.T, url, auth string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", auth)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 type list struct {
 	Items []store.StoredObject
 	Next  string
@@ -143,13 +159,24 @@ func TestErrors(t *testing.T) {
 		{"GET", "/api/v1/certificates/web-01", 404, "not_found"}, // an agent is not a certificate
 		{"GET", "/api/v1/certificates?limit=0", 400, "invalid"},
 		{"GET", "/api/v1/certificates?limit=abc", 400, "invalid"},
+		{"GET", "/api/v1/certificates?limit=1001", 400, "invalid"}, // over MaxLimit
+		{"GET", "/api/v1/agents?limit=-5", 400, "invalid"},
 		{"GET", "/api/v1/certificates?label=novalue", 400, "invalid"},
+		{"GET", "/api/v1/certificates?label==v", 400, "invalid"}, // empty key
 		{"GET", "/api/v1/revisions?before=-1", 400, "invalid"},
+		{"GET", "/api/v1/revisions?before=0", 400, "invalid"},
+		{"GET", "/api/v1/revisions?before=abc", 400, "invalid"},
+		{"GET", "/api/v1/revisions?limit=abc", 400, "invalid"},
 		{"GET", "/api/v1/nothing-here", 404, "not_found"},
 		{"POST", "/api/v1/status", 405, "method_not_allowed"},
 		{"PUT", "/api/v1/certificates/cert-00", 405, "method_not_allowed"},
 		{"DELETE", "/api/v1/agents/web-01", 405, "method_not_allowed"},
 		{"PATCH", "/api/v1/revisions", 405, "method_not_allowed"},
+		{"POST", "/api/v1/certificates", 405, "method_not_allowed"},
+		{"OPTIONS", "/api/v1/agents", 405, "method_not_allowed"},
+		{"POST", "/metrics", 405, "method_not_allowed"},
+		{"POST", "/healthz", 405, "method_not_allowed"},
+		{"PUT", "/readyz", 405, "method_not_allowed"},
 	} {
 		var body errorBody
 		code, hdr := do(t, tt.method, srv.URL+tt.path, "", &body)
@@ -160,8 +187,10 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s %s: Allow %q", tt.method, tt.path, hdr.Get("Allow"))
 		}
 	}
-	if code, _ := do(t, "HEAD", srv.URL+"/api/v1/status", "", nil); code != 200 {
-		t.Errorf("HEAD status: got %d, want 200", code)
+	for _, path := range []string{"/api/v1/status", "/api/v1/certificates", "/api/v1/certificates/cert-00", "/healthz", "/metrics"} {
+		if code, _ := do(t, "HEAD", srv.URL+path, "", nil); code != 200 {
+			t.Errorf("HEAD %s: got %d, want 200", path, code)
+		}
 	}
 	// With the database gone, readiness fails and reads answer 503 without details.
 	st.Close()
@@ -212,6 +241,12 @@ func TestBearerToken(t *testing.T) {
 		}
 		if code, _ := do(t, "GET", srv.URL+path, "wrong", &body); code != 401 {
 			t.Errorf("%s with a wrong token: got %d, want 401", path, code)
+		}
+		if code := doAuth(t, srv.URL+path, "t0ken"); code != 401 {
+			t.Errorf("%s with the token but no Bearer scheme: got %d, want 401", path, code)
+		}
+		if code := doAuth(t, srv.URL+path, "Basic dTp0MGtlbg=="); code != 401 {
+			t.Errorf("%s with basic credentials: got %d, want 401", path, code)
 		}
 		if code, _ := do(t, "GET", srv.URL+path, "t0ken", nil); code != 200 {
 			t.Errorf("%s with the token: got %d, want 200", path, code)

@@ -36,10 +36,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 	if err := f.parse(args); err != nil {
 		return parseExit(err)
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(env.stderr, "certops backup:", err)
-		return 1
-	}
+	fail := func(err error) int { return env.fail("certops backup", err) }
 	logger, err := newLogger()
 	if err != nil {
 		return fail(err)
@@ -131,10 +128,7 @@ func restoreCmd(ctx context.Context, env cliEnv, args []string) int {
 	if err := f.parse(args); err != nil {
 		return parseExit(err)
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(env.stderr, "certops restore:", err)
-		return 1
-	}
+	fail := func(err error) int { return env.fail("certops restore", err) }
 	if url == "" || file == "" {
 		return fail(errors.New("--database-url (CERTOPS_DATABASE_URL) and --file are required"))
 	}

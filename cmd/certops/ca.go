@@ -67,8 +67,7 @@ func caInitCmd(env cliEnv, args []string) int {
 	}
 	ca, err := initCA(out, opts, force)
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops ca init:", err)
-		return 1
+		return env.fail("certops ca init", err)
 	}
 	printNextSteps(env, ca)
 	return 0

@@ -39,8 +39,7 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	logger, err := newLogger()
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 	if duration > 0 {
 		var cancel context.CancelFunc
@@ -49,14 +48,12 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "certops-demo-"); err != nil {
-			fmt.Fprintln(env.stderr, "certops demo:", err)
-			return 1
+			return env.fail("certops demo", err)
 		}
 		// Run as root, PostgreSQL runs as the postgres user and must be able
 		// to reach its data directory inside this one.
 		if err := os.Chmod(dir, 0o711); err != nil {
-			fmt.Fprintln(env.stderr, "certops demo:", err)
-			return 1
+			return env.fail("certops demo", err)
 		}
 		if !keep {
 			defer os.RemoveAll(dir)
@@ -66,8 +63,7 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	fmt.Fprintln(env.stdout, "certops demo: starting a throwaway PostgreSQL cluster ...")
 	cluster, err := localpg.Start(ctx, localpg.Options{Dir: filepath.Join(dir, "postgres"), Fast: true, Logger: logger})
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -77,24 +73,20 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 		}
 	}()
 	if err := cluster.CreateDatabase(ctx, "certops"); err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 	ca, err := initCA(filepath.Join(dir, "ca"), pki.CAOptions{CommonName: "certops demo CA"}, false)
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 	hostRoot := filepath.Join(dir, "host")
 	repoDir := filepath.Join(dir, "config-repo")
 	if err := initExampleRepo(repoDir, demoRewrite(ca, hostRoot)); err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 	tokenFile := filepath.Join(dir, "web-01.token")
 	if err := os.WriteFile(tokenFile, []byte(demoAgentToken+"\n"), 0o600); err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 
 	cfg := serveConfig{DatabaseURL: cluster.URL("certops"), Repo: repoDir, Ref: "main", Path: ".",
@@ -141,8 +133,7 @@ Press Ctrl-C to stop.
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops demo:", err)
-		return 1
+		return env.fail("certops demo", err)
 	}
 	return 0
 }

@@ -94,11 +94,7 @@ spec:
 	})
 	url, done := startServe(t, ctx, map[string]string{
 		"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": config, "CERTOPS_INTERVAL": "1h"})
-	var st apiStatus
-	waitFor(t, "the config to be applied", func() bool {
-		getJSON(t, url+"/api/v1/status", &st)
-		return strings.HasPrefix(st.LastAppliedRevision, "dir@sha1:")
-	})
+	waitStatus(t, url, "the config to be applied", appliedPrefix("dir@sha1:"))
 
 	ag, err := agent.New(agent.Config{Server: url, Name: "web-01", TokenFile: tokenFile,
 		StateDir: filepath.Join(base, "agent-state"), Logger: slog.New(slog.DiscardHandler)})
@@ -131,8 +127,10 @@ spec:
 		!strings.EqualFold(strings.TrimLeft(d[0].Serial, "0"), strings.TrimLeft(firstSerial, "0")) {
 		t.Errorf("deployments: got %+v, want web-01 installed with serial %s", d, firstSerial)
 	}
-	if info, err := os.Stat(keyFile); err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("key file: %v, mode %v; want 0600", err, info.Mode().Perm())
+	if info, err := os.Stat(keyFile); err != nil {
+		t.Errorf("key file: %v", err)
+	} else if info.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v; want 0600", info.Mode().Perm())
 	}
 
 	// The scrape passes the same lint as `promtool check metrics` and carries
@@ -202,8 +200,10 @@ spec:
 	}
 	ng.run("reload", "-s", "reload") // whatever is on disk is what nginx serves
 	leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "www.shop.example.com")
-	if err != nil || leaf.SerialNumber.Text(16) != secondSerial {
-		t.Errorf("after the rollback nginx serves %v (%v), want serial %s", leaf.SerialNumber, err, secondSerial)
+	if err != nil {
+		t.Errorf("TLS client against nginx after the rollback: %v", err)
+	} else if leaf.SerialNumber.Text(16) != secondSerial {
+		t.Errorf("after the rollback nginx serves serial %s, want %s", leaf.SerialNumber.Text(16), secondSerial)
 	}
 
 	cancel()

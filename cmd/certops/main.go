@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/certops/certops/failure"
 )
 
 func main() {
@@ -81,4 +83,11 @@ var version = "dev"
 type cliEnv struct {
 	getenv         func(string) string
 	stdout, stderr io.Writer
+}
+
+// fail reports err on stderr under the command's name and returns the
+// exit code for it.
+func (env cliEnv) fail(cmd string, err error) int {
+	fmt.Fprintln(env.stderr, cmd+":", err)
+	return failure.ExitCode(err)
 }

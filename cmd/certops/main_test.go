@@ -125,6 +125,9 @@ func TestValidate(t *testing.T) {
 	if code, _, _ := cli(ctx, nil, "validate", filepath.Join(dir, "does-not-exist")); code != 1 {
 		t.Errorf("validate missing dir: exit %d, want 1", code)
 	}
+	if code, _, _ := cli(ctx, nil, "validate", dir, dir); code != 1 {
+		t.Errorf("validate with two directories: exit %d, want 1", code)
+	}
 }
 
 func TestPlan(t *testing.T) {
@@ -159,6 +162,16 @@ func TestPlan(t *testing.T) {
 	}
 	if code, _, _ := cli(ctx, nil, "plan", "--repo", dir, "--base", "no-such-branch", "--head", "HEAD"); code != 1 {
 		t.Errorf("plan with a bad revision: exit %d, want 1", code)
+	}
+	for _, args := range [][]string{
+		{"--repo", dir, "--path", "config", "--head", "HEAD"}, // no --base
+		{"--repo", dir, "--path", "config", "--base", "main", "--format", "html"},
+		{"--repo", t.TempDir(), "--base", "main"}, // not a repository
+		{"--repo", dir, "--path", "no-such-dir", "--base", "main"},
+	} {
+		if code, stdout, _ := cli(ctx, nil, append([]string{"plan"}, args...)...); code != 1 || stdout != "" {
+			t.Errorf("plan %v: exit %d with output %q, want 1 and no plan", args, code, stdout)
+		}
 	}
 	writeFiles(t, dir, map[string]string{"config/certs.yaml": certDoc("shop", "bad_host")})
 	gitCLI(t, dir, "commit", "-q", "-am", "broken")
@@ -237,6 +250,93 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitStatus polls the status API at url until cond holds and returns the
+// status it saw last.
+func waitStatus(t *testing.T, url, what string, cond func(apiStatus) bool) apiStatus {
+	t.Helper()
+	var st apiStatus
+	waitFor(t, what, func() bool {
+		st = apiStatus{}
+		getJSON(t, url+"/api/v1/status", &st)
+		return cond(st)
+	})
+	return st
+}
+
+// appliedPrefix is a waitStatus condition: a revision whose name starts
+// with prefix (e.g. "dir@sha1:") is applied.
+func appliedPrefix(prefix string) func(apiStatus) bool {
+	return func(st apiStatus) bool { return strings.HasPrefix(st.LastAppliedRevision, prefix) }
+}
+
+// hookSecret is the generic webhook secret of configRepo.
+const hookSecret = "s3cret"
+
+// configRepo is a bare config repository on branch main that `serve`
+// follows, a clone that pushes to it, and the generic webhook's secret file.
+type configRepo struct {
+	t                      *testing.T
+	bare, work, secretFile string
+}
+
+// newConfigRepo creates the repository and pushes files as its first commit.
+func newConfigRepo(t *testing.T, files map[string]string) *configRepo {
+	t.Helper()
+	base := t.TempDir()
+	r := &configRepo{t: t, bare: filepath.Join(base, "config.git"), work: filepath.Join(base, "work"),
+		secretFile: filepath.Join(base, "hook-secret")}
+	gitCLI(t, base, "init", "-q", "--bare", "-b", "main", r.bare)
+	gitCLI(t, base, "clone", "-q", r.bare, r.work)
+	if err := os.WriteFile(r.secretFile, []byte(hookSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.push("first", files)
+	return r
+}
+
+// push writes files into the clone, commits everything and pushes; it
+// returns the new commit.
+func (r *configRepo) push(msg string, files map[string]string) string {
+	r.t.Helper()
+	writeFiles(r.t, r.work, files)
+	gitCLI(r.t, r.work, "add", "-A")
+	gitCLI(r.t, r.work, "commit", "-q", "-m", msg)
+	gitCLI(r.t, r.work, "push", "-q", "origin", "main")
+	return gitCLI(r.t, r.work, "rev-parse", "HEAD")
+}
+
+// serveEnv configures `serve` to follow the repository with polling
+// practically off, so only a webhook wakes the fetch.
+func (r *configRepo) serveEnv() map[string]string {
+	return map[string]string{
+		"CERTOPS_DATABASE_URL":                pgtest.DB(r.t),
+		"CERTOPS_REPO":                        "file://" + r.bare,
+		"CERTOPS_INTERVAL":                    "1h",
+		"CERTOPS_GENERIC_WEBHOOK_SECRET_FILE": r.secretFile,
+	}
+}
+
+// postHook posts body to the generic webhook receiver at url, signed with
+// hookSecret when sign is set, and returns the status code.
+func postHook(t *testing.T, url, body string, sign bool) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/hooks/generic", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sign {
+		mac := hmac.New(sha256.New, []byte(hookSecret))
+		mac.Write([]byte(body))
+		req.Header.Set("X-Certops-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // TestServeEndToEnd runs `certops serve` against a real bare repository that
 // receives real pushes: a good revision is applied, a broken one refused
 // while the good one keeps serving, and the fix applied. Each push is
@@ -245,29 +345,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestServeEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base := t.TempDir()
-	bare := filepath.Join(base, "config.git")
-	work := filepath.Join(base, "work")
-	gitCLI(t, base, "init", "-q", "--bare", "-b", "main", bare)
-	gitCLI(t, base, "clone", "-q", bare, work)
-	writeFiles(t, work, map[string]string{"base.yaml": issuerDoc, "certs.yaml": certDoc("shop", "shop.example.com")})
-	gitCLI(t, work, "add", "-A")
-	gitCLI(t, work, "commit", "-q", "-m", "first")
-	gitCLI(t, work, "push", "-q", "origin", "main")
-	first := gitCLI(t, work, "rev-parse", "HEAD")
-
-	secretFile := filepath.Join(base, "hook-secret")
-	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	repo := newConfigRepo(t, map[string]string{"base.yaml": issuerDoc, "certs.yaml": certDoc("shop", "shop.example.com")})
+	first := gitCLI(t, repo.work, "rev-parse", "HEAD")
 	addr := freePort(t)
-	env := map[string]string{
-		"CERTOPS_DATABASE_URL":                pgtest.DB(t),
-		"CERTOPS_REPO":                        "file://" + bare,
-		"CERTOPS_REF":                         "main",
-		"CERTOPS_INTERVAL":                    "1h",
-		"CERTOPS_GENERIC_WEBHOOK_SECRET_FILE": secretFile,
-	}
+	env := repo.serveEnv()
+	env["CERTOPS_REF"] = "main"
 	done := make(chan int, 1)
 	var stderr string
 	go func() {
@@ -291,28 +373,9 @@ func TestServeEndToEnd(t *testing.T) {
 		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.LastAppliedRevision == "main@sha1:"+first
 	})
 
-	hook := func(body string, sign bool) int {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, url+"/hooks/generic", strings.NewReader(body))
-		if sign {
-			mac := hmac.New(sha256.New, []byte("s3cret"))
-			mac.Write([]byte(body))
-			req.Header.Set("X-Certops-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-
 	// A broken revision is refused; the first keeps serving.
-	writeFiles(t, work, map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "bad_host!")})
-	gitCLI(t, work, "commit", "-q", "-am", "broken")
-	gitCLI(t, work, "push", "-q", "origin", "main")
-	broken := gitCLI(t, work, "rev-parse", "HEAD")
-	if code := hook(`{"after":"`+strings.Repeat("0", 40)+`"}`, false); code != http.StatusUnauthorized {
+	broken := repo.push("broken", map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "bad_host!")})
+	if code := postHook(t, url, `{"after":"`+strings.Repeat("0", 40)+`"}`, false); code != http.StatusUnauthorized {
 		t.Fatalf("unsigned webhook: got %d, want 401", code)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -320,11 +383,10 @@ func TestServeEndToEnd(t *testing.T) {
 	if st.LastAttemptedRevision != "main@sha1:"+first {
 		t.Fatalf("an unsigned webhook woke the fetch: lastAttemptedRevision %s", st.LastAttemptedRevision)
 	}
-	if code := hook(`{"ref":"refs/heads/main"}`, true); code != http.StatusAccepted {
+	if code := postHook(t, url, `{"ref":"refs/heads/main"}`, true); code != http.StatusAccepted {
 		t.Fatalf("signed webhook: got %d, want 202", code)
 	}
-	waitFor(t, "the broken revision to be attempted", func() bool {
-		getJSON(t, url+"/api/v1/status", &st)
+	st = waitStatus(t, url, "the broken revision to be attempted", func(st apiStatus) bool {
 		return st.LastAttemptedRevision == "main@sha1:"+broken
 	})
 	if st.LastAppliedRevision != "main@sha1:"+first {
@@ -345,15 +407,11 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// The fix is applied.
-	writeFiles(t, work, map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "blog.example.com")})
-	gitCLI(t, work, "commit", "-q", "-am", "fix")
-	gitCLI(t, work, "push", "-q", "origin", "main")
-	fixed := gitCLI(t, work, "rev-parse", "HEAD")
-	hook(`{}`, true)
-	waitFor(t, "the fix to be applied", func() bool {
-		getJSON(t, url+"/api/v1/status", &st)
-		return st.LastAppliedRevision == "main@sha1:"+fixed
-	})
+	fixed := repo.push("fix", map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "blog.example.com")})
+	if code := postHook(t, url, `{}`, true); code != http.StatusAccepted {
+		t.Fatalf("signed webhook for the fix: got %d, want 202", code)
+	}
+	waitStatus(t, url, "the fix to be applied", func(st apiStatus) bool { return st.LastAppliedRevision == "main@sha1:"+fixed })
 	var list struct {
 		Items []struct{ Name string }
 		Next  string
@@ -431,13 +489,10 @@ func TestDemo(t *testing.T) {
 		}
 		return m != nil
 	})
-	var st apiStatus
-	waitFor(t, "the example repo to be applied", func() bool {
-		getJSON(t, statusURL, &st)
-		return strings.HasPrefix(st.LastAppliedRevision, "main@sha1:")
-	})
+	base := strings.TrimSuffix(statusURL, "/api/v1/status")
+	waitStatus(t, base, "the example repo to be applied", appliedPrefix("main@sha1:"))
 	var list struct{ Items []any }
-	getJSON(t, strings.Replace(statusURL, "/status", "/certificates", 1), &list)
+	getJSON(t, base+"/api/v1/certificates", &list)
 	if len(list.Items) == 0 {
 		t.Error("demo applied no certificates")
 	}
@@ -453,7 +508,7 @@ func TestDemo(t *testing.T) {
 	})
 	var cs certStatus
 	waitFor(t, "shop-frontend to be installed on web-01", func() bool {
-		getJSON(t, strings.Replace(statusURL, "/status", "/certificates/shop-frontend", 1), &cs)
+		getJSON(t, base+"/api/v1/certificates/shop-frontend", &cs)
 		for _, d := range cs.Status.Deployments {
 			if d.Agent == "web-01" && d.State == "installed" {
 				return true
@@ -517,11 +572,7 @@ func TestServeMigrationsViaHook(t *testing.T) {
 	if code, stdout, stderr := cli(ctx, map[string]string{"CERTOPS_DATABASE_URL": db}, "migrate"); code != 0 {
 		t.Fatalf("migrate: exit %d\n%s%s", code, stdout, stderr)
 	}
-	var st apiStatus
-	waitFor(t, "the revision to be applied after the hook migrated", func() bool {
-		getJSON(t, url+"/api/v1/status", &st)
-		return strings.HasPrefix(st.LastAppliedRevision, "dir@sha1:")
-	})
+	waitStatus(t, url, "the revision to be applied after the hook migrated", appliedPrefix("dir@sha1:"))
 	if code := getJSON(t, url+"/readyz", nil); code != http.StatusOK {
 		t.Errorf("readyz after migration: got %d, want 200", code)
 	}
@@ -539,18 +590,10 @@ func TestServeWatchesPlainDirectory(t *testing.T) {
 	writeFiles(t, dir, map[string]string{"base.yaml": issuerDoc, "certs/shop.yaml": certDoc("shop", "shop.example.com")})
 	url, done := startServe(t, ctx, map[string]string{
 		"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": dir, "CERTOPS_INTERVAL": "1h"})
-	var st apiStatus
-	waitFor(t, "the directory to be applied", func() bool {
-		getJSON(t, url+"/api/v1/status", &st)
-		return strings.HasPrefix(st.LastAppliedRevision, "dir@sha1:")
-	})
-	first := st.LastAppliedRevision
+	first := waitStatus(t, url, "the directory to be applied", appliedPrefix("dir@sha1:")).LastAppliedRevision
 	writeFiles(t, dir, map[string]string{"certs/shop.yaml": certDoc("shop", "www.example.com")})
 	start := time.Now()
-	waitFor(t, "the edit to be applied", func() bool {
-		getJSON(t, url+"/api/v1/status", &st)
-		return st.LastAppliedRevision != first
-	})
+	waitStatus(t, url, "the edit to be applied", func(st apiStatus) bool { return st.LastAppliedRevision != first })
 	t.Logf("edit applied after %v", time.Since(start).Round(10*time.Millisecond))
 	var cert struct{ Spec struct{ CommonName string } }
 	getJSON(t, url+"/api/v1/certificates/shop", &cert)
@@ -567,21 +610,8 @@ func TestServeWatchesPlainDirectory(t *testing.T) {
 func TestWebhookToFollowerWakesLeader(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base := t.TempDir()
-	bare := filepath.Join(base, "config.git")
-	work := filepath.Join(base, "work")
-	gitCLI(t, base, "init", "-q", "--bare", "-b", "main", bare)
-	gitCLI(t, base, "clone", "-q", bare, work)
-	writeFiles(t, work, map[string]string{"base.yaml": issuerDoc})
-	gitCLI(t, work, "add", "-A")
-	gitCLI(t, work, "commit", "-q", "-m", "first")
-	gitCLI(t, work, "push", "-q", "origin", "main")
-	secretFile := filepath.Join(base, "secret")
-	if err := os.WriteFile(secretFile, []byte("s3cret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": "file://" + bare,
-		"CERTOPS_INTERVAL": "1h", "CERTOPS_GENERIC_WEBHOOK_SECRET_FILE": secretFile}
+	repo := newConfigRepo(t, map[string]string{"base.yaml": issuerDoc})
+	env := repo.serveEnv()
 	urlA, doneA := startServe(t, ctx, env)
 	urlB, doneB := startServe(t, ctx, env)
 	isLeader := func(url string) bool {
@@ -604,32 +634,13 @@ func TestWebhookToFollowerWakesLeader(t *testing.T) {
 		}
 		return follower != ""
 	})
-	var st apiStatus
-	waitFor(t, "the first revision", func() bool {
-		getJSON(t, follower+"/api/v1/status", &st)
-		return strings.HasPrefix(st.LastAppliedRevision, "main@sha1:")
-	})
+	waitStatus(t, follower, "the first revision", appliedPrefix("main@sha1:"))
 
-	writeFiles(t, work, map[string]string{"certs.yaml": certDoc("shop", "shop.example.com")})
-	gitCLI(t, work, "add", "-A")
-	gitCLI(t, work, "commit", "-q", "-m", "second")
-	gitCLI(t, work, "push", "-q", "origin", "main")
-	second := gitCLI(t, work, "rev-parse", "HEAD")
-	body := `{"ref":"refs/heads/main"}`
-	mac := hmac.New(sha256.New, []byte("s3cret"))
-	mac.Write([]byte(body))
-	req, _ := http.NewRequest(http.MethodPost, follower+"/hooks/generic", strings.NewReader(body))
-	req.Header.Set("X-Certops-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	second := repo.push("second", map[string]string{"certs.yaml": certDoc("shop", "shop.example.com")})
+	if code := postHook(t, follower, `{"ref":"refs/heads/main"}`, true); code != http.StatusAccepted {
+		t.Fatalf("webhook to the follower: got %d, want 202", code)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("webhook to the follower: got %d, want 202", resp.StatusCode)
-	}
-	waitFor(t, "the push to be applied after a webhook to the follower", func() bool {
-		getJSON(t, follower+"/api/v1/status", &st)
+	waitStatus(t, follower, "the push to be applied after a webhook to the follower", func(st apiStatus) bool {
 		return st.LastAppliedRevision == "main@sha1:"+second
 	})
 	cancel()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -19,22 +20,18 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	logger, err := newLogger()
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops migrate:", err)
-		return 1
+		return env.fail("certops migrate", err)
 	}
 	if url == "" {
-		fmt.Fprintln(env.stderr, "certops migrate: --database-url (CERTOPS_DATABASE_URL) is required")
-		return 1
+		return env.fail("certops migrate", errors.New("--database-url (CERTOPS_DATABASE_URL) is required"))
 	}
 	st, err := openStore(ctx, url, wait, logger)
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops migrate:", err)
-		return 1
+		return env.fail("certops migrate", err)
 	}
 	defer st.Close()
 	if err := st.Migrate(ctx); err != nil {
-		fmt.Fprintln(env.stderr, "certops migrate:", err)
-		return 1
+		return env.fail("certops migrate", err)
 	}
 	fmt.Fprintln(env.stdout, "migrations applied")
 	return 0

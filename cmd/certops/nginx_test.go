@@ -90,15 +90,19 @@ http {
 	return n
 }
 
-// reloadArgv is the argv an agent runs to reload this nginx.
-func (n *nginx) reloadArgv() []string {
-	return []string{n.bin, "-p", n.prefix, "-e", filepath.Join(n.prefix, "logs", "error.log"), "-c", n.conf, "-s", "reload"}
+// argv is the command line of this nginx (its prefix, error log and
+// configuration) followed by extra.
+func (n *nginx) argv(extra ...string) []string {
+	return append([]string{n.bin, "-p", n.prefix, "-e", filepath.Join(n.prefix, "logs", "error.log"), "-c", n.conf}, extra...)
 }
+
+// reloadArgv is the argv an agent runs to reload this nginx.
+func (n *nginx) reloadArgv() []string { return n.argv("-s", "reload") }
 
 func (n *nginx) run(what string, extra ...string) {
 	n.t.Helper()
-	args := append([]string{"-p", n.prefix, "-e", filepath.Join(n.prefix, "logs", "error.log"), "-c", n.conf}, extra...)
-	out, err := exec.Command(n.bin, args...).CombinedOutput()
+	argv := n.argv(extra...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil && what == "start" {
 		log, _ := os.ReadFile(filepath.Join(n.prefix, "logs", "error.log"))
 		n.t.Fatalf("nginx %s: %v\n%s\n%s", what, err, out, log)
@@ -107,15 +111,7 @@ func (n *nginx) run(what string, extra ...string) {
 
 // servedCert dials nginx without SNI checks and returns the leaf it serves.
 func (n *nginx) servedCert() (*x509.Certificate, error) {
-	d := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", n.addr)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+	return n.leaf(&tls.Config{InsecureSkipVerify: true})
 }
 
 // verifyWithCA dials nginx as a real client would: SNI serverName, chain
@@ -129,7 +125,13 @@ func (n *nginx) verifyWithCA(caFile, serverName string) (*x509.Certificate, erro
 	if !pool.AppendCertsFromPEM(pemBytes) {
 		return nil, fmt.Errorf("no CA in %s", caFile)
 	}
-	d := &tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: serverName}}
+	return n.leaf(&tls.Config{RootCAs: pool, ServerName: serverName})
+}
+
+// leaf completes a TLS handshake with nginx under cfg and returns the leaf
+// certificate it served.
+func (n *nginx) leaf(cfg *tls.Config) (*x509.Certificate, error) {
+	d := &tls.Dialer{Config: cfg}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", n.addr)

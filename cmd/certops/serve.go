@@ -29,6 +29,7 @@ import (
 	"github.com/certops/certops/localdir"
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/secret"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/webhook"
 )
@@ -63,8 +64,7 @@ func serveCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	logger, err := newLogger()
 	if err != nil {
-		fmt.Fprintln(env.stderr, "certops serve:", err)
-		return 1
+		return env.fail("certops serve", err)
 	}
 	if err := serve(ctx, *cfg, logger, nil); err != nil {
 		logger.Error("serve failed", "err", err)
@@ -216,9 +216,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	// A webhook may reach any replica, but only the lease holder fetches:
 	// wake-ups travel through Postgres (NOTIFY) to every replica.
 	peers := st.ListenWake(runCtx)
-	wakeDone := make(chan struct{})
-	go func() {
-		defer close(wakeDone)
+	var background sync.WaitGroup
+	background.Go(func() {
 		for {
 			select {
 			case <-runCtx.Done():
@@ -245,12 +244,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 				rec.Wake()
 			}
 		}
-	}()
-	recDone, agentsDone, monitorDone, notifyDone := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
-	go func() { recDone <- rec.Run(runCtx) }()
-	go func() { agentsDone <- agents.Run(runCtx) }()
-	go func() { monitorDone <- monitor.Run(runCtx) }()
-	go func() { notifyDone <- notifier.Run(runCtx) }()
+	})
+	var agentsErr error
+	background.Go(func() { _ = rec.Run(runCtx) })
+	background.Go(func() { agentsErr = agents.Run(runCtx) })
+	background.Go(func() { _ = monitor.Run(runCtx) })
+	background.Go(func() { _ = notifier.Run(runCtx) })
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
@@ -262,12 +261,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		err = serr
 	}
 	cancel()
-	<-recDone
-	<-monitorDone
-	<-notifyDone
-	<-wakeDone
-	if aerr := <-agentsDone; aerr != nil && err == nil {
-		err = ignoreCanceled(aerr)
+	background.Wait()
+	if agentsErr != nil && err == nil {
+		err = ignoreCanceled(agentsErr)
 	}
 	return err
 }
@@ -376,19 +372,10 @@ func isPlainDir(p string) bool {
 	return true
 }
 
-// readSecret reads a secret from a file, trimming the trailing newline; an
-// empty path means no secret.
+// readSecret reads an optional secret file; an empty path means no secret.
 func readSecret(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
+	return secret.ReadFile(path)
 }
