@@ -6,12 +6,13 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/certops/certops/secret"
 )
 
 // Auth holds references to credentials; the secrets themselves live in files
@@ -64,13 +65,13 @@ func (a Auth) httpMethod() (transport.AuthMethod, error) {
 		if a.Username == "" {
 			return nil, errors.New("a password file needs a username")
 		}
-		password, err := readSecret(a.PasswordFile)
+		password, err := secret.ReadFile(a.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("password: %w", err)
 		}
 		return &githttp.BasicAuth{Username: a.Username, Password: password}, nil
 	case a.TokenFile != "":
-		token, err := readSecret(a.TokenFile)
+		token, err := secret.ReadFile(a.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("token: %w", err)
 		}
@@ -126,17 +127,4 @@ func (a Auth) sshMethod(ep *transport.Endpoint) (transport.AuthMethod, error) {
 			HostKeyAlgorithms: db.HostKeyAlgorithms(hostPort),
 		},
 	}, nil
-}
-
-// readSecret reads a credential file, trimming surrounding whitespace.
-func readSecret(name string) (string, error) {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", name)
-	}
-	return s, nil
 }

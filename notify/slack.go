@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/certops/certops/alert"
+	"github.com/certops/certops/secret"
 	"github.com/certops/certops/spec"
 )
 
@@ -19,7 +20,7 @@ type SlackPayload struct {
 // sendSlack posts m to the incoming webhook whose URL is in the channel's
 // file, read now. The URL is a secret: errors never show it.
 func (n *Notifier) sendSlack(ctx context.Context, c *spec.SlackChannel, m Message) error {
-	raw, err := readSecret(c.WebhookURLFile)
+	raw, err := secret.ReadFile(c.WebhookURLFile)
 	if err != nil {
 		return fmt.Errorf("Slack webhook URL: %w", err)
 	}

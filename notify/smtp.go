@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certops/certops/secret"
 	"github.com/certops/certops/spec"
 )
 
@@ -30,7 +31,7 @@ func (n *Notifier) sendSMTP(ctx context.Context, c *spec.SMTPChannel, m Message,
 	var password string
 	if c.Username != "" {
 		var err error
-		if password, err = readSecret(c.PasswordFile); err != nil {
+		if password, err = secret.ReadFile(c.PasswordFile); err != nil {
 			return fmt.Errorf("SMTP password: %w", err)
 		}
 	}

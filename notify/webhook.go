@@ -13,10 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"unicode"
 
+	"github.com/certops/certops/secret"
 	"github.com/certops/certops/spec"
 )
 
@@ -50,11 +50,11 @@ func (n *Notifier) sendWebhook(ctx context.Context, c *spec.WebhookChannel, chan
 	}
 	header := http.Header{DeliveryHeader: {id}}
 	if c.HMACSecretFile != "" {
-		secret, err := readSecret(c.HMACSecretFile)
+		key, err := secret.ReadFile(c.HMACSecretFile)
 		if err != nil {
 			return fmt.Errorf("webhook HMAC secret: %w", err)
 		}
-		header.Set(SignatureHeader, Sign([]byte(secret), body))
+		header.Set(SignatureHeader, Sign([]byte(key), body))
 	}
 	return n.post(ctx, c.URL, body, header, "webhook "+safeURL(c.URL))
 }
@@ -139,24 +139,4 @@ func printable(b []byte) string {
 		return ' '
 	}, string(bytes.ToValidUTF8(b, nil)))
 	return strings.TrimSpace(oneLine(s))
-}
-
-// readSecret reads a secret file now, trimming surrounding white space.
-// Errors name the file, never its content.
-func readSecret(path string) (string, error) {
-	if path == "" {
-		return "", errors.New("no file configured")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("secret file %s does not exist", path)
-		}
-		return "", fmt.Errorf("read secret file: %w", err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("secret file %s is empty", path)
-	}
-	return s, nil
 }

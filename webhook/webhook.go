@@ -35,10 +35,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certops/certops/secret"
 )
 
 // MaxBodyBytes is the largest request body a receiver reads; larger bodies get 413.
@@ -114,34 +115,24 @@ func NewHandler(cfg Config, wake func(), logger *slog.Logger, metrics *Metrics) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{wake: wake, logger: logger, metrics: metrics}
-	var err error
-	if h.github, err = readSecret(cfg.GitHubSecretFile); err != nil {
-		return nil, fmt.Errorf("webhook: github secret: %w", err)
-	}
-	if h.gitlab, err = readSecret(cfg.GitLabTokenFile); err != nil {
-		return nil, fmt.Errorf("webhook: gitlab token: %w", err)
-	}
-	if h.generic, err = readSecret(cfg.GenericSecretFile); err != nil {
-		return nil, fmt.Errorf("webhook: generic secret: %w", err)
+	for _, r := range []struct {
+		name, file string
+		dst        *[]byte
+	}{
+		{"github secret", cfg.GitHubSecretFile, &h.github},
+		{"gitlab token", cfg.GitLabTokenFile, &h.gitlab},
+		{"generic secret", cfg.GenericSecretFile, &h.generic},
+	} {
+		if r.file == "" {
+			continue // receiver not configured
+		}
+		v, err := secret.ReadFile(r.file)
+		if err != nil {
+			return nil, fmt.Errorf("webhook: %s: %w", r.name, err)
+		}
+		*r.dst = []byte(v)
 	}
 	return h, nil
-}
-
-// readSecret reads a secret file, trimming surrounding whitespace (a trailing
-// newline is the usual accident). An empty name means "not configured".
-func readSecret(name string) ([]byte, error) {
-	if name == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	secret := []byte(strings.TrimSpace(string(b)))
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("%s is empty", name)
-	}
-	return secret, nil
 }
 
 type handler struct {
