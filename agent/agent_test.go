@@ -233,7 +233,7 @@ func TestRotationNeverKeepsTheKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !keyMatchesSpec(key, agentproto.KeySpec{Algorithm: "RSA", Size: 2048}) {
+	if !pki.KeyMatches(key.Public(), agentproto.KeySpec{Algorithm: "RSA", Size: 2048}) {
 		t.Errorf("key is %T, want RSA 2048", key)
 	}
 	_, _, _, bodies := e.srv.snapshot()

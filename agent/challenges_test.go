@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,5 +34,41 @@ func TestChallengePath(t *testing.T) {
 		case tt.wantErr == "" && (err != nil || got != tt.want):
 			t.Errorf("challengePath(%+v) = %q, %v; want %q", tt.ch, got, err, tt.want)
 		}
+	}
+}
+
+// An http-01 challenge is written under its webroot, confirmed, and removed
+// once no longer listed; one whose webroot is outside AllowedDirs is
+// neither written nor confirmed, so the order fails instead.
+func TestChallengesOutsideAllowedDirsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	root := t.TempDir()
+	inside, outside := filepath.Join(root, "www"), filepath.Join(root, "elsewhere")
+	e.cfg.AllowedDirs = []string{filepath.Dir(e.dir), inside}
+	e.srv.challenges = []agentproto.Challenge{
+		{Token: "tok-inside", KeyAuth: "tok-inside.thumb", Webroot: inside, Certificate: "shop"},
+		{Token: "tok-outside", KeyAuth: "tok-outside.thumb", Webroot: outside, Certificate: "shop"},
+	}
+	a := e.newAgent()
+	e.sync(a)
+
+	insideFile := filepath.Join(inside, agentproto.ChallengePathPrefix, "tok-inside")
+	if b, err := os.ReadFile(insideFile); err != nil || string(b) != "tok-inside.thumb" {
+		t.Errorf("challenge under an allowed webroot: %q, %v; want the key authorization", b, err)
+	}
+	if _, err := os.Stat(outside); !os.IsNotExist(err) {
+		t.Errorf("webroot outside the allowed directories was touched: %v", err)
+	}
+	e.srv.mu.Lock()
+	ready := slices.Clone(e.srv.ready)
+	e.srv.mu.Unlock()
+	if !slices.Equal(ready, []string{"tok-inside"}) {
+		t.Errorf("confirmed tokens = %q, want only tok-inside", ready)
+	}
+
+	e.srv.set(func(s *protoServer) { s.challenges = nil })
+	e.sync(a)
+	if _, err := os.Stat(insideFile); !os.IsNotExist(err) {
+		t.Errorf("challenge file still there after the challenge ended: %v", err)
 	}
 }

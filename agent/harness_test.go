@@ -57,6 +57,8 @@ type protoServer struct {
 
 	mu          sync.Mutex
 	assignments []*agentproto.Assignment
+	challenges  []agentproto.Challenge // http-01 challenges listed with the assignments
+	ready       []string               // tokens confirmed on the challenge ready route
 	bodies      []string
 	requests    []string // "METHOD path -> status"
 	reports     []agentproto.Report
@@ -90,6 +92,12 @@ func newProtoServer(t *testing.T, clk *clock, token string) *protoServer {
 	})
 	mux.HandleFunc("POST "+agentproto.PathReports, s.postReport)
 	mux.HandleFunc("POST "+agentproto.PathIssue, s.postIssue)
+	mux.HandleFunc("POST "+agentproto.PathChallengeReady, func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.ready = append(s.ready, r.PathValue("token"))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	s.Server = httptest.NewServer(s.middleware(mux)) // 127.0.0.1
 	t.Cleanup(s.Close)
 	return s
@@ -150,7 +158,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 func (s *protoServer) getAssignments(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	doc := agentproto.Assignments{Agent: "web-01"}
+	doc := agentproto.Assignments{Agent: "web-01", Challenges: s.challenges}
 	for _, a := range s.assignments {
 		doc.Certificates = append(doc.Certificates, *a)
 	}

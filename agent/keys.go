@@ -2,9 +2,6 @@ package agent
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -13,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
@@ -57,29 +53,6 @@ func newKey(spec agentproto.KeySpec, path string) (*hostKey, error) {
 		return nil, err
 	}
 	return &hostKey{signer: k, pem: b, path: path}, nil
-}
-
-// keyMatchesSpec reports whether key is of the algorithm and size spec asks
-// for (the defaults are pki.GenerateKey's: ECDSA P-256, RSA 2048).
-func keyMatchesSpec(key crypto.Signer, spec agentproto.KeySpec) bool {
-	switch k := key.Public().(type) {
-	case *ecdsa.PublicKey:
-		size := spec.Size
-		if size == 0 {
-			size = 256
-		}
-		return (spec.Algorithm == "" || strings.EqualFold(spec.Algorithm, "ECDSA")) && k.Curve.Params().BitSize == size
-	case *rsa.PublicKey:
-		size := spec.Size
-		if size == 0 {
-			size = 2048
-		}
-		return strings.EqualFold(spec.Algorithm, "RSA") && k.N.BitLen() == size
-	case ed25519.PublicKey:
-		return strings.EqualFold(spec.Algorithm, "Ed25519")
-	default:
-		return false
-	}
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {

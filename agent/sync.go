@@ -210,7 +210,7 @@ func (a *Agent) keyForIssue(as agentproto.Assignment) (*hostKey, error) {
 		if err != nil {
 			a.log.Warn("unreadable installed key; generating a new one", "certificate", as.Name, "err", err)
 		}
-		if k != nil && keyMatchesSpec(k.signer, as.Key) {
+		if k != nil && pki.KeyMatches(k.signer.Public(), as.Key) {
 			return k, nil
 		}
 	}
@@ -218,7 +218,7 @@ func (a *Agent) keyForIssue(as agentproto.Assignment) (*hostKey, error) {
 	if err != nil {
 		a.log.Warn("unreadable pending key; generating a new one", "certificate", as.Name, "err", err)
 	}
-	if k != nil && keyMatchesSpec(k.signer, as.Key) {
+	if k != nil && pki.KeyMatches(k.signer.Public(), as.Key) {
 		return k, nil
 	}
 	return newKey(as.Key, a.state.pendingKeyPath(as.Name))

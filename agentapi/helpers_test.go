@@ -380,17 +380,9 @@ func scanText(t testing.TB, url, needle string) []string {
 	return hits
 }
 
-// testLogger logs warnings and errors to the test's log.
+// testLogger logs warnings and errors to the test's output.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // newBenchEnv is newEnv for benchmarks, quiet.

@@ -59,6 +59,9 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 		return
 	}
 	iss := c.spec.IssuerRef
+	// The one check of the CSR against the spec, for every issuer: the
+	// signers rely on it (see issuer.Signer), and an ACME order is only
+	// claimed for a CSR that passed.
 	if err := pki.CheckCSR(csr, c.spec); err != nil {
 		s.refuse(r.Context(), w, c, name, agent, now, resultRejected, err)
 		return
@@ -73,7 +76,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 	if err != nil {
 		result := resultFailure
 		if failure.KindOf(err) == failure.Rejected {
-			result = resultRejected // the signer's own CSR check
+			result = resultRejected // e.g. a name outside the CA's name constraints
 		}
 		s.refuse(r.Context(), w, c, name, agent, now, result, err)
 		return

@@ -99,9 +99,10 @@ func (p *presence) setFleet(m map[string]store.AgentSeen) {
 	p.mu.Unlock()
 }
 
-// flush writes the liveness this replica collected in one statement and
-// reads back the whole fleet's.
-func (s *Server) flush(ctx context.Context) error {
+// Flush writes the liveness this replica collected in one statement and
+// reads back the whole fleet's. Run does it every FlushInterval and on
+// shutdown.
+func (s *Server) Flush(ctx context.Context) error {
 	dirty := s.presence.takeDirty()
 	if err := s.store.RecordAgentsSeen(ctx, dirty); err != nil {
 		s.presence.markDirty(dirty)
@@ -114,10 +115,6 @@ func (s *Server) flush(ctx context.Context) error {
 	s.presence.setFleet(fleet)
 	return nil
 }
-
-// Flush writes the agent liveness collected so far now (Run does it every
-// FlushInterval and on shutdown).
-func (s *Server) Flush(ctx context.Context) error { return s.flush(ctx) }
 
 func later(a, b time.Time) time.Time {
 	if b.After(a) {

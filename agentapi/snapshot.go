@@ -299,13 +299,13 @@ func (s *Server) Run(ctx context.Context) error {
 			s.stopBackground()
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if err := s.flush(fctx); err != nil {
+			if err := s.Flush(fctx); err != nil {
 				s.log.Warn("agent API: final flush of agent liveness", "err", err)
 			}
 			return nil
 		case <-refresh.C:
 		case <-flush.C:
-			if err := s.flush(ctx); err != nil && ctx.Err() == nil {
+			if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("agent API: flush agent liveness", "err", err)
 			}
 		}

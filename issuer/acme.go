@@ -26,7 +26,6 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
-	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
 )
 
@@ -36,8 +35,8 @@ import (
 // http-01 challenges.
 type Orderer interface {
 	Signer
-	// Order obtains a certificate for o.CSR, refusing (failure.Rejected) a
-	// CSR that does not match o.Spec. A failed order's error carries the
+	// Order obtains a certificate for o.CSR, checked against o.Spec by
+	// the caller as for Sign. A failed order's error carries the
 	// CA's problem document; RetryAfter tells how long the CA asked to wait.
 	Order(ctx context.Context, o Order) (*OrderResult, error)
 }
@@ -218,9 +217,6 @@ func (a *acmeIssuer) Sign(ctx context.Context, cert *spec.CertificateSpec, csr *
 // the CSR finalizes the order as is), then asks for its ARI window.
 func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := pki.CheckCSR(o.CSR, o.Spec); err != nil {
 		return nil, err
 	}
 	if len(o.Spec.URIs) > 0 || len(o.Spec.EmailAddresses) > 0 {

@@ -39,7 +39,9 @@ const (
 // Signer issues certificates for one Issuer.
 type Signer interface {
 	// Sign issues a certificate for csr as the certificate spec cert
-	// describes, refusing (failure.Rejected) a CSR that does not match it.
+	// describes. The caller has checked csr against cert with pki.CheckCSR
+	// (the agent API does, before it picks Sign or Order), so a CSR that
+	// does not match is refused once, synchronously, whatever the issuer.
 	Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x509.CertificateRequest, now time.Time) (*agentproto.Issued, error)
 	// Type is the issuer type: TypeLocalCA or TypeACME.
 	Type() string

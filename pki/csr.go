@@ -83,7 +83,7 @@ func CheckCSR(csr *x509.CertificateRequest, c *spec.CertificateSpec) error {
 	if err := csr.CheckSignature(); err != nil {
 		problems = append(problems, fmt.Sprintf("invalid CSR signature: %v", err))
 	}
-	if got, want := describeKey(csr.PublicKey), describeSpecKey(c.PrivateKey); got != want {
+	if got, want := describeKey(csr.PublicKey), describeSpecKey(c.PrivateKey.Algorithm, c.PrivateKey.Size); got != want {
 		problems = append(problems, fmt.Sprintf("key is %s, want %s", got, want))
 	}
 	if got, want := csr.Subject.CommonName, c.CommonName; got != want {
@@ -116,22 +116,20 @@ func describeKey(pub crypto.PublicKey) string {
 
 // describeSpecKey is describeKey for the key a spec asks for, with the
 // defaults of an unnormalized spec applied.
-func describeSpecKey(k spec.PrivateKey) string {
-	switch k.Algorithm {
+func describeSpecKey(algorithm string, size int) string {
+	switch algorithm {
 	case "", spec.AlgorithmECDSA:
-		size := k.Size
 		if size == 0 {
 			size = defaultECDSASize
 		}
 		return "ECDSA P-" + strconv.Itoa(size)
 	case spec.AlgorithmRSA:
-		size := k.Size
 		if size == 0 {
 			size = defaultRSASize
 		}
 		return "RSA " + strconv.Itoa(size)
 	default:
-		return k.Algorithm
+		return algorithm
 	}
 }
 

@@ -53,6 +53,13 @@ func GenerateKey(k agentproto.KeySpec) (crypto.Signer, error) {
 	}
 }
 
+// KeyMatches reports whether pub is of the algorithm and size k asks for,
+// with GenerateKey's defaults: the key test CheckCSR applies, so an agent
+// can tell whether a key it holds will be accepted for k.
+func KeyMatches(pub crypto.PublicKey, k agentproto.KeySpec) bool {
+	return describeKey(pub) == describeSpecKey(k.Algorithm, k.Size)
+}
+
 // curveForSize maps an ECDSA key size to its NIST curve; 0 means P-256.
 func curveForSize(size int) (elliptic.Curve, error) {
 	switch size {

@@ -799,6 +799,12 @@ func TestGenerateKeyNewCSR(t *testing.T) {
 			if got := describeKey(key.Public()); got != tc.want {
 				t.Errorf("key is %s, want %s", got, tc.want)
 			}
+			if !KeyMatches(key.Public(), tc.key) {
+				t.Errorf("KeyMatches(%s key, %+v) = false, want true", tc.want, tc.key)
+			}
+			if other := (agentproto.KeySpec{Algorithm: "RSA", Size: 4096}); KeyMatches(key.Public(), other) {
+				t.Errorf("KeyMatches(%s key, %+v) = true, want false", tc.want, other)
+			}
 			pemKey, err := MarshalKeyPEM(key)
 			if err != nil {
 				t.Fatalf("MarshalKeyPEM: %v", err)
