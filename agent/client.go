@@ -9,12 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/secret"
 )
 
 // client speaks agentproto to the reconciler.
@@ -97,13 +97,9 @@ func (e *transportError) Unwrap() error { return e.err }
 // token reads the bearer token. It is read on every request so a rotated
 // token file takes effect without a restart. It is never logged.
 func (c *client) token() (string, error) {
-	b, err := os.ReadFile(c.tokenFile)
+	tok, err := secret.ReadFile(c.tokenFile)
 	if err != nil {
 		return "", fmt.Errorf("token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", c.tokenFile)
 	}
 	if strings.ContainsAny(tok, " \t\r\n") {
 		return "", fmt.Errorf("token file %s: the token must be one line without spaces", c.tokenFile)
