@@ -9,14 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/certops/certops/agent"
+	"github.com/certops/certops/envflag"
 )
 
 func main() {
@@ -60,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "certops-agent:", err)
 		return 2
 	}
-	logger, err := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
+	logger, err := envflag.Logger(cfg.LogFormat, cfg.LogLevel, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "certops-agent:", err)
 		return 2
@@ -91,8 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // parseFlags reads the flags; each defaults to its CERTOPS_AGENT_*
 // variable (--token-file ↔ CERTOPS_AGENT_TOKEN_FILE).
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
-	fs := flag.NewFlagSet("certops-agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := envflag.New("certops-agent", "CERTOPS_AGENT_", getenv, stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -101,47 +99,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		c    config
 		errs []error
 	)
-	envName := func(name string) string {
-		return "CERTOPS_AGENT_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-	}
-	str := func(p *string, name, def, help string) {
-		if v := getenv(envName(name)); v != "" {
-			def = v
-		}
-		fs.StringVar(p, name, def, help+" (env "+envName(name)+")")
-	}
-	dur := func(p *time.Duration, name string, def time.Duration, help string) {
-		if v := getenv(envName(name)); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(name), err))
-			}
-			def = d
-		}
-		fs.DurationVar(p, name, def, help+" (env "+envName(name)+")")
-	}
-	boolean := func(p *bool, name, help string) {
-		switch v := strings.ToLower(getenv(envName(name))); v {
-		case "", "0", "false", "no":
-		case "1", "true", "yes":
-			*p = true
-		default:
-			errs = append(errs, fmt.Errorf("%s: want true or false, got %q", envName(name), v))
-		}
-		fs.BoolVar(p, name, *p, help+" (env "+envName(name)+")")
-	}
-	str(&c.Server, "server", "", "reconciler URL, e.g. https://certops.example.com")
-	str(&c.Name, "name", "", "this agent's name (the Agent object's metadata.name)")
-	str(&c.TokenFile, "token-file", "", "file holding the agent's bearer token")
-	str(&c.StateDir, "state-dir", "", "directory for private keys, state and the install journal")
-	str(&c.CABundleFile, "ca-file", "", "PEM CA bundle trusted for the server's TLS certificate (default: system roots)")
-	str(&c.AllowDirs, "allow-dirs", "", "comma-separated directories the agent may write certificate and challenge files under (default: anywhere the server says)")
-	dur(&c.PollInterval, "interval", agent.DefaultPollInterval, "how often to poll for assignments")
-	dur(&c.ReloadTimeout, "reload-timeout", agent.DefaultReloadTimeout, "how long a reload command may run")
-	dur(&c.VerifyTimeout, "verify-timeout", agent.DefaultVerifyTimeout, "timeout of one verification dial")
-	str(&c.LogFormat, "log-format", "text", "log format: text or json")
-	str(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	boolean(&c.Once, "once", "run one sync and exit (exit status 1 if it failed)")
+	fs.StringEnv(&c.Server, "server", "", "reconciler URL, e.g. https://certops.example.com")
+	fs.StringEnv(&c.Name, "name", "", "this agent's name (the Agent object's metadata.name)")
+	fs.StringEnv(&c.TokenFile, "token-file", "", "file holding the agent's bearer token")
+	fs.StringEnv(&c.StateDir, "state-dir", "", "directory for private keys, state and the install journal")
+	fs.StringEnv(&c.CABundleFile, "ca-file", "", "PEM CA bundle trusted for the server's TLS certificate (default: system roots)")
+	fs.StringEnv(&c.AllowDirs, "allow-dirs", "", "comma-separated directories the agent may write certificate and challenge files under (default: anywhere the server says)")
+	fs.DurationEnv(&c.PollInterval, "interval", agent.DefaultPollInterval, "how often to poll for assignments")
+	fs.DurationEnv(&c.ReloadTimeout, "reload-timeout", agent.DefaultReloadTimeout, "how long a reload command may run")
+	fs.DurationEnv(&c.VerifyTimeout, "verify-timeout", agent.DefaultVerifyTimeout, "timeout of one verification dial")
+	fs.StringEnv(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringEnv(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolEnv(&c.Once, "once", false, "run one sync and exit (exit status 1 if it failed)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -152,7 +121,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		{"server", c.Server}, {"name", c.Name}, {"token-file", c.TokenFile}, {"state-dir", c.StateDir},
 	} {
 		if req.v == "" {
-			errs = append(errs, fmt.Errorf("--%s (or %s) is required", req.name, envName(req.name)))
+			errs = append(errs, fmt.Errorf("--%s (or %s) is required", req.name, fs.EnvName(req.name)))
 		}
 	}
 	for _, d := range strings.Split(c.AllowDirs, ",") {
@@ -164,20 +133,4 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		return nil, err
 	}
 	return &c, nil
-}
-
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
-	}
 }

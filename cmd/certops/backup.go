@@ -26,12 +26,12 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 	var url, destination, policyName, workDir string
 	var force bool
 	var wait time.Duration
-	f.stringVar(&url, "database-url", "", "PostgreSQL connection URL of the database to back up")
-	f.stringVar(&destination, "destination", "", "back up into this directory instead of the policy's destination")
-	f.stringVar(&policyName, "policy", "", "the BackupPolicy to follow when Git defines more than one")
-	f.stringVar(&workDir, "work-dir", "", "directory for the dump while it is checked (default: the system temporary directory)")
+	f.StringEnv(&url, "database-url", "", "PostgreSQL connection URL of the database to back up")
+	f.StringEnv(&destination, "destination", "", "back up into this directory instead of the policy's destination")
+	f.StringEnv(&policyName, "policy", "", "the BackupPolicy to follow when Git defines more than one")
+	f.StringEnv(&workDir, "work-dir", "", "directory for the dump while it is checked (default: the system temporary directory)")
 	f.BoolVar(&force, "force", false, "back up even if the schedule says no backup is due") // flag only: no stray CERTOPS_FORCE
-	f.durationVar(&wait, "database-wait", 30*time.Second, "how long to wait for the database to become reachable")
+	f.DurationEnv(&wait, "database-wait", 30*time.Second, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
 	if err := f.parse(args); err != nil {
 		return parseExit(err)
@@ -116,15 +116,15 @@ func restoreCmd(ctx context.Context, env cliEnv, args []string) int {
 	var url, file, workDir string
 	var allowNonEmpty bool
 	var s3 spec.S3Target
-	f.stringVar(&url, "database-url", "", "PostgreSQL connection URL of the (empty) database to restore into")
-	f.stringVar(&file, "file", "", "the dump: a local file or s3://BUCKET/KEY")
+	f.StringEnv(&url, "database-url", "", "PostgreSQL connection URL of the (empty) database to restore into")
+	f.StringEnv(&file, "file", "", "the dump: a local file or s3://BUCKET/KEY")
 	f.BoolVar(&allowNonEmpty, "allow-non-empty", false, "restore into a database that has tables, replacing the dump's objects") // flag only, never from the environment
-	f.stringVar(&workDir, "work-dir", "", "directory for a downloaded dump (default: the system temporary directory)")
-	f.stringVar(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL for s3:// files (default: AWS)")
-	f.stringVar(&s3.Region, "s3-region", "", "S3 region for s3:// files")
-	f.stringVar(&s3.AccessKeyIDEnv, "s3-access-key-id-env", "", "environment variable holding the S3 access key id")
-	f.stringVar(&s3.SecretAccessKeyEnv, "s3-secret-access-key-env", "", "environment variable holding the S3 secret key")
-	f.stringVar(&s3.CredentialsFile, "s3-credentials-file", "", "AWS-style credentials file for S3")
+	f.StringEnv(&workDir, "work-dir", "", "directory for a downloaded dump (default: the system temporary directory)")
+	f.StringEnv(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL for s3:// files (default: AWS)")
+	f.StringEnv(&s3.Region, "s3-region", "", "S3 region for s3:// files")
+	f.StringEnv(&s3.AccessKeyIDEnv, "s3-access-key-id-env", "", "environment variable holding the S3 access key id")
+	f.StringEnv(&s3.SecretAccessKeyEnv, "s3-secret-access-key-env", "", "environment variable holding the S3 secret key")
+	f.StringEnv(&s3.CredentialsFile, "s3-credentials-file", "", "AWS-style credentials file for S3")
 	if err := f.parse(args); err != nil {
 		return parseExit(err)
 	}

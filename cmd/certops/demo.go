@@ -29,10 +29,10 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	var listen, dir string
 	var duration time.Duration
 	var keep bool
-	f.stringVar(&listen, "listen", "127.0.0.1:8080", "HTTP listen address of the demo reconciler")
-	f.stringVar(&dir, "dir", "", "working directory (default: a new temporary directory)")
-	f.durationVar(&duration, "duration", 0, "stop after this long (default: run until interrupted)")
-	f.boolVar(&keep, "keep", false, "keep the working directory on exit")
+	f.StringEnv(&listen, "listen", "127.0.0.1:8080", "HTTP listen address of the demo reconciler")
+	f.StringEnv(&dir, "dir", "", "working directory (default: a new temporary directory)")
+	f.DurationEnv(&duration, "duration", 0, "stop after this long (default: run until interrupted)")
+	f.BoolEnv(&keep, "keep", false, "keep the working directory on exit")
 	newLogger := f.logFlags()
 	if err := f.parse(args); err != nil {
 		return parseExit(err)

@@ -12,8 +12,8 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	f := newFlagSet(env, "migrate")
 	var url string
 	var wait time.Duration
-	f.stringVar(&url, "database-url", "", "PostgreSQL connection URL")
-	f.durationVar(&wait, "database-wait", 5*time.Minute, "how long to wait for the database to become reachable")
+	f.StringEnv(&url, "database-url", "", "PostgreSQL connection URL")
+	f.DurationEnv(&wait, "database-wait", 5*time.Minute, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
 	if err := f.parse(args); err != nil {
 		return parseExit(err)

@@ -1,0 +1,119 @@
+// Package envflag gives the certops commands flags that default to
+// environment variables (--database-url ↔ CERTOPS_DATABASE_URL), and the log
+// flags they share. An invalid environment value is an error of Parse, just
+// like an invalid flag.
+package envflag
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Set is a flag.FlagSet whose *Env flags default to environment variables
+// named prefix + the flag name in upper snake case.
+type Set struct {
+	*flag.FlagSet
+	prefix string
+	getenv func(string) string
+	errs   []error
+}
+
+// New returns a Set that writes usage and errors to output.
+func New(name, prefix string, getenv func(string) string, output io.Writer) *Set {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	return &Set{FlagSet: fs, prefix: prefix, getenv: getenv}
+}
+
+// EnvName is the environment variable of a flag.
+func (s *Set) EnvName(flagName string) string {
+	return s.prefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (s *Set) help(name, help string) string { return help + " (env " + s.EnvName(name) + ")" }
+
+// StringEnv defines a string flag defaulting to its environment variable.
+func (s *Set) StringEnv(p *string, name, def, help string) {
+	if v := s.getenv(s.EnvName(name)); v != "" {
+		def = v
+	}
+	s.StringVar(p, name, def, s.help(name, help))
+}
+
+// DurationEnv defines a duration flag defaulting to its environment variable.
+func (s *Set) DurationEnv(p *time.Duration, name string, def time.Duration, help string) {
+	if v := s.getenv(s.EnvName(name)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: %w", s.EnvName(name), err))
+		} else {
+			def = d
+		}
+	}
+	s.DurationVar(p, name, def, s.help(name, help))
+}
+
+// BoolEnv defines a boolean flag defaulting to its environment variable
+// (1/true/yes or 0/false/no).
+func (s *Set) BoolEnv(p *bool, name string, def bool, help string) {
+	switch v := strings.ToLower(s.getenv(s.EnvName(name))); v {
+	case "":
+	case "1", "true", "yes":
+		def = true
+	case "0", "false", "no":
+		def = false
+	default:
+		s.errs = append(s.errs, fmt.Errorf("%s: want true or false, got %q", s.EnvName(name), v))
+	}
+	s.BoolVar(p, name, def, s.help(name, help))
+}
+
+// EnvError is Parse's error for invalid environment values. (Errors in the
+// flags themselves are the flag package's, which prints them.)
+type EnvError struct{ Err error }
+
+func (e *EnvError) Error() string { return e.Err.Error() }
+func (e *EnvError) Unwrap() error { return e.Err }
+
+// Parse parses args; after the flags it reports invalid environment values
+// as an *EnvError.
+func (s *Set) Parse(args []string) error {
+	if err := s.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	if err := errors.Join(s.errs...); err != nil {
+		return &EnvError{Err: err}
+	}
+	return nil
+}
+
+// LogFlags adds --log-format (text|json) and --log-level and returns the
+// constructor of the logger they describe, writing to w.
+func (s *Set) LogFlags(w io.Writer) func() (*slog.Logger, error) {
+	var format, level string
+	s.StringEnv(&format, "log-format", "text", "log format: text or json")
+	s.StringEnv(&level, "log-level", "info", "log level: debug, info, warn or error")
+	return func() (*slog.Logger, error) { return Logger(format, level, w) }
+}
+
+// Logger builds a text or JSON logger at level, writing to w.
+func Logger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+	}
+}

@@ -1,0 +1,39 @@
+package envflag_test
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/certops/certops/envflag"
+)
+
+func TestEnvDefaultsAndErrors(t *testing.T) {
+	env := map[string]string{"X_NAME": "from-env", "X_WAIT": "2s", "X_ON": "yes"}
+	s := envflag.New("t", "X_", func(k string) string { return env[k] }, io.Discard)
+	var name string
+	var wait time.Duration
+	var on bool
+	s.StringEnv(&name, "name", "def", "")
+	s.DurationEnv(&wait, "wait", time.Second, "")
+	s.BoolEnv(&on, "on", false, "")
+	if err := s.Parse([]string{"--wait", "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	if name != "from-env" || wait != 3*time.Second || !on {
+		t.Errorf("got name=%q wait=%v on=%v; want the environment's name and on, the flag's wait", name, wait, on)
+	}
+
+	env = map[string]string{"X_WAIT": "soon", "X_ON": "maybe"}
+	s = envflag.New("t", "X_", func(k string) string { return env[k] }, io.Discard)
+	s.DurationEnv(&wait, "wait", time.Second, "")
+	s.BoolEnv(&on, "on", false, "")
+	var envErr *envflag.EnvError
+	if err := s.Parse(nil); !errors.As(err, &envErr) {
+		t.Fatalf("Parse with bad environment values: got %v, want an *EnvError", err)
+	}
+	if _, err := envflag.Logger("xml", "info", io.Discard); err == nil {
+		t.Error("Logger accepted format xml")
+	}
+}
