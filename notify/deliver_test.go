@@ -1,8 +1,8 @@
 package notify_test
 
 import (
-	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 func webhookSpec(url string) *spec.NotificationChannelSpec {
@@ -71,10 +72,42 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	e.sync(t, policyFor("hook"), map[string]*spec.NotificationChannelSpec{"hook": webhookSpec(rc.URL + "/hook")}, t0, expiring("shop", alert.Warning))
 
 	msgs := e.waitMessages(t, 1, hasStatus(store.OutboxDead))
+	deadSeen := time.Now()
 	if msgs[0].Attempts != 3 || msgs[0].SentAt != nil || !strings.Contains(msgs[0].LastError, "404 Not Found") {
 		t.Errorf("dead message = %+v, want 3 attempts, not sent, the 404 recorded", msgs[0])
 	}
-	time.Sleep(5 * opts.BackoffMax) // nothing more is attempted
+
+	// Nothing more is attempted. A retry would start from a look for due
+	// messages after the backoff: wait until the hook's worker has found
+	// nothing left to claim and the notifier has looked again later than
+	// any retry could be due, then check that it found nothing due.
+	retryDue := deadSeen.Add(opts.BackoffMax)
+	var polls []poll
+	var claims []claim
+	testkit.WaitFor(t, waitTimeout, "the hook's worker to stop and a look for due messages after the backoff", func() bool {
+		polls, claims = e.log.snapshot()
+		var lastHook *claim
+		for i := range claims {
+			if claims[i].Channel == "hook" {
+				lastHook = &claims[i]
+			}
+		}
+		return lastHook != nil && !lastHook.OK && len(polls) > 0 && !polls[len(polls)-1].At.Before(retryDue)
+	})
+	for _, p := range polls {
+		if p.At.After(deadSeen) && slices.Contains(p.Due, "hook") {
+			t.Errorf("the dead message's channel was due again at %v (the message died before %v)", p.At, deadSeen)
+		}
+	}
+	claimed := 0
+	for _, c := range claims {
+		if c.Channel == "hook" && c.OK {
+			claimed++
+		}
+	}
+	if claimed != 3 {
+		t.Errorf("the message was claimed %d times, want 3 (one per attempt)", claimed)
+	}
 	if got := len(rc.requests()); got != 3 {
 		t.Errorf("receiver got %d requests, want 3", got)
 	}
@@ -104,7 +137,7 @@ func TestSlowReceiverBlocksNeitherSyncNorOtherChannels(t *testing.T) {
 	channels := map[string]*spec.NotificationChannelSpec{"slow": webhookSpec(slow.URL), "fast": webhookSpec(fast.URL)}
 
 	e.sync(t, policyFor("slow"), channels, t0, expiring("first", alert.Warning))
-	waitFor(t, "the slow receiver to get the first message", func() bool { return len(slow.requests()) == 1 })
+	testkit.WaitFor(t, waitTimeout, "the slow receiver to get the first message", func() bool { return len(slow.requests()) == 1 })
 
 	// Run is stuck in the slow receiver; Sync only writes the outbox.
 	for i := range 10 {
@@ -115,11 +148,11 @@ func TestSlowReceiverBlocksNeitherSyncNorOtherChannels(t *testing.T) {
 			t.Fatalf("Sync #%d took %v while a receiver hangs", i+1, took)
 		}
 	}
-	waitFor(t, "the fast channel's messages", func() bool { return len(fast.requests()) == 2 })
+	testkit.WaitFor(t, waitTimeout, "the fast channel's messages", func() bool { return len(fast.requests()) == 2 })
 	if got := len(slow.requests()); got != 1 {
 		t.Errorf("slow receiver got %d requests, want 1 (one message at a time per channel)", got)
 	}
-	waitFor(t, "the queue gauge", func() bool { return e.metric(t, "certops_notification_queue", nil) == 2 })
+	testkit.WaitFor(t, waitTimeout, "the queue gauge", func() bool { return e.metric(t, "certops_notification_queue", nil) == 2 })
 }
 
 func TestSecretsAreReadAtSendTimeAndNeverShown(t *testing.T) {
@@ -169,19 +202,5 @@ func TestSecretsAreReadAtSendTimeAndNeverShown(t *testing.T) {
 	good := newReceiver(t, nil)
 	channels = map[string]*spec.NotificationChannelSpec{"fixed": slackSpec(writeFile(t, "fixed", good.URL))}
 	e.sync(t, policyFor("fixed"), channels, t0.Add(time.Minute), expiring("shop", alert.Warning))
-	waitFor(t, "the fixed channel's message", func() bool { return len(good.requests()) == 1 })
-}
-
-// waitFor waits until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("gave up waiting for %s after %s", what, waitTimeout)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	testkit.WaitFor(t, waitTimeout, "the fixed channel's message", func() bool { return len(good.requests()) == 1 })
 }

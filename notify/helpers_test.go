@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +35,8 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -57,33 +61,73 @@ func fastOptions() notify.Options {
 	}
 }
 
-// env is a notifier on a fresh database, with its metrics registry.
+// env is a notifier on a fresh database, with its metrics registry and a
+// log of how far its delivery has got.
 type env struct {
 	st  *store.Store
 	n   *notify.Notifier
 	reg *prometheus.Registry
+	log *deliveryLog
 }
 
 func newEnv(t *testing.T, opts notify.Options) *env {
 	t.Helper()
-	return newEnvOn(t, openStore(t, pgtest.DB(t)), opts)
+	return newEnvOn(t, storekit.Open(t), opts)
 }
 
 func newEnvOn(t *testing.T, st *store.Store, opts notify.Options) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return &env{st: st, n: notify.New(st, logger, notify.NewMetrics(reg), opts), reg: reg}
+	log := &deliveryLog{Store: st}
+	return &env{st: st, n: notify.New(log, logger, notify.NewMetrics(reg), opts), reg: reg, log: log}
 }
 
-func openStore(t *testing.T, url string) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), url, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+// deliveryLog is the notifier's store, recording every look for channels
+// with due messages (at the notifier's clock, with the channels found) and
+// every claim of a message. Tests wait on it to know that delivery has got
+// past the point where something they expect not to happen would have.
+type deliveryLog struct {
+	notify.Store
+	mu     sync.Mutex
+	polls  []poll
+	claims []claim
+}
+
+type poll struct {
+	At  time.Time
+	Due []string
+}
+
+type claim struct {
+	Channel string
+	OK      bool // a message was claimed
+}
+
+func (l *deliveryLog) DueNotificationChannels(ctx context.Context, now time.Time) ([]string, error) {
+	due, err := l.Store.DueNotificationChannels(ctx, now)
+	if err == nil {
+		l.mu.Lock()
+		l.polls = append(l.polls, poll{At: now, Due: slices.Clone(due)})
+		l.mu.Unlock()
 	}
-	t.Cleanup(st.Close)
-	return st
+	return due, err
+}
+
+func (l *deliveryLog) ClaimNotification(ctx context.Context, channel string, now time.Time, lease time.Duration) (store.Notification, bool, error) {
+	m, ok, err := l.Store.ClaimNotification(ctx, channel, now, lease)
+	if err == nil {
+		l.mu.Lock()
+		l.claims = append(l.claims, claim{Channel: channel, OK: ok})
+		l.mu.Unlock()
+	}
+	return m, ok, err
+}
+
+func (l *deliveryLog) snapshot() ([]poll, []claim) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.polls), slices.Clone(l.claims)
 }
 
 // run runs the notifier's delivery loop until the test ends.
@@ -130,21 +174,21 @@ func (e *env) messages(t *testing.T) []store.Notification {
 // there are want of them, and returns them.
 func (e *env) waitMessages(t *testing.T, want int, done func(store.Notification) bool) []store.Notification {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		msgs := e.messages(t)
+	var msgs []store.Notification
+	defer func() {
+		if t.Failed() {
+			t.Logf("outbox: %+v", msgs)
+		}
+	}()
+	testkit.WaitFor(t, waitTimeout, fmt.Sprintf("the outbox to settle on %d messages", want), func() bool {
+		msgs = e.messages(t)
 		ok := len(msgs) == want
 		for _, m := range msgs {
 			ok = ok && done(m)
 		}
-		if ok {
-			return msgs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox did not settle within %s: %+v", waitTimeout, msgs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok
+	})
+	return msgs
 }
 
 func hasStatus(status string) func(store.Notification) bool {
@@ -402,18 +446,9 @@ func (s *mailSession) Logout() error { return nil }
 // reconciler does.
 func applyObjects(t *testing.T, st *store.Store, objs ...*spec.Object) {
 	t.Helper()
-	ctx := context.Background()
-	desired := make(map[spec.Key]*spec.Object, len(objs))
 	for _, o := range objs {
 		o.Source = spec.Position{File: "alerts.yaml", Line: 1}
-		desired[o.Key()] = o
-	}
-	stored, err := st.StoredHashes(ctx)
-	if err != nil {
-		t.Fatal(err)
 	}
 	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("a", 40), Time: t0}
-	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, stored), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
+	storekit.Apply(t, st, rev, reconcile.Status{LastAppliedRevision: rev.String()}, storekit.Desired(objs...))
 }

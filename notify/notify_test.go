@@ -13,6 +13,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 // sent is an outbox message in brief: channel, alert key and kind.
@@ -150,11 +151,11 @@ func TestRestartDoesNotResend(t *testing.T) {
 	channels := map[string]*spec.NotificationChannelSpec{"ops": slackSpec("/s")}
 	a := expiring("shop", alert.Critical)
 
-	first := newEnvOn(t, openStore(t, url), fastOptions())
+	first := newEnvOn(t, storekit.OpenURL(t, url), fastOptions())
 	first.sync(t, policyFor("ops"), channels, t0, a)
 
 	// A new process (or the next leader): its own pool, its own Notifier.
-	second := newEnvOn(t, openStore(t, url), fastOptions())
+	second := newEnvOn(t, storekit.OpenURL(t, url), fastOptions())
 	second.sync(t, policyFor("ops"), channels, t0.Add(30*time.Second), a)
 	second.sync(t, policyFor("ops"), channels, t0.Add(time.Minute))
 
