@@ -13,6 +13,7 @@ import (
 
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/testkit"
 )
 
 // backupDB is a migrated database holding one object and, if policy is not
@@ -109,7 +110,7 @@ func TestBackupCommandErrors(t *testing.T) {
 		}
 	})
 	t.Run("database unreachable", func(t *testing.T) {
-		url := "postgres://postgres@127.0.0.1:" + strings.TrimPrefix(freePort(t), "127.0.0.1:") + "/certops?sslmode=disable&connect_timeout=2"
+		url := "postgres://postgres@" + testkit.ClosedAddr(t) + "/certops?sslmode=disable&connect_timeout=2"
 		code, _, errOut := cli(ctx, nil, "backup", "--database-url", url, "--database-wait", "0s", "--destination", t.TempDir())
 		if code != 1 || !strings.Contains(errOut, "database unreachable") {
 			t.Errorf("exit %d, stderr %s; want 1 and 'database unreachable'", code, errOut)

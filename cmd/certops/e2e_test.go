@@ -19,6 +19,7 @@ import (
 
 	"github.com/certops/certops/agent"
 	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/testkit"
 )
 
 // certStatus is the part of GET /api/v1/certificates/{name} this test reads.
@@ -57,7 +58,7 @@ func TestAgentDeploysIntoNginx(t *testing.T) {
 
 	ssl := filepath.Join(base, "ssl", "shop")
 	certFile, fullchainFile, keyFile := filepath.Join(ssl, "cert.pem"), filepath.Join(ssl, "fullchain.pem"), filepath.Join(ssl, "key.pem")
-	ng := startNginx(t, freePort(t), "shop.example.com", fullchainFile, keyFile)
+	ng := startNginx(t, "shop.example.com", fullchainFile, keyFile)
 
 	config := filepath.Join(base, "config")
 	certificate := func(dnsNames []string, reload []string) string {
@@ -92,8 +93,9 @@ spec:
 `, filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key"), hex.EncodeToString(sum[:])),
 		"shop.yaml": certificate([]string{"shop.example.com"}, ng.reloadArgv()),
 	})
-	url, done := startServe(t, ctx, map[string]string{
+	srv := startServe(t, ctx, map[string]string{
 		"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": config, "CERTOPS_INTERVAL": "1h"})
+	url := srv.url
 	waitStatus(t, url, "the config to be applied", appliedPrefix("dir@sha1:"))
 
 	ag, err := agent.New(agent.Config{Server: url, Name: "web-01", TokenFile: tokenFile,
@@ -105,7 +107,7 @@ spec:
 		t.Helper()
 		// The agent API refreshes its snapshot every second; a sync right
 		// after an apply may still see the previous spec, so retry briefly.
-		waitFor(t, what, func() bool { return ag.SyncOnce(ctx) == nil })
+		testkit.WaitFor(t, waitTimeout, what, func() bool { return ag.SyncOnce(ctx) == nil })
 	}
 
 	// First issuance: a client trusting only our CA gets the issued leaf.
@@ -119,7 +121,7 @@ spec:
 	}
 	firstSerial := leaf.SerialNumber.Text(16)
 	var cs certStatus
-	waitFor(t, "the certificate to be reported ready", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the certificate to be reported ready", func() bool {
 		getJSON(t, url+"/api/v1/certificates/shop", &cs)
 		return cs.Status.Ready
 	})
@@ -161,7 +163,7 @@ spec:
 
 	// A spec change (one more name) is reissued and served.
 	writeFiles(t, config, map[string]string{"shop.yaml": certificate([]string{"shop.example.com", "www.shop.example.com"}, ng.reloadArgv())})
-	waitFor(t, "the new names to be served", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the new names to be served", func() bool {
 		_ = ag.SyncOnce(ctx)
 		leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "www.shop.example.com")
 		return err == nil
@@ -182,7 +184,7 @@ spec:
 		t.Fatal(err)
 	}
 	writeFiles(t, config, map[string]string{"shop.yaml": certificate([]string{"shop.example.com", "www.shop.example.com"}, []string{failing})})
-	waitFor(t, "the failed reload to be reported", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the failed reload to be reported", func() bool {
 		_ = ag.SyncOnce(ctx)
 		getJSON(t, url+"/api/v1/certificates/shop", &cs)
 		d := cs.Status.Deployments
@@ -198,7 +200,9 @@ spec:
 	if string(after) != string(before) {
 		t.Error("after the rollback the fullchain file is not the previous one")
 	}
-	ng.run("reload", "-s", "reload") // whatever is on disk is what nginx serves
+	if out, err := ng.exec("-s", "reload"); err != nil { // whatever is on disk is what nginx serves
+		t.Fatalf("nginx -s reload: %v\n%s", err, out)
+	}
 	leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "www.shop.example.com")
 	if err != nil {
 		t.Errorf("TLS client against nginx after the rollback: %v", err)
@@ -207,5 +211,5 @@ spec:
 	}
 
 	cancel()
-	<-done
+	<-srv.done
 }

@@ -9,11 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +21,8 @@ import (
 
 	"github.com/certops/certops/fleet"
 	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/testkit"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -202,18 +204,6 @@ func TestHelpExitsZero(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 type apiStatus struct {
 	LastAppliedRevision   string `json:"lastAppliedRevision"`
 	LastAttemptedRevision string `json:"lastAttemptedRevision"`
@@ -239,23 +229,46 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// scrape returns the /metrics page of the server at url.
+func scrape(t *testing.T, url string) string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
+
+// metric returns the value of the sample series (name{labels} as /metrics
+// writes it) scraped from the server at url, or 0 while there is none.
+func metric(t *testing.T, url, series string) float64 {
+	t.Helper()
+	for line := range strings.Lines(scrape(t, url)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %s: %v", series, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// waitTimeout bounds every wait for something serve or demo does.
+const waitTimeout = 30 * time.Second
 
 // waitStatus polls the status API at url until cond holds and returns the
 // status it saw last.
 func waitStatus(t *testing.T, url, what string, cond func(apiStatus) bool) apiStatus {
 	t.Helper()
 	var st apiStatus
-	waitFor(t, what, func() bool {
+	testkit.WaitFor(t, waitTimeout, what, func() bool {
 		st = apiStatus{}
 		getJSON(t, url+"/api/v1/status", &st)
 		return cond(st)
@@ -347,46 +360,27 @@ func TestServeEndToEnd(t *testing.T) {
 	defer cancel()
 	repo := newConfigRepo(t, map[string]string{"base.yaml": issuerDoc, "certs.yaml": certDoc("shop", "shop.example.com")})
 	first := gitCLI(t, repo.work, "rev-parse", "HEAD")
-	addr := freePort(t)
 	env := repo.serveEnv()
 	env["CERTOPS_REF"] = "main"
-	done := make(chan int, 1)
-	var stderr string
-	go func() {
-		code, _, errOut := cli(ctx, env, "serve", "--listen", addr, "--log-format", "json")
-		stderr = errOut
-		done <- code
-	}()
-	url := "http://" + addr
-	var st apiStatus
-	waitFor(t, "the first revision to be applied", func() bool {
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited early with %d:\n%s", code, stderr)
-		default:
-		}
-		resp, err := http.Get(url + "/api/v1/status")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.LastAppliedRevision == "main@sha1:"+first
+	srv := startServe(t, ctx, env)
+	url := srv.url
+	waitStatus(t, url, "the first revision to be applied", func(st apiStatus) bool {
+		return st.LastAppliedRevision == "main@sha1:"+first
 	})
 
-	// A broken revision is refused; the first keeps serving.
+	// A broken revision is refused; the first keeps serving. The unsigned
+	// webhook before the signed one must not wake the fetch: reconciles run
+	// one at a time in the order of their wake-ups, so one it woke would
+	// be counted, as a second refusal of the broken revision, before the
+	// fix below is applied (checked there).
 	broken := repo.push("broken", map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "bad_host!")})
 	if code := postHook(t, url, `{"after":"`+strings.Repeat("0", 40)+`"}`, false); code != http.StatusUnauthorized {
 		t.Fatalf("unsigned webhook: got %d, want 401", code)
 	}
-	time.Sleep(300 * time.Millisecond)
-	getJSON(t, url+"/api/v1/status", &st)
-	if st.LastAttemptedRevision != "main@sha1:"+first {
-		t.Fatalf("an unsigned webhook woke the fetch: lastAttemptedRevision %s", st.LastAttemptedRevision)
-	}
 	if code := postHook(t, url, `{"ref":"refs/heads/main"}`, true); code != http.StatusAccepted {
 		t.Fatalf("signed webhook: got %d, want 202", code)
 	}
-	st = waitStatus(t, url, "the broken revision to be attempted", func(st apiStatus) bool {
+	st := waitStatus(t, url, "the broken revision to be attempted", func(st apiStatus) bool {
 		return st.LastAttemptedRevision == "main@sha1:"+broken
 	})
 	if st.LastAppliedRevision != "main@sha1:"+first {
@@ -412,6 +406,14 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("signed webhook for the fix: got %d, want 202", code)
 	}
 	waitStatus(t, url, "the fix to be applied", func(st apiStatus) bool { return st.LastAppliedRevision == "main@sha1:"+fixed })
+	// Counted after the status is written: once both applies are counted, so
+	// is every reconcile woken before the fix.
+	testkit.WaitFor(t, waitTimeout, "the fix's reconcile to be counted", func() bool {
+		return metric(t, url, `certops_reconcile_total{result="success"}`) == 2
+	})
+	if n := metric(t, url, `certops_reconcile_total{result="stalled"}`); n != 1 {
+		t.Errorf("the broken revision was refused by %v reconciles, want 1: the unsigned webhook woke the fetch", n)
+	}
 	var list struct {
 		Items []struct{ Name string }
 		Next  string
@@ -441,23 +443,18 @@ func TestServeEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE: got %d, want 405", resp.StatusCode)
 	}
-	resp, err = http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := scrape(t, url)
 	for _, want := range []string{`certops_reconcile_total{result="success"}`, `certops_webhook_requests_total{receiver="generic",result="unauthorized"} 1`, "certops_applied_revision_info"} {
-		if !strings.Contains(string(metrics), want) {
+		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 
 	cancel()
 	select {
-	case code := <-done:
+	case code := <-srv.done:
 		if code != 0 {
-			t.Errorf("serve exit code after shutdown: got %d, want 0\n%s", code, stderr)
+			t.Errorf("serve exit code after shutdown: got %d, want 0\n%s", code, srv.logs.String())
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not shut down")
@@ -472,12 +469,12 @@ func TestDemo(t *testing.T) {
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"certops", "demo", "--listen", freePort(t)},
+		done <- run(ctx, []string{"certops", "demo", "--listen", "127.0.0.1:0"},
 			func(string) string { return "" }, &out, &errOut)
 	}()
 	re := regexp.MustCompile(`status\s+(http://\S+)`)
 	var statusURL string
-	waitFor(t, "the demo to print its URLs", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the demo to print its URLs", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("demo exited early with %d:\n%s\n%s", code, out.String(), errOut.String())
@@ -502,12 +499,12 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo output does not say where certificates go:\n%s", out.String())
 	}
 	fullchain := filepath.Join(m[1], "shop", "fullchain.pem")
-	waitFor(t, "the demo agent to install shop-frontend", func() bool {
+	testkit.WaitFor(t, waitTimeout, "the demo agent to install shop-frontend", func() bool {
 		_, err := os.Stat(fullchain)
 		return err == nil
 	})
 	var cs certStatus
-	waitFor(t, "shop-frontend to be installed on web-01", func() bool {
+	testkit.WaitFor(t, waitTimeout, "shop-frontend to be installed on web-01", func() bool {
 		getJSON(t, base+"/api/v1/certificates/shop-frontend", &cs)
 		for _, d := range cs.Status.Deployments {
 			if d.Agent == "web-01" && d.State == "installed" {
@@ -527,30 +524,48 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// startServe runs `certops serve` in the background and waits until its
-// HTTP server answers; it returns the base URL.
-func startServe(t *testing.T, ctx context.Context, env map[string]string) (string, <-chan int) {
+// server is a `certops serve` running in the background.
+type server struct {
+	url  string      // http://127.0.0.1:PORT
+	logs *syncBuffer // its JSON log (stderr)
+	done <-chan int  // its exit code
+}
+
+// startServe runs `certops serve` in the background, listening on a port
+// the system picks, and waits until it logs the address it listens on.
+func startServe(t *testing.T, ctx context.Context, env map[string]string) *server {
 	t.Helper()
-	addr := freePort(t)
+	var out syncBuffer
+	s := &server{logs: &syncBuffer{}}
 	done := make(chan int, 1)
+	s.done = done
 	go func() {
-		code, _, _ := cli(ctx, env, "serve", "--listen", addr)
-		done <- code
+		done <- run(ctx, []string{"certops", "serve", "--listen", "127.0.0.1:0", "--log-format", "json"},
+			func(k string) string { return env[k] }, &out, s.logs)
 	}()
-	url := "http://" + addr
-	waitFor(t, "serve to listen", func() bool {
+	testkit.WaitFor(t, waitTimeout, "serve to log its address", func() bool {
 		select {
 		case code := <-done:
-			t.Fatalf("serve exited early with %d", code)
+			t.Fatalf("serve exited early with %d:\n%s", code, s.logs.String())
 		default:
 		}
-		resp, err := http.Get(url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
+		if addr := servingAddr(s.logs.String()); addr != "" {
+			s.url = "http://" + addr
 		}
-		return err == nil
+		return s.url != ""
 	})
-	return url, done
+	return s
+}
+
+// servingAddr is the address in serve's "serving" log line, or "".
+func servingAddr(jsonLog string) string {
+	for line := range strings.Lines(jsonLog) {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+			return rec.Addr
+		}
+	}
+	return ""
 }
 
 func TestServeMigrationsViaHook(t *testing.T) {
@@ -559,15 +574,23 @@ func TestServeMigrationsViaHook(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"base.yaml": issuerDoc})
 	db := pgtest.EmptyDB(t)
-	url, done := startServe(t, ctx, map[string]string{
+	srv := startServe(t, ctx, map[string]string{
 		"CERTOPS_DATABASE_URL": db, "CERTOPS_REPO": dir, "CERTOPS_MIGRATIONS_VIA_HOOK": "true"})
+	url := srv.url
 	var body struct{ Error struct{ Code string } }
 	if code := getJSON(t, url+"/readyz", &body); code != http.StatusServiceUnavailable || body.Error.Code != "unavailable" {
 		t.Fatalf("readyz before migration: got %d %+v, want 503", code, body)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// serve checks the schema version every 2s. Two checks that found it
+	// behind show it kept waiting instead of migrating.
+	testkit.WaitFor(t, waitTimeout, "serve to find the schema behind twice", func() bool {
+		return strings.Count(srv.logs.String(), "database schema is behind") >= 2
+	})
 	if code := getJSON(t, url+"/readyz", nil); code != http.StatusServiceUnavailable {
-		t.Fatalf("serve migrated by itself with CERTOPS_MIGRATIONS_VIA_HOOK=true (readyz %d)", code)
+		t.Fatalf("readyz while waiting for the hook: got %d, want 503", code)
+	}
+	if ok, have, _, err := storekit.OpenURL(t, db).SchemaCurrent(ctx); err != nil || ok || have != 0 {
+		t.Fatalf("schema while waiting for the hook: current %v, version %d (%v); want none: serve migrated by itself with CERTOPS_MIGRATIONS_VIA_HOOK=true", ok, have, err)
 	}
 	if code, stdout, stderr := cli(ctx, map[string]string{"CERTOPS_DATABASE_URL": db}, "migrate"); code != 0 {
 		t.Fatalf("migrate: exit %d\n%s%s", code, stdout, stderr)
@@ -577,7 +600,7 @@ func TestServeMigrationsViaHook(t *testing.T) {
 		t.Errorf("readyz after migration: got %d, want 200", code)
 	}
 	cancel()
-	<-done
+	<-srv.done
 }
 
 // TestServeWatchesPlainDirectory edits a file of a plain (non-git) directory
@@ -588,8 +611,9 @@ func TestServeWatchesPlainDirectory(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"base.yaml": issuerDoc, "certs/shop.yaml": certDoc("shop", "shop.example.com")})
-	url, done := startServe(t, ctx, map[string]string{
+	srv := startServe(t, ctx, map[string]string{
 		"CERTOPS_DATABASE_URL": pgtest.DB(t), "CERTOPS_REPO": dir, "CERTOPS_INTERVAL": "1h"})
+	url := srv.url
 	first := waitStatus(t, url, "the directory to be applied", appliedPrefix("dir@sha1:")).LastAppliedRevision
 	writeFiles(t, dir, map[string]string{"certs/shop.yaml": certDoc("shop", "www.example.com")})
 	start := time.Now()
@@ -601,7 +625,7 @@ func TestServeWatchesPlainDirectory(t *testing.T) {
 		t.Errorf("commonName after the edit: got %q", cert.Spec.CommonName)
 	}
 	cancel()
-	<-done
+	<-srv.done
 }
 
 // TestWebhookToFollowerWakesLeader runs two replicas on one database. A
@@ -612,19 +636,11 @@ func TestWebhookToFollowerWakesLeader(t *testing.T) {
 	defer cancel()
 	repo := newConfigRepo(t, map[string]string{"base.yaml": issuerDoc})
 	env := repo.serveEnv()
-	urlA, doneA := startServe(t, ctx, env)
-	urlB, doneB := startServe(t, ctx, env)
-	isLeader := func(url string) bool {
-		resp, err := http.Get(url + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(body), "\ncertops_leader 1\n")
-	}
+	a, b := startServe(t, ctx, env), startServe(t, ctx, env)
+	urlA, urlB := a.url, b.url
+	isLeader := func(url string) bool { return metric(t, url, "certops_leader") == 1 }
 	var follower string
-	waitFor(t, "one leader", func() bool {
+	testkit.WaitFor(t, waitTimeout, "one leader", func() bool {
 		a, b := isLeader(urlA), isLeader(urlB)
 		switch {
 		case a && !b:
@@ -644,6 +660,6 @@ func TestWebhookToFollowerWakesLeader(t *testing.T) {
 		return st.LastAppliedRevision == "main@sha1:"+second
 	})
 	cancel()
-	<-doneA
-	<-doneB
+	<-a.done
+	<-b.done
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certops/certops/testkit"
 )
 
 // nginx is a real nginx serving TLS on a loopback port, configured and
@@ -29,12 +31,12 @@ type nginx struct {
 	addr   string
 }
 
-// startNginx starts nginx serving certFile/keyFile for serverName on addr.
-// nginx needs certificate files to start, so a throwaway self-signed pair is
-// written first, standing in for whatever a host had before certops.
-// Without nginx installed the test is skipped, except in CI where it fails:
-// .ci/run installs it.
-func startNginx(t *testing.T, addr, serverName, certFile, keyFile string) *nginx {
+// startNginx starts nginx serving certFile/keyFile for serverName on a
+// loopback port. nginx needs certificate files to start, so a throwaway
+// self-signed pair is written first, standing in for whatever a host had
+// before certops. Without nginx installed the test is skipped, except in CI
+// where it fails: .ci/run installs it.
+func startNginx(t *testing.T, serverName, certFile, keyFile string) *nginx {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -60,7 +62,32 @@ func startNginx(t *testing.T, addr, serverName, certFile, keyFile string) *nginx
 			t.Fatal(err)
 		}
 	}
-	n := &nginx{t: t, bin: bin, prefix: prefix, conf: filepath.Join(prefix, "nginx.conf"), addr: addr}
+	n := &nginx{t: t, bin: bin, prefix: prefix, conf: filepath.Join(prefix, "nginx.conf")}
+	// nginx binds the address its configuration names and cannot be handed
+	// a listener: give it a port that was free, and another one should
+	// something take it first.
+	for attempt := 1; ; attempt++ {
+		n.addr = testkit.FreeAddr(t)
+		n.writeConf(serverName, certFile, keyFile)
+		out, err := n.exec()
+		if err == nil {
+			break
+		}
+		log, _ := os.ReadFile(filepath.Join(n.prefix, "logs", "error.log"))
+		if attempt < 3 && strings.Contains(string(out)+string(log), "Address already in use") {
+			continue
+		}
+		t.Fatalf("nginx start: %v\n%s\n%s", err, out, log)
+	}
+	t.Cleanup(func() { n.exec("-s", "quit") })
+	testkit.WaitFor(t, waitTimeout, "nginx to listen", func() bool { _, err := n.servedCert(); return err == nil })
+	return n
+}
+
+// writeConf writes the configuration serving certFile/keyFile for
+// serverName on n.addr.
+func (n *nginx) writeConf(serverName, certFile, keyFile string) {
+	n.t.Helper()
 	conf := fmt.Sprintf(`worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/logs/error.log warn;
@@ -80,14 +107,10 @@ http {
     location / { return 200 "ok\n"; }
   }
 }
-`, prefix, addr, serverName, certFile, keyFile)
+`, n.prefix, n.addr, serverName, certFile, keyFile)
 	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
-	n.run("start")
-	t.Cleanup(func() { n.run("stop", "-s", "quit") })
-	waitFor(t, "nginx to listen", func() bool { _, err := n.servedCert(); return err == nil })
-	return n
 }
 
 // argv is the command line of this nginx (its prefix, error log and
@@ -99,14 +122,11 @@ func (n *nginx) argv(extra ...string) []string {
 // reloadArgv is the argv an agent runs to reload this nginx.
 func (n *nginx) reloadArgv() []string { return n.argv("-s", "reload") }
 
-func (n *nginx) run(what string, extra ...string) {
-	n.t.Helper()
+// exec runs this nginx with extra arguments (none: start it) and returns
+// its output.
+func (n *nginx) exec(extra ...string) ([]byte, error) {
 	argv := n.argv(extra...)
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil && what == "start" {
-		log, _ := os.ReadFile(filepath.Join(n.prefix, "logs", "error.log"))
-		n.t.Fatalf("nginx %s: %v\n%s\n%s", what, err, out, log)
-	}
+	return exec.Command(argv[0], argv[1:]...).CombinedOutput()
 }
 
 // servedCert dials nginx without SNI checks and returns the leaf it serves.
