@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/testkit"
 )
 
 func TestFirstIssuanceInstallsTheSet(t *testing.T) {
@@ -327,13 +329,7 @@ func TestReloadTimeoutRollsBackAndKillsTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("reload's child %d still running", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("the reload's child %d to end", pid), func() bool { return !processAlive(pid) })
 }
 
 // processAlive reports whether pid runs (zombies count as dead).
@@ -367,7 +363,7 @@ func TestVerifyMismatchRollsBack(t *testing.T) {
 
 func TestVerifyUnreachableRollsBack(t *testing.T) {
 	e := newEnv(t)
-	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Verify.Address = freePort(t) })
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Verify.Address = testkit.ClosedAddr(t) })
 	a := e.newAgent()
 	err := a.SyncOnce(t.Context())
 	if err == nil {
@@ -536,12 +532,12 @@ func TestRunRetriesUntilTheServerIsBack(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
-	waitFor(t, 10*time.Second, "dropped requests", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "dropped requests", func() bool {
 		_, _, _, bodies := e.srv.snapshot()
 		return len(bodies) >= 6
 	})
 	e.srv.set(func(s *protoServer) { s.down = false })
-	waitFor(t, 10*time.Second, "an installed report", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "an installed report", func() bool {
 		reports, _, _, _ := e.srv.snapshot()
 		return len(reports) > 0 && reports[0].Result == agentproto.ResultInstalled
 	})
@@ -624,13 +620,24 @@ func TestRejectedToken(t *testing.T) {
 		t.Errorf("logs = %q, want \"token rejected\"", logs.String())
 	}
 
-	// Run does not spin on 401: it waits at least the poll interval.
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-	defer cancel()
-	a.Run(ctx)
-	_, _, requests, _ := e.srv.snapshot()
-	if len(requests) > 14 {
-		t.Errorf("%d requests in a second with a rejected token: %q", len(requests), requests)
+	// Run does not spin on 401: between polls it waits at least the poll
+	// interval (the backoff alone would be 10ms).
+	before := len(e.srv.arrivalsOf("GET", agentproto.PathAssignments))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	const polls = 4
+	var at []time.Time
+	testkit.WaitFor(t, 10*time.Second, fmt.Sprint(polls, " polls with the rejected token"), func() bool {
+		at = e.srv.arrivalsOf("GET", agentproto.PathAssignments)[before:]
+		return len(at) >= polls
+	})
+	cancel()
+	<-done
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < e.cfg.PollInterval {
+			t.Errorf("poll %d came %v after the one before, want at least the poll interval %v", i+1, gap, e.cfg.PollInterval)
+		}
 	}
 	if strings.Contains(logs.String(), "wrong-token") {
 		t.Error("the token was logged")
@@ -752,17 +759,6 @@ func TestIssueBackoffIsPerCertificate(t *testing.T) {
 	e.sync(a)
 	if e.fileSet()["cert.pem"] == "" {
 		t.Error("shop not issued after its Retry-After")
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

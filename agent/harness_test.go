@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,25 +23,8 @@ import (
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/testkit"
 )
-
-// clock is a settable time source shared by the agent and the test server.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
 
 // protoServer speaks agentproto like the reconciler, signing with a real
 // local CA (package pki), and records everything it receives.
@@ -52,7 +34,7 @@ type protoServer struct {
 	ca       *pki.CA
 	caPEM    string
 	token    string
-	clock    *clock
+	clock    *testkit.Clock // shared with the agent
 	lifetime time.Duration
 
 	mu          sync.Mutex
@@ -61,6 +43,7 @@ type protoServer struct {
 	ready       []string               // tokens confirmed on the challenge ready route
 	bodies      []string
 	requests    []string // "METHOD path -> status"
+	arrivals    []arrival
 	reports     []agentproto.Report
 	issued      []*agentproto.Issued
 	heartbeats  int
@@ -71,7 +54,13 @@ type protoServer struct {
 	retryAfter  string         // with this Retry-After
 }
 
-func newProtoServer(t *testing.T, clk *clock, token string) *protoServer {
+// arrival is when a request came in.
+type arrival struct {
+	method, path string
+	at           time.Time
+}
+
+func newProtoServer(t *testing.T, clk *testkit.Clock, token string) *protoServer {
 	t.Helper()
 	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{CommonName: "test CA"})
 	if err != nil {
@@ -118,6 +107,7 @@ func (s *protoServer) middleware(next http.Handler) http.Handler {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(strings.NewReader(string(body)))
 		s.mu.Lock()
+		s.arrivals = append(s.arrivals, arrival{method: r.Method, path: r.URL.Path, at: time.Now()})
 		s.bodies = append(s.bodies, string(body))
 		down, status, retryAfter := s.down, s.status, s.retryAfter
 		s.mu.Unlock()
@@ -266,6 +256,19 @@ func (s *protoServer) snapshot() (reports []agentproto.Report, issued []*agentpr
 	return slices.Clone(s.reports), slices.Clone(s.issued), slices.Clone(s.requests), slices.Clone(s.bodies)
 }
 
+// arrivalsOf returns when the requests for method and path came in, in order.
+func (s *protoServer) arrivalsOf(method, path string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var at []time.Time
+	for _, a := range s.arrivals {
+		if a.method == method && a.path == path {
+			at = append(at, a.at)
+		}
+	}
+	return at
+}
+
 func (s *protoServer) lastReport(t *testing.T) agentproto.Report {
 	t.Helper()
 	reports, _, _, _ := s.snapshot()
@@ -331,7 +334,7 @@ func (s *tlsServer) freeze(t *testing.T, certFile, keyFile string) {
 // service, reload scripts and the agent's configuration.
 type env struct {
 	t        *testing.T
-	clock    *clock
+	clock    *testkit.Clock
 	srv      *protoServer
 	tls      *tlsServer
 	dir      string // where the certificate files go
@@ -346,7 +349,7 @@ const testToken = "s3cret-token"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	root := t.TempDir()
-	e := &env{t: t, clock: &clock{t: time.Now().Truncate(time.Second)}}
+	e := &env{t: t, clock: testkit.NewClock(time.Now().Truncate(time.Second))}
 	e.dir = filepath.Join(root, "etc", "ssl", "shop")
 	e.stateDir = filepath.Join(root, "state")
 	e.reloads = filepath.Join(root, "reloads")
@@ -472,16 +475,4 @@ func writeFile(t *testing.T, path, data string, mode os.FileMode) {
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// freePort returns a loopback address nothing listens on.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
