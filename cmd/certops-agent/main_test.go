@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/testkit"
 )
 
 // runCmd runs the command with args and env; it returns the exit code and
@@ -90,12 +90,7 @@ func TestOnce(t *testing.T) {
 		t.Errorf("--once against a healthy server: code %d, stderr %s", code, errOut)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + ln.Addr().String()
-	ln.Close()
+	down := "http://" + testkit.ClosedAddr(t)
 	if code, _, errOut := runCmd(t, env, "--once", "--server", down); code != 1 || !strings.Contains(errOut, "sync failed") {
 		t.Errorf("--once with the server down: code %d, stderr %s", code, errOut)
 	}
