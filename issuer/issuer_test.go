@@ -19,6 +19,7 @@ import (
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/testkit"
 )
 
 // ---- helpers ----
@@ -100,29 +101,11 @@ func shopCSR(t *testing.T) *x509.CertificateRequest {
 	return csrFor(t, shopSpec())
 }
 
-// fakeClock is the registry's clock in tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newTestRegistry(t *testing.T) (*Registry, *fakeClock, *bytes.Buffer) {
+func newTestRegistry(t *testing.T) (*Registry, *testkit.Clock, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
 	r := NewRegistry(slog.New(slog.NewTextHandler(&logs, nil)))
-	clock := &fakeClock{now: time.Now()}
+	clock := testkit.NewClock(time.Now())
 	r.now = clock.Now
 	return r, clock, &logs
 }
