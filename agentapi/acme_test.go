@@ -20,6 +20,7 @@ import (
 	"github.com/certops/certops/issuer/acmetest"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 // acmeFleet is an agent API over Postgres with an http-01 ACME issuer of a
@@ -100,20 +101,22 @@ func (f *acmeFleet) runAgent(t *testing.T, name string) {
 // waitDeployments polls the deployments of cert until ok accepts them.
 func (f *acmeFleet) waitDeployments(t *testing.T, cert string, what string, ok func([]store.Deployment) bool) []store.Deployment {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ds, err := f.st.CertificateDeployments(context.Background(), cert)
-		if err != nil {
+	var ds []store.Deployment
+	done := false
+	defer func() {
+		if !done {
+			t.Logf("deployments of %s: %+v", cert, ds)
+		}
+	}()
+	testkit.WaitFor(t, 90*time.Second, "deployments of "+cert+": "+what, func() bool {
+		var err error
+		if ds, err = f.st.CertificateDeployments(context.Background(), cert); err != nil {
 			t.Fatal(err)
 		}
-		if ok(ds) {
-			return ds
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deployments of %s: want %s, have %+v", cert, what, ds)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ok(ds)
+	})
+	done = true
+	return ds
 }
 
 // http-01 end to end: two agents deploy the same names; each gets its own
@@ -185,12 +188,20 @@ func TestACMEHTTP01FailureBacksOff(t *testing.T) {
 	}
 	first := d.NotBefore
 
-	// Still backing off: no second order. Then the backoff ends.
-	time.Sleep(time.Second)
+	// Still backing off: no second order. An order starts only from an
+	// issue request: once the agents are told of the backoff, ask as
+	// web-01, which the backoff must refuse.
+	testkit.WaitFor(t, 10*time.Second, "the backoff in web-01's assignments", func() bool {
+		return f.assignment("web-01", "lost").NotBefore.Equal(first)
+	})
+	if r := f.issue("web-01", "lost"); r.status != http.StatusTooManyRequests {
+		t.Fatalf("issue request during the backoff: got %d %s, want 429", r.status, r.body)
+	}
 	if ds, _ := f.st.CertificateDeployments(context.Background(), "lost"); ds[0].Failures != 1 {
 		t.Fatalf("failures = %d during the backoff, want 1", ds[0].Failures)
 	}
-	f.clock.Add(11 * time.Second)
+	// Then the backoff ends.
+	f.clock.Advance(11 * time.Second)
 	ds = f.waitDeployments(t, "lost", "a second failed order", func(ds []store.Deployment) bool {
 		return ds[0].Failures >= 2
 	})
@@ -217,15 +228,8 @@ func parseLeaf(t *testing.T, certPEM string) *x509.Certificate {
 // challenge files).
 func waitEmpty(t *testing.T, dir string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.WaitFor(t, 10*time.Second, dir+" to be empty", func() bool {
 		entries, err := os.ReadDir(dir)
-		if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still holds %v (%v)", dir, entries, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0)
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 const unauthorizedBody = `{"error":{"code":"unauthorized","message":"unauthorized"}}` + "\n"
@@ -201,7 +202,7 @@ func TestCSRMismatchIsRefusedAndRecorded(t *testing.T) {
 		if r := e.issue("web-01", "shop"); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 			t.Errorf("%s: issue during backoff: %d %s", tc.name, r.status, r.body)
 		}
-		e.clock.Add(7 * time.Hour)
+		e.clock.Advance(7 * time.Hour)
 	}
 	// The status says why.
 	if r := e.issue("web-01", "shop"); r.status != http.StatusOK {
@@ -316,35 +317,27 @@ func TestRunPicksUpNewRevision(t *testing.T) {
 	_, etag := e.assignments("db-01")
 	e.apply(certObj("db-replica", []string{"db-01"}, nil))
 	// The default refresh interval is 1s: the change must show well within it.
-	deadline := time.Now().Add(time.Second)
-	for {
+	testkit.WaitFor(t, time.Second, "the new revision to reach the cache", func() bool {
 		r := e.do("GET", agentproto.PathAssignments, tokenOf("db-01"), nil, "If-None-Match", etag)
-		if r.status == http.StatusOK {
-			var a agentproto.Assignments
-			r.decode(t, &a)
-			if len(a.Certificates) == 2 && a.Certificates[1].Name == "db-replica" {
-				break
-			}
+		if r.status != http.StatusOK {
+			return false
+		}
+		var a agentproto.Assignments
+		r.decode(t, &a)
+		if len(a.Certificates) != 2 || a.Certificates[1].Name != "db-replica" {
 			t.Fatalf("assignments after the revision: %+v", a)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the new revision did not reach the cache within 1s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true
+	})
 	// Another replica's write (here: directly through the store) shows up too.
 	_, etag = e.assignments("db-01")
 	if _, err := e.st.RecordIssueFailure(context.Background(), store.IssueFailure{Certificate: "db", Agent: "db-01",
 		SpecHash: e.assignment("db-01", "db").SpecHash, Error: "CA down", At: e.clock.Now(), Base: time.Minute, Cap: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(time.Second)
-	for e.do("GET", agentproto.PathAssignments, tokenOf("db-01"), nil, "If-None-Match", etag).status == http.StatusNotModified {
-		if time.Now().After(deadline) {
-			t.Fatal("a deployment change by another replica did not invalidate the cache within 1s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, time.Second, "a deployment change by another replica to invalidate the cache", func() bool {
+		return e.do("GET", agentproto.PathAssignments, tokenOf("db-01"), nil, "If-None-Match", etag).status != http.StatusNotModified
+	})
 }
 
 func TestBackoffAfterSignerFailure(t *testing.T) {
@@ -370,7 +363,7 @@ func TestBackoffAfterSignerFailure(t *testing.T) {
 		if !a.NotBefore.After(e.clock.Now()) {
 			t.Errorf("attempt %d: assignment notBefore %v not in the future", i+1, a.NotBefore)
 		}
-		e.clock.Add(4 * time.Minute)
+		e.clock.Advance(4 * time.Minute)
 	}
 	if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "failure"}); got != 4 {
 		t.Errorf("failure count = %v, want 4", got)
@@ -424,7 +417,7 @@ func TestReportsAreRecorded(t *testing.T) {
 	}
 
 	// A renewal whose reload fails is rolled back: the old serial stays installed.
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	if r := e.issue("web-01", "shop"); r.status != http.StatusOK {
 		t.Fatalf("renew: %d %s", r.status, r.body)
 	}
@@ -477,7 +470,7 @@ func TestHeartbeatIsFlushedInBatches(t *testing.T) {
 	if on, _ := e.metric("certops_agents", map[string]string{"state": "online"}); on != 2 {
 		t.Errorf("online agents = %v, want 2", on)
 	}
-	e.clock.Add(6 * time.Minute)
+	e.clock.Advance(6 * time.Minute)
 	if off, _ := e.metric("certops_agents", map[string]string{"state": "offline"}); off != 3 {
 		t.Errorf("offline agents after 6m = %v, want 3", off)
 	}

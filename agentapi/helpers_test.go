@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,22 +30,10 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // env is an agent API over a real database, a real local CA and a real
 // issuer registry, served on 127.0.0.1.
@@ -56,7 +43,7 @@ type env struct {
 	url     string
 	srv     *agentapi.Server
 	http    *httptest.Server
-	clock   *clock
+	clock   *testkit.Clock
 	reg     *prometheus.Registry
 	caDir   string
 	caCert  []byte
@@ -78,7 +65,7 @@ func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	e := &env{t: t, st: st, url: url, clock: &clock{t: time.Now().UTC().Truncate(time.Second)},
+	e := &env{t: t, st: st, url: url, clock: testkit.NewClock(time.Now().UTC().Truncate(time.Second)),
 		reg: prometheus.NewRegistry(), caDir: t.TempDir(), desired: map[spec.Key]*spec.Object{}}
 	e.caCert, _ = writeCA(t, e.caDir)
 	e.apply(objs...)

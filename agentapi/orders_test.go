@@ -21,6 +21,8 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 // stuckOrderer is an ACME issuer whose orders never complete: each waits
@@ -73,22 +75,16 @@ func TestACMEOrderTimeoutIsRecorded(t *testing.T) {
 	if got := issueVia(t, e, hs.URL, "web-01", "shop"); got != http.StatusAccepted {
 		t.Fatalf("issue: got %d, want 202", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ds, err := e.st.CertificateDeployments(context.Background(), "shop")
-		if err != nil {
+	var ds []store.Deployment
+	testkit.WaitFor(t, 10*time.Second, "the timed-out order to be recorded", func() bool {
+		var err error
+		if ds, err = e.st.CertificateDeployments(context.Background(), "shop"); err != nil {
 			t.Fatal(err)
 		}
-		if len(ds) == 1 && ds[0].Failures == 1 {
-			if !ds[0].NotBefore.After(e.clock.Now()) || ds[0].LastError == "" {
-				t.Errorf("timed-out order: got not_before %s last_error %q, want a backoff and the error", ds[0].NotBefore, ds[0].LastError)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed-out order not recorded: %+v", ds)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(ds) == 1 && ds[0].Failures == 1
+	})
+	if !ds[0].NotBefore.After(e.clock.Now()) || ds[0].LastError == "" {
+		t.Errorf("timed-out order: got not_before %s last_error %q, want a backoff and the error", ds[0].NotBefore, ds[0].LastError)
 	}
 	if n := o.orders.Load(); n != 1 {
 		t.Errorf("orders: got %d, want 1", n)
@@ -106,9 +102,7 @@ func TestNoACMEOrderAfterShutdown(t *testing.T) {
 	if got := issueVia(t, e, hs.URL, "web-01", "shop"); got != http.StatusAccepted {
 		t.Fatalf("issue: got %d, want 202", got)
 	}
-	for o.orders.Load() == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, "the order to start", func() bool { return o.orders.Load() > 0 })
 	cancel()
 	<-done
 	if ds, err := e.st.CertificateDeployments(context.Background(), "shop"); err != nil || len(ds) != 0 && ds[0].Failures != 0 {
@@ -183,9 +177,7 @@ func TestAnnouncementsAreBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
-	for srv.Ready() != nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, "the agent API to be ready", func() bool { return srv.Ready() == nil })
 	e.http.Config.Handler = srv
 	for i := range 100 {
 		r := e.do("POST", agentproto.PathReports, tokenOf("web-01"),
