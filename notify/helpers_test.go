@@ -175,8 +175,9 @@ func (e *env) messages(t *testing.T) []store.Notification {
 func (e *env) waitMessages(t *testing.T, want int, done func(store.Notification) bool) []store.Notification {
 	t.Helper()
 	var msgs []store.Notification
+	settled := false
 	defer func() {
-		if t.Failed() {
+		if !settled {
 			t.Logf("outbox: %+v", msgs)
 		}
 	}()
@@ -188,6 +189,7 @@ func (e *env) waitMessages(t *testing.T, want int, done func(store.Notification)
 		}
 		return ok
 	})
+	settled = true
 	return msgs
 }
 
