@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -96,27 +99,23 @@ type harness struct {
 	store *store.Store
 	rec   *reconcile.Reconciler
 	reg   *prometheus.Registry
-	now   time.Time
+	clock *testkit.Clock // the reconciler's
 	dbURL string
 }
 
 func newHarness(t *testing.T, files map[string]string) *harness {
 	t.Helper()
 	ctx := context.Background()
-	h := &harness{t: t, repo: newConfigRepo(t, files), reg: prometheus.NewRegistry(), now: time.Unix(1_800_000_000, 0)}
+	h := &harness{t: t, repo: newConfigRepo(t, files), reg: prometheus.NewRegistry(), clock: testkit.NewClock(time.Unix(1_800_000_000, 0))}
 	h.dbURL = pgtest.DB(t)
-	st, err := store.Open(ctx, h.dbURL, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := storekit.OpenURL(t, h.dbURL)
 	h.store = st
 	repo, err := gitsource.Open(ctx, gitsource.Config{URL: h.repo.dir, Ref: "main"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.rec = reconcile.New(gitsource.Source{Repo: repo}, st, st.Elector(), reconcile.NewMetrics(h.reg),
-		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour})
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour})
 	return h
 }
 
@@ -279,13 +278,13 @@ func TestReapplyingChangesNothing(t *testing.T) {
 		}
 	}
 	// A fresh reconciler (a restart, or a new leader) re-plans from the store: still nothing to do.
-	h2 := &harness{t: t, repo: h.repo, store: h.store, reg: prometheus.NewRegistry(), now: h.now}
+	h2 := &harness{t: t, repo: h.repo, store: h.store, reg: prometheus.NewRegistry(), clock: h.clock}
 	repo, err := gitsource.Open(context.Background(), gitsource.Config{URL: h.repo.dir, Ref: "main"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h2.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, h.store.Elector(), reconcile.NewMetrics(h2.reg),
-		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }})
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now})
 	out := h2.once()
 	if out.Result != "success" || !out.Plan.Empty() {
 		t.Fatalf("restart on the same revision: got %s with %d changes, want success with none", out.Result, len(out.Plan.Changes))
@@ -372,7 +371,7 @@ func TestDriftRepair(t *testing.T) {
 	if out := h.once(); out.Result != "unchanged" {
 		t.Fatalf("poll before full compare: got %s, want unchanged", out.Result)
 	}
-	h.now = h.now.Add(2 * time.Hour)
+	h.clock.Advance(2 * time.Hour)
 	out := h.once()
 	if out.Result != "success" || len(out.Plan.Changes) != 2 {
 		t.Fatalf("full compare: got %s with %d changes, want success with 2 repairs", out.Result, len(out.Plan.Changes))
@@ -466,19 +465,16 @@ CREATE TRIGGER certops_test_boom BEFORE INSERT OR UPDATE ON objects FOR EACH ROW
 func TestLeaderElection(t *testing.T) {
 	h := newHarness(t, baseFiles())
 	ctx := context.Background()
-	st2, err := store.Open(ctx, h.dbURL, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
+	st2 := storekit.OpenURL(t, h.dbURL)
 	repo2, err := gitsource.Open(ctx, gitsource.Config{URL: h.repo.dir, Ref: "main"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg1, reg2 := prometheus.NewRegistry(), prometheus.NewRegistry()
 	opts := reconcile.Options{LeaderRetry: 50 * time.Millisecond, Interval: 50 * time.Millisecond}
-	rec1 := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, h.store.Elector(), reconcile.NewMetrics(reg1), slog.New(slog.DiscardHandler), opts)
-	rec2 := reconcile.New(gitsource.Source{Repo: repo2}, st2, st2.Elector(), reconcile.NewMetrics(reg2), slog.New(slog.DiscardHandler), opts)
+	el1, el2 := &countingElector{Elector: h.store.Elector()}, &countingElector{Elector: st2.Elector()}
+	rec1 := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, el1, reconcile.NewMetrics(reg1), slog.New(slog.DiscardHandler), opts)
+	rec2 := reconcile.New(gitsource.Source{Repo: repo2}, st2, el2, reconcile.NewMetrics(reg2), slog.New(slog.DiscardHandler), opts)
 
 	ctx1, cancel1 := context.WithCancel(ctx)
 	ctx2, cancel2 := context.WithCancel(ctx)
@@ -490,23 +486,31 @@ func TestLeaderElection(t *testing.T) {
 	leaders := func() (float64, float64) {
 		return metricValue(t, reg1, "certops_leader"), metricValue(t, reg2, "certops_leader")
 	}
-	waitFor(t, 10*time.Second, "one leader", func() bool { a, b := leaders(); return a+b == 1 })
-	for range 10 { // it stays exactly one
-		if a, b := leaders(); a+b != 1 {
-			t.Fatalf("leaders: got %v+%v, want exactly one", a, b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	testkit.WaitFor(t, 10*time.Second, "one leader", func() bool { a, b := leaders(); return a+b == 1 })
+	// It stays exactly one: the follower asks for the lease every
+	// LeaderRetry; after five more refusals only one lease was handed out.
+	a, _ := leaders()
+	follower := el2
+	if a == 0 {
+		follower = el1
+	}
+	asked := follower.tries.Load()
+	testkit.WaitFor(t, 10*time.Second, "five more tries of the follower", func() bool { return follower.tries.Load() >= asked+5 })
+	if wins := el1.wins.Load() + el2.wins.Load(); wins != 1 {
+		t.Fatalf("leases handed out while one replica leads: %d, want 1", wins)
+	}
+	if a, b := leaders(); a+b != 1 {
+		t.Fatalf("leaders: got %v+%v, want exactly one", a, b)
 	}
 	// Stop the leader: the other one takes over.
-	a, _ := leaders()
 	if a == 1 {
 		cancel1()
 		<-done1
-		waitFor(t, 10*time.Second, "the second replica to lead", func() bool { _, b := leaders(); return b == 1 })
+		testkit.WaitFor(t, 10*time.Second, "the second replica to lead", func() bool { _, b := leaders(); return b == 1 })
 	} else {
 		cancel2()
 		<-done2
-		waitFor(t, 10*time.Second, "the first replica to lead", func() bool { a, _ := leaders(); return a == 1 })
+		testkit.WaitFor(t, 10*time.Second, "the first replica to lead", func() bool { a, _ := leaders(); return a == 1 })
 	}
 	cancel1()
 	cancel2()
@@ -524,15 +528,22 @@ func mustRepo(t *testing.T, dir string) *gitsource.Repo {
 	return repo
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
+// countingElector counts how often a replica asked for the lease and how
+// often it got it.
+type countingElector struct {
+	reconcile.Elector
+	tries, wins atomic.Int32
+}
+
+func (e *countingElector) TryLeader(ctx context.Context) (reconcile.Lease, bool, error) {
+	lease, ok, err := e.Elector.TryLeader(ctx)
+	if err == nil {
+		e.tries.Add(1)
+		if ok {
+			e.wins.Add(1)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	return lease, ok, err
 }
 
 // metricValue sums every series of the named metric in reg.
@@ -606,7 +617,7 @@ func TestRefusedRevisionIsAnnounced(t *testing.T) {
 	rec := &eventRecorder{}
 	repo := mustRepo(t, h.repo.dir)
 	h.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
-		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour, Events: rec})
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour, Events: rec})
 	if out := h.once(); out.Result != "success" {
 		t.Fatalf("first reconcile: %s", out.Result)
 	}
@@ -632,7 +643,7 @@ func TestRefusedHeadIsNotRevalidatedByTheDriftCheck(t *testing.T) {
 	h := newHarness(t, baseFiles())
 	rec := &eventRecorder{}
 	h.rec = reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
-		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour, Events: rec})
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour, Events: rec})
 	if out := h.once(); out.Result != "success" {
 		t.Fatalf("first reconcile: %s", out.Result)
 	}
@@ -642,7 +653,7 @@ func TestRefusedHeadIsNotRevalidatedByTheDriftCheck(t *testing.T) {
 	}
 	revs := h.revisionCount()
 	for range 3 {
-		h.now = h.now.Add(2 * time.Hour) // the full comparison is due on every poll
+		h.clock.Advance(2 * time.Hour) // the full comparison is due on every poll
 		if out := h.once(); out.Result != "stalled" {
 			t.Fatalf("broken head after the drift interval: got %s, want stalled", out.Result)
 		}
@@ -681,7 +692,7 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 
 	st := &statusFailsOnce{Store: h.store}
 	rec := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, st, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
-		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour})
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour})
 	if out := rec.ReconcileOnce(context.Background()); out.Result != "transient" {
 		t.Fatalf("status unreadable: got %s, want transient", out.Result)
 	}
