@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +20,26 @@ func TestWatch(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, ".git"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("a"), 0o644); err != nil {
-		t.Fatal(err)
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	write(filepath.Join(dir, "a.yaml"), "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch, err := localdir.Watch(ctx, dir, 50*time.Millisecond, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
+	const debounce = 50 * time.Millisecond
+	watch := func(dir string) <-chan struct{} {
+		t.Helper()
+		ch, err := localdir.Watch(ctx, dir, debounce, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch
 	}
-	waitSignal := func(what string) {
+	ch := watch(dir)
+	waitSignal := func(ch <-chan struct{}, what string) {
 		t.Helper()
 		select {
 		case <-ch:
@@ -36,46 +47,50 @@ func TestWatch(t *testing.T) {
 			t.Fatalf("no signal within 5s after %s", what)
 		}
 	}
-	noSignal := func(what string) {
+	// quiet checks that no signal is pending or on its way: after an edit
+	// the next signal comes no sooner than the debounce, unless one was
+	// left over from what came before.
+	marker := 0
+	quiet := func(what string) {
 		t.Helper()
-		select {
-		case <-ch:
-			t.Fatalf("unexpected signal after %s", what)
-		case <-time.After(300 * time.Millisecond):
+		marker++
+		start := time.Now()
+		write(filepath.Join(dir, "marker.yaml"), strconv.Itoa(marker))
+		waitSignal(ch, "editing the marker")
+		if d := time.Since(start); d < debounce {
+			t.Errorf("a signal %v after editing the marker, sooner than the debounce (%v): one was left over after %s", d, debounce, what)
 		}
 	}
 
-	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("a2"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal("editing a file")
+	write(filepath.Join(dir, "a.yaml"), "a2")
+	waitSignal(ch, "editing a file")
 
 	// A burst coalesces into one signal.
 	for i := range 20 {
-		if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte{byte(i)}, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		write(filepath.Join(dir, "a.yaml"), string(rune('a'+i)))
 	}
-	waitSignal("a burst of edits")
-	noSignal("the burst was signalled")
+	waitSignal(ch, "a burst of edits")
+	quiet("the burst was signalled")
 
-	// New subdirectories are watched.
+	// New subdirectories are watched. The signal for the new directory
+	// comes a debounce after its last event, by when the watcher has added
+	// the directories.
 	sub := filepath.Join(dir, "new", "deeper")
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	waitSignal("creating a directory")
-	time.Sleep(100 * time.Millisecond) // let the watcher add the new directories
-	if err := os.WriteFile(filepath.Join(sub, "b.yaml"), []byte("b"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal("writing in a new subdirectory")
+	waitSignal(ch, "creating a directory")
+	write(filepath.Join(sub, "b.yaml"), "b")
+	waitSignal(ch, "writing in a new subdirectory")
 
-	// Changes under .git are ignored.
-	if err := os.WriteFile(filepath.Join(dir, ".git", "index"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	noSignal("writing under .git")
+	// Changes under .git are ignored. A second watcher, edited right after,
+	// signals when a signal for the .git change would have come.
+	other := t.TempDir()
+	otherCh := watch(other)
+	write(filepath.Join(dir, ".git", "index"), "x")
+	write(filepath.Join(other, "a.yaml"), "a")
+	waitSignal(otherCh, "editing the second watcher's directory")
+	quiet("writing under .git")
 }
 
 // A Source names each snapshot by its content: an unchanged directory is the
