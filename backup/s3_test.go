@@ -1,14 +1,13 @@
 package backup_test
 
 import (
-	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 const (
@@ -33,6 +33,8 @@ type gateway struct {
 	endpoint string // http://127.0.0.1:PORT
 	cmd      *exec.Cmd
 	client   *minio.Client
+	exited   chan error // the process's exit
+	stop     func()     // kills the process and waits for it; idempotent
 }
 
 // startGateway runs the pinned versitygw (go tool versitygw) on a free
@@ -44,47 +46,71 @@ func startGateway(t *testing.T) *gateway {
 		t.Fatalf("build versitygw (go tool -n versitygw): %v", err)
 	}
 	bin := strings.TrimSpace(string(out))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	root := t.TempDir()
+	// versitygw binds the address it is given and does not report the port
+	// it got for port 0: give it a port that was free, and another one
+	// should something take it first.
+	for attempt := 1; ; attempt++ {
+		g, logs := runGateway(t, bin, root, testkit.FreeAddr(t))
+		if g != nil {
+			return g
+		}
+		if attempt == 3 || !strings.Contains(logs, "address already in use") {
+			t.Fatalf("versitygw exited before it was ready:\n%s", logs)
+		}
+	}
+}
+
+// runGateway runs versitygw on addr and waits until it has created the
+// bucket. When versitygw exits first, it returns nil and its output.
+func runGateway(t *testing.T, bin, root, addr string) (*gateway, string) {
+	t.Helper()
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-
-	root := t.TempDir()
-	var logs bytes.Buffer
+	defer logFile.Close()
+	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
 	cmd := exec.Command(bin, "--access", s3Access, "--secret", s3Secret, "--port", addr, "posix", root)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
 	}
-	g := &gateway{endpoint: "http://" + addr, cmd: cmd}
+	g := &gateway{endpoint: "http://" + addr, cmd: cmd, exited: make(chan error, 1)}
+	go func() { g.exited <- cmd.Wait() }()
+	g.stop = sync.OnceFunc(func() {
+		_ = cmd.Process.Kill()
+		<-g.exited
+	})
 	t.Cleanup(g.stop)
 
 	g.client, err = minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(s3Access, s3Secret, "")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := g.client.MakeBucket(ctx, s3Bucket, minio.MakeBucketOptions{})
-		if err == nil {
-			return g
+	exited, ready := false, false
+	defer func() {
+		if !exited && !ready {
+			t.Logf("versitygw on %s:\n%s", addr, logs())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw on %s not ready after 20s: %v\n%s", addr, err, logs.String())
+	}()
+	testkit.WaitFor(t, 20*time.Second, "versitygw on "+addr+" to create the bucket", func() bool {
+		select {
+		case err := <-g.exited:
+			g.exited <- err // for stop
+			exited = true
+			return true
+		default:
 		}
-		time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return g.client.MakeBucket(ctx, s3Bucket, minio.MakeBucketOptions{}) == nil
+	})
+	if exited {
+		return nil, logs()
 	}
-}
-
-func (g *gateway) stop() {
-	if g.cmd.ProcessState != nil {
-		return
-	}
-	_ = g.cmd.Process.Kill()
-	_ = g.cmd.Wait()
+	ready = true
+	return g, ""
 }
 
 func (g *gateway) target(prefix string) spec.S3Target {
