@@ -3,7 +3,6 @@ package backup_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -24,11 +24,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func testDB(t *testing.T) (string, *store.Store) {
 	t.Helper()
 	url := pgtest.DB(t)
-	st, err := store.Open(context.Background(), url, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := storekit.OpenURL(t, url)
 	execSQL(t, url, `INSERT INTO revisions (ref, commit, author, message, committed_at, outcome, errors, counts, action_count)
 		VALUES ('main', 'abc123', 'Ann <ann@example.com>', 'first', '2026-11-01T10:00:00Z', 'applied', NULL, '{"Certificate":{"create":2}}', 2),
 		       ('main', 'def456', 'Bob', 'bad: "quotes", commas, and
