@@ -68,6 +68,7 @@ func TestBackupCommandFollowsTheSchedule(t *testing.T) {
 	if got := dumps(t, dir); len(got) != 1 {
 		t.Fatalf("after the first backup: %v, want one dump", got)
 	}
+	firstDone := time.Now()
 
 	code, out, errOut = cli(ctx, env, "backup")
 	if code != 0 || !strings.Contains(out, "backup not due") {
@@ -77,7 +78,10 @@ func TestBackupCommandFollowsTheSchedule(t *testing.T) {
 		t.Errorf("a not-due run wrote a dump: %v", got)
 	}
 
-	time.Sleep(1100 * time.Millisecond) // backup names have one-second resolution
+	// Backup names have one-second resolution: the forced one needs a later second.
+	testkit.WaitFor(t, 2*time.Second, "the next second", func() bool {
+		return time.Now().Truncate(time.Second).After(firstDone.Truncate(time.Second))
+	})
 	code, out, errOut = cli(ctx, env, "backup", "--force")
 	if code != 0 || !strings.Contains(out, "backup written") {
 		t.Fatalf("forced backup: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
