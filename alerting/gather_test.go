@@ -2,7 +2,6 @@ package alerting
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -67,11 +67,7 @@ spec:
 // database, records what agents did, and checks the facts and alerts.
 func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, pgtest.DB(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := storekit.Open(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "repo.yaml"), []byte(gatherRepo), 0o644); err != nil {
 		t.Fatal(err)
@@ -80,14 +76,7 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := s.StoredHashes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rev := reconcile.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}
-	if _, err := s.Apply(ctx, rev, reconcile.Compute(st.Objects, stored), reconcile.Status{}); err != nil {
-		t.Fatal(err)
-	}
+	storekit.Apply(t, s, reconcile.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}, reconcile.Status{}, st.Objects)
 
 	now := time.Now().UTC().Truncate(time.Second)
 	notBefore, notAfter := now.Add(-130*time.Hour), now.Add(14*time.Hour) // under 10% of 144h left

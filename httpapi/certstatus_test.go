@@ -12,10 +12,10 @@ import (
 
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/httpapi"
-	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 type deploymentStatus struct {
@@ -48,29 +48,20 @@ type agentResponse struct {
 
 func TestCertificateAndAgentStatus(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.DB(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := storekit.Open(t)
 	shop := &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com", DNSNames: []string{"shop.example.com"},
 		Deploy: &spec.Deployment{Agents: []string{"web-01", "gone"}, AgentSelector: &spec.LabelSelector{MatchLabels: map[string]string{"role": "web"}},
 			Files: spec.DeployFiles{Cert: "/etc/ssl/shop.pem"}}}
-	desired := map[spec.Key]*spec.Object{}
-	for _, o := range []*spec.Object{
+	desired := storekit.Desired([]*spec.Object{
 		{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}},
 		{Kind: spec.KindAgent, Name: "web-02", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("b", 64)}},
 		{Kind: spec.KindAgent, Name: "db-01", Labels: map[string]string{"role": "db"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("c", 64)}},
 		{Kind: spec.KindCertificate, Name: "shop", Spec: shop},
 		{Kind: spec.KindCertificate, Name: "other", Spec: &spec.CertificateSpec{IssuerRef: "ca", CommonName: "o.example.com",
 			Deploy: &spec.Deployment{Agents: []string{"db-01"}, Files: spec.DeployFiles{Cert: "/o.pem"}}}},
-	} {
-		desired[o.Key()] = o
-	}
+	}...)
 	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
-	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
-		t.Fatal(err)
-	}
+	storekit.Apply(t, st, rev, reconcile.Status{LastAppliedRevision: rev.String()}, desired)
 	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 

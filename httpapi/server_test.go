@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -28,21 +28,14 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // (half labelled team=a, half team=b) and one agent.
 func newServer(t *testing.T, token string, n int) (*httptest.Server, *store.Store) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.DB(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	desired := map[spec.Key]*spec.Object{}
-	add := func(o *spec.Object) { desired[o.Key()] = o }
-	add(&spec.Object{Kind: spec.KindAgent, Name: "web-01", Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}})
+	st := storekit.Open(t)
+	objs := []*spec.Object{{Kind: spec.KindAgent, Name: "web-01", Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}}}
 	for i := range n {
 		team := "a"
 		if i%2 == 1 {
 			team = "b"
 		}
-		add(&spec.Object{Kind: spec.KindCertificate, Name: fmt.Sprintf("cert-%02d", i), Labels: map[string]string{"team": team},
+		objs = append(objs, &spec.Object{Kind: spec.KindCertificate, Name: fmt.Sprintf("cert-%02d", i), Labels: map[string]string{"team": team},
 			Spec:   &spec.CertificateSpec{IssuerRef: "ca", CommonName: fmt.Sprintf("c%d.example.com", i)},
 			Source: spec.Position{File: "certs.yaml", Line: 1 + 10*i}})
 	}
@@ -50,9 +43,7 @@ func newServer(t *testing.T, token string, n int) (*httptest.Server, *store.Stor
 	status := reconcile.Status{LastAppliedRevision: rev.String(), LastAttemptedRevision: rev.String(),
 		Conditions: []reconcile.Condition{{Type: "Ready", Status: "True", Reason: "ReconciliationSucceeded"}}}
 	if n > 0 {
-		if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), status); err != nil {
-			t.Fatal(err)
-		}
+		storekit.Apply(t, st, rev, status, storekit.Desired(objs...))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "certops_test_total", Help: "test"}))
@@ -260,12 +251,7 @@ func TestBearerToken(t *testing.T) {
 }
 
 func TestStatusShowsFiringAlerts(t *testing.T) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.DB(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storekit.Open(t)
 	firing := []alert.Alert{{Name: alert.CertificateExpiringSoon, Severity: alert.Critical, Subject: "shop",
 		Summary: "Certificate shop expires soon", Since: time.Unix(1_800_000_000, 0).UTC()}}
 	h := httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry(), Alerts: func() []alert.Alert { return firing }},
