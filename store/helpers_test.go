@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -23,38 +23,17 @@ func newStore(t testing.TB) *store.Store {
 
 func openStore(t testing.TB, url string) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), url, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return storekit.OpenURL(t, url)
 }
 
 // state builds a desired state from objects.
-func state(objs ...*spec.Object) map[spec.Key]*spec.Object {
-	m := make(map[spec.Key]*spec.Object, len(objs))
-	for _, o := range objs {
-		m[o.Key()] = o
-	}
-	return m
-}
+func state(objs ...*spec.Object) map[spec.Key]*spec.Object { return storekit.Desired(objs...) }
 
 // converge plans desired against the stored hashes and applies the plan.
 func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]*spec.Object) (reconcile.Plan, int64) {
 	t.Helper()
-	ctx := context.Background()
-	stored, err := s.StoredHashes(ctx)
-	if err != nil {
-		t.Fatalf("StoredHashes: %v", err)
-	}
-	plan := reconcile.Compute(desired, stored)
 	rev := revision(commit)
-	id, err := s.Apply(ctx, rev, plan, appliedStatus(rev))
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	return plan, id
+	return storekit.Apply(t, s, rev, appliedStatus(rev), desired)
 }
 
 func revision(commit string) reconcile.Revision {
