@@ -19,6 +19,7 @@ import (
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/issuer/acmetest"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -133,7 +134,7 @@ func TestACMEHTTP01EndToEnd(t *testing.T) {
 	f.runAgent(t, "web-02")
 
 	ds := f.waitDeployments(t, "shop", "both installed", func(ds []store.Deployment) bool {
-		return len(ds) == 2 && ds[0].State == store.DeploymentInstalled && ds[1].State == store.DeploymentInstalled
+		return len(ds) == 2 && ds[0].State == state.DeploymentInstalled && ds[1].State == state.DeploymentInstalled
 	})
 	roots := f.pebble.Roots(t)
 	for _, d := range ds {

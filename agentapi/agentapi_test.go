@@ -18,6 +18,7 @@ import (
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -137,7 +138,7 @@ func TestIssueStoresVersionAndPollShowsIt(t *testing.T) {
 	}
 	v := deps[0].Current
 	if v == nil || v.Serial != issued.Serial || v.SHA256 != issued.SHA256 || v.ChainPEM == "" || v.ChainPEM != issued.ChainPEM ||
-		v.Issuer != "internal-ca" || deps[0].State != store.DeploymentIssued {
+		v.Issuer != "internal-ca" || deps[0].State != state.DeploymentIssued {
 		t.Errorf("stored deployment %+v, version %+v", deps[0], v)
 	}
 	if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "success"}); got != 1 {
@@ -191,7 +192,7 @@ func TestCSRMismatchIsRefusedAndRecorded(t *testing.T) {
 			t.Fatalf("deployments: %v %v", deps, err)
 		}
 		d := deps[0]
-		if d.State != store.DeploymentIssueFailed || !strings.Contains(d.LastError, tc.want) || d.Failures != i+1 || d.Current != nil {
+		if d.State != state.DeploymentIssueFailed || !strings.Contains(d.LastError, tc.want) || d.Failures != i+1 || d.Current != nil {
 			t.Errorf("%s: deployment %+v", tc.name, d)
 		}
 		if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "rejected"}); got != float64(i+1) {
@@ -415,7 +416,7 @@ func TestReportsAreRecorded(t *testing.T) {
 	at := e.clock.Now().Add(-time.Second)
 	report(agentproto.Report{Serial: issued.Serial, Result: agentproto.ResultInstalled, At: at})
 	d := deployment()
-	if d.State != store.DeploymentInstalled || d.InstalledSerial != issued.Serial || !d.InstalledNotAfter.Equal(issued.NotAfter) ||
+	if d.State != state.DeploymentInstalled || d.InstalledSerial != issued.Serial || !d.InstalledNotAfter.Equal(issued.NotAfter) ||
 		!d.LastAttempt.Equal(at) || d.LastError != "" {
 		t.Errorf("after installed: %+v", d)
 	}
@@ -430,7 +431,7 @@ func TestReportsAreRecorded(t *testing.T) {
 	}
 	report(agentproto.Report{Serial: "ffff", Result: agentproto.ResultRolledBack, Stage: agentproto.StageReload, Error: "nginx: exit status 1"})
 	d = deployment()
-	if d.State != store.DeploymentRolledBack || d.InstalledSerial != issued.Serial || d.LastError != "reload: nginx: exit status 1" {
+	if d.State != state.DeploymentRolledBack || d.InstalledSerial != issued.Serial || d.LastError != "reload: nginx: exit status 1" {
 		t.Errorf("after rollback: %+v", d)
 	}
 	report(agentproto.Report{Result: agentproto.ResultFailed, Stage: agentproto.StageVerify, Error: "served serial differs"})

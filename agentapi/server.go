@@ -32,6 +32,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -374,7 +375,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, agent string) {
 	}
 	d, err := s.store.RecordReport(r.Context(), store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
-		Result: rep.Result, Error: msg, At: at,
+		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
 	})
 	if err != nil {
 		s.unavailable(w, "record report", err)

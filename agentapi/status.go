@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -83,9 +84,9 @@ func agentProblem(specHash, agent string, d *store.Deployment, now time.Time) st
 	}
 	current := d.Current != nil && d.Current.SpecHash == specHash
 	switch {
-	case d.SpecHash == specHash && d.State == store.DeploymentIssueFailed:
+	case d.SpecHash == specHash && d.State == state.DeploymentIssueFailed:
 		return fmt.Sprintf("issuance for agent %s failed: %s", agent, d.LastError)
-	case current && (d.State == store.DeploymentFailed || d.State == store.DeploymentRolledBack):
+	case current && (d.State == state.DeploymentFailed || d.State == state.DeploymentRolledBack):
 		return fmt.Sprintf("deployment on agent %s %s: %s", agent, d.State, d.LastError)
 	case installed && !d.InstalledNotAfter.IsZero():
 		return fmt.Sprintf("certificate on agent %s expired at %s", agent, d.InstalledNotAfter.UTC().Format(time.RFC3339))

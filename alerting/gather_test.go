@@ -14,6 +14,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -84,8 +85,8 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev := reconcile.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}
-	if _, err := s.Apply(ctx, rev, reconcile.Compute(st.Objects, stored), reconcile.Status{}); err != nil {
+	rev := state.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}
+	if _, err := s.Apply(ctx, rev, reconcile.Compute(st.Objects, stored), state.Status{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -98,7 +99,7 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h",
-		Serial: "01", Result: store.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil {
+		Serial: "01", Result: state.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	// web-02 is not targeted (no role label): its failure counts as a job
@@ -111,8 +112,8 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetched, notReady := now.Add(-time.Hour), now.Add(-40*time.Minute)
-	if err := s.SetStatus(ctx, reconcile.Status{LastFetchAt: &fetched, Conditions: []reconcile.Condition{{
-		Type: reconcile.ConditionReady, Status: "False", Reason: "ValidationFailed", Message: "2 errors", LastTransitionTime: notReady,
+	if err := s.SetStatus(ctx, state.Status{LastFetchAt: &fetched, Conditions: []state.Condition{{
+		Type: state.ConditionReady, Status: "False", Reason: "ValidationFailed", Message: "2 errors", LastTransitionTime: notReady,
 	}}}); err != nil {
 		t.Fatal(err)
 	}

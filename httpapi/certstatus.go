@@ -10,6 +10,7 @@ import (
 
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -42,7 +43,7 @@ type deploymentStatus struct {
 	Agent string `json:"agent"`
 	// State is pending (nothing asked yet), issued, issue-failed,
 	// installed, failed or rolled-back.
-	State string `json:"state"`
+	State state.DeploymentState `json:"state"`
 	// Serial and NotAfter are what the agent reported installed.
 	Serial   string     `json:"serial,omitempty"`
 	NotAfter *time.Time `json:"notAfter,omitempty"`
@@ -113,7 +114,7 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	for _, agent := range targets {
 		d := byAgent[agent]
 		if d == nil {
-			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: "pending"})
+			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: state.DeploymentPending})
 			continue
 		}
 		ds := deploymentStatus{Agent: agent, State: d.State, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),

@@ -15,6 +15,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -67,8 +68,8 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 	} {
 		desired[o.Key()] = o
 	}
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
-	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
+	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), state.Status{LastAppliedRevision: rev.String()}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))
@@ -90,7 +91,7 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b",
-		Result: store.DeploymentInstalled, At: now}); err != nil {
+		Result: state.DeploymentInstalled, At: now}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-02", SpecHash: hash,

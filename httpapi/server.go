@@ -20,18 +20,18 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/failure"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
 // Reader is what the API reads; *store.Store implements it.
 type Reader interface {
 	Ping(ctx context.Context) error
-	Status(ctx context.Context) (reconcile.Status, error)
+	Status(ctx context.Context) (state.Status, error)
 	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.StoredObject, string, error)
 	GetObject(ctx context.Context, kind spec.Kind, name string) (store.StoredObject, error)
-	ListRevisions(ctx context.Context, limit int, before int64) ([]reconcile.RevisionRecord, error)
+	ListRevisions(ctx context.Context, limit int, before int64) ([]state.RevisionRecord, error)
 	StatusReader
 }
 
@@ -118,14 +118,14 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 
 // statusResponse is the body of GET /api/v1/status.
 type statusResponse struct {
-	LastAppliedRevision   string                `json:"lastAppliedRevision"`
-	LastAppliedAt         *time.Time            `json:"lastAppliedAt,omitempty"`
-	LastAttemptedRevision string                `json:"lastAttemptedRevision"`
-	LastAttemptedAt       *time.Time            `json:"lastAttemptedAt,omitempty"`
-	LastFetchAt           *time.Time            `json:"lastFetchAt,omitempty"`
-	Conditions            []reconcile.Condition `json:"conditions"`
-	Errors                []string              `json:"errors"`
-	Alerts                []alert.Alert         `json:"alerts"`
+	LastAppliedRevision   string            `json:"lastAppliedRevision"`
+	LastAppliedAt         *time.Time        `json:"lastAppliedAt,omitempty"`
+	LastAttemptedRevision string            `json:"lastAttemptedRevision"`
+	LastAttemptedAt       *time.Time        `json:"lastAttemptedAt,omitempty"`
+	LastFetchAt           *time.Time        `json:"lastFetchAt,omitempty"`
+	Conditions            []state.Condition `json:"conditions"`
+	Errors                []string          `json:"errors"`
+	Alerts                []alert.Alert     `json:"alerts"`
 }
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
@@ -153,10 +153,10 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 }
 
 // unknownConditions is the status before the first reconcile.
-func unknownConditions() []reconcile.Condition {
-	var out []reconcile.Condition
-	for _, t := range []string{reconcile.ConditionReady, reconcile.ConditionReconciling, reconcile.ConditionStalled} {
-		out = append(out, reconcile.Condition{Type: t, Status: "Unknown", Reason: "NotReconciled", Message: "no revision attempted yet"})
+func unknownConditions() []state.Condition {
+	var out []state.Condition
+	for _, t := range []state.ConditionType{state.ConditionReady, state.ConditionReconciling, state.ConditionStalled} {
+		out = append(out, state.Condition{Type: t, Status: state.Unknown, Reason: "NotReconciled", Message: "no revision attempted yet"})
 	}
 	return out
 }
@@ -236,7 +236,7 @@ func (a *api) revisions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if revs == nil {
-		revs = []reconcile.RevisionRecord{}
+		revs = []state.RevisionRecord{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": revs})
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Ref is the ref name revisions of a directory carry: "dir@sha1:<hash>".
@@ -78,10 +79,10 @@ func New(dir string) (*Source, error) {
 }
 
 // Head snapshots the directory and returns its revision.
-func (s *Source) Head(ctx context.Context) (reconcile.Revision, error) {
+func (s *Source) Head(ctx context.Context) (state.Revision, error) {
 	snap, err := s.read()
 	if err != nil {
-		return reconcile.Revision{}, err
+		return state.Revision{}, err
 	}
 	commit := snap.id()
 	s.mu.Lock()
@@ -94,7 +95,7 @@ func (s *Source) Head(ctx context.Context) (reconcile.Revision, error) {
 			s.order = s.order[1:]
 		}
 	}
-	return reconcile.Revision{Ref: Ref, Commit: commit, Author: "local directory", Message: s.dir, Time: time.Now().UTC()}, nil
+	return state.Revision{Ref: Ref, Commit: commit, Author: "local directory", Message: s.dir, Time: time.Now().UTC()}, nil
 }
 
 // FS returns the snapshot of a revision returned by Head.

@@ -32,6 +32,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -412,8 +413,8 @@ func applyObjects(t *testing.T, st *store.Store, objs ...*spec.Object) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("a", 40), Time: t0}
-	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, stored), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("a", 40), Time: t0}
+	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, stored), state.Status{LastAppliedRevision: rev.String()}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 }

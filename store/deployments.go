@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/certops/certops/state"
 )
 
 // CertificateVersion is one certificate issued to one agent: the leaf and
@@ -41,8 +43,9 @@ type Deployment struct {
 	InstalledSerial   string
 	InstalledSpecHash string
 	InstalledNotAfter time.Time
-	// State is one of the Deployment* states.
-	State       string
+	// State is one of the state.Deployment* states (never pending: that is
+	// the absence of a row).
+	State       state.DeploymentState
 	LastError   string
 	LastAttempt time.Time
 	Failures    int
@@ -51,15 +54,6 @@ type Deployment struct {
 	// ChangeSeq is the agent change counter of the last write.
 	ChangeSeq int64
 }
-
-// Deployment states: the agent's report results, plus the server's own.
-const (
-	DeploymentIssued      = "issued"       // a version was issued; no report yet
-	DeploymentIssueFailed = "issue-failed" // the server refused the CSR or could not sign
-	DeploymentInstalled   = "installed"
-	DeploymentFailed      = "failed"
-	DeploymentRolledBack  = "rolled-back"
-)
 
 // Issuance is a signed certificate to record for one agent.
 type Issuance struct {
@@ -81,8 +75,8 @@ type IssueFailure struct {
 type DeploymentReport struct {
 	Certificate, Agent, SpecHash string
 	Serial                       string
-	// Result is DeploymentInstalled, DeploymentFailed or DeploymentRolledBack.
-	Result string
+	// Result is state.DeploymentInstalled, DeploymentFailed or DeploymentRolledBack.
+	Result state.DeploymentState
 	Error  string
 	At     time.Time
 }
@@ -171,12 +165,12 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (Deploym
 // returns the deployment as written.
 func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (Deployment, error) {
 	switch r.Result {
-	case DeploymentInstalled, DeploymentFailed, DeploymentRolledBack:
+	case state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack:
 	default:
 		return Deployment{}, fmt.Errorf("store: record report: result %q is not one of %q, %q, %q",
-			r.Result, DeploymentInstalled, DeploymentFailed, DeploymentRolledBack)
+			r.Result, state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack)
 	}
-	installed := r.Result == DeploymentInstalled
+	installed := r.Result == state.DeploymentInstalled
 	rows, err := s.pool.Query(ctx, `
 		WITH known AS (
 			SELECT max(not_after) AS not_after FROM certificate_versions
@@ -268,11 +262,11 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 	}
 	defer rows.Close()
 	out := make(map[string]DeploymentSummary)
-	var cert, state string
+	var cert, st string
 	var n int
 	var notAfter *time.Time
 	for rows.Next() {
-		if err := rows.Scan(&cert, &state, &n, &notAfter); err != nil {
+		if err := rows.Scan(&cert, &st, &n, &notAfter); err != nil {
 			return nil, fmt.Errorf("store: deployment summaries: %w", err)
 		}
 		sum := out[cert]
@@ -280,7 +274,7 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 			sum.States = map[string]int{}
 		}
 		sum.Deployments += n
-		sum.States[state] += n
+		sum.States[st] += n
 		if notAfter != nil && (sum.EarliestNotAfter == nil || notAfter.Before(*sum.EarliestNotAfter)) {
 			sum.EarliestNotAfter = notAfter
 		}

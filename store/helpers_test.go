@@ -10,6 +10,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -31,8 +32,8 @@ func openStore(t testing.TB, url string) *store.Store {
 	return s
 }
 
-// state builds a desired state from objects.
-func state(objs ...*spec.Object) map[spec.Key]*spec.Object {
+// desiredOf builds a desired state from objects.
+func desiredOf(objs ...*spec.Object) map[spec.Key]*spec.Object {
 	m := make(map[spec.Key]*spec.Object, len(objs))
 	for _, o := range objs {
 		m[o.Key()] = o
@@ -41,7 +42,7 @@ func state(objs ...*spec.Object) map[spec.Key]*spec.Object {
 }
 
 // converge plans desired against the stored hashes and applies the plan.
-func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]*spec.Object) (reconcile.Plan, int64) {
+func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]*spec.Object) (state.Plan, int64) {
 	t.Helper()
 	ctx := context.Background()
 	stored, err := s.StoredHashes(ctx)
@@ -57,8 +58,8 @@ func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]
 	return plan, id
 }
 
-func revision(commit string) reconcile.Revision {
-	return reconcile.Revision{
+func revision(commit string) state.Revision {
+	return state.Revision{
 		Ref:     "main",
 		Commit:  fmt.Sprintf("%040s", commit),
 		Author:  "Alice <alice@example.com>",
@@ -67,15 +68,15 @@ func revision(commit string) reconcile.Revision {
 	}
 }
 
-func appliedStatus(rev reconcile.Revision) reconcile.Status {
+func appliedStatus(rev state.Revision) state.Status {
 	at := time.Date(2025, 1, 2, 3, 5, 0, 0, time.UTC)
-	return reconcile.Status{
+	return state.Status{
 		LastAppliedRevision:   rev.String(),
 		LastAppliedAt:         &at,
 		LastAttemptedRevision: rev.String(),
 		LastAttemptedAt:       &at,
-		Conditions: []reconcile.Condition{{
-			Type: reconcile.ConditionReady, Status: "True", Reason: "Applied",
+		Conditions: []state.Condition{{
+			Type: state.ConditionReady, Status: "True", Reason: "Applied",
 			Message: "applied " + rev.String(), LastTransitionTime: at,
 		}},
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/review"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // planCmd: certops plan --repo DIR --base REV --head REV [--format text|markdown|json]
@@ -118,25 +119,26 @@ func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, []string,
 			}
 		}
 	}
-	headState, errs := l.Load(headFS, headRev, nil)
-	if len(errs) > 0 {
-		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: errs}
+	// The same two steps as the reconciler's: load the head whole, then plan
+	// it against the base as the stored state, with the prune guard.
+	headRevision := state.Revision{Ref: headRev, Commit: headRev}
+	desired, err := l.LoadRevision(headFS, headRevision, nil)
+	var stalled *reconcile.StalledError
+	if errors.As(err, &stalled) {
+		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: stalled.Errors}
 	}
 	stored := make(map[spec.Key]string, len(baseObjects))
 	for k, o := range baseObjects {
 		stored[k] = o.Hash()
 	}
-	plan := reconcile.Compute(headState.Objects, stored)
-	rep := review.Build(baseObjects, headState.Objects, plan)
-	rep.Base, rep.Head = baseRev, headRev
-	allowed, err := reconcile.ReadAllowPrune(headFS)
-	if err != nil {
-		return review.Report{}, warnings, err
-	}
 	var guard reconcile.PruneGuard
-	for _, w := range guard.Check(plan, stored, allowed) {
-		rep.PruneWarnings = append(rep.PruneWarnings, "the reconciler will refuse this revision: "+w+
-			"; commit "+reconcile.AllowPruneFile+" to allow it")
+	plan, err := guard.Plan(headRevision, desired, stored)
+	rep := review.Build(baseObjects, desired.State.Objects, plan)
+	rep.Base, rep.Head = baseRev, headRev
+	if errors.As(err, &stalled) {
+		for _, e := range stalled.Errors {
+			rep.PruneWarnings = append(rep.PruneWarnings, "the reconciler will refuse this revision: "+e.Message)
+		}
 	}
 	return rep, warnings, nil
 }

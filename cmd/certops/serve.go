@@ -207,7 +207,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return ignoreCanceled(err)
 	}
-	rec := reconcile.New(src, st, st.Elector(), metrics, logger, reconcile.Options{
+	rec := reconcile.New(src, st, reconcile.ElectorOf(st.TryLeader), metrics, logger, reconcile.Options{
 		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier})
 	starting.Store(false)
 
