@@ -20,7 +20,6 @@ import (
 	"github.com/certops/certops/issuer/acmetest"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
-	"github.com/certops/certops/store"
 )
 
 // acmeFleet is an agent API over Postgres with an http-01 ACME issuer of a
@@ -99,7 +98,7 @@ func (f *acmeFleet) runAgent(t *testing.T, name string) {
 }
 
 // waitDeployments polls the deployments of cert until ok accepts them.
-func (f *acmeFleet) waitDeployments(t *testing.T, cert string, what string, ok func([]store.Deployment) bool) []store.Deployment {
+func (f *acmeFleet) waitDeployments(t *testing.T, cert string, what string, ok func([]state.Deployment) bool) []state.Deployment {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -133,7 +132,7 @@ func TestACMEHTTP01EndToEnd(t *testing.T) {
 	f.runAgent(t, "web-01")
 	f.runAgent(t, "web-02")
 
-	ds := f.waitDeployments(t, "shop", "both installed", func(ds []store.Deployment) bool {
+	ds := f.waitDeployments(t, "shop", "both installed", func(ds []state.Deployment) bool {
 		return len(ds) == 2 && ds[0].State == state.DeploymentInstalled && ds[1].State == state.DeploymentInstalled
 	})
 	roots := f.pebble.Roots(t)
@@ -173,7 +172,7 @@ func TestACMEHTTP01FailureBacksOff(t *testing.T) {
 	f.refresh()
 	f.runAgent(t, "web-01")
 
-	ds := f.waitDeployments(t, "lost", "a failed order", func(ds []store.Deployment) bool {
+	ds := f.waitDeployments(t, "lost", "a failed order", func(ds []state.Deployment) bool {
 		return len(ds) == 1 && ds[0].Failures >= 1 && ds[0].LastError != ""
 	})
 	d := ds[0]
@@ -192,7 +191,7 @@ func TestACMEHTTP01FailureBacksOff(t *testing.T) {
 		t.Fatalf("failures = %d during the backoff, want 1", ds[0].Failures)
 	}
 	f.clock.Add(11 * time.Second)
-	ds = f.waitDeployments(t, "lost", "a second failed order", func(ds []store.Deployment) bool {
+	ds = f.waitDeployments(t, "lost", "a second failed order", func(ds []state.Deployment) bool {
 		return ds[0].Failures >= 2
 	})
 	if got := ds[0].NotBefore.Sub(f.clock.Now()); got < 15*time.Second || !ds[0].NotBefore.After(first) {

@@ -405,7 +405,7 @@ func TestReportsAreRecorded(t *testing.T) {
 			t.Fatalf("report %+v: %d %s", rep, r.status, r.body)
 		}
 	}
-	deployment := func() store.Deployment {
+	deployment := func() state.Deployment {
 		t.Helper()
 		deps, err := e.st.CertificateDeployments(context.Background(), "shop")
 		if err != nil || len(deps) != 1 {
@@ -481,32 +481,6 @@ func TestHeartbeatIsFlushedInBatches(t *testing.T) {
 	e.clock.Add(6 * time.Minute)
 	if off, _ := e.metric("certops_agents", map[string]string{"state": "offline"}); off != 3 {
 		t.Errorf("offline agents after 6m = %v, want 3", off)
-	}
-}
-
-func TestRenewalJitterSpread(t *testing.T) {
-	notBefore := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	notAfter := notBefore.Add(90 * 24 * time.Hour)
-	c := &spec.CertificateSpec{Duration: "2160h"} // default: renew at 2/3
-	base := c.RenewalTime(notBefore, notAfter)
-	renewBefore := notAfter.Sub(base)
-	const n, buckets = 2000, 10
-	counts := make([]int, buckets)
-	for i := range n {
-		at := agentapi.RenewalTime(c, "shop", fmt.Sprintf("web-%04d", i), notBefore, notAfter, 0.1)
-		early := base.Sub(at)
-		if early < 0 || early >= renewBefore/10 {
-			t.Fatalf("renewal %v is %v before the base time; want within [0, %v)", at, early, renewBefore/10)
-		}
-		if again := agentapi.RenewalTime(c, "shop", fmt.Sprintf("web-%04d", i), notBefore, notAfter, 0.1); !again.Equal(at) {
-			t.Fatal("renewal time is not deterministic")
-		}
-		counts[int(early*buckets/(renewBefore/10))]++
-	}
-	for i, got := range counts {
-		if got < n/buckets/2 || got > n/buckets*3/2 {
-			t.Errorf("bucket %d holds %d of %d renewals; want about %d (spread %v)", i, got, n, n/buckets, counts)
-		}
 	}
 }
 

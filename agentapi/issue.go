@@ -12,9 +12,11 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/alert"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -82,19 +84,19 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 		return
 	}
 	d, err := s.store.RecordIssuance(r.Context(), store.Issuance{
-		Version: store.CertificateVersion{
+		Version: state.CertificateVersion{
 			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
 			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
 			Issuer: iss, IssuedAt: now,
 		},
-		RenewAt: RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.cfg.RenewalJitter),
+		RenewAt: assign.RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.cfg.RenewalJitter),
 	})
 	if err != nil {
 		s.metrics.issuance.WithLabelValues(iss, resultError).Inc()
 		s.unavailable(w, "record issuance", err)
 		return
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	s.metrics.issuance.WithLabelValues(iss, resultSuccess).Inc()
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
 		"serial", issued.Serial, "notAfter", issued.NotAfter)
@@ -143,7 +145,7 @@ func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, c *certEntry
 
 // recordRefusal records a refused or failed issuance on the deployment
 // (its last error, one more failure, the backoff) and counts it.
-func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) (store.Deployment, error) {
+func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) (state.Deployment, error) {
 	iss := c.spec.IssuerRef
 	s.metrics.issuance.WithLabelValues(iss, result).Inc()
 	msg := cause.Error()
@@ -158,7 +160,7 @@ func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent st
 	if err != nil {
 		return d, err
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	if d.Failures == 1 { // the first failure since the last success or spec change
 		s.announce(alert.Alert{Name: alert.IssuanceFailed, Severity: alert.Warning, Subject: name + "@" + agent,
 			Summary:     fmt.Sprintf("Issuance of %s for %s failed (%s)", name, agent, result),

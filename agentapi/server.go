@@ -41,10 +41,10 @@ import (
 type Store interface {
 	AgentChanges(ctx context.Context) (revision, seq int64, err error)
 	AssignmentObjects(ctx context.Context) (int64, []store.AssignmentObject, error)
-	DeploymentsSince(ctx context.Context, seq int64) ([]store.Deployment, int64, error)
-	RecordIssuance(ctx context.Context, in store.Issuance) (store.Deployment, error)
-	RecordIssueFailure(ctx context.Context, f store.IssueFailure) (store.Deployment, error)
-	RecordReport(ctx context.Context, r store.DeploymentReport) (store.Deployment, error)
+	DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error)
+	RecordIssuance(ctx context.Context, in store.Issuance) (state.Deployment, error)
+	RecordIssueFailure(ctx context.Context, f store.IssueFailure) (state.Deployment, error)
+	RecordReport(ctx context.Context, r store.DeploymentReport) (state.Deployment, error)
 	RecordAgentsSeen(ctx context.Context, seen []store.AgentSeen) error
 	AgentsSeen(ctx context.Context, names []string) (map[string]store.AgentSeen, error)
 
@@ -56,7 +56,7 @@ type Store interface {
 	ACMEChallenges(ctx context.Context, now time.Time) ([]store.ACMEChallenge, error)
 	ConfirmACMEChallenge(ctx context.Context, token, agent string, at time.Time) (bool, error)
 	ACMEChallengeReady(ctx context.Context, token string) ([]string, error)
-	ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (store.Deployment, error)
+	ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (state.Deployment, error)
 }
 
 // Signers finds the signer of an issuer by name; *issuer.Registry
@@ -153,7 +153,7 @@ type Server struct {
 
 	mu sync.RWMutex
 	// deps holds every deployment row, keyed by certificate and agent.
-	deps map[depKey]*store.Deployment
+	deps map[depKey]*state.Deployment
 	// seq is the agent change counter deps is loaded up to.
 	seq int64
 	// etags caches each agent's current ETag; gen counts invalidations, so
@@ -201,7 +201,7 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 	}
 	s := &Server{
 		store: deps.Store, events: deps.Events, signers: deps.Signers, issuers: deps.Issuers, now: deps.Now, cfg: cfg.withDefaults(), log: logger,
-		metrics: metrics, deps: map[depKey]*store.Deployment{}, etags: map[string]string{},
+		metrics: metrics, deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
 		presence: newPresence(), chains: interner{m: map[string]string{}},
 		challenges: map[string][]agentproto.Challenge{}, holder: newHolderID(), running: map[depKey]struct{}{},
 		announcing: make(chan struct{}, maxAnnouncing),
@@ -381,7 +381,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, agent string) {
 		s.unavailable(w, "record report", err)
 		return
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	s.metrics.report(rep)
 	if rep.Result != agentproto.ResultInstalled {
 		s.announce(alert.Alert{Name: alert.DeployFailed, Severity: alert.Warning,

@@ -2,7 +2,6 @@ package alerting
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -33,11 +32,11 @@ func Gather(ctx context.Context, src Source, now time.Time) (Input, error) {
 		return Input{}, fmt.Errorf("alerting: gather: %w", err)
 	}
 	if len(objs) > 0 {
-		var p spec.AlertPolicySpec
-		if err := json.Unmarshal(objs[0].Spec, &p); err != nil {
-			return Input{}, fmt.Errorf("alerting: gather: decode AlertPolicy %s: %w", objs[0].Name, err)
+		obj, err := objs[0].Decode()
+		if err != nil {
+			return Input{}, fmt.Errorf("alerting: gather: %w", err)
 		}
-		in.Policy = &p
+		in.Policy = obj.Spec.(*spec.AlertPolicySpec)
 	}
 	t := Resolve(in.Policy)
 	facts, err := src.AlertFacts(ctx, now.Add(-t.JobFailureWindow), now.Add(-t.IssuanceFailureWindow))

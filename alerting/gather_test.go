@@ -92,7 +92,7 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 
 	now := time.Now().UTC().Truncate(time.Second)
 	notBefore, notAfter := now.Add(-130*time.Hour), now.Add(14*time.Hour) // under 10% of 144h left
-	if _, err := s.RecordIssuance(ctx, store.Issuance{RenewAt: now.Add(-2 * time.Hour), Version: store.CertificateVersion{
+	if _, err := s.RecordIssuance(ctx, store.Issuance{RenewAt: now.Add(-2 * time.Hour), Version: state.CertificateVersion{
 		Certificate: "shop", Agent: "web-01", SpecHash: "h", Serial: "01", SHA256: "x",
 		NotBefore: notBefore, NotAfter: notAfter, CertPEM: "pem", Issuer: "internal-ca", IssuedAt: now.Add(-time.Minute),
 	}}); err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/certops/certops/agentapi"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
@@ -84,8 +84,8 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 
 	// web-01 gets and installs a certificate; web-02's issuance fails.
 	now := time.Now().UTC().Truncate(time.Second)
-	hash := agentapi.SpecHash(shop)
-	v := store.CertificateVersion{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b", SHA256: "ff",
+	hash := assign.SpecHash(shop)
+	v := state.CertificateVersion{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b", SHA256: "ff",
 		NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), CertPEM: "cert", ChainPEM: "chain", Issuer: "ca", IssuedAt: now}
 	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now.Add(60 * 24 * time.Hour)}); err != nil {
 		t.Fatal(err)

@@ -1,5 +1,51 @@
 package state
 
+import "time"
+
+// CertificateVersion is one certificate issued to one agent: the leaf and
+// its chain as PEM. The store never holds a private key.
+type CertificateVersion struct {
+	ID          int64     `json:"id"`
+	Certificate string    `json:"certificate"`
+	Agent       string    `json:"agent"`
+	SpecHash    string    `json:"specHash"`
+	Serial      string    `json:"serial"`
+	SHA256      string    `json:"sha256"`
+	NotBefore   time.Time `json:"notBefore"`
+	NotAfter    time.Time `json:"notAfter"`
+	CertPEM     string    `json:"certPEM"`
+	ChainPEM    string    `json:"chainPEM"`
+	Issuer      string    `json:"issuer"`
+	IssuedAt    time.Time `json:"issuedAt"`
+}
+
+// Deployment is the state of one certificate on one agent.
+type Deployment struct {
+	Certificate string
+	Agent       string
+	// SpecHash is the spec of the latest issue attempt; Failures and
+	// NotBefore (the backoff) belong to it.
+	SpecHash string
+	// Current is the newest version issued to the agent (for its own
+	// SpecHash, which may be older than the certificate's spec).
+	Current *CertificateVersion
+	RenewAt time.Time
+	// Installed* is what the agent last reported installed.
+	InstalledSerial   string
+	InstalledSpecHash string
+	InstalledNotAfter time.Time
+	// State is one of the Deployment* states (never pending: that is
+	// the absence of a row).
+	State       DeploymentState
+	LastError   string
+	LastAttempt time.Time
+	Failures    int
+	NotBefore   time.Time
+	UpdatedAt   time.Time
+	// ChangeSeq is the agent change counter of the last write.
+	ChangeSeq int64
+}
+
 // DeploymentState is where one certificate stands on one agent.
 type DeploymentState string
 

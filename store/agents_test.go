@@ -11,8 +11,8 @@ import (
 	"github.com/certops/certops/store"
 )
 
-func version(cert, agent, serial string, now time.Time) store.CertificateVersion {
-	return store.CertificateVersion{Certificate: cert, Agent: agent, SpecHash: "h1", Serial: serial, SHA256: "ab",
+func version(cert, agent, serial string, now time.Time) state.CertificateVersion {
+	return state.CertificateVersion{Certificate: cert, Agent: agent, SpecHash: "h1", Serial: serial, SHA256: "ab",
 		NotBefore: now, NotAfter: now.Add(time.Hour), CertPEM: "leaf", ChainPEM: "chain", Issuer: "internal-ca", IssuedAt: now}
 }
 
@@ -52,7 +52,7 @@ func TestIssueFailureBackoffAndReset(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	fail := func(hash string) store.Deployment {
+	fail := func(hash string) state.Deployment {
 		t.Helper()
 		d, err := s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: hash,
 			Error: "boom", At: now, Base: time.Minute, Cap: 5 * time.Minute})
