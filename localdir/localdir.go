@@ -286,3 +286,39 @@ func addTree(w *fsnotify.Watcher, root string) error {
 		return w.Add(p)
 	})
 }
+
+// IsPlainDir reports whether p is a local directory that is not a git
+// repository (neither a work tree with .git nor a bare repository): what
+// `certops serve --repo` watches with this package rather than cloning.
+func IsPlainDir(p string) bool {
+	if strings.Contains(p, "://") {
+		return false
+	}
+	info, err := os.Stat(p)
+	if err != nil || !info.IsDir() {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(p, ".git")); err == nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(p, "HEAD")); err == nil {
+		if _, err := os.Stat(filepath.Join(p, "objects")); err == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Open returns the directory as a source, watched (see Watch, with the
+// default debounce) until ctx ends.
+func Open(ctx context.Context, dir string, logger *slog.Logger) (*Source, <-chan struct{}, error) {
+	src, err := New(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes, err := Watch(ctx, dir, 0, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, changes, nil
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/certops/certops/store"
 )
 
 // migrateCmd applies the database migrations and exits (the Helm hook runs it).
@@ -25,7 +27,7 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	if url == "" {
 		return env.fail("certops migrate", errors.New("--database-url (CERTOPS_DATABASE_URL) is required"))
 	}
-	st, err := openStore(ctx, url, wait, logger)
+	st, err := store.OpenWait(ctx, url, wait, logger)
 	if err != nil {
 		return env.fail("certops migrate", err)
 	}
