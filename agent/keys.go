@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 	"github.com/certops/certops/pki"
 )
 
@@ -49,7 +50,7 @@ func newKey(spec agentproto.KeySpec, path string) (*hostKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return nil, err
 	}
 	return &hostKey{signer: k, pem: b, path: path}, nil

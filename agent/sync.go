@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 	"github.com/certops/certops/pki"
 )
 
@@ -273,7 +274,7 @@ func (a *Agent) commit(as agentproto.Assignment, cert *issuedCert, key *hostKey,
 		}
 		if err := os.Rename(key.path, keyPath); err != nil {
 			a.log.Error("keep the new key", "certificate", as.Name, "err", err)
-		} else if err := syncDir(a.state.dir + "/keys"); err != nil {
+		} else if err := atomicfile.SyncDir(a.state.dir + "/keys"); err != nil {
 			a.log.Warn("fsync keys dir", "err", err)
 		}
 	}
