@@ -56,11 +56,6 @@ func newKey(spec agentproto.KeySpec, path string) (*hostKey, error) {
 	return &hostKey{signer: k, pem: b, path: path}, nil
 }
 
-func samePublicKey(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
-}
-
 // issuedCert is a parsed agentproto.Issued.
 type issuedCert struct {
 	*agentproto.Issued

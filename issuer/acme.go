@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
 )
 
@@ -296,7 +296,7 @@ func issuedFrom(res *certificate.Resource, csr *x509.CertificateRequest) (*agent
 	if err != nil {
 		return nil, nil, fmt.Errorf("the CA returned an unparsable certificate: %w", err)
 	}
-	if !samePublicKey(leaf.PublicKey, csr.PublicKey) {
+	if !pki.SamePublicKey(leaf.PublicKey, csr.PublicKey) {
 		return nil, nil, errors.New("the CA returned a certificate for another key than the CSR's")
 	}
 	chain := res.IssuerCertificate
@@ -414,22 +414,13 @@ func (a *acmeIssuer) httpClient() (*http.Client, error) {
 		MaxIdleConnsPerHost:   4,
 	}
 	if f := a.cfg.CABundleFile; f != "" {
-		b, err := os.ReadFile(f)
+		pool, err := pki.LoadCertPool(f)
 		if err != nil {
-			return nil, fmt.Errorf("CA bundle: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("CA bundle %s: no PEM certificate found", f)
+			return nil, err
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	return &http.Client{Transport: a.opts.Metrics.transport(tr), Timeout: a.opts.RequestTimeout}, nil
-}
-
-func samePublicKey(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
 
 // orderKey carries the Order through lego to the http-01 provider.

@@ -154,6 +154,21 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 	return ca, nil
 }
 
+// LoadCertPool reads a PEM CA bundle, such as the roots to trust for a TLS
+// server, into a pool. It fails when the file cannot be read or holds no PEM
+// certificate.
+func LoadCertPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA bundle %s: no PEM certificate found", path)
+	}
+	return pool, nil
+}
+
 // ParseCA is LoadCA on PEM bytes. The key may be PKCS#8, PKCS#1 (RSA) or
 // SEC1 (EC).
 func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
@@ -176,7 +191,7 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA key: %w", err)
 	}
-	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+	if !SamePublicKey(cert.PublicKey, key.Public()) {
 		return nil, fmt.Errorf("CA key does not match the CA certificate %q", cert.Subject)
 	}
 	var chain strings.Builder
@@ -218,11 +233,6 @@ func parseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("trailing data after the last PEM certificate")
 	}
 	return certs, nil
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
 
 // randomSerial returns a positive 128-bit serial number from crypto/rand:

@@ -324,6 +324,48 @@ func TestParseCAKeyFormats(t *testing.T) {
 	}
 }
 
+func TestLoadCertPool(t *testing.T) {
+	dir := t.TempDir()
+	a, certA, _ := newCA(t, CAOptions{CommonName: "a"})
+	b, certB, _ := newCA(t, CAOptions{CommonName: "b"})
+	_, certC, _ := newCA(t, CAOptions{CommonName: "c"})
+	pool, err := LoadCertPool(writeFile(t, dir, "bundle.pem", append(certA, certB...)))
+	if err != nil {
+		t.Fatalf("LoadCertPool: %v", err)
+	}
+	for _, ca := range []*CA{a, b} {
+		if _, err := ca.Certificate().Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s is not trusted by the pool: %v", ca.Certificate().Subject, err)
+		}
+	}
+	other := parseCertPEM(t, string(certC))
+	if _, err := other.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+		t.Error("a CA outside the bundle is trusted")
+	}
+
+	for _, tc := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "missing.pem"), "CA bundle: open "},
+		{"not PEM", writeFile(t, dir, "garbage.pem", []byte("hello")), "no PEM certificate found"},
+	} {
+		if _, err := LoadCertPool(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: LoadCertPool = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestSamePublicKey(t *testing.T) {
+	k1, k2 := ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256())
+	if !SamePublicKey(k1.Public(), k1.Public()) {
+		t.Error("a key differs from itself")
+	}
+	if SamePublicKey(k1.Public(), k2.Public()) {
+		t.Error("two keys are the same")
+	}
+	if SamePublicKey(nil, k1.Public()) || SamePublicKey(k1.Public(), nil) {
+		t.Error("nil is the same as a key")
+	}
+}
+
 // ---- CheckCSR ----
 
 func TestCheckCSRAccepts(t *testing.T) {
@@ -813,7 +855,7 @@ func TestGenerateKeyNewCSR(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseKeyPEM: %v", err)
 			}
-			if !publicKeysEqual(back.Public(), key.Public()) {
+			if !SamePublicKey(back.Public(), key.Public()) {
 				t.Error("ParseKeyPEM(MarshalKeyPEM(key)) is another key")
 			}
 
