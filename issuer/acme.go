@@ -2,10 +2,8 @@ package issuer
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -303,15 +301,7 @@ func issuedFrom(res *certificate.Resource, csr *x509.CertificateRequest) (*agent
 	if len(chain) == 0 {
 		chain = rest // a bundle: the leaf came first
 	}
-	sum := sha256.Sum256(leaf.Raw)
-	return &agentproto.Issued{
-		Serial:    leaf.SerialNumber.Text(16),
-		SHA256:    hex.EncodeToString(sum[:]),
-		NotBefore: leaf.NotBefore,
-		NotAfter:  leaf.NotAfter,
-		CertPEM:   string(pem.EncodeToMemory(block)),
-		ChainPEM:  strings.TrimLeft(string(chain), "\n"),
-	}, leaf, nil
+	return pki.NewIssued(leaf, strings.TrimLeft(string(chain), "\n")), leaf, nil
 }
 
 // setup returns the lego client with its account: on first use it reads

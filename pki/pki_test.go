@@ -366,6 +366,53 @@ func TestSamePublicKey(t *testing.T) {
 	}
 }
 
+func TestParseCertificatesPEM(t *testing.T) {
+	_, certA, keyA := newCA(t, CAOptions{CommonName: "a"})
+	_, certB, _ := newCA(t, CAOptions{CommonName: "b"})
+	certs, err := ParseCertificatesPEM(append(append([]byte("junk before\n"), certA...), append(certB, "\n"...)...))
+	if err != nil {
+		t.Fatalf("ParseCertificatesPEM: %v", err)
+	}
+	var names []string
+	for _, c := range certs {
+		names = append(names, c.Subject.CommonName)
+	}
+	if !cmp.Equal(names, []string{"a", "b"}) {
+		t.Errorf("certificates %q, want [a b]", names)
+	}
+	if certs, err := ParseCertificatesPEM(nil); err != nil || certs != nil {
+		t.Errorf("ParseCertificatesPEM(nil) = %v, %v; want no certificates and no error (an empty chain)", certs, err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"a key among them", append(certA, keyA...), `PEM block "PRIVATE KEY", want "CERTIFICATE"`},
+		{"not DER", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}), "certificate 1:"},
+	} {
+		if _, err := ParseCertificatesPEM(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: ParseCertificatesPEM = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestNewIssued(t *testing.T) {
+	ca, _, _ := newCA(t, CAOptions{})
+	leaf := ca.Certificate()
+	iss := NewIssued(leaf, "chain\n")
+	sum := sha256.Sum256(leaf.Raw)
+	if want := hex.EncodeToString(sum[:]); iss.SHA256 != want || Fingerprint(leaf.Raw) != want {
+		t.Errorf("SHA256 %s, Fingerprint %s; want %s", iss.SHA256, Fingerprint(leaf.Raw), want)
+	}
+	if iss.Serial != leaf.SerialNumber.Text(16) || !iss.NotBefore.Equal(leaf.NotBefore) || !iss.NotAfter.Equal(leaf.NotAfter) || iss.ChainPEM != "chain\n" {
+		t.Errorf("NewIssued = %+v, does not describe %v", iss, leaf.Subject)
+	}
+	if back := parseCertPEM(t, iss.CertPEM); !back.Equal(leaf) {
+		t.Error("CertPEM is another certificate")
+	}
+}
+
 // ---- CheckCSR ----
 
 func TestCheckCSRAccepts(t *testing.T) {
