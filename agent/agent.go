@@ -63,7 +63,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +75,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/pki"
 )
 
 // Config configures an Agent. Server, Name, TokenFile and StateDir are
@@ -245,13 +245,9 @@ func newHTTPClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pemBytes, err := os.ReadFile(caFile)
+		pool, err := pki.LoadCertPool(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("CA bundle: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("CA bundle %s: no PEM certificate found", caFile)
+			return nil, err
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}

@@ -59,7 +59,7 @@ func TestFirstIssuanceInstallsTheSet(t *testing.T) {
 	}
 	block, _ := pem.Decode([]byte(iss.CertPEM))
 	leaf, _ := x509.ParseCertificate(block.Bytes)
-	if !samePublicKey(leaf.PublicKey, key.Public()) {
+	if !pki.SamePublicKey(leaf.PublicKey, key.Public()) {
 		t.Error("key.pem does not match cert.pem")
 	}
 	for name, want := range map[string]os.FileMode{"cert.pem": 0o644, "chain.pem": 0o644, "fullchain.pem": 0o644, "key.pem": 0o600} {
@@ -491,7 +491,7 @@ func keyFits(keyPEM, certPEM string) bool {
 		return false
 	}
 	leaf, err := x509.ParseCertificate(block.Bytes)
-	return err == nil && samePublicKey(leaf.PublicKey, key.Public())
+	return err == nil && pki.SamePublicKey(leaf.PublicKey, key.Public())
 }
 
 func summarize(got, old map[string]string, newCert string) map[string]string {

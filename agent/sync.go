@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 	"github.com/certops/certops/pki"
 )
 
@@ -140,7 +141,7 @@ func (a *Agent) heldKey(name string, cur *issuedCert) *hostKey {
 			a.log.Warn("unreadable key in the state dir", "certificate", name, "err", err)
 			continue
 		}
-		if k != nil && samePublicKey(cur.leaf.PublicKey, k.signer.Public()) {
+		if k != nil && pki.SamePublicKey(cur.leaf.PublicKey, k.signer.Public()) {
 			return k
 		}
 	}
@@ -192,7 +193,7 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 		return a.fail(ctx, as, "", agentproto.StageIssue, err)
 	}
 	cert, err := parseIssued(iss)
-	if err == nil && !samePublicKey(cert.leaf.PublicKey, key.signer.Public()) {
+	if err == nil && !pki.SamePublicKey(cert.leaf.PublicKey, key.signer.Public()) {
 		err = fmt.Errorf("issued certificate %s is not for the key of our CSR", iss.Serial)
 	}
 	if err != nil {
@@ -273,7 +274,7 @@ func (a *Agent) commit(as agentproto.Assignment, cert *issuedCert, key *hostKey,
 		}
 		if err := os.Rename(key.path, keyPath); err != nil {
 			a.log.Error("keep the new key", "certificate", as.Name, "err", err)
-		} else if err := syncDir(a.state.dir + "/keys"); err != nil {
+		} else if err := atomicfile.SyncDir(a.state.dir + "/keys"); err != nil {
 			a.log.Warn("fsync keys dir", "err", err)
 		}
 	}

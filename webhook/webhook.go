@@ -60,6 +60,22 @@ const (
 	ResultMethodNotAllowed = "method_not_allowed"
 )
 
+// SignatureHeader is the generic receiver's signature header; certops'
+// webhook notifications are signed the same way.
+const SignatureHeader = "X-Certops-Signature-256"
+
+// Sign returns the SignatureHeader value for body: "sha256=" followed by
+// the hex HMAC-SHA256 of body under secret (GitHub's scheme).
+func Sign(secret, body []byte) string {
+	return "sha256=" + hex.EncodeToString(mac(secret, body))
+}
+
+func mac(secret, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return m.Sum(nil)
+}
+
 // Config names the files holding each receiver's shared secret. A receiver
 // whose file is empty is disabled and answers 404.
 type Config struct {
@@ -212,7 +228,7 @@ func verifyGitHub(secret, body []byte, header http.Header) bool {
 }
 
 func verifyGeneric(secret, body []byte, header http.Header) bool {
-	return verifyHMAC(secret, body, header.Get("X-Certops-Signature-256"))
+	return verifyHMAC(secret, body, header.Get(SignatureHeader))
 }
 
 // verifyHMAC checks a "sha256=<hex>" signature of body in constant time.
@@ -225,9 +241,7 @@ func verifyHMAC(secret, body []byte, signature string) bool {
 	if err != nil {
 		return false
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return hmac.Equal(got, mac(secret, body))
 }
 
 // verifyGitLab compares the token through SHA-256 digests so that neither the
