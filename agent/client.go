@@ -36,7 +36,7 @@ var errUnauthorized = errors.New("token rejected (401)")
 // serverError is a non-2xx answer.
 type serverError struct {
 	Status     int
-	Code       string
+	Code       agentproto.Code
 	Message    string
 	RetryAfter time.Duration
 }
@@ -44,7 +44,7 @@ type serverError struct {
 func (e *serverError) Error() string {
 	msg := fmt.Sprintf("server answered %d %s", e.Status, http.StatusText(e.Status))
 	if e.Code != "" {
-		msg += ": " + e.Code
+		msg += ": " + string(e.Code)
 	}
 	if e.Message != "" {
 		msg += ": " + e.Message

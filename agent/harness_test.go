@@ -148,7 +148,7 @@ func (s *protoServer) middleware(next http.Handler) http.Handler {
 	})
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
+func writeError(w http.ResponseWriter, status int, code agentproto.Code, msg string) {
 	var eb agentproto.ErrorBody
 	eb.Error.Code, eb.Error.Message = code, msg
 	w.Header().Set("Content-Type", "application/json")

@@ -219,7 +219,7 @@ func TestMalformedRequests(t *testing.T) {
 		method, path string
 		body         any
 		status       int
-		code         string
+		code         agentproto.Code
 	}{
 		{"not JSON", "POST", issuePath("shop"), []byte("{csr"), 400, "invalid"},
 		{"trailing data", "POST", issuePath("shop"), []byte(`{"specHash":"x"} {}`), 400, "invalid"},

@@ -459,7 +459,7 @@ func retryAfter(w http.ResponseWriter, now, t time.Time) {
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	var body agentproto.ErrorBody
-	body.Error.Code, body.Error.Message = code, msg
+	body.Error.Code, body.Error.Message = agentproto.Code(code), msg
 	writeJSON(w, status, body)
 }
 
