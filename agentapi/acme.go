@@ -268,7 +268,7 @@ func (s *Server) CleanUpHTTP01(ctx context.Context, ch issuer.HTTP01Challenge) e
 func (s *Server) challengeReady(w http.ResponseWriter, r *http.Request, agent string) {
 	token := r.PathValue("token")
 	if !agentproto.ValidToken(token) {
-		writeError(w, http.StatusBadRequest, "invalid", "the token is not base64url")
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "the token is not base64url"))
 		return
 	}
 	ok, err := s.store.ConfirmACMEChallenge(r.Context(), token, agent, s.now())
@@ -277,7 +277,7 @@ func (s *Server) challengeReady(w http.ResponseWriter, r *http.Request, agent st
 		return
 	}
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "no such challenge for this agent")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such challenge for this agent"))
 		return
 	}
 	s.reloadChallenges(r.Context())

@@ -41,23 +41,22 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 	c, ok := s.objs.Load().assigned(name, agent)
 	if !ok {
 		// Same answer whether the certificate exists or not.
-		writeError(w, http.StatusNotFound, "not_found", "certificate "+strconv.Quote(name)+" is not assigned to this agent")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "certificate "+strconv.Quote(name)+" is not assigned to this agent"))
 		return
 	}
 	if req.SpecHash != c.specHash {
-		writeError(w, http.StatusConflict, "conflict", "the certificate's spec changed; poll the assignments again")
+		failure.WriteHTTP(w, failure.New(failure.Conflict, "the certificate's spec changed; poll the assignments again"))
 		return
 	}
 	now := s.now()
 	if d := s.deployment(name, agent); d != nil && d.SpecHash == c.specHash && d.NotBefore.After(now) {
-		retryAfter(w, now, d.NotBefore)
-		writeError(w, http.StatusTooManyRequests, "backoff",
-			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError)
+		failure.WriteHTTP(w, failure.WithRetryAfter(failure.New(failure.RateLimited,
+			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError), d.NotBefore.Sub(now)))
 		return
 	}
 	csr, err := pki.ParseCSR([]byte(req.CSRPEM))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "csrPEM: "+err.Error())
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "csrPEM: "+err.Error()))
 		return
 	}
 	iss := c.spec.IssuerRef
@@ -136,11 +135,11 @@ func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, c *certEntry
 		return
 	}
 	if result == resultRejected {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", d.LastError)
+		failure.WriteHTTP(w, failure.WithCode(failure.New(failure.Rejected, d.LastError), agentproto.CodeCSRMismatch))
 		return
 	}
-	retryAfter(w, now, d.NotBefore)
-	writeError(w, http.StatusServiceUnavailable, "issuer_unavailable", "issuance failed; retry later")
+	failure.WriteHTTP(w, failure.WithRetryAfter(failure.WithCode(
+		failure.New(failure.Unavailable, "issuance failed; retry later"), agentproto.CodeIssuerUnavailable), d.NotBefore.Sub(now)))
 }
 
 // recordRefusal records a refused or failed issuance on the deployment

@@ -87,7 +87,7 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 		mux.Handle("/hooks/", cfg.Hooks)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, failure.New(failure.NotFound, "no such endpoint: "+r.URL.Path))
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint: "+r.URL.Path))
 	})
 	return mux
 }
@@ -104,12 +104,12 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.r.Ping(ctx); err != nil {
-		writeError(w, failure.Wrap(failure.Unavailable, errors.New("database unreachable")))
+		failure.WriteHTTP(w, failure.Wrap(failure.Unavailable, errors.New("database unreachable")))
 		return
 	}
 	if a.readyFn != nil {
 		if err := a.readyFn(); err != nil {
-			writeError(w, failure.Wrap(failure.Unavailable, err))
+			failure.WriteHTTP(w, failure.Wrap(failure.Unavailable, err))
 			return
 		}
 	}
@@ -167,14 +167,14 @@ func (a *api) list(kind spec.Kind) http.HandlerFunc {
 		q := r.URL.Query()
 		limit, err := parseLimit(q.Get("limit"))
 		if err != nil {
-			writeError(w, err)
+			failure.WriteHTTP(w, err)
 			return
 		}
 		labels := map[string]string{}
 		for _, l := range q["label"] {
 			k, v, ok := strings.Cut(l, "=")
 			if !ok || k == "" {
-				writeError(w, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l)))
+				failure.WriteHTTP(w, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l)))
 				return
 			}
 			labels[k] = v
@@ -199,7 +199,7 @@ func (a *api) get(kind spec.Kind) http.HandlerFunc {
 		name := r.PathValue("name")
 		o, err := a.r.GetObject(r.Context(), kind, name)
 		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, failure.New(failure.NotFound, strings.ToLower(string(kind))+" "+strconv.Quote(name)+" not found"))
+			failure.WriteHTTP(w, failure.New(failure.NotFound, strings.ToLower(string(kind))+" "+strconv.Quote(name)+" not found"))
 			return
 		}
 		if err != nil {
@@ -220,13 +220,13 @@ func (a *api) revisions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
-		writeError(w, err)
+		failure.WriteHTTP(w, err)
 		return
 	}
 	var before int64
 	if s := q.Get("before"); s != "" {
 		if before, err = strconv.ParseInt(s, 10, 64); err != nil || before <= 0 {
-			writeError(w, failure.New(failure.Invalid, "before must be a positive revision id"))
+			failure.WriteHTTP(w, failure.New(failure.Invalid, "before must be a positive revision id"))
 			return
 		}
 	}
@@ -258,7 +258,7 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 		a.log.Error("api request failed", "err", err)
 		err = failure.Wrap(failure.Unavailable, errors.New("status temporarily unavailable"))
 	}
-	writeError(w, err)
+	failure.WriteHTTP(w, err)
 }
 
 func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
@@ -270,7 +270,7 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="certops"`)
-			writeError(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
+			failure.WriteHTTP(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
 			return
 		}
 		next(w, r)
@@ -279,21 +279,7 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
-	writeError(w, failure.New(failure.MethodNotAllowed, r.Method+" is not allowed; this API is read-only"))
-}
-
-// errorBody is the stable shape of every error response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, failure.HTTPStatus(err), errorBody{Error: errorDetail{Code: failure.KindOf(err).String(), Message: err.Error()}})
+	failure.WriteHTTP(w, failure.New(failure.MethodNotAllowed, r.Method+" is not allowed; this API is read-only"))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
