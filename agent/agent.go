@@ -22,6 +22,13 @@
 // retried after a per-certificate backoff (PollInterval doubling up to an
 // hour), unless the SpecHash or Current changes first.
 //
+// The server's error answers are decided on by their code (the table in
+// package agentproto), not their status: on an issue request, backoff,
+// issuer_unavailable and unavailable hold that certificate back until
+// Retry-After while the pass goes on; conflict polls the assignments again;
+// unauthorized and internal (like an unreachable server) stop the pass and
+// Run backs off, honouring Retry-After; any other code fails the deployment.
+//
 // # Keys
 //
 // Keys live in StateDir/keys (0700 dir, 0600 files): NAME.key is the key of

@@ -732,7 +732,7 @@ func TestIssueBackoffIsPerCertificate(t *testing.T) {
 		api.Name, api.SpecHash, api.Verify = "api", "spec-api", nil
 		api.Files = agentproto.Files{Cert: filepath.Join(e.dir, "api.crt"), Key: filepath.Join(e.dir, "api.key")}
 		s.assignments = append(s.assignments, &api)
-		s.issueStatus, s.retryAfter = map[string]int{"shop": http.StatusTooManyRequests}, "600"
+		s.issueError = map[string]errAnswer{"shop": {http.StatusTooManyRequests, agentproto.CodeBackoff, "600"}}
 	})
 	a := e.newAgent()
 	err := a.SyncOnce(t.Context())
@@ -742,7 +742,7 @@ func TestIssueBackoffIsPerCertificate(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.dir, "api.crt")); err != nil {
 		t.Errorf("api was not installed while shop was backed off: %v", err)
 	}
-	e.srv.set(func(s *protoServer) { s.issueStatus = nil })
+	e.srv.set(func(s *protoServer) { s.issueError = nil })
 	e.clock.Set(e.clock.Now().Add(5 * time.Minute))
 	e.sync(a)
 	if e.fileSet()["cert.pem"] != "" {

@@ -64,11 +64,26 @@ type protoServer struct {
 	reports     []agentproto.Report
 	issued      []*agentproto.Issued
 	heartbeats  int
-	refuseCSR   bool           // answer issue requests with 422
-	issueStatus map[string]int // answer issue requests for a name with this status (and retryAfter)
-	down        bool           // drop every connection
-	status      int            // answer everything with this status
-	retryAfter  string         // with this Retry-After
+	refuseCSR   bool                 // answer issue requests with 422 csr_mismatch
+	issueError  map[string]errAnswer // answer issue requests for a name with this error
+	reportError *errAnswer           // answer reports with this error
+	down        bool                 // drop every connection
+	status      int                  // answer everything with this status, not certops' (no known code)
+	retryAfter  string               // with this Retry-After
+}
+
+// errAnswer is an error answer: status, code and Retry-After.
+type errAnswer struct {
+	status     int
+	code       agentproto.Code
+	retryAfter string
+}
+
+func (e errAnswer) write(w http.ResponseWriter) {
+	if e.retryAfter != "" {
+		w.Header().Set("Retry-After", e.retryAfter)
+	}
+	writeError(w, e.status, e.code, "test says so")
 }
 
 func newProtoServer(t *testing.T, clk *clock, token string) *protoServer {
@@ -139,9 +154,9 @@ func (s *protoServer) middleware(next http.Handler) http.Handler {
 			if retryAfter != "" {
 				w.Header().Set("Retry-After", retryAfter)
 			}
-			writeError(rec, status, "forced", "test says so")
+			writeError(rec, status, "forced", "test says so") // read by its status
 		case r.Header.Get("Authorization") != "Bearer "+s.token:
-			writeError(rec, http.StatusUnauthorized, "unauthorized", "")
+			writeError(rec, http.StatusUnauthorized, agentproto.CodeUnauthorized, "unauthorized")
 		default:
 			next.ServeHTTP(rec, r)
 		}
@@ -178,12 +193,16 @@ func (s *protoServer) getAssignments(w http.ResponseWriter, r *http.Request) {
 func (s *protoServer) postReport(w http.ResponseWriter, r *http.Request) {
 	var rep agentproto.Report
 	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
 		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reportError != nil {
+		s.reportError.write(w)
+		return
+	}
 	s.reports = append(s.reports, rep)
-	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -192,21 +211,21 @@ func (s *protoServer) postIssue(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	as := s.find(r.PathValue("name"))
 	if as == nil {
-		writeError(w, http.StatusNotFound, "not_found", "")
+		writeError(w, http.StatusNotFound, agentproto.CodeNotFound, "not assigned")
 		return
 	}
 	var req agentproto.IssueRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
 		return
 	}
 	if req.SpecHash != as.SpecHash {
-		writeError(w, http.StatusConflict, "outdated", "")
+		writeError(w, http.StatusConflict, agentproto.CodeConflict, "spec changed")
 		return
 	}
 	csr, err := pki.ParseCSR([]byte(req.CSRPEM))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
 		return
 	}
 	cs := &spec.CertificateSpec{
@@ -214,22 +233,21 @@ func (s *protoServer) postIssue(w http.ResponseWriter, r *http.Request) {
 		PrivateKey: spec.PrivateKey{Algorithm: as.Key.Algorithm, Size: as.Key.Size, RotationPolicy: as.Key.RotationPolicy},
 		Duration:   s.lifetime.String(),
 	}
-	if st := s.issueStatus[as.Name]; st != 0 {
-		w.Header().Set("Retry-After", s.retryAfter)
-		writeError(w, st, "backoff", "issuance backoff")
+	if e, ok := s.issueError[as.Name]; ok {
+		e.write(w)
 		return
 	}
 	if s.refuseCSR {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", "test refuses every CSR")
+		writeError(w, http.StatusUnprocessableEntity, agentproto.CodeCSRMismatch, "test refuses every CSR")
 		return
 	}
 	if err := pki.CheckCSR(csr, cs); err != nil {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", err.Error())
+		writeError(w, http.StatusUnprocessableEntity, agentproto.CodeCSRMismatch, err.Error())
 		return
 	}
 	iss, err := s.ca.Sign(csr, cs, s.clock.Now())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "sign", err.Error())
+		writeError(w, http.StatusInternalServerError, agentproto.CodeInternal, err.Error())
 		return
 	}
 	as.Current = iss
