@@ -82,6 +82,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 )
 
@@ -169,10 +170,11 @@ func (a *Agent) allowed(path string) error {
 
 // New validates cfg, prepares the state dir, reads the token once (so a
 // missing or empty token file is reported at start) and recovers an install
-// interrupted by a crash.
+// interrupted by a crash. An invalid cfg (a field missing, a bad Server or
+// AllowedDirs) is a failure.Invalid error.
 func New(cfg Config) (*Agent, error) {
 	if err := cfg.defaults(); err != nil {
-		return nil, err
+		return nil, failure.Wrap(failure.Invalid, err)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -183,7 +185,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	base, err := url.Parse(cfg.Server)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server)
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server))
 	}
 	c := &client{base: base, hc: hc, tokenFile: cfg.TokenFile, userAgent: "certops-agent/" + cfg.Version}
 	if _, err := c.token(); err != nil {

@@ -23,6 +23,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/certops/certops/failure"
 )
 
 // CA defaults.
@@ -62,6 +64,7 @@ type CAOptions struct {
 
 // NewCA creates a self-signed CA that may sign leaves only (path length
 // zero) and returns its certificate and its PKCS#8 private key, PEM encoded.
+// Bad options are failure.Invalid errors.
 func NewCA(opts CAOptions) (certPEM, keyPEM []byte, err error) {
 	if opts.CommonName == "" {
 		opts.CommonName = DefaultCACommonName
@@ -70,11 +73,11 @@ func NewCA(opts CAOptions) (certPEM, keyPEM []byte, err error) {
 		opts.Validity = DefaultCAValidity
 	}
 	if opts.Validity < 0 {
-		return nil, nil, fmt.Errorf("CA validity %s is negative", opts.Validity)
+		return nil, nil, failure.Wrap(failure.Invalid, fmt.Errorf("CA validity %s is negative", opts.Validity))
 	}
 	for _, d := range opts.PermittedDNSDomains {
 		if d == "" || strings.ContainsAny(d, " \t*/:") {
-			return nil, nil, fmt.Errorf("permitted DNS domain %q is not a domain name", d)
+			return nil, nil, failure.Wrap(failure.Invalid, fmt.Errorf("permitted DNS domain %q is not a domain name", d))
 		}
 	}
 	key, err := newCAKey(opts.KeyType)
@@ -120,7 +123,7 @@ func newCAKey(keyType string) (crypto.Signer, error) {
 	case KeyTypeRSA:
 		return rsa.GenerateKey(rand.Reader, caRSABits)
 	default:
-		return nil, fmt.Errorf("CA key type %q: want %s or %s", keyType, KeyTypeECDSA, KeyTypeRSA)
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("CA key type %q: want %s or %s", keyType, KeyTypeECDSA, KeyTypeRSA))
 	}
 }
 

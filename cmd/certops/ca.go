@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/atomicfile"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 )
 
@@ -23,7 +24,7 @@ Creates a local CA for a localCA Issuer: DIR/ca.crt and DIR/ca.key (mode 0600).
 func caCmd(_ context.Context, env cliEnv, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(env.stderr, caUsage)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 	switch args[0] {
 	case "init":
@@ -33,7 +34,7 @@ func caCmd(_ context.Context, env cliEnv, args []string) int {
 		return 0
 	default:
 		fmt.Fprintf(env.stderr, "certops ca: unknown subcommand %q\n\n%s", args[0], caUsage)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 }
 
@@ -57,8 +58,7 @@ func caInitCmd(env cliEnv, args []string) int {
 		return parseExit(err)
 	}
 	if f.NArg() > 0 || out == "" {
-		fmt.Fprintln(env.stderr, "certops ca init: --out DIR is required and no arguments are accepted")
-		return 1
+		return env.fail("certops ca init", failure.New(failure.Usage, "--out DIR is required and no arguments are accepted"))
 	}
 	opts := pki.CAOptions{
 		CommonName:          commonName,
@@ -68,6 +68,9 @@ func caInitCmd(env cliEnv, args []string) int {
 	}
 	ca, err := initCA(out, opts, force)
 	if err != nil {
+		if failure.KindOf(err) == failure.Invalid {
+			err = failure.Wrap(failure.Usage, err) // the options are the flags: a bad flag value
+		}
 		return env.fail("certops ca init", err)
 	}
 	printNextSteps(env, ca)

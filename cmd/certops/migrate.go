@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/store"
 )
 
@@ -25,7 +25,7 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 		return env.fail("certops migrate", err)
 	}
 	if url == "" {
-		return env.fail("certops migrate", errors.New("--database-url (CERTOPS_DATABASE_URL) is required"))
+		return env.fail("certops migrate", failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required"))
 	}
 	st, err := store.OpenWait(ctx, url, wait, logger)
 	if err != nil {

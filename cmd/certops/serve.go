@@ -21,6 +21,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/alerting"
 	"github.com/certops/certops/backup"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/issuer"
@@ -66,7 +67,7 @@ func serveCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	if err := serve(ctx, *cfg, logger, nil); err != nil {
 		logger.Error("serve failed", "err", err)
-		return 1
+		return failure.ExitCode(err)
 	}
 	return 0
 }
@@ -104,10 +105,10 @@ func declareServe(f *flagSet) *serveConfig {
 // first clone and the reconcile lease are awaited.
 func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen func(addr string)) (err error) {
 	if cfg.DatabaseURL == "" {
-		return errors.New("--database-url (CERTOPS_DATABASE_URL) is required")
+		return failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required")
 	}
 	if cfg.Repo == "" {
-		return errors.New("--repo (CERTOPS_REPO) is required")
+		return failure.New(failure.Usage, "--repo (CERTOPS_REPO) is required")
 	}
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
