@@ -22,6 +22,13 @@
 // retried after a per-certificate backoff (PollInterval doubling up to an
 // hour), unless the SpecHash or Current changes first.
 //
+// The server's error answers are decided on by their code (the table in
+// package agentproto), not their status: on an issue request, backoff,
+// issuer_unavailable and unavailable hold that certificate back until
+// Retry-After while the pass goes on; conflict polls the assignments again;
+// unauthorized and internal (like an unreachable server) stop the pass and
+// Run backs off, honouring Retry-After; any other code fails the deployment.
+//
 // # Keys
 //
 // Keys live in StateDir/keys (0700 dir, 0600 files): NAME.key is the key of
@@ -63,7 +70,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +82,8 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/pki"
 )
 
 // Config configures an Agent. Server, Name, TokenFile and StateDir are
@@ -162,10 +170,11 @@ func (a *Agent) allowed(path string) error {
 
 // New validates cfg, prepares the state dir, reads the token once (so a
 // missing or empty token file is reported at start) and recovers an install
-// interrupted by a crash.
+// interrupted by a crash. An invalid cfg (a field missing, a bad Server or
+// AllowedDirs) is a failure.Invalid error.
 func New(cfg Config) (*Agent, error) {
 	if err := cfg.defaults(); err != nil {
-		return nil, err
+		return nil, failure.Wrap(failure.Invalid, err)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -176,7 +185,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	base, err := url.Parse(cfg.Server)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server)
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server))
 	}
 	c := &client{base: base, hc: hc, tokenFile: cfg.TokenFile, userAgent: "certops-agent/" + cfg.Version}
 	if _, err := c.token(); err != nil {
@@ -245,13 +254,9 @@ func newHTTPClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pemBytes, err := os.ReadFile(caFile)
+		pool, err := pki.LoadCertPool(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("CA bundle: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("CA bundle %s: no PEM certificate found", caFile)
+			return nil, err
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}

@@ -61,7 +61,7 @@ func TestFirstIssuanceInstallsTheSet(t *testing.T) {
 	}
 	block, _ := pem.Decode([]byte(iss.CertPEM))
 	leaf, _ := x509.ParseCertificate(block.Bytes)
-	if !samePublicKey(leaf.PublicKey, key.Public()) {
+	if !pki.SamePublicKey(leaf.PublicKey, key.Public()) {
 		t.Error("key.pem does not match cert.pem")
 	}
 	for name, want := range map[string]os.FileMode{"cert.pem": 0o644, "chain.pem": 0o644, "fullchain.pem": 0o644, "key.pem": 0o600} {
@@ -487,7 +487,7 @@ func keyFits(keyPEM, certPEM string) bool {
 		return false
 	}
 	leaf, err := x509.ParseCertificate(block.Bytes)
-	return err == nil && samePublicKey(leaf.PublicKey, key.Public())
+	return err == nil && pki.SamePublicKey(leaf.PublicKey, key.Public())
 }
 
 func summarize(got, old map[string]string, newCert string) map[string]string {
@@ -739,7 +739,7 @@ func TestIssueBackoffIsPerCertificate(t *testing.T) {
 		api.Name, api.SpecHash, api.Verify = "api", "spec-api", nil
 		api.Files = agentproto.Files{Cert: filepath.Join(e.dir, "api.crt"), Key: filepath.Join(e.dir, "api.key")}
 		s.assignments = append(s.assignments, &api)
-		s.issueStatus, s.retryAfter = map[string]int{"shop": http.StatusTooManyRequests}, "600"
+		s.issueError = map[string]errAnswer{"shop": {http.StatusTooManyRequests, agentproto.CodeBackoff, "600"}}
 	})
 	a := e.newAgent()
 	err := a.SyncOnce(t.Context())
@@ -749,7 +749,7 @@ func TestIssueBackoffIsPerCertificate(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.dir, "api.crt")); err != nil {
 		t.Errorf("api was not installed while shop was backed off: %v", err)
 	}
-	e.srv.set(func(s *protoServer) { s.issueStatus = nil })
+	e.srv.set(func(s *protoServer) { s.issueError = nil })
 	e.clock.Set(e.clock.Now().Add(5 * time.Minute))
 	e.sync(a)
 	if e.fileSet()["cert.pem"] != "" {

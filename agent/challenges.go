@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 )
 
 // http-01 challenges: while an ACME order of a certificate this agent
@@ -95,7 +96,7 @@ func writeChallenge(path, keyAuth string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, []byte(keyAuth), 0o644)
+	return atomicfile.WriteFile(path, []byte(keyAuth), 0o644)
 }
 
 // challengeFiles is StateDir/challenges.json: the files written, by token,
@@ -144,7 +145,7 @@ func (c *challengeFiles) remove(token string) {
 func (c *challengeFiles) save() {
 	b, err := json.Marshal(c.files)
 	if err == nil {
-		err = writeFileAtomic(c.path, b, 0o600)
+		err = atomicfile.WriteFile(c.path, b, 0o600)
 	}
 	if err != nil {
 		c.log.Warn("cannot save the http-01 challenge record", "err", err)

@@ -30,13 +30,15 @@ const (
 	maxResponseBytes = 32 << 20
 )
 
-// errUnauthorized is a 401: the token is missing, unknown or revoked.
+// errUnauthorized is the code unauthorized: the token is missing, unknown
+// or revoked.
 var errUnauthorized = errors.New("token rejected (401)")
 
-// serverError is a non-2xx answer.
+// serverError is a non-2xx answer: its status and the code and message of
+// its ErrorBody.
 type serverError struct {
 	Status     int
-	Code       string
+	Code       agentproto.Code // as sent; see code
 	Message    string
 	RetryAfter time.Duration
 }
@@ -44,7 +46,7 @@ type serverError struct {
 func (e *serverError) Error() string {
 	msg := fmt.Sprintf("server answered %d %s", e.Status, http.StatusText(e.Status))
 	if e.Code != "" {
-		msg += ": " + e.Code
+		msg += ": " + string(e.Code)
 	}
 	if e.Message != "" {
 		msg += ": " + e.Message
@@ -53,16 +55,42 @@ func (e *serverError) Error() string {
 }
 
 func (e *serverError) Is(target error) bool {
-	return target == errUnauthorized && e.Status == http.StatusUnauthorized
+	return target == errUnauthorized && e.code() == agentproto.CodeUnauthorized
 }
 
-// statusOf is the HTTP status of a serverError in err's chain, or 0.
-func statusOf(err error) int {
+// code is the code the agent acts on: the answer's when it is one of the
+// protocol's, otherwise (an answer that is not certops', say a proxy's 502)
+// one read from the status, as package agentproto documents.
+func (e *serverError) code() agentproto.Code {
+	switch e.Code {
+	case agentproto.CodeInvalid, agentproto.CodeUnauthorized, agentproto.CodeForbidden, agentproto.CodeNotFound,
+		agentproto.CodeMethodNotAllowed, agentproto.CodeConflict, agentproto.CodeTooLarge, agentproto.CodeRejected,
+		agentproto.CodeCSRMismatch, agentproto.CodeBackoff, agentproto.CodeInternal, agentproto.CodeUnavailable,
+		agentproto.CodeIssuerUnavailable:
+		return e.Code
+	}
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		return agentproto.CodeUnauthorized
+	case e.Status == http.StatusConflict:
+		return agentproto.CodeConflict
+	case e.Status == http.StatusTooManyRequests:
+		return agentproto.CodeBackoff
+	case e.Status == http.StatusServiceUnavailable:
+		return agentproto.CodeUnavailable
+	case e.Status >= 500:
+		return agentproto.CodeInternal
+	}
+	return agentproto.CodeInvalid
+}
+
+// codeOf is the code of a serverError in err's chain, or "".
+func codeOf(err error) agentproto.Code {
 	var se *serverError
 	if errors.As(err, &se) {
-		return se.Status
+		return se.code()
 	}
-	return 0
+	return ""
 }
 
 // retryAfterOf is the Retry-After of a serverError in err's chain, or 0.
@@ -75,17 +103,23 @@ func retryAfterOf(err error) time.Duration {
 }
 
 // isServerTrouble reports whether err means the server cannot serve the
-// agent right now (unreachable, a garbled answer, 401, 429, 5xx): the pass
-// stops and Run backs off. Other answers (400, 404, 409, 422) are about one
-// request, and host-side failures are not about the server at all.
+// agent right now (unreachable, a garbled answer, or the codes
+// unauthorized, backoff, internal, unavailable, issuer_unavailable): the
+// pass stops and Run backs off. Other codes (invalid, not_found, conflict,
+// csr_mismatch, …) are about one request, and host-side failures are not
+// about the server at all. (The issue route sorts out the codes that are
+// about one certificate first: see issueAndDeploy.)
 func isServerTrouble(err error) bool {
 	var te *transportError
 	if errors.As(err, &te) {
 		return true
 	}
-	var se *serverError
-	return errors.As(err, &se) &&
-		(se.Status == http.StatusUnauthorized || se.Status == http.StatusTooManyRequests || se.Status >= 500)
+	switch codeOf(err) {
+	case agentproto.CodeUnauthorized, agentproto.CodeBackoff, agentproto.CodeInternal,
+		agentproto.CodeUnavailable, agentproto.CodeIssuerUnavailable:
+		return true
+	}
+	return false
 }
 
 // transportError is a request that got no usable answer.

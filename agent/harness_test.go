@@ -47,11 +47,26 @@ type protoServer struct {
 	reports     []agentproto.Report
 	issued      []*agentproto.Issued
 	heartbeats  int
-	refuseCSR   bool           // answer issue requests with 422
-	issueStatus map[string]int // answer issue requests for a name with this status (and retryAfter)
-	down        bool           // drop every connection
-	status      int            // answer everything with this status
-	retryAfter  string         // with this Retry-After
+	refuseCSR   bool                 // answer issue requests with 422 csr_mismatch
+	issueError  map[string]errAnswer // answer issue requests for a name with this error
+	reportError *errAnswer           // answer reports with this error
+	down        bool                 // drop every connection
+	status      int                  // answer everything with this status, not certops' (no known code)
+	retryAfter  string               // with this Retry-After
+}
+
+// errAnswer is an error answer: status, code and Retry-After.
+type errAnswer struct {
+	status     int
+	code       agentproto.Code
+	retryAfter string
+}
+
+func (e errAnswer) write(w http.ResponseWriter) {
+	if e.retryAfter != "" {
+		w.Header().Set("Retry-After", e.retryAfter)
+	}
+	writeError(w, e.status, e.code, "test says so")
 }
 
 // arrival is when a request came in.
@@ -129,16 +144,16 @@ func (s *protoServer) middleware(next http.Handler) http.Handler {
 			if retryAfter != "" {
 				w.Header().Set("Retry-After", retryAfter)
 			}
-			writeError(rec, status, "forced", "test says so")
+			writeError(rec, status, "forced", "test says so") // read by its status
 		case r.Header.Get("Authorization") != "Bearer "+s.token:
-			writeError(rec, http.StatusUnauthorized, "unauthorized", "")
+			writeError(rec, http.StatusUnauthorized, agentproto.CodeUnauthorized, "unauthorized")
 		default:
 			next.ServeHTTP(rec, r)
 		}
 	})
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
+func writeError(w http.ResponseWriter, status int, code agentproto.Code, msg string) {
 	var eb agentproto.ErrorBody
 	eb.Error.Code, eb.Error.Message = code, msg
 	w.Header().Set("Content-Type", "application/json")
@@ -168,12 +183,16 @@ func (s *protoServer) getAssignments(w http.ResponseWriter, r *http.Request) {
 func (s *protoServer) postReport(w http.ResponseWriter, r *http.Request) {
 	var rep agentproto.Report
 	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
 		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reportError != nil {
+		s.reportError.write(w)
+		return
+	}
 	s.reports = append(s.reports, rep)
-	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -182,21 +201,21 @@ func (s *protoServer) postIssue(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	as := s.find(r.PathValue("name"))
 	if as == nil {
-		writeError(w, http.StatusNotFound, "not_found", "")
+		writeError(w, http.StatusNotFound, agentproto.CodeNotFound, "not assigned")
 		return
 	}
 	var req agentproto.IssueRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
 		return
 	}
 	if req.SpecHash != as.SpecHash {
-		writeError(w, http.StatusConflict, "outdated", "")
+		writeError(w, http.StatusConflict, agentproto.CodeConflict, "spec changed")
 		return
 	}
 	csr, err := pki.ParseCSR([]byte(req.CSRPEM))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
 		return
 	}
 	cs := &spec.CertificateSpec{
@@ -204,22 +223,21 @@ func (s *protoServer) postIssue(w http.ResponseWriter, r *http.Request) {
 		PrivateKey: spec.PrivateKey{Algorithm: as.Key.Algorithm, Size: as.Key.Size, RotationPolicy: as.Key.RotationPolicy},
 		Duration:   s.lifetime.String(),
 	}
-	if st := s.issueStatus[as.Name]; st != 0 {
-		w.Header().Set("Retry-After", s.retryAfter)
-		writeError(w, st, "backoff", "issuance backoff")
+	if e, ok := s.issueError[as.Name]; ok {
+		e.write(w)
 		return
 	}
 	if s.refuseCSR {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", "test refuses every CSR")
+		writeError(w, http.StatusUnprocessableEntity, agentproto.CodeCSRMismatch, "test refuses every CSR")
 		return
 	}
 	if err := pki.CheckCSR(csr, cs); err != nil {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", err.Error())
+		writeError(w, http.StatusUnprocessableEntity, agentproto.CodeCSRMismatch, err.Error())
 		return
 	}
 	iss, err := s.ca.Sign(csr, cs, s.clock.Now())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "sign", err.Error())
+		writeError(w, http.StatusInternalServerError, agentproto.CodeInternal, err.Error())
 		return
 	}
 	as.Current = iss

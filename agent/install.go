@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 )
 
 // targetFile is one file of a certificate's set.
@@ -244,26 +247,10 @@ func (a *Agent) writeTemp(f targetFile, tmp string) error {
 	if err := a.mutate(); err != nil {
 		return err
 	}
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = fh.Write(f.data)
-	if err == nil && (f.uid >= 0 || f.gid >= 0) {
-		if err = fh.Chown(f.uid, f.gid); err != nil {
-			err = fmt.Errorf("chown %s to uid %d gid %d (the agent runs as uid %d): %w", f.path, f.uid, f.gid, a.geteuid(), err)
+	if err := atomicfile.WriteTemp(tmp, f.data, f.mode, f.uid, f.gid); err != nil {
+		if (f.uid >= 0 || f.gid >= 0) && errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("write %s (the agent runs as uid %d): %w", f.path, a.geteuid(), err)
 		}
-	}
-	if err == nil {
-		err = fh.Chmod(f.mode) // after chown, which may clear mode bits
-	}
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
 	return nil
@@ -382,7 +369,7 @@ func (a *Agent) writeJournal(j *journal) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(a.state.journalPath(), b, 0o600)
+	return atomicfile.WriteFile(a.state.journalPath(), b, 0o600)
 }
 
 func (a *Agent) removeJournal() error {
@@ -392,7 +379,7 @@ func (a *Agent) removeJournal() error {
 	if err := removeIfExists(a.state.journalPath()); err != nil {
 		return err
 	}
-	return syncDir(a.state.dir)
+	return atomicfile.SyncDir(a.state.dir)
 }
 
 // syncDirs fsyncs every directory of the journal's files.
@@ -403,7 +390,7 @@ func syncDirs(j *journal) error {
 		dir := filepath.Dir(jf.Target)
 		if !seen[dir] && exists(dir) {
 			seen[dir] = true
-			errs = append(errs, syncDir(dir))
+			errs = append(errs, atomicfile.SyncDir(dir))
 		}
 	}
 	return errors.Join(errs...)
@@ -424,6 +411,13 @@ func mkdirAll(dir string) error {
 		return err
 	}
 	return os.Chmod(dir, 0o755)
+}
+
+// randomSuffix names an install's temp and backup files.
+func randomSuffix() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func exists(path string) bool {

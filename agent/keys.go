@@ -2,9 +2,7 @@ package agent
 
 import (
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +10,7 @@ import (
 	"os"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 	"github.com/certops/certops/pki"
 )
 
@@ -49,15 +48,10 @@ func newKey(spec agentproto.KeySpec, path string) (*hostKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return nil, err
 	}
 	return &hostKey{signer: k, pem: b, path: path}, nil
-}
-
-func samePublicKey(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
 
 // issuedCert is a parsed agentproto.Issued.
@@ -74,11 +68,11 @@ func parseIssued(iss *agentproto.Issued) (*issuedCert, error) {
 	if iss == nil {
 		return nil, errors.New("no certificate")
 	}
-	leaves, err := parseCertsPEM(iss.CertPEM)
+	leaves, err := pki.ParseCertificatesPEM([]byte(iss.CertPEM))
 	if err != nil || len(leaves) != 1 {
 		return nil, fmt.Errorf("certificate %s: want exactly one PEM certificate (%v)", iss.Serial, err)
 	}
-	chain, err := parseCertsPEM(iss.ChainPEM)
+	chain, err := pki.ParseCertificatesPEM([]byte(iss.ChainPEM))
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s: chain: %w", iss.Serial, err)
 	}
@@ -88,28 +82,7 @@ func parseIssued(iss *agentproto.Issued) (*issuedCert, error) {
 			return nil, fmt.Errorf("certificate %s is not signed by the first certificate of its chain: %w", iss.Serial, err)
 		}
 	}
-	sum := sha256.Sum256(leaf.Raw)
-	return &issuedCert{Issued: iss, leaf: leaf, sha256: hex.EncodeToString(sum[:]), chain: chain}, nil
-}
-
-func parseCertsPEM(s string) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	rest := []byte(s)
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return certs, nil
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
+	return &issuedCert{Issued: iss, leaf: leaf, sha256: pki.Fingerprint(leaf.Raw), chain: chain}, nil
 }
 
 // fingerprintOfFile is the hex SHA-256 of the first certificate in a PEM
@@ -126,8 +99,7 @@ func fingerprintOfFile(path string) string {
 			return ""
 		}
 		if block.Type == "CERTIFICATE" {
-			sum := sha256.Sum256(block.Bytes)
-			return hex.EncodeToString(sum[:])
+			return pki.Fingerprint(block.Bytes)
 		}
 	}
 }

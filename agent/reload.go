@@ -3,9 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/pki"
 )
 
 // reload runs argv (no shell) with ReloadTimeout. The command runs in its
@@ -114,6 +113,5 @@ func (a *Agent) servedFingerprint(ctx context.Context, addr, sni string) (string
 	if len(certs) == 0 {
 		return "", errors.New("no certificate served")
 	}
-	sum := sha256.Sum256(certs[0].Raw)
-	return hex.EncodeToString(sum[:]), nil
+	return pki.Fingerprint(certs[0].Raw), nil
 }

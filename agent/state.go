@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/certops/certops/atomicfile"
 )
 
 // state is StateDir/state.json: what the agent installed.
@@ -96,56 +96,5 @@ func (s *stateStore) update(name string, f func(*certState)) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path(), b, 0o600)
-}
-
-// writeFileAtomic writes path via a temp file in its directory, fsyncs it,
-// renames it into place and fsyncs the directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir, base := filepath.Split(path)
-	tmp := filepath.Join(dir, "."+base+"."+randomSuffix()+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory so renames and removals in it are durable.
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
-func randomSuffix() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	return atomicfile.WriteFile(s.path(), b, 0o600)
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/atomicfile"
 	"github.com/certops/certops/pki"
 )
 
@@ -140,7 +140,7 @@ func (a *Agent) heldKey(name string, cur *issuedCert) *hostKey {
 			a.log.Warn("unreadable key in the state dir", "certificate", name, "err", err)
 			continue
 		}
-		if k != nil && samePublicKey(cur.leaf.PublicKey, k.signer.Public()) {
+		if k != nil && pki.SamePublicKey(cur.leaf.PublicKey, k.signer.Public()) {
 			return k
 		}
 	}
@@ -168,23 +168,24 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 		return a.fail(ctx, as, "", agentproto.StageIssue, err)
 	}
 	iss, err := a.client.issue(ctx, as.Name, agentproto.IssueRequest{SpecHash: as.SpecHash, CSRPEM: string(csr)})
-	switch status := statusOf(err); {
+	switch code := codeOf(err); {
 	case errors.Is(err, errIssuePending):
 		// The key stays pending; Current appears when the order completes.
 		a.log.Info("the server is ordering the certificate; polling for it", "certificate", as.Name)
 		a.fastPoll = true
 		return nil
 	case err == nil:
-	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
-		// On the issue route these are about this certificate (the
-		// issuer's backoff): wait as told, keep serving the others.
+	case code == agentproto.CodeBackoff || code == agentproto.CodeIssuerUnavailable || code == agentproto.CodeUnavailable:
+		// On the issue route these are about this certificate (its
+		// backoff, its issuer, or the server failing to record it): wait
+		// as told, keep serving the others.
 		a.recordFailure(as, "", a.now().Add(retryAfterOf(err)))
 		a.report(ctx, agentproto.Report{Certificate: as.Name, SpecHash: as.SpecHash, Result: agentproto.ResultFailed, Stage: agentproto.StageIssue, Error: err.Error()})
 		// %v, not %w: this is not server trouble, the pass goes on.
 		return fmt.Errorf("%s: %v", agentproto.StageIssue, err)
 	case isServerTrouble(err):
 		return err
-	case status == http.StatusConflict:
+	case code == agentproto.CodeConflict:
 		a.etag = "" // our spec is outdated: fetch the assignments again
 		a.log.Info("server says the spec changed; polling again", "certificate", as.Name)
 		return nil
@@ -192,7 +193,7 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 		return a.fail(ctx, as, "", agentproto.StageIssue, err)
 	}
 	cert, err := parseIssued(iss)
-	if err == nil && !samePublicKey(cert.leaf.PublicKey, key.signer.Public()) {
+	if err == nil && !pki.SamePublicKey(cert.leaf.PublicKey, key.signer.Public()) {
 		err = fmt.Errorf("issued certificate %s is not for the key of our CSR", iss.Serial)
 	}
 	if err != nil {
@@ -273,7 +274,7 @@ func (a *Agent) commit(as agentproto.Assignment, cert *issuedCert, key *hostKey,
 		}
 		if err := os.Rename(key.path, keyPath); err != nil {
 			a.log.Error("keep the new key", "certificate", as.Name, "err", err)
-		} else if err := syncDir(a.state.dir + "/keys"); err != nil {
+		} else if err := atomicfile.SyncDir(a.state.dir + "/keys"); err != nil {
 			a.log.Warn("fsync keys dir", "err", err)
 		}
 	}

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -141,13 +143,13 @@ func (s *Server) runOrder(ctx context.Context, c *certEntry, name, agent string,
 				s.log.Error("honour the CA's Retry-After", "certificate", name, "agent", agent, "err", rerr)
 				return
 			}
-			s.applyDeployments([]store.Deployment{d})
+			s.applyDeployments([]state.Deployment{d})
 		}
 		return
 	}
 	issued := res.Issued
 	d, err := s.store.RecordIssuance(ctx, store.Issuance{
-		Version: store.CertificateVersion{
+		Version: state.CertificateVersion{
 			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
 			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
 			Issuer: iss, IssuedAt: now,
@@ -160,7 +162,7 @@ func (s *Server) runOrder(ctx context.Context, c *certEntry, name, agent string,
 			"agent", agent, "serial", issued.Serial, "err", err)
 		return
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	s.metrics.issuance.WithLabelValues(iss, resultSuccess).Inc()
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
 		"serial", issued.Serial, "notAfter", issued.NotAfter, "renewAt", d.RenewAt)
@@ -185,19 +187,13 @@ func (s *Server) replaces(name, agent, iss string) *x509.Certificate {
 }
 
 // acmeRenewalTime is when the agent renews: inside the CA's ARI window
-// when it offered one (at a point derived from hash(certificate, agent),
-// so replicas agree and a fleet spreads out; now when the window has
-// begun), else the certificate's renewBefore schedule.
+// when it offered one, else on the certificate's renewBefore schedule.
 func (s *Server) acmeRenewalTime(c *certEntry, name, agent string, res *issuer.OrderResult, now time.Time) time.Time {
 	w := res.RenewalWindow
 	if w.IsZero() || !w.Start.Before(w.End) {
-		return RenewalTime(c.spec, name, agent, res.Issued.NotBefore, res.Issued.NotAfter, s.cfg.RenewalJitter)
+		return assign.RenewalTime(c.spec, name, agent, res.Issued.NotBefore, res.Issued.NotAfter, s.cfg.RenewalJitter)
 	}
-	at := w.Start.Add(time.Duration(float64(w.End.Sub(w.Start)) * jitterFraction(name, agent)))
-	if at.Before(now) {
-		return now
-	}
-	return at
+	return assign.RenewalInWindow(w.Start, w.End, name, agent, now)
 }
 
 // PresentHTTP01 publishes an http-01 challenge to every agent deploying the
@@ -272,7 +268,7 @@ func (s *Server) CleanUpHTTP01(ctx context.Context, ch issuer.HTTP01Challenge) e
 func (s *Server) challengeReady(w http.ResponseWriter, r *http.Request, agent string) {
 	token := r.PathValue("token")
 	if !agentproto.ValidToken(token) {
-		writeError(w, http.StatusBadRequest, "invalid", "the token is not base64url")
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "the token is not base64url"))
 		return
 	}
 	ok, err := s.store.ConfirmACMEChallenge(r.Context(), token, agent, s.now())
@@ -281,7 +277,7 @@ func (s *Server) challengeReady(w http.ResponseWriter, r *http.Request, agent st
 		return
 	}
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "no such challenge for this agent")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such challenge for this agent"))
 		return
 	}
 	s.reloadChallenges(r.Context())

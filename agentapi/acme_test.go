@@ -19,7 +19,7 @@ import (
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/issuer/acmetest"
 	"github.com/certops/certops/spec"
-	"github.com/certops/certops/store"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/testkit"
 )
 
@@ -99,9 +99,9 @@ func (f *acmeFleet) runAgent(t *testing.T, name string) {
 }
 
 // waitDeployments polls the deployments of cert until ok accepts them.
-func (f *acmeFleet) waitDeployments(t *testing.T, cert string, what string, ok func([]store.Deployment) bool) []store.Deployment {
+func (f *acmeFleet) waitDeployments(t *testing.T, cert string, what string, ok func([]state.Deployment) bool) []state.Deployment {
 	t.Helper()
-	var ds []store.Deployment
+	var ds []state.Deployment
 	done := false
 	defer func() {
 		if !done {
@@ -135,8 +135,8 @@ func TestACMEHTTP01EndToEnd(t *testing.T) {
 	f.runAgent(t, "web-01")
 	f.runAgent(t, "web-02")
 
-	ds := f.waitDeployments(t, "shop", "both installed", func(ds []store.Deployment) bool {
-		return len(ds) == 2 && ds[0].State == store.DeploymentInstalled && ds[1].State == store.DeploymentInstalled
+	ds := f.waitDeployments(t, "shop", "both installed", func(ds []state.Deployment) bool {
+		return len(ds) == 2 && ds[0].State == state.DeploymentInstalled && ds[1].State == state.DeploymentInstalled
 	})
 	roots := f.pebble.Roots(t)
 	for _, d := range ds {
@@ -175,7 +175,7 @@ func TestACMEHTTP01FailureBacksOff(t *testing.T) {
 	f.refresh()
 	f.runAgent(t, "web-01")
 
-	ds := f.waitDeployments(t, "lost", "a failed order", func(ds []store.Deployment) bool {
+	ds := f.waitDeployments(t, "lost", "a failed order", func(ds []state.Deployment) bool {
 		return len(ds) == 1 && ds[0].Failures >= 1 && ds[0].LastError != ""
 	})
 	d := ds[0]
@@ -202,7 +202,7 @@ func TestACMEHTTP01FailureBacksOff(t *testing.T) {
 	}
 	// Then the backoff ends.
 	f.clock.Advance(11 * time.Second)
-	ds = f.waitDeployments(t, "lost", "a second failed order", func(ds []store.Deployment) bool {
+	ds = f.waitDeployments(t, "lost", "a second failed order", func(ds []state.Deployment) bool {
 		return ds[0].Failures >= 2
 	})
 	if got := ds[0].NotBefore.Sub(f.clock.Now()); got < 15*time.Second || !ds[0].NotBefore.After(first) {

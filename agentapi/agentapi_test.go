@@ -18,6 +18,7 @@ import (
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit"
 )
@@ -138,7 +139,7 @@ func TestIssueStoresVersionAndPollShowsIt(t *testing.T) {
 	}
 	v := deps[0].Current
 	if v == nil || v.Serial != issued.Serial || v.SHA256 != issued.SHA256 || v.ChainPEM == "" || v.ChainPEM != issued.ChainPEM ||
-		v.Issuer != "internal-ca" || deps[0].State != store.DeploymentIssued {
+		v.Issuer != "internal-ca" || deps[0].State != state.DeploymentIssued {
 		t.Errorf("stored deployment %+v, version %+v", deps[0], v)
 	}
 	if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "success"}); got != 1 {
@@ -192,7 +193,7 @@ func TestCSRMismatchIsRefusedAndRecorded(t *testing.T) {
 			t.Fatalf("deployments: %v %v", deps, err)
 		}
 		d := deps[0]
-		if d.State != store.DeploymentIssueFailed || !strings.Contains(d.LastError, tc.want) || d.Failures != i+1 || d.Current != nil {
+		if d.State != state.DeploymentIssueFailed || !strings.Contains(d.LastError, tc.want) || d.Failures != i+1 || d.Current != nil {
 			t.Errorf("%s: deployment %+v", tc.name, d)
 		}
 		if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "rejected"}); got != float64(i+1) {
@@ -219,7 +220,7 @@ func TestMalformedRequests(t *testing.T) {
 		method, path string
 		body         any
 		status       int
-		code         string
+		code         agentproto.Code
 	}{
 		{"not JSON", "POST", issuePath("shop"), []byte("{csr"), 400, "invalid"},
 		{"trailing data", "POST", issuePath("shop"), []byte(`{"specHash":"x"} {}`), 400, "invalid"},
@@ -397,7 +398,7 @@ func TestReportsAreRecorded(t *testing.T) {
 			t.Fatalf("report %+v: %d %s", rep, r.status, r.body)
 		}
 	}
-	deployment := func() store.Deployment {
+	deployment := func() state.Deployment {
 		t.Helper()
 		deps, err := e.st.CertificateDeployments(context.Background(), "shop")
 		if err != nil || len(deps) != 1 {
@@ -408,7 +409,7 @@ func TestReportsAreRecorded(t *testing.T) {
 	at := e.clock.Now().Add(-time.Second)
 	report(agentproto.Report{Serial: issued.Serial, Result: agentproto.ResultInstalled, At: at})
 	d := deployment()
-	if d.State != store.DeploymentInstalled || d.InstalledSerial != issued.Serial || !d.InstalledNotAfter.Equal(issued.NotAfter) ||
+	if d.State != state.DeploymentInstalled || d.InstalledSerial != issued.Serial || !d.InstalledNotAfter.Equal(issued.NotAfter) ||
 		!d.LastAttempt.Equal(at) || d.LastError != "" {
 		t.Errorf("after installed: %+v", d)
 	}
@@ -423,7 +424,7 @@ func TestReportsAreRecorded(t *testing.T) {
 	}
 	report(agentproto.Report{Serial: "ffff", Result: agentproto.ResultRolledBack, Stage: agentproto.StageReload, Error: "nginx: exit status 1"})
 	d = deployment()
-	if d.State != store.DeploymentRolledBack || d.InstalledSerial != issued.Serial || d.LastError != "reload: nginx: exit status 1" {
+	if d.State != state.DeploymentRolledBack || d.InstalledSerial != issued.Serial || d.LastError != "reload: nginx: exit status 1" {
 		t.Errorf("after rollback: %+v", d)
 	}
 	report(agentproto.Report{Result: agentproto.ResultFailed, Stage: agentproto.StageVerify, Error: "served serial differs"})
@@ -473,32 +474,6 @@ func TestHeartbeatIsFlushedInBatches(t *testing.T) {
 	e.clock.Advance(6 * time.Minute)
 	if off, _ := e.metric("certops_agents", map[string]string{"state": "offline"}); off != 3 {
 		t.Errorf("offline agents after 6m = %v, want 3", off)
-	}
-}
-
-func TestRenewalJitterSpread(t *testing.T) {
-	notBefore := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	notAfter := notBefore.Add(90 * 24 * time.Hour)
-	c := &spec.CertificateSpec{Duration: "2160h"} // default: renew at 2/3
-	base := c.RenewalTime(notBefore, notAfter)
-	renewBefore := notAfter.Sub(base)
-	const n, buckets = 2000, 10
-	counts := make([]int, buckets)
-	for i := range n {
-		at := agentapi.RenewalTime(c, "shop", fmt.Sprintf("web-%04d", i), notBefore, notAfter, 0.1)
-		early := base.Sub(at)
-		if early < 0 || early >= renewBefore/10 {
-			t.Fatalf("renewal %v is %v before the base time; want within [0, %v)", at, early, renewBefore/10)
-		}
-		if again := agentapi.RenewalTime(c, "shop", fmt.Sprintf("web-%04d", i), notBefore, notAfter, 0.1); !again.Equal(at) {
-			t.Fatal("renewal time is not deterministic")
-		}
-		counts[int(early*buckets/(renewBefore/10))]++
-	}
-	for i, got := range counts {
-		if got < n/buckets/2 || got > n/buckets*3/2 {
-			t.Errorf("bucket %d holds %d of %d renewals; want about %d (spread %v)", i, got, n, n/buckets, counts)
-		}
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit"
 )
@@ -119,8 +120,8 @@ func (e *env) applyState(objs []*spec.Object, remove []spec.Key) {
 		e.t.Fatal(err)
 	}
 	e.commits++
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat(string(rune('0'+e.commits%10)), 40), Time: time.Now()}
-	if _, err := e.st.Apply(ctx, rev, reconcile.Compute(e.desired, stored), reconcile.Status{LastAppliedRevision: rev.String()}); err != nil {
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat(string(rune('0'+e.commits%10)), 40), Time: time.Now()}
+	if _, err := e.st.Apply(ctx, rev, reconcile.Compute(e.desired, stored), state.Status{LastAppliedRevision: rev.String()}); err != nil {
 		e.t.Fatal(err)
 	}
 }

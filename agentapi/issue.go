@@ -12,9 +12,11 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/alert"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -39,23 +41,22 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 	c, ok := s.objs.Load().assigned(name, agent)
 	if !ok {
 		// Same answer whether the certificate exists or not.
-		writeError(w, http.StatusNotFound, "not_found", "certificate "+strconv.Quote(name)+" is not assigned to this agent")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "certificate "+strconv.Quote(name)+" is not assigned to this agent"))
 		return
 	}
 	if req.SpecHash != c.specHash {
-		writeError(w, http.StatusConflict, "conflict", "the certificate's spec changed; poll the assignments again")
+		failure.WriteHTTP(w, failure.New(failure.Conflict, "the certificate's spec changed; poll the assignments again"))
 		return
 	}
 	now := s.now()
 	if d := s.deployment(name, agent); d != nil && d.SpecHash == c.specHash && d.NotBefore.After(now) {
-		retryAfter(w, now, d.NotBefore)
-		writeError(w, http.StatusTooManyRequests, "backoff",
-			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError)
+		failure.WriteHTTP(w, failure.WithRetryAfter(failure.New(failure.RateLimited,
+			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError), d.NotBefore.Sub(now)))
 		return
 	}
 	csr, err := pki.ParseCSR([]byte(req.CSRPEM))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", "csrPEM: "+err.Error())
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "csrPEM: "+err.Error()))
 		return
 	}
 	iss := c.spec.IssuerRef
@@ -82,19 +83,19 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, agent string) {
 		return
 	}
 	d, err := s.store.RecordIssuance(r.Context(), store.Issuance{
-		Version: store.CertificateVersion{
+		Version: state.CertificateVersion{
 			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
 			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
 			Issuer: iss, IssuedAt: now,
 		},
-		RenewAt: RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.cfg.RenewalJitter),
+		RenewAt: assign.RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.cfg.RenewalJitter),
 	})
 	if err != nil {
 		s.metrics.issuance.WithLabelValues(iss, resultError).Inc()
 		s.unavailable(w, "record issuance", err)
 		return
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	s.metrics.issuance.WithLabelValues(iss, resultSuccess).Inc()
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
 		"serial", issued.Serial, "notAfter", issued.NotAfter)
@@ -134,16 +135,16 @@ func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, c *certEntry
 		return
 	}
 	if result == resultRejected {
-		writeError(w, http.StatusUnprocessableEntity, "csr_mismatch", d.LastError)
+		failure.WriteHTTP(w, failure.WithCode(failure.New(failure.Rejected, d.LastError), agentproto.CodeCSRMismatch))
 		return
 	}
-	retryAfter(w, now, d.NotBefore)
-	writeError(w, http.StatusServiceUnavailable, "issuer_unavailable", "issuance failed; retry later")
+	failure.WriteHTTP(w, failure.WithRetryAfter(failure.WithCode(
+		failure.New(failure.Unavailable, "issuance failed; retry later"), agentproto.CodeIssuerUnavailable), d.NotBefore.Sub(now)))
 }
 
 // recordRefusal records a refused or failed issuance on the deployment
 // (its last error, one more failure, the backoff) and counts it.
-func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) (store.Deployment, error) {
+func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) (state.Deployment, error) {
 	iss := c.spec.IssuerRef
 	s.metrics.issuance.WithLabelValues(iss, result).Inc()
 	msg := cause.Error()
@@ -158,7 +159,7 @@ func (s *Server) recordRefusal(ctx context.Context, c *certEntry, name, agent st
 	if err != nil {
 		return d, err
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	if d.Failures == 1 { // the first failure since the last success or spec change
 		s.announce(alert.Alert{Name: alert.IssuanceFailed, Severity: alert.Warning, Subject: name + "@" + agent,
 			Summary:     fmt.Sprintf("Issuance of %s for %s failed (%s)", name, agent, result),

@@ -21,7 +21,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/spec"
-	"github.com/certops/certops/store"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/testkit"
 )
 
@@ -75,7 +75,7 @@ func TestACMEOrderTimeoutIsRecorded(t *testing.T) {
 	if got := issueVia(t, e, hs.URL, "web-01", "shop"); got != http.StatusAccepted {
 		t.Fatalf("issue: got %d, want 202", got)
 	}
-	var ds []store.Deployment
+	var ds []state.Deployment
 	testkit.WaitFor(t, 10*time.Second, "the timed-out order to be recorded", func() bool {
 		var err error
 		if ds, err = e.st.CertificateDeployments(context.Background(), "shop"); err != nil {

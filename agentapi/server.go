@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,8 +29,10 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/alert"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -40,10 +41,10 @@ import (
 type Store interface {
 	AgentChanges(ctx context.Context) (revision, seq int64, err error)
 	AssignmentObjects(ctx context.Context) (int64, []store.AssignmentObject, error)
-	DeploymentsSince(ctx context.Context, seq int64) ([]store.Deployment, int64, error)
-	RecordIssuance(ctx context.Context, in store.Issuance) (store.Deployment, error)
-	RecordIssueFailure(ctx context.Context, f store.IssueFailure) (store.Deployment, error)
-	RecordReport(ctx context.Context, r store.DeploymentReport) (store.Deployment, error)
+	DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error)
+	RecordIssuance(ctx context.Context, in store.Issuance) (state.Deployment, error)
+	RecordIssueFailure(ctx context.Context, f store.IssueFailure) (state.Deployment, error)
+	RecordReport(ctx context.Context, r store.DeploymentReport) (state.Deployment, error)
 	RecordAgentsSeen(ctx context.Context, seen []store.AgentSeen) error
 	AgentsSeen(ctx context.Context, names []string) (map[string]store.AgentSeen, error)
 
@@ -55,7 +56,7 @@ type Store interface {
 	ACMEChallenges(ctx context.Context, now time.Time) ([]store.ACMEChallenge, error)
 	ConfirmACMEChallenge(ctx context.Context, token, agent string, at time.Time) (bool, error)
 	ACMEChallengeReady(ctx context.Context, token string) ([]string, error)
-	ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (store.Deployment, error)
+	ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (state.Deployment, error)
 }
 
 // Signers finds the signer of an issuer by name; *issuer.Registry
@@ -152,7 +153,7 @@ type Server struct {
 
 	mu sync.RWMutex
 	// deps holds every deployment row, keyed by certificate and agent.
-	deps map[depKey]*store.Deployment
+	deps map[depKey]*state.Deployment
 	// seq is the agent change counter deps is loaded up to.
 	seq int64
 	// etags caches each agent's current ETag; gen counts invalidations, so
@@ -200,7 +201,7 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 	}
 	s := &Server{
 		store: deps.Store, events: deps.Events, signers: deps.Signers, issuers: deps.Issuers, now: deps.Now, cfg: cfg.withDefaults(), log: logger,
-		metrics: metrics, deps: map[depKey]*store.Deployment{}, etags: map[string]string{},
+		metrics: metrics, deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
 		presence: newPresence(), chains: interner{m: map[string]string{}},
 		challenges: map[string][]agentproto.Challenge{}, holder: newHolderID(), running: map[depKey]struct{}{},
 		announcing: make(chan struct{}, maxAnnouncing),
@@ -212,7 +213,7 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 		s.mux.HandleFunc(method+" "+path, s.authenticated(h))
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", method)
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+method)
+			failure.WriteHTTP(w, failure.New(failure.MethodNotAllowed, r.Method+" is not allowed here; use "+method))
 		})
 	}
 	route(http.MethodGet, agentproto.PathAssignments, s.assignments)
@@ -221,7 +222,7 @@ func NewHandler(deps Deps, cfg Config, logger *slog.Logger, metrics *Metrics) *S
 	route(http.MethodPost, agentproto.PathReports, s.report)
 	route(http.MethodPost, agentproto.PathChallengeReady, s.challengeReady)
 	s.mux.HandleFunc(agentproto.PathPrefix, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint"))
 	})
 	return s
 }
@@ -243,8 +244,8 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string
 	return func(w http.ResponseWriter, r *http.Request) {
 		objs := s.objs.Load()
 		if objs == nil {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "starting: desired state not loaded yet")
+			failure.WriteHTTP(w, failure.WithRetryAfter(
+				failure.New(failure.Unavailable, "starting: desired state not loaded yet"), time.Second))
 			return
 		}
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -254,7 +255,7 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string
 		}
 		if agent == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="certops-agent"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "unauthorized")
+			failure.WriteHTTP(w, failure.New(failure.Unauthorized, "unauthorized"))
 			return
 		}
 		s.presence.seen(agent, s.now())
@@ -280,7 +281,7 @@ func (s *Server) assignments(w http.ResponseWriter, r *http.Request, agent strin
 	body, err := json.Marshal(a)
 	if err != nil {
 		s.log.Error("encode assignments", "agent", agent, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "internal error")
+		failure.WriteHTTP(w, failure.Wrap(failure.Internal, err))
 		return
 	}
 	sum := sha256.Sum256(body)
@@ -328,7 +329,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, agent string)
 		return
 	}
 	if len(hb.Version) > maxHeartbeatField || len(hb.Hostname) > maxHeartbeatField {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("version and hostname are limited to %d bytes", maxHeartbeatField))
+		failure.WriteHTTP(w, failure.New(failure.Invalid, fmt.Sprintf("version and hostname are limited to %d bytes", maxHeartbeatField)))
 		return
 	}
 	s.presence.heartbeat(agent, s.now(), hb.Version, hb.Hostname)
@@ -343,18 +344,18 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, agent string) {
 	}
 	switch {
 	case rep.Certificate == "":
-		writeError(w, http.StatusBadRequest, "invalid", "certificate is required")
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "certificate is required"))
 		return
 	case rep.Result != agentproto.ResultInstalled && rep.Result != agentproto.ResultFailed && rep.Result != agentproto.ResultRolledBack:
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("result must be %q, %q or %q",
-			agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack))
+		failure.WriteHTTP(w, failure.New(failure.Invalid, fmt.Sprintf("result must be %q, %q or %q",
+			agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack)))
 		return
 	case rep.Result == agentproto.ResultInstalled && rep.Serial == "":
-		writeError(w, http.StatusBadRequest, "invalid", "an installed report needs the serial")
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "an installed report needs the serial"))
 		return
 	}
 	if _, ok := s.objs.Load().assigned(rep.Certificate, agent); !ok {
-		writeError(w, http.StatusNotFound, "not_found", "certificate "+strconv.Quote(rep.Certificate)+" is not assigned to this agent")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "certificate "+strconv.Quote(rep.Certificate)+" is not assigned to this agent"))
 		return
 	}
 	now := s.now()
@@ -374,13 +375,13 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, agent string) {
 	}
 	d, err := s.store.RecordReport(r.Context(), store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
-		Result: rep.Result, Error: msg, At: at,
+		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
 	})
 	if err != nil {
 		s.unavailable(w, "record report", err)
 		return
 	}
-	s.applyDeployments([]store.Deployment{d})
+	s.applyDeployments([]state.Deployment{d})
 	s.metrics.report(rep)
 	if rep.Result != agentproto.ResultInstalled {
 		s.announce(alert.Alert{Name: alert.DeployFailed, Severity: alert.Warning,
@@ -433,11 +434,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
-			fmt.Sprintf("request body exceeds %d bytes", agentproto.MaxBodyBytes))
+		failure.WriteHTTP(w, failure.New(failure.TooLarge, fmt.Sprintf("request body exceeds %d bytes", agentproto.MaxBodyBytes)))
 		return false
 	case err != nil:
-		writeError(w, http.StatusBadRequest, "invalid", "malformed JSON request: "+err.Error())
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "malformed JSON request: "+err.Error()))
 		return false
 	}
 	return true
@@ -446,20 +446,8 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 // unavailable logs a storage failure and asks the agent to retry.
 func (s *Server) unavailable(w http.ResponseWriter, what string, err error) {
 	s.log.Error("agent API: "+what, "err", err)
-	w.Header().Set("Retry-After", "5")
-	writeError(w, http.StatusServiceUnavailable, "unavailable", "temporarily unavailable; retry later")
-}
-
-// retryAfter sets Retry-After to the whole seconds until t (at least 1).
-func retryAfter(w http.ResponseWriter, now, t time.Time) {
-	secs := int64(math.Ceil(t.Sub(now).Seconds()))
-	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var body agentproto.ErrorBody
-	body.Error.Code, body.Error.Message = code, msg
-	writeJSON(w, status, body)
+	failure.WriteHTTP(w, failure.WithRetryAfter(
+		failure.New(failure.Unavailable, "temporarily unavailable; retry later"), 5*time.Second))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -3,16 +3,16 @@ package agentapi
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -55,28 +55,21 @@ func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*s
 		agents: map[string]*agentEntry{}, certs: map[string]*certEntry{}}
 	var errs []error
 	var issuers []*spec.Object
-	byLabel := map[string][]string{} // "key=value" → agents, for selectors
+	index := assign.NewIndex() // the agents, for targeting
 	var certNames []string
 	shared := map[[sha256.Size]byte]bool{} // token hashes of more than one agent
 	for _, row := range rows {
-		switch row.Kind {
-		case spec.KindIssuer:
-			is := &spec.IssuerSpec{}
-			if err := json.Unmarshal(row.Spec, is); err != nil {
-				errs = append(errs, fmt.Errorf("issuer %s: %w", row.Name, err))
-				continue
-			}
-			// With labels and annotations, Hash equals the loader's.
-			issuers = append(issuers, &spec.Object{Kind: spec.KindIssuer, Name: row.Name, Labels: row.Labels,
-				Annotations: row.Annotations, Spec: is})
-		case spec.KindAgent:
-			var a spec.AgentSpec
-			if err := json.Unmarshal(row.Spec, &a); err != nil {
-				errs = append(errs, fmt.Errorf("agent %s: %w", row.Name, err))
-				continue
-			}
+		obj, err := row.Decode()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		switch sp := obj.Spec.(type) {
+		case *spec.IssuerSpec:
+			issuers = append(issuers, obj)
+		case *spec.AgentSpec:
 			var sum [sha256.Size]byte
-			if n, err := hex.Decode(sum[:], []byte(a.TokenSHA256)); err != nil || n != sha256.Size {
+			if n, err := hex.Decode(sum[:], []byte(sp.TokenSHA256)); err != nil || n != sha256.Size {
 				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
 				continue
 			}
@@ -94,82 +87,23 @@ func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*s
 				o.tokens[sum] = row.Name
 			}
 			o.agents[row.Name] = &agentEntry{labels: row.Labels}
-			for k, v := range row.Labels {
-				byLabel[k+"="+v] = append(byLabel[k+"="+v], row.Name)
-			}
-		case spec.KindCertificate:
-			c := &spec.CertificateSpec{}
-			if err := json.Unmarshal(row.Spec, c); err != nil {
-				errs = append(errs, fmt.Errorf("certificate %s: %w", row.Name, err))
-				continue
-			}
-			base := baseAssignment(row.Name, c)
-			base.SpecHash = SpecHash(c)
-			o.certs[row.Name] = &certEntry{spec: c, specHash: base.SpecHash, base: base}
+			index.Add(row.Name, row.Labels)
+		case *spec.CertificateSpec:
+			base := baseAssignment(row.Name, sp)
+			base.SpecHash = assign.SpecHash(sp)
+			o.certs[row.Name] = &certEntry{spec: sp, specHash: base.SpecHash, base: base}
 			certNames = append(certNames, row.Name)
 		}
 	}
 	slices.Sort(certNames)
 	for _, name := range certNames {
 		c := o.certs[name]
-		c.targets = o.targetsOf(c.spec.Deploy, byLabel)
+		c.targets = index.Targets(c.spec.Deploy)
 		for _, a := range c.targets {
 			o.agents[a].certs = append(o.agents[a].certs, name)
 		}
 	}
 	return o, issuers, errs
-}
-
-// targetsOf lists the existing agents a deploy block selects, sorted.
-func (o *objects) targetsOf(d *spec.Deployment, byLabel map[string][]string) []string {
-	if d == nil {
-		return nil
-	}
-	var out []string
-	for _, a := range d.Agents {
-		if o.agents[a] != nil {
-			out = append(out, a)
-		}
-	}
-	if sel := d.AgentSelector; sel != nil && len(sel.MatchLabels) > 0 {
-		// Candidates: the agents carrying one of the selector's labels.
-		var candidates []string
-		first := true
-		for k, v := range sel.MatchLabels {
-			if l := byLabel[k+"="+v]; first || len(l) < len(candidates) {
-				candidates, first = l, false
-			}
-		}
-		for _, a := range candidates {
-			if sel.Matches(o.agents[a].labels) {
-				out = append(out, a)
-			}
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// SpecHash identifies what an agent acts on for a certificate: names, key,
-// issuer, lifetime and renewal, usages, subject, files, reload and verify.
-// A new hash means a new certificate must be issued. Which agents deploy the
-// certificate is not part of it: adding an agent does not reissue for the
-// others.
-func SpecHash(c *spec.CertificateSpec) string {
-	v := struct {
-		*spec.CertificateSpec
-		Deploy *spec.Deployment `json:"deploy,omitempty"`
-	}{CertificateSpec: c}
-	if c.Deploy != nil {
-		d := *c.Deploy
-		d.Agents, d.AgentSelector = nil, nil
-		v.Deploy = &d
-	}
-	b, err := spec.CanonicalJSON(v)
-	if err != nil {
-		panic(fmt.Sprintf("agentapi: canonical JSON of a certificate spec: %v", err)) // plain data
-	}
-	return spec.HashBytes(b)[:32]
 }
 
 // baseAssignment is the part of an assignment common to every agent
@@ -217,27 +151,8 @@ func (s *Server) assignmentsLocked(o *objects, agent string) agentproto.Assignme
 	return out
 }
 
-// RenewalTime is when an agent should renew a certificate valid from
-// notBefore to notAfter: notAfter − renewBefore (the spec's setting applied
-// to the actual lifetime, see spec.CertificateSpec.RenewalTime), moved
-// earlier by up to jitter·renewBefore. The jitter is derived from
-// hash(certificate, agent): deterministic, so a restart or another replica
-// computes the same time, and uniform over the fleet, so certificates
-// issued together are not renewed together.
-func RenewalTime(c *spec.CertificateSpec, cert, agent string, notBefore, notAfter time.Time, jitter float64) time.Time {
-	base := c.RenewalTime(notBefore, notAfter)
-	renewBefore := notAfter.Sub(base)
-	return base.Add(-time.Duration(float64(renewBefore) * jitter * jitterFraction(cert, agent)))
-}
-
-// jitterFraction maps (certificate, agent) uniformly onto [0, 1).
-func jitterFraction(cert, agent string) float64 {
-	sum := sha256.Sum256([]byte(cert + "\x00" + agent))
-	return float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)
-}
-
 // deployment returns the in-memory deployment of cert on agent, or nil.
-func (s *Server) deployment(cert, agent string) *store.Deployment {
+func (s *Server) deployment(cert, agent string) *state.Deployment {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.deps[depKey{cert, agent}]
@@ -246,7 +161,7 @@ func (s *Server) deployment(cert, agent string) *store.Deployment {
 // applyDeployments merges rows read from or written to Postgres into the
 // snapshot, keeping the newer of two versions of a row, and invalidates the
 // cached ETag of every agent concerned.
-func (s *Server) applyDeployments(rows []store.Deployment) {
+func (s *Server) applyDeployments(rows []state.Deployment) {
 	if len(rows) == 0 {
 		return
 	}

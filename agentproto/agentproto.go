@@ -25,12 +25,31 @@
 // WEBROOT/.well-known/acme-challenge/TOKEN, confirms it on the ready route,
 // and removes the file once the challenge is no longer listed.
 //
-// Errors are JSON: {"error": {"code": "...", "message": "..."}} with 400
-// (malformed request), 401 (missing, unknown or revoked token; no detail),
-// 404 (certificate unknown or not assigned to this agent), 409 (the request
-// was made against an outdated spec; poll again), 422 (a CSR that does not
-// match the certificate's spec) and 429/503 (retry after the Retry-After
-// header).
+// Errors are JSON, ErrorBody: {"error": {"code": "...", "message": "..."}}.
+// The code says what happened and what the agent does about it; the status
+// only repeats it for HTTP tooling. The codes (the same on every certops
+// JSON error: agent protocol, status API, webhooks):
+//
+//	code                status  meaning                                               what the agent does
+//	invalid             400     malformed request (JSON, CSR, a field, a token)       fails the deployment
+//	unauthorized        401     token missing, unknown or revoked (no detail)         stops the pass; backs off, never faster than its interval
+//	forbidden           403     access not allowed (not on the agent routes)          fails the deployment
+//	not_found           404     certificate not assigned; no such route or challenge  fails the deployment
+//	method_not_allowed  405     wrong method (with Allow)                             fails the deployment
+//	conflict            409     the request used an outdated spec hash                polls the assignments again
+//	too_large           413     request body over MaxBodyBytes                        fails the deployment
+//	rejected            422     well-formed but refused (not on the agent routes)     fails the deployment
+//	csr_mismatch        422     the CSR does not match the certificate's spec         fails the deployment (the server backs off)
+//	backoff             429     issuance backs off after failures; Retry-After        waits for that certificate; serves the others
+//	internal            500     a server bug; the message is "internal error"         stops the pass; backs off
+//	unavailable         503     Postgres unreachable, or starting; Retry-After        issue: as backoff; elsewhere: stops the pass
+//	issuer_unavailable  503     the issuer failed; Retry-After                        waits for that certificate; serves the others
+//
+// "Fails the deployment" is an issue request's fate: the agent reports it
+// and retries on its own schedule. A refused report is dropped, a refused
+// challenge confirmation logged. An answer without a known code (say, a
+// proxy's 502) is read by its status: 401 unauthorized, 409 conflict, 429
+// backoff, 503 unavailable, any other 5xx internal, anything else invalid.
 package agentproto
 
 import "time"
@@ -193,12 +212,38 @@ type Report struct {
 	At          time.Time `json:"at"`
 }
 
-// ErrorBody is the JSON shape of every error response.
+// Code is the machine-readable code of an error answer. The strings are on
+// the wire: never change one.
+type Code string
+
+// The error codes; see the package documentation for their statuses and
+// what the agent does about each.
+const (
+	CodeInvalid           Code = "invalid"
+	CodeUnauthorized      Code = "unauthorized"
+	CodeForbidden         Code = "forbidden"
+	CodeNotFound          Code = "not_found"
+	CodeMethodNotAllowed  Code = "method_not_allowed"
+	CodeConflict          Code = "conflict"
+	CodeTooLarge          Code = "too_large"
+	CodeRejected          Code = "rejected"
+	CodeCSRMismatch       Code = "csr_mismatch"
+	CodeBackoff           Code = "backoff"
+	CodeInternal          Code = "internal"
+	CodeUnavailable       Code = "unavailable"
+	CodeIssuerUnavailable Code = "issuer_unavailable"
+)
+
+// ErrorBody is the JSON shape of every error answer of every certops
+// server (agent protocol, status API, webhooks).
 type ErrorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the content of an ErrorBody.
+type ErrorDetail struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
 }
 
 // ValidToken reports whether an ACME challenge token is acceptable: base64url

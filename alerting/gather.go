@@ -2,7 +2,6 @@ package alerting
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,15 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certops/certops/alert"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
 // Source is what Gather reads; *store.Store implements it.
 type Source interface {
 	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.StoredObject, string, error)
-	Status(ctx context.Context) (reconcile.Status, error)
+	Status(ctx context.Context) (state.Status, error)
 	AlertFacts(ctx context.Context, jobsSince, issueFailuresSince time.Time) (store.AlertFacts, error)
 }
 
@@ -33,11 +32,11 @@ func Gather(ctx context.Context, src Source, now time.Time) (Input, error) {
 		return Input{}, fmt.Errorf("alerting: gather: %w", err)
 	}
 	if len(objs) > 0 {
-		var p spec.AlertPolicySpec
-		if err := json.Unmarshal(objs[0].Spec, &p); err != nil {
-			return Input{}, fmt.Errorf("alerting: gather: decode AlertPolicy %s: %w", objs[0].Name, err)
+		obj, err := objs[0].Decode()
+		if err != nil {
+			return Input{}, fmt.Errorf("alerting: gather: %w", err)
 		}
-		in.Policy = &p
+		in.Policy = obj.Spec.(*spec.AlertPolicySpec)
 	}
 	t := Resolve(in.Policy)
 	facts, err := src.AlertFacts(ctx, now.Add(-t.JobFailureWindow), now.Add(-t.IssuanceFailureWindow))
@@ -64,14 +63,14 @@ func Gather(ctx context.Context, src Source, now time.Time) (Input, error) {
 }
 
 // reconcileFacts extracts the Ready condition and the last fetch.
-func reconcileFacts(st reconcile.Status) Reconcile {
+func reconcileFacts(st state.Status) Reconcile {
 	var r Reconcile
 	if st.LastFetchAt != nil {
 		r.LastFetch = *st.LastFetchAt
 	}
 	for _, c := range st.Conditions {
-		if c.Type == reconcile.ConditionReady && c.Status == "False" {
-			r.NotReadySince, r.Reason, r.Message = c.LastTransitionTime, c.Reason, c.Message
+		if c.Type == state.ConditionReady && c.Status == state.False {
+			r.NotReadySince, r.Reason, r.Message = c.LastTransitionTime, string(c.Reason), c.Message
 		}
 	}
 	return r

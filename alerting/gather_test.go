@@ -11,8 +11,8 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/pgtest"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit/storekit"
 )
@@ -76,18 +76,18 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storekit.Apply(t, s, reconcile.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}, reconcile.Status{}, st.Objects)
+	storekit.Apply(t, s, state.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}, state.Status{}, st.Objects)
 
 	now := time.Now().UTC().Truncate(time.Second)
 	notBefore, notAfter := now.Add(-130*time.Hour), now.Add(14*time.Hour) // under 10% of 144h left
-	if _, err := s.RecordIssuance(ctx, store.Issuance{RenewAt: now.Add(-2 * time.Hour), Version: store.CertificateVersion{
+	if _, err := s.RecordIssuance(ctx, store.Issuance{RenewAt: now.Add(-2 * time.Hour), Version: state.CertificateVersion{
 		Certificate: "shop", Agent: "web-01", SpecHash: "h", Serial: "01", SHA256: "x",
 		NotBefore: notBefore, NotAfter: notAfter, CertPEM: "pem", Issuer: "internal-ca", IssuedAt: now.Add(-time.Minute),
 	}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h",
-		Serial: "01", Result: store.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil {
+		Serial: "01", Result: state.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	// web-02 is not targeted (no role label): its failure counts as a job
@@ -100,8 +100,8 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetched, notReady := now.Add(-time.Hour), now.Add(-40*time.Minute)
-	if err := s.SetStatus(ctx, reconcile.Status{LastFetchAt: &fetched, Conditions: []reconcile.Condition{{
-		Type: reconcile.ConditionReady, Status: "False", Reason: "ValidationFailed", Message: "2 errors", LastTransitionTime: notReady,
+	if err := s.SetStatus(ctx, state.Status{LastFetchAt: &fetched, Conditions: []state.Condition{{
+		Type: state.ConditionReady, Status: "False", Reason: "ValidationFailed", Message: "2 errors", LastTransitionTime: notReady,
 	}}}); err != nil {
 		t.Fatal(err)
 	}

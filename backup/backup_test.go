@@ -218,7 +218,8 @@ func TestRetentionOfDirectory(t *testing.T) {
 		"notes.txt",
 		"certops-otherdb-20200101T000000Z.dump", // another database
 		"certops-" + db + "-2020.dump",          // not our time format
-		"." + name(100*time.Hour) + ".partial",  // a leftover temporary file
+		"." + name(100*time.Hour) + ".partial",  // a leftover temporary file of an older version
+		"." + name(100*time.Hour) + ".123.tmp",  // a leftover temporary file
 	}
 	tests := []struct {
 		name      string

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/certops/certops/atomicfile"
 )
 
 // Destination is where backups are kept.
@@ -29,8 +30,8 @@ type Dir string
 func (d Dir) String() string { return string(d) }
 
 // Put copies file into the directory under a temporary name, syncs it and
-// renames it into place, then syncs the directory.
-func (d Dir) Put(_ context.Context, name, file string) (err error) {
+// renames it into place (mode 0600), then syncs the directory.
+func (d Dir) Put(_ context.Context, name, file string) error {
 	if err := os.MkdirAll(string(d), 0o750); err != nil {
 		return err
 	}
@@ -39,40 +40,7 @@ func (d Dir) Put(_ context.Context, name, file string) (err error) {
 		return err
 	}
 	defer src.Close()
-	final := filepath.Join(string(d), name)
-	partial := filepath.Join(string(d), "."+name+".partial")
-	dst, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			dst.Close()
-			os.Remove(partial)
-		}
-	}()
-	if _, err := io.Copy(dst, src); err != nil {
-		return err
-	}
-	if err := dst.Sync(); err != nil {
-		return err
-	}
-	if err := dst.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(partial, final); err != nil {
-		return err
-	}
-	return syncDir(string(d))
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return atomicfile.WriteFrom(filepath.Join(string(d), name), src, 0o600)
 }
 
 // List returns the backup files in the directory.

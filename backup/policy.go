@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -41,11 +40,11 @@ func StoredPolicy(ctx context.Context, st Store, name string) (string, spec.Back
 			return "", spec.BackupPolicySpec{}, fmt.Errorf("backup: more than one BackupPolicy: name one with --policy")
 		}
 	}
-	var s spec.BackupPolicySpec
-	if err := json.Unmarshal(obj.Spec, &s); err != nil {
-		return "", spec.BackupPolicySpec{}, fmt.Errorf("backup: BackupPolicy %s: decode spec: %w", obj.Name, err)
+	o, err := obj.Decode()
+	if err != nil {
+		return "", spec.BackupPolicySpec{}, fmt.Errorf("backup: %w", err)
 	}
-	return obj.Name, s, nil
+	return obj.Name, *o.Spec.(*spec.BackupPolicySpec), nil
 }
 
 // NewPolicy turns a BackupPolicy's spec into a Policy. getenv reads the S3

@@ -20,6 +20,7 @@ import (
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -107,7 +108,7 @@ func newReconciler(ctx context.Context, dir string, st *store.Store) (*reconcile
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	rec := reconcile.New(gitsource.Source{Repo: repo}, st, st.Elector(),
+	rec := reconcile.New(gitsource.Source{Repo: repo}, st, reconcile.ElectorOf(st.TryLeader),
 		reconcile.NewMetrics(reg), logger,
 		reconcile.Options{FullCompareInterval: 24 * time.Hour})
 	return &reconciler{repo: repo, cacheDir: cacheDir, rec: rec, reg: reg}, nil
@@ -160,7 +161,7 @@ func (r *reconciler) Close() {
 
 // mustReconcile runs one reconcile and fails the benchmark unless its result
 // is want.
-func (r *reconciler) mustReconcile(ctx context.Context, b *testing.B, want string) reconcile.Outcome {
+func (r *reconciler) mustReconcile(ctx context.Context, b *testing.B, want state.Result) state.Outcome {
 	b.Helper()
 	out := r.rec.ReconcileOnce(ctx)
 	if out.Result != want {

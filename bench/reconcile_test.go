@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/fleet"
-	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/state"
 )
 
 // floorOnce measures the floor of the fleet at dir once, for the x_floor
@@ -90,7 +90,7 @@ func BenchmarkReconcileFull(b *testing.B) {
 			before = math.Max(before, rss)
 
 			var r *reconciler
-			var out reconcile.Outcome
+			var out state.Outcome
 			profiled(ctx, "full", func(ctx context.Context) {
 				start := time.Now()
 				var err error
@@ -153,7 +153,7 @@ func BenchmarkReconcileOneFileChange(b *testing.B) {
 			if _, err := fleet.Commit(ctx, dir, fmt.Sprintf("change %d", variant)); err != nil {
 				b.Fatal(err)
 			}
-			var out reconcile.Outcome
+			var out state.Outcome
 			start := time.Now()
 			profiled(ctx, "one-file", func(ctx context.Context) { out = r.mustReconcile(ctx, b, "success") })
 			d := time.Since(start)

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certops/certops/state"
 	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
@@ -34,8 +35,6 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
-
-	"github.com/certops/certops/reconcile"
 )
 
 // Config says which repository, ref and directory hold the desired state.
@@ -77,7 +76,7 @@ type Repo struct {
 	remoteRef plumbing.ReferenceName // e.g. refs/heads/main; empty when pinned
 	localRef  plumbing.ReferenceName // where the fetched ref is stored locally
 	pinned    plumbing.Hash          // commit of a commit-pinned Ref
-	refName   string                 // reconcile.Revision.Ref
+	refName   string                 // state.Revision.Ref
 
 	// mu guards the object and reference storage: fetches write, everything
 	// else reads. go-git's memory storage is not safe for concurrent writes
@@ -176,19 +175,19 @@ func (r *Repo) Close() error {
 // differs from the last fetched one. changed reports whether the commit
 // differs from the one the previous Head call returned; the first call after
 // Open reports true. A commit-pinned source never contacts the remote again.
-func (r *Repo) Head(ctx context.Context) (rev reconcile.Revision, changed bool, err error) {
+func (r *Repo) Head(ctx context.Context) (rev state.Revision, changed bool, err error) {
 	if r.remote == nil {
-		return reconcile.Revision{}, false, errors.New("gitsource: Head needs a repository opened with Open")
+		return state.Revision{}, false, errors.New("gitsource: Head needs a repository opened with Open")
 	}
 	r.pollMu.Lock()
 	defer r.pollMu.Unlock()
 	commit, err := r.sync(ctx)
 	if err != nil {
-		return reconcile.Revision{}, false, err
+		return state.Revision{}, false, err
 	}
 	rev, err = r.revision(commit)
 	if err != nil {
-		return reconcile.Revision{}, false, err
+		return state.Revision{}, false, err
 	}
 	changed = commit != r.reported
 	r.reported = commit
@@ -446,14 +445,14 @@ func (r *Repo) peel(h plumbing.Hash) (plumbing.Hash, error) {
 	return plumbing.ZeroHash, fmt.Errorf("gitsource: tag chain too long at %s", h)
 }
 
-func (r *Repo) revision(commit plumbing.Hash) (reconcile.Revision, error) {
+func (r *Repo) revision(commit plumbing.Hash) (state.Revision, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	c, err := r.repo.CommitObject(commit)
 	if err != nil {
-		return reconcile.Revision{}, fmt.Errorf("gitsource: read commit %s: %w", commit, err)
+		return state.Revision{}, fmt.Errorf("gitsource: read commit %s: %w", commit, err)
 	}
-	return reconcile.Revision{
+	return state.Revision{
 		Ref:     r.refName,
 		Commit:  commit.String(),
 		Author:  fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/certops/certops/gitsource"
-	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/state"
 )
 
 func TestOpenFileURLAndPlainPath(t *testing.T) {
@@ -28,7 +28,7 @@ func TestOpenFileURLAndPlainPath(t *testing.T) {
 			if !changed {
 				t.Error("first Head: changed = false, want true")
 			}
-			if diff := cmp.Diff(rev, reconcile.Revision{
+			if diff := cmp.Diff(rev, state.Revision{
 				Ref: "main", Commit: want, Author: "Alice <alice@example.com>", Message: "first\n\nbody\n", Time: rev.Time,
 			}); diff != "" {
 				t.Errorf("revision (-got +want):\n%s", diff)

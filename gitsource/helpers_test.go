@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/gitsource"
-	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/state"
 )
 
 // gitEnv makes the git CLI hermetic: no user or system config, fixed identity.
@@ -121,7 +121,7 @@ func open(t testing.TB, cfg gitsource.Config) *gitsource.Repo {
 	return r
 }
 
-func head(t testing.TB, r *gitsource.Repo) (reconcile.Revision, bool) {
+func head(t testing.TB, r *gitsource.Repo) (state.Revision, bool) {
 	t.Helper()
 	rev, changed, err := r.Head(testContext(t))
 	if err != nil {

@@ -4,14 +4,14 @@ import (
 	"context"
 	"io/fs"
 
-	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/state"
 )
 
 // Source adapts a Repo to the reconciler's reconcile.Source.
 type Source struct{ Repo *Repo }
 
 // Head returns the head of the configured ref (a cheap ref check when unchanged).
-func (s Source) Head(ctx context.Context) (reconcile.Revision, error) {
+func (s Source) Head(ctx context.Context) (state.Revision, error) {
 	rev, _, err := s.Repo.Head(ctx)
 	return rev, err
 }

@@ -2,21 +2,19 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
-	"github.com/certops/certops/agentapi"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
 // StatusReader is what the certificate and agent status blocks read;
 // *store.Store implements it.
 type StatusReader interface {
-	CertificateDeployments(ctx context.Context, certificate string) ([]store.Deployment, error)
+	CertificateDeployments(ctx context.Context, certificate string) ([]state.Deployment, error)
 	DeploymentSummaries(ctx context.Context, certificates []string) (map[string]store.DeploymentSummary, error)
 	AgentsSeen(ctx context.Context, names []string) (map[string]store.AgentSeen, error)
 	AgentAssignments(ctx context.Context, agent string, labels map[string]string) ([]string, error)
@@ -42,7 +40,7 @@ type deploymentStatus struct {
 	Agent string `json:"agent"`
 	// State is pending (nothing asked yet), issued, issue-failed,
 	// installed, failed or rolled-back.
-	State string `json:"state"`
+	State state.DeploymentState `json:"state"`
 	// Serial and NotAfter are what the agent reported installed.
 	Serial   string     `json:"serial,omitempty"`
 	NotAfter *time.Time `json:"notAfter,omitempty"`
@@ -90,10 +88,11 @@ func (a *api) withStatus(ctx context.Context, o store.StoredObject) (any, error)
 }
 
 func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*certificateStatus, error) {
-	var c spec.CertificateSpec
-	if err := json.Unmarshal(o.Spec, &c); err != nil {
-		return nil, fmt.Errorf("decode certificate %s: %w", o.Name, err)
+	obj, err := o.Decode()
+	if err != nil {
+		return nil, err
 	}
+	c := obj.Spec.(*spec.CertificateSpec) // Decode gives each kind its spec type
 	targets, err := a.targets(ctx, c.Deploy)
 	if err != nil {
 		return nil, err
@@ -102,18 +101,18 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	if err != nil {
 		return nil, err
 	}
-	byAgent := make(map[string]*store.Deployment, len(deps))
+	byAgent := make(map[string]*state.Deployment, len(deps))
 	for i := range deps {
 		byAgent[deps[i].Agent] = &deps[i]
 	}
-	hash := agentapi.SpecHash(&c)
-	r := agentapi.Assess(hash, targets, func(agent string) *store.Deployment { return byAgent[agent] }, time.Now())
+	hash := assign.SpecHash(c)
+	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, time.Now())
 	st := &certificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
 		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []deploymentStatus{}}
 	for _, agent := range targets {
 		d := byAgent[agent]
 		if d == nil {
-			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: "pending"})
+			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: state.DeploymentPending})
 			continue
 		}
 		ds := deploymentStatus{Agent: agent, State: d.State, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
@@ -126,21 +125,23 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	return st, nil
 }
 
-// targets lists the existing agents a deploy block names or selects.
+// targets lists the existing agents a deploy block names or selects: the
+// candidates are read from the store (by name, and by the selector's labels),
+// and assign decides.
 func (a *api) targets(ctx context.Context, d *spec.Deployment) ([]string, error) {
 	if d == nil {
 		return nil, nil
 	}
-	var out []string
+	ix := assign.NewIndex()
 	for _, name := range d.Agents {
-		_, err := a.r.GetObject(ctx, spec.KindAgent, name)
+		o, err := a.r.GetObject(ctx, spec.KindAgent, name)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, name)
+		ix.Add(o.Name, o.Labels)
 	}
 	if sel := d.AgentSelector; sel != nil && len(sel.MatchLabels) > 0 {
 		q := store.ObjectQuery{Kind: spec.KindAgent, Labels: sel.MatchLabels, Limit: store.MaxPageSize}
@@ -150,7 +151,9 @@ func (a *api) targets(ctx context.Context, d *spec.Deployment) ([]string, error)
 				return nil, err
 			}
 			for _, o := range page {
-				out = append(out, o.Name)
+				if !ix.Has(o.Name) {
+					ix.Add(o.Name, o.Labels)
+				}
 			}
 			if next == "" {
 				break
@@ -158,8 +161,7 @@ func (a *api) targets(ctx context.Context, d *spec.Deployment) ([]string, error)
 			q.After = next
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return ix.Targets(d), nil
 }
 
 func (a *api) agentStatus(ctx context.Context, o store.StoredObject) (*agentStatus, error) {

@@ -10,10 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/certops/certops/agentapi"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/httpapi"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit/storekit"
 )
@@ -60,8 +60,8 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 		{Kind: spec.KindCertificate, Name: "other", Spec: &spec.CertificateSpec{IssuerRef: "ca", CommonName: "o.example.com",
 			Deploy: &spec.Deployment{Agents: []string{"db-01"}, Files: spec.DeployFiles{Cert: "/o.pem"}}}},
 	}...)
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
-	storekit.Apply(t, st, rev, reconcile.Status{LastAppliedRevision: rev.String()}, desired)
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
+	storekit.Apply(t, st, rev, state.Status{LastAppliedRevision: rev.String()}, desired)
 	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 
@@ -74,14 +74,14 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 
 	// web-01 gets and installs a certificate; web-02's issuance fails.
 	now := time.Now().UTC().Truncate(time.Second)
-	hash := agentapi.SpecHash(shop)
-	v := store.CertificateVersion{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b", SHA256: "ff",
+	hash := assign.SpecHash(shop)
+	v := state.CertificateVersion{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b", SHA256: "ff",
 		NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), CertPEM: "cert", ChainPEM: "chain", Issuer: "ca", IssuedAt: now}
 	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now.Add(60 * 24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b",
-		Result: store.DeploymentInstalled, At: now}); err != nil {
+		Result: state.DeploymentInstalled, At: now}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-02", SpecHash: hash,

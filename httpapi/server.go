@@ -20,18 +20,18 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/failure"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
 // Reader is what the API reads; *store.Store implements it.
 type Reader interface {
 	Ping(ctx context.Context) error
-	Status(ctx context.Context) (reconcile.Status, error)
+	Status(ctx context.Context) (state.Status, error)
 	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.StoredObject, string, error)
 	GetObject(ctx context.Context, kind spec.Kind, name string) (store.StoredObject, error)
-	ListRevisions(ctx context.Context, limit int, before int64) ([]reconcile.RevisionRecord, error)
+	ListRevisions(ctx context.Context, limit int, before int64) ([]state.RevisionRecord, error)
 	StatusReader
 }
 
@@ -87,7 +87,7 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 		mux.Handle("/hooks/", cfg.Hooks)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, failure.New(failure.NotFound, "no such endpoint: "+r.URL.Path))
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint: "+r.URL.Path))
 	})
 	return mux
 }
@@ -104,12 +104,12 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.r.Ping(ctx); err != nil {
-		writeError(w, failure.Wrap(failure.Unavailable, errors.New("database unreachable")))
+		failure.WriteHTTP(w, failure.Wrap(failure.Unavailable, errors.New("database unreachable")))
 		return
 	}
 	if a.readyFn != nil {
 		if err := a.readyFn(); err != nil {
-			writeError(w, failure.Wrap(failure.Unavailable, err))
+			failure.WriteHTTP(w, failure.Wrap(failure.Unavailable, err))
 			return
 		}
 	}
@@ -118,14 +118,14 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 
 // statusResponse is the body of GET /api/v1/status.
 type statusResponse struct {
-	LastAppliedRevision   string                `json:"lastAppliedRevision"`
-	LastAppliedAt         *time.Time            `json:"lastAppliedAt,omitempty"`
-	LastAttemptedRevision string                `json:"lastAttemptedRevision"`
-	LastAttemptedAt       *time.Time            `json:"lastAttemptedAt,omitempty"`
-	LastFetchAt           *time.Time            `json:"lastFetchAt,omitempty"`
-	Conditions            []reconcile.Condition `json:"conditions"`
-	Errors                []string              `json:"errors"`
-	Alerts                []alert.Alert         `json:"alerts"`
+	LastAppliedRevision   string            `json:"lastAppliedRevision"`
+	LastAppliedAt         *time.Time        `json:"lastAppliedAt,omitempty"`
+	LastAttemptedRevision string            `json:"lastAttemptedRevision"`
+	LastAttemptedAt       *time.Time        `json:"lastAttemptedAt,omitempty"`
+	LastFetchAt           *time.Time        `json:"lastFetchAt,omitempty"`
+	Conditions            []state.Condition `json:"conditions"`
+	Errors                []string          `json:"errors"`
+	Alerts                []alert.Alert     `json:"alerts"`
 }
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
@@ -153,10 +153,10 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 }
 
 // unknownConditions is the status before the first reconcile.
-func unknownConditions() []reconcile.Condition {
-	var out []reconcile.Condition
-	for _, t := range []string{reconcile.ConditionReady, reconcile.ConditionReconciling, reconcile.ConditionStalled} {
-		out = append(out, reconcile.Condition{Type: t, Status: "Unknown", Reason: "NotReconciled", Message: "no revision attempted yet"})
+func unknownConditions() []state.Condition {
+	var out []state.Condition
+	for _, t := range []state.ConditionType{state.ConditionReady, state.ConditionReconciling, state.ConditionStalled} {
+		out = append(out, state.Condition{Type: t, Status: state.Unknown, Reason: "NotReconciled", Message: "no revision attempted yet"})
 	}
 	return out
 }
@@ -167,14 +167,14 @@ func (a *api) list(kind spec.Kind) http.HandlerFunc {
 		q := r.URL.Query()
 		limit, err := parseLimit(q.Get("limit"))
 		if err != nil {
-			writeError(w, err)
+			failure.WriteHTTP(w, err)
 			return
 		}
 		labels := map[string]string{}
 		for _, l := range q["label"] {
 			k, v, ok := strings.Cut(l, "=")
 			if !ok || k == "" {
-				writeError(w, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l)))
+				failure.WriteHTTP(w, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l)))
 				return
 			}
 			labels[k] = v
@@ -199,7 +199,7 @@ func (a *api) get(kind spec.Kind) http.HandlerFunc {
 		name := r.PathValue("name")
 		o, err := a.r.GetObject(r.Context(), kind, name)
 		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, failure.New(failure.NotFound, strings.ToLower(string(kind))+" "+strconv.Quote(name)+" not found"))
+			failure.WriteHTTP(w, failure.New(failure.NotFound, strings.ToLower(string(kind))+" "+strconv.Quote(name)+" not found"))
 			return
 		}
 		if err != nil {
@@ -220,13 +220,13 @@ func (a *api) revisions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
-		writeError(w, err)
+		failure.WriteHTTP(w, err)
 		return
 	}
 	var before int64
 	if s := q.Get("before"); s != "" {
 		if before, err = strconv.ParseInt(s, 10, 64); err != nil || before <= 0 {
-			writeError(w, failure.New(failure.Invalid, "before must be a positive revision id"))
+			failure.WriteHTTP(w, failure.New(failure.Invalid, "before must be a positive revision id"))
 			return
 		}
 	}
@@ -236,7 +236,7 @@ func (a *api) revisions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if revs == nil {
-		revs = []reconcile.RevisionRecord{}
+		revs = []state.RevisionRecord{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": revs})
 }
@@ -258,7 +258,7 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 		a.log.Error("api request failed", "err", err)
 		err = failure.Wrap(failure.Unavailable, errors.New("status temporarily unavailable"))
 	}
-	writeError(w, err)
+	failure.WriteHTTP(w, err)
 }
 
 func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
@@ -270,7 +270,7 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="certops"`)
-			writeError(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
+			failure.WriteHTTP(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
 			return
 		}
 		next(w, r)
@@ -279,21 +279,7 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
-	writeError(w, failure.New(failure.MethodNotAllowed, r.Method+" is not allowed; this API is read-only"))
-}
-
-// errorBody is the stable shape of every error response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, failure.HTTPStatus(err), errorBody{Error: errorDetail{Code: failure.KindOf(err).String(), Message: err.Error()}})
+	failure.WriteHTTP(w, failure.New(failure.MethodNotAllowed, r.Method+" is not allowed; this API is read-only"))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

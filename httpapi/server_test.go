@@ -16,8 +16,8 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/pgtest"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit/storekit"
 )
@@ -39,9 +39,9 @@ func newServer(t *testing.T, token string, n int) (*httptest.Server, *store.Stor
 			Spec:   &spec.CertificateSpec{IssuerRef: "ca", CommonName: fmt.Sprintf("c%d.example.com", i)},
 			Source: spec.Position{File: "certs.yaml", Line: 1 + 10*i}})
 	}
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("1", 40), Time: time.Now()}
-	status := reconcile.Status{LastAppliedRevision: rev.String(), LastAttemptedRevision: rev.String(),
-		Conditions: []reconcile.Condition{{Type: "Ready", Status: "True", Reason: "ReconciliationSucceeded"}}}
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("1", 40), Time: time.Now()}
+	status := state.Status{LastAppliedRevision: rev.String(), LastAttemptedRevision: rev.String(),
+		Conditions: []state.Condition{{Type: "Ready", Status: "True", Reason: "ReconciliationSucceeded"}}}
 	if n > 0 {
 		storekit.Apply(t, st, rev, status, storekit.Desired(objs...))
 	}
@@ -201,7 +201,7 @@ func TestStatusAndRevisions(t *testing.T) {
 	srv, _ := newServer(t, "", 0)
 	var st struct {
 		LastAppliedRevision string
-		Conditions          []reconcile.Condition
+		Conditions          []state.Condition
 	}
 	do(t, "GET", srv.URL+"/api/v1/status", "", &st)
 	if st.LastAppliedRevision != "" || len(st.Conditions) != 3 || st.Conditions[0].Status != "Unknown" {
@@ -212,7 +212,7 @@ func TestStatusAndRevisions(t *testing.T) {
 	if st.LastAppliedRevision != "main@sha1:"+strings.Repeat("1", 40) {
 		t.Errorf("lastAppliedRevision: got %q", st.LastAppliedRevision)
 	}
-	var revs struct{ Items []reconcile.RevisionRecord }
+	var revs struct{ Items []state.RevisionRecord }
 	do(t, "GET", srv.URL+"/api/v1/revisions", "", &revs)
 	if len(revs.Items) != 1 || len(revs.Items[0].Actions) != 3 || revs.Items[0].Outcome != "applied" {
 		t.Fatalf("revisions: got %+v, want one applied revision with 3 actions", revs.Items)

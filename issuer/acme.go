@@ -2,11 +2,8 @@ package issuer
 
 import (
 	"context"
-	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
 )
 
@@ -296,22 +294,14 @@ func issuedFrom(res *certificate.Resource, csr *x509.CertificateRequest) (*agent
 	if err != nil {
 		return nil, nil, fmt.Errorf("the CA returned an unparsable certificate: %w", err)
 	}
-	if !samePublicKey(leaf.PublicKey, csr.PublicKey) {
+	if !pki.SamePublicKey(leaf.PublicKey, csr.PublicKey) {
 		return nil, nil, errors.New("the CA returned a certificate for another key than the CSR's")
 	}
 	chain := res.IssuerCertificate
 	if len(chain) == 0 {
 		chain = rest // a bundle: the leaf came first
 	}
-	sum := sha256.Sum256(leaf.Raw)
-	return &agentproto.Issued{
-		Serial:    leaf.SerialNumber.Text(16),
-		SHA256:    hex.EncodeToString(sum[:]),
-		NotBefore: leaf.NotBefore,
-		NotAfter:  leaf.NotAfter,
-		CertPEM:   string(pem.EncodeToMemory(block)),
-		ChainPEM:  strings.TrimLeft(string(chain), "\n"),
-	}, leaf, nil
+	return pki.NewIssued(leaf, strings.TrimLeft(string(chain), "\n")), leaf, nil
 }
 
 // setup returns the lego client with its account: on first use it reads
@@ -414,22 +404,13 @@ func (a *acmeIssuer) httpClient() (*http.Client, error) {
 		MaxIdleConnsPerHost:   4,
 	}
 	if f := a.cfg.CABundleFile; f != "" {
-		b, err := os.ReadFile(f)
+		pool, err := pki.LoadCertPool(f)
 		if err != nil {
-			return nil, fmt.Errorf("CA bundle: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("CA bundle %s: no PEM certificate found", f)
+			return nil, err
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	return &http.Client{Transport: a.opts.Metrics.transport(tr), Timeout: a.opts.RequestTimeout}, nil
-}
-
-func samePublicKey(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
 
 // orderKey carries the Order through lego to the http-01 provider.

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/go-acme/lego/v5/acme"
 	"github.com/go-acme/lego/v5/registration"
 
+	"github.com/certops/certops/atomicfile"
 	"github.com/certops/certops/pki"
 )
 
@@ -53,28 +53,9 @@ func loadOrCreateAccountKey(path string) (key crypto.Signer, created bool, err e
 	if err != nil {
 		return nil, false, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".acme-account-*.key")
-	if err != nil {
-		return nil, false, fmt.Errorf("create account key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, false, fmt.Errorf("create account key: %w", err)
-	}
-	if _, err := tmp.Write(pemBytes); err != nil {
-		tmp.Close()
-		return nil, false, fmt.Errorf("create account key: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, false, fmt.Errorf("create account key: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, false, fmt.Errorf("create account key: %w", err)
-	}
-	// Link, not rename: it fails when another process created the key first.
-	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+	// Create, not replace: when another process created the key first, use
+	// that one.
+	if err := atomicfile.Create(path, pemBytes, 0o600); errors.Is(err, fs.ErrExist) {
 		return loadOrCreateAccountKey(path)
 	} else if err != nil {
 		return nil, false, fmt.Errorf("create account key: %w", err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Ref is the ref name revisions of a directory carry: "dir@sha1:<hash>".
@@ -78,10 +79,10 @@ func New(dir string) (*Source, error) {
 }
 
 // Head snapshots the directory and returns its revision.
-func (s *Source) Head(ctx context.Context) (reconcile.Revision, error) {
+func (s *Source) Head(ctx context.Context) (state.Revision, error) {
 	snap, err := s.read()
 	if err != nil {
-		return reconcile.Revision{}, err
+		return state.Revision{}, err
 	}
 	commit := snap.id()
 	s.mu.Lock()
@@ -94,7 +95,7 @@ func (s *Source) Head(ctx context.Context) (reconcile.Revision, error) {
 			s.order = s.order[1:]
 		}
 	}
-	return reconcile.Revision{Ref: Ref, Commit: commit, Author: "local directory", Message: s.dir, Time: time.Now().UTC()}, nil
+	return state.Revision{Ref: Ref, Commit: commit, Author: "local directory", Message: s.dir, Time: time.Now().UTC()}, nil
 }
 
 // FS returns the snapshot of a revision returned by Head.
@@ -284,4 +285,40 @@ func addTree(w *fsnotify.Watcher, root string) error {
 		}
 		return w.Add(p)
 	})
+}
+
+// IsPlainDir reports whether p is a local directory that is not a git
+// repository (neither a work tree with .git nor a bare repository): what
+// `certops serve --repo` watches with this package rather than cloning.
+func IsPlainDir(p string) bool {
+	if strings.Contains(p, "://") {
+		return false
+	}
+	info, err := os.Stat(p)
+	if err != nil || !info.IsDir() {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(p, ".git")); err == nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(p, "HEAD")); err == nil {
+		if _, err := os.Stat(filepath.Join(p, "objects")); err == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Open returns the directory as a source, watched (see Watch, with the
+// default debounce) until ctx ends.
+func Open(ctx context.Context, dir string, logger *slog.Logger) (*Source, <-chan struct{}, error) {
+	src, err := New(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes, err := Watch(ctx, dir, 0, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, changes, nil
 }

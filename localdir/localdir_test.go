@@ -167,3 +167,34 @@ func TestSourceSnapshots(t *testing.T) {
 		t.Error("FS of an evicted snapshot: got nil error")
 	}
 }
+
+func TestIsPlainDir(t *testing.T) {
+	root := t.TempDir()
+	mk := func(parts ...string) string {
+		p := filepath.Join(append([]string{root}, parts...)...)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	plain := mk("plain")
+	work := mk("work")
+	mk("work", ".git")
+	bare := mk("bare.git")
+	mk("bare.git", "objects")
+	if err := os.WriteFile(filepath.Join(bare, "HEAD"), []byte("ref: refs/heads/main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(root, "file.yaml")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		plain: true, work: false, bare: false, file: false,
+		filepath.Join(root, "missing"): false, "file://" + plain: false, "https://git.example.com/config.git": false,
+	} {
+		if got := localdir.IsPlainDir(p); got != want {
+			t.Errorf("IsPlainDir(%s) = %v, want %v", p, got, want)
+		}
+	}
+}

@@ -32,8 +32,8 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/pgtest"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit"
 	"github.com/certops/certops/testkit/storekit"
@@ -451,6 +451,6 @@ func applyObjects(t *testing.T, st *store.Store, objs ...*spec.Object) {
 	for _, o := range objs {
 		o.Source = spec.Position{File: "alerts.yaml", Line: 1}
 	}
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("a", 40), Time: t0}
-	storekit.Apply(t, st, rev, reconcile.Status{LastAppliedRevision: rev.String()}, storekit.Desired(objs...))
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("a", 40), Time: t0}
+	storekit.Apply(t, st, rev, state.Status{LastAppliedRevision: rev.String()}, storekit.Desired(objs...))
 }

@@ -3,9 +3,6 @@ package notify
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/certops/certops/secret"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/webhook"
 )
 
 // Headers of a webhook notification. The signature is the scheme of
@@ -25,7 +23,7 @@ import (
 const (
 	// SignatureHeader carries "sha256=" + hex(HMAC-SHA256(secret, body)),
 	// when the channel has an hmacSecretFile.
-	SignatureHeader = "X-Certops-Signature-256"
+	SignatureHeader = webhook.SignatureHeader
 	// DeliveryHeader carries the message's delivery ID, the same in every
 	// attempt: receivers drop duplicates by it.
 	DeliveryHeader = "X-Certops-Delivery"
@@ -54,17 +52,9 @@ func (n *Notifier) sendWebhook(ctx context.Context, c *spec.WebhookChannel, chan
 		if err != nil {
 			return fmt.Errorf("webhook HMAC secret: %w", err)
 		}
-		header.Set(SignatureHeader, Sign([]byte(key), body))
+		header.Set(SignatureHeader, webhook.Sign([]byte(key), body))
 	}
 	return n.post(ctx, c.URL, body, header, "webhook "+safeURL(c.URL))
-}
-
-// Sign returns the SignatureHeader value for body: "sha256=" followed by
-// the hex HMAC-SHA256 of body under secret.
-func Sign(secret, body []byte) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
 // post POSTs a JSON body to target and wants a 2xx answer. what names the

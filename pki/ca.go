@@ -1,9 +1,10 @@
 // Package pki holds the X.509 work of certops: creating and loading a local
-// CA, checking that a CSR matches a certificate's spec, signing leaves, and
-// the key and CSR helpers the agent uses. It does no I/O beyond reading the
-// files it is asked to load, and depends on the standard library only (plus
-// the certops spec, agentproto and failure packages), so the agent binary
-// can link it cheaply.
+// CA, checking that a CSR matches a certificate's spec, signing leaves, the
+// key and CSR helpers the agent uses, and the certificate helpers server and
+// agent share (fingerprints, PEM chains, CA bundles). It does no I/O beyond
+// reading the files it is asked to load, and depends on the standard library
+// only (plus the certops spec, agentproto and failure packages), so the
+// agent binary can link it cheaply.
 package pki
 
 import (
@@ -22,6 +23,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/certops/certops/failure"
 )
 
 // CA defaults.
@@ -61,6 +64,7 @@ type CAOptions struct {
 
 // NewCA creates a self-signed CA that may sign leaves only (path length
 // zero) and returns its certificate and its PKCS#8 private key, PEM encoded.
+// Bad options are failure.Invalid errors.
 func NewCA(opts CAOptions) (certPEM, keyPEM []byte, err error) {
 	if opts.CommonName == "" {
 		opts.CommonName = DefaultCACommonName
@@ -69,11 +73,11 @@ func NewCA(opts CAOptions) (certPEM, keyPEM []byte, err error) {
 		opts.Validity = DefaultCAValidity
 	}
 	if opts.Validity < 0 {
-		return nil, nil, fmt.Errorf("CA validity %s is negative", opts.Validity)
+		return nil, nil, failure.Wrap(failure.Invalid, fmt.Errorf("CA validity %s is negative", opts.Validity))
 	}
 	for _, d := range opts.PermittedDNSDomains {
 		if d == "" || strings.ContainsAny(d, " \t*/:") {
-			return nil, nil, fmt.Errorf("permitted DNS domain %q is not a domain name", d)
+			return nil, nil, failure.Wrap(failure.Invalid, fmt.Errorf("permitted DNS domain %q is not a domain name", d))
 		}
 	}
 	key, err := newCAKey(opts.KeyType)
@@ -119,7 +123,7 @@ func newCAKey(keyType string) (crypto.Signer, error) {
 	case KeyTypeRSA:
 		return rsa.GenerateKey(rand.Reader, caRSABits)
 	default:
-		return nil, fmt.Errorf("CA key type %q: want %s or %s", keyType, KeyTypeECDSA, KeyTypeRSA)
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("CA key type %q: want %s or %s", keyType, KeyTypeECDSA, KeyTypeRSA))
 	}
 }
 
@@ -176,7 +180,7 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA key: %w", err)
 	}
-	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+	if !SamePublicKey(cert.PublicKey, key.Public()) {
 		return nil, fmt.Errorf("CA key does not match the CA certificate %q", cert.Subject)
 	}
 	var chain strings.Builder
@@ -194,22 +198,9 @@ func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 // parseCertificates decodes every CERTIFICATE block of pemBytes; there must
 // be at least one and nothing else but whitespace.
 func parseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	rest := pemBytes
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != pemCertificate {
-			return nil, fmt.Errorf("PEM block %q, want %q", block.Type, pemCertificate)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
+	certs, rest, err := decodeCertificates(pemBytes)
+	if err != nil {
+		return nil, err
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("no PEM certificate found")
@@ -218,11 +209,6 @@ func parseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("trailing data after the last PEM certificate")
 	}
 	return certs, nil
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
 
 // randomSerial returns a positive 128-bit serial number from crypto/rand:

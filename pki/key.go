@@ -60,6 +60,13 @@ func KeyMatches(pub crypto.PublicKey, k agentproto.KeySpec) bool {
 	return describeKey(pub) == describeSpecKey(k.Algorithm, k.Size)
 }
 
+// SamePublicKey reports whether a and b are the same public key, e.g. a
+// certificate's and the private key's or CSR's it should belong to.
+func SamePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
 // curveForSize maps an ECDSA key size to its NIST curve; 0 means P-256.
 func curveForSize(size int) (elliptic.Curve, error) {
 	switch size {

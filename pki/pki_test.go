@@ -324,6 +324,95 @@ func TestParseCAKeyFormats(t *testing.T) {
 	}
 }
 
+func TestLoadCertPool(t *testing.T) {
+	dir := t.TempDir()
+	a, certA, _ := newCA(t, CAOptions{CommonName: "a"})
+	b, certB, _ := newCA(t, CAOptions{CommonName: "b"})
+	_, certC, _ := newCA(t, CAOptions{CommonName: "c"})
+	pool, err := LoadCertPool(writeFile(t, dir, "bundle.pem", append(certA, certB...)))
+	if err != nil {
+		t.Fatalf("LoadCertPool: %v", err)
+	}
+	for _, ca := range []*CA{a, b} {
+		if _, err := ca.Certificate().Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s is not trusted by the pool: %v", ca.Certificate().Subject, err)
+		}
+	}
+	other := parseCertPEM(t, string(certC))
+	if _, err := other.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+		t.Error("a CA outside the bundle is trusted")
+	}
+
+	for _, tc := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "missing.pem"), "CA bundle: open "},
+		{"not PEM", writeFile(t, dir, "garbage.pem", []byte("hello")), "no PEM certificate found"},
+	} {
+		if _, err := LoadCertPool(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: LoadCertPool = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestSamePublicKey(t *testing.T) {
+	k1, k2 := ecKey(t, elliptic.P256()), ecKey(t, elliptic.P256())
+	if !SamePublicKey(k1.Public(), k1.Public()) {
+		t.Error("a key differs from itself")
+	}
+	if SamePublicKey(k1.Public(), k2.Public()) {
+		t.Error("two keys are the same")
+	}
+	if SamePublicKey(nil, k1.Public()) || SamePublicKey(k1.Public(), nil) {
+		t.Error("nil is the same as a key")
+	}
+}
+
+func TestParseCertificatesPEM(t *testing.T) {
+	_, certA, keyA := newCA(t, CAOptions{CommonName: "a"})
+	_, certB, _ := newCA(t, CAOptions{CommonName: "b"})
+	certs, err := ParseCertificatesPEM(append(append([]byte("junk before\n"), certA...), append(certB, "\n"...)...))
+	if err != nil {
+		t.Fatalf("ParseCertificatesPEM: %v", err)
+	}
+	var names []string
+	for _, c := range certs {
+		names = append(names, c.Subject.CommonName)
+	}
+	if !cmp.Equal(names, []string{"a", "b"}) {
+		t.Errorf("certificates %q, want [a b]", names)
+	}
+	if certs, err := ParseCertificatesPEM(nil); err != nil || certs != nil {
+		t.Errorf("ParseCertificatesPEM(nil) = %v, %v; want no certificates and no error (an empty chain)", certs, err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"a key among them", append(certA, keyA...), `PEM block "PRIVATE KEY", want "CERTIFICATE"`},
+		{"not DER", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}), "certificate 1:"},
+	} {
+		if _, err := ParseCertificatesPEM(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: ParseCertificatesPEM = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestNewIssued(t *testing.T) {
+	ca, _, _ := newCA(t, CAOptions{})
+	leaf := ca.Certificate()
+	iss := NewIssued(leaf, "chain\n")
+	sum := sha256.Sum256(leaf.Raw)
+	if want := hex.EncodeToString(sum[:]); iss.SHA256 != want || Fingerprint(leaf.Raw) != want {
+		t.Errorf("SHA256 %s, Fingerprint %s; want %s", iss.SHA256, Fingerprint(leaf.Raw), want)
+	}
+	if iss.Serial != leaf.SerialNumber.Text(16) || !iss.NotBefore.Equal(leaf.NotBefore) || !iss.NotAfter.Equal(leaf.NotAfter) || iss.ChainPEM != "chain\n" {
+		t.Errorf("NewIssued = %+v, does not describe %v", iss, leaf.Subject)
+	}
+	if back := parseCertPEM(t, iss.CertPEM); !back.Equal(leaf) {
+		t.Error("CertPEM is another certificate")
+	}
+}
+
 // ---- CheckCSR ----
 
 func TestCheckCSRAccepts(t *testing.T) {
@@ -813,7 +902,7 @@ func TestGenerateKeyNewCSR(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseKeyPEM: %v", err)
 			}
-			if !publicKeysEqual(back.Public(), key.Public()) {
+			if !SamePublicKey(back.Public(), key.Public()) {
 				t.Error("ParseKeyPEM(MarshalKeyPEM(key)) is another key")
 			}
 

@@ -4,11 +4,8 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -70,15 +67,7 @@ func (ca *CA) Sign(csr *x509.CertificateRequest, c *spec.CertificateSpec, now ti
 	if err := ca.verify(leaf, now); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(der)
-	return &agentproto.Issued{
-		Serial:    leaf.SerialNumber.Text(16),
-		SHA256:    hex.EncodeToString(sum[:]),
-		NotBefore: leaf.NotBefore,
-		NotAfter:  leaf.NotAfter,
-		CertPEM:   string(pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: der})),
-		ChainPEM:  ca.chainPEM,
-	}, nil
+	return NewIssued(leaf, ca.chainPEM), nil
 }
 
 // verify enforces the CA's name constraints before a leaf is handed out:

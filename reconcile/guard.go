@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // AllowPruneFile is the file, at the root of the config path, by which a
@@ -63,7 +64,7 @@ func ReadAllowPrune(fsys fs.FS) (int, error) {
 // Check returns a description of every kind whose deletions exceed the guard,
 // or nil when the plan may proceed. stored holds the stored objects' keys;
 // allowed is what ReadAllowPrune returned.
-func (g PruneGuard) Check(plan Plan, stored map[spec.Key]string, allowed int) []string {
+func (g PruneGuard) Check(plan state.Plan, stored map[spec.Key]string, allowed int) []string {
 	g = g.withDefaults()
 	storedPerKind := map[spec.Kind]int{}
 	for k := range stored {

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Metrics are the reconciler's Prometheus metrics.
@@ -72,8 +73,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.reconciles, m.duration, m.fetches, m.revisionInfo, m.lastApplied, m.lastFetch,
 		m.objects, m.pruneBlocked, m.driftRepaired, m.leader, m.validationErrors)
-	for _, r := range []string{resultSuccess, resultUnchanged, resultStalled, resultTransient} {
-		m.reconciles.WithLabelValues(r)
+	for _, r := range []state.Result{state.ResultSuccess, state.ResultUnchanged, state.ResultStalled, state.ResultTransient} {
+		m.reconciles.WithLabelValues(string(r))
 	}
 	for _, k := range spec.Kinds {
 		m.objects.WithLabelValues(string(k))
@@ -91,7 +92,7 @@ func (m *Metrics) setObjects(st spec.State) {
 	}
 }
 
-func (m *Metrics) setRevision(rev Revision) {
+func (m *Metrics) setRevision(rev state.Revision) {
 	m.revisionInfo.Reset()
 	m.revisionInfo.WithLabelValues(rev.Ref, rev.Commit).Set(1)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 func obj(kind spec.Kind, name, cn string) *spec.Object {
@@ -39,14 +40,14 @@ func TestComputeIsAPureDiff(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)
 	}
-	if c := plan.Counts()[spec.KindCertificate]; c != (Counts{Create: 1, Update: 1, Delete: 1}) {
+	if c := plan.Counts()[spec.KindCertificate]; c != (state.Counts{Create: 1, Update: 1, Delete: 1}) {
 		t.Errorf("certificate counts: got %+v", c)
 	}
 	// Same inputs, same plan; planning again over the result changes nothing.
 	if diff := cmp.Diff(plan, Compute(desired, stored), cmp.Comparer(func(a, b *spec.Object) bool { return a == b })); diff != "" {
 		t.Errorf("Compute is not deterministic:\n%s", diff)
 	}
-	if p := Compute(desired, applyPlan(stored, plan)); !p.Empty() {
+	if p := Compute(desired, plan.Applied(stored)); !p.Empty() {
 		t.Errorf("re-planning after apply: got %d changes, want none", len(p.Changes))
 	}
 }
@@ -56,14 +57,14 @@ func TestPruneGuardThresholds(t *testing.T) {
 	for i := range 40 {
 		stored[spec.Key{Kind: spec.KindCertificate, Name: string(rune('a'+i%26)) + string(rune('a'+i/26))}] = "h"
 	}
-	planDeleting := func(n int) Plan {
-		var p Plan
+	planDeleting := func(n int) state.Plan {
+		var p state.Plan
 		i := 0
 		for k := range stored {
 			if i == n {
 				break
 			}
-			p.Changes = append(p.Changes, Change{Action: ActionDelete, Key: k})
+			p.Changes = append(p.Changes, state.Change{Action: state.ActionDelete, Key: k})
 			i++
 		}
 		return p

@@ -20,6 +20,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit"
 	"github.com/certops/certops/testkit/storekit"
@@ -114,12 +115,12 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.rec = reconcile.New(gitsource.Source{Repo: repo}, st, st.Elector(), reconcile.NewMetrics(h.reg),
+	h.rec = reconcile.New(gitsource.Source{Repo: repo}, st, reconcile.ElectorOf(st.TryLeader), reconcile.NewMetrics(h.reg),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour})
 	return h
 }
 
-func (h *harness) once() reconcile.Outcome {
+func (h *harness) once() state.Outcome {
 	h.t.Helper()
 	return h.rec.ReconcileOnce(context.Background())
 }
@@ -139,7 +140,7 @@ func (h *harness) names() []string {
 	return out
 }
 
-func (h *harness) status() reconcile.Status {
+func (h *harness) status() state.Status {
 	h.t.Helper()
 	st, err := h.store.Status(context.Background())
 	if err != nil {
@@ -157,13 +158,9 @@ func (h *harness) revisionCount() int {
 	return len(revs)
 }
 
-func condition(st reconcile.Status, typ string) reconcile.Condition {
-	for _, c := range st.Conditions {
-		if c.Type == typ {
-			return c
-		}
-	}
-	return reconcile.Condition{}
+func condition(st state.Status, typ state.ConditionType) state.Condition {
+	c, _ := st.Condition(typ)
+	return c
 }
 
 func baseFiles() map[string]string {
@@ -244,7 +241,7 @@ func TestApplyInvalidRevisionThenFix(t *testing.T) {
 		t.Fatalf("fixed revision: got %s (%v %v), want success", out.Result, out.Err, out.Errors)
 	}
 	counts := out.Plan.Counts()[spec.KindCertificate]
-	if counts != (reconcile.Counts{Create: 1, Update: 1}) {
+	if counts != (state.Counts{Create: 1, Update: 1}) {
 		t.Errorf("fixed revision certificate counts: got %+v, want 1 create, 1 update", counts)
 	}
 	st = h.status()
@@ -283,7 +280,7 @@ func TestReapplyingChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h2.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, h.store.Elector(), reconcile.NewMetrics(h2.reg),
+	h2.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, reconcile.ElectorOf(h.store.TryLeader), reconcile.NewMetrics(h2.reg),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now})
 	out := h2.once()
 	if out.Result != "success" || !out.Plan.Empty() {
@@ -472,7 +469,7 @@ func TestLeaderElection(t *testing.T) {
 	}
 	reg1, reg2 := prometheus.NewRegistry(), prometheus.NewRegistry()
 	opts := reconcile.Options{LeaderRetry: 50 * time.Millisecond, Interval: 50 * time.Millisecond}
-	el1, el2 := &countingElector{Elector: h.store.Elector()}, &countingElector{Elector: st2.Elector()}
+	el1, el2 := &countingElector{Elector: reconcile.ElectorOf(h.store.TryLeader)}, &countingElector{Elector: reconcile.ElectorOf(st2.TryLeader)}
 	rec1 := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, el1, reconcile.NewMetrics(reg1), slog.New(slog.DiscardHandler), opts)
 	rec2 := reconcile.New(gitsource.Source{Repo: repo2}, st2, el2, reconcile.NewMetrics(reg2), slog.New(slog.DiscardHandler), opts)
 
@@ -595,7 +592,7 @@ func TestFetchFailureRecovers(t *testing.T) {
 		t.Fatalf("reachable again: got %s, want unchanged", out.Result)
 	}
 	st = h.status()
-	for typ, want := range map[string]string{"Ready": "True", "Reconciling": "False", "Stalled": "False"} {
+	for typ, want := range map[state.ConditionType]state.ConditionStatus{"Ready": "True", "Reconciling": "False", "Stalled": "False"} {
 		if c := condition(st, typ); c.Status != want {
 			t.Errorf("%s after recovery: got %+v, want %s", typ, c, want)
 		}
@@ -616,7 +613,7 @@ func TestRefusedRevisionIsAnnounced(t *testing.T) {
 	h := newHarness(t, baseFiles())
 	rec := &eventRecorder{}
 	repo := mustRepo(t, h.repo.dir)
-	h.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
+	h.rec = reconcile.New(gitsource.Source{Repo: repo}, h.store, reconcile.ElectorOf(h.store.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour, Events: rec})
 	if out := h.once(); out.Result != "success" {
 		t.Fatalf("first reconcile: %s", out.Result)
@@ -642,7 +639,7 @@ func TestRefusedRevisionIsAnnounced(t *testing.T) {
 func TestRefusedHeadIsNotRevalidatedByTheDriftCheck(t *testing.T) {
 	h := newHarness(t, baseFiles())
 	rec := &eventRecorder{}
-	h.rec = reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
+	h.rec = reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, reconcile.ElectorOf(h.store.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour, Events: rec})
 	if out := h.once(); out.Result != "success" {
 		t.Fatalf("first reconcile: %s", out.Result)
@@ -672,10 +669,10 @@ type statusFailsOnce struct {
 	failed bool
 }
 
-func (s *statusFailsOnce) Status(ctx context.Context) (reconcile.Status, error) {
+func (s *statusFailsOnce) Status(ctx context.Context) (state.Status, error) {
 	if !s.failed {
 		s.failed = true
-		return reconcile.Status{}, fmt.Errorf("injected status read failure")
+		return state.Status{}, fmt.Errorf("injected status read failure")
 	}
 	return s.Store.Status(ctx)
 }
@@ -691,7 +688,7 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 	revs := h.revisionCount()
 
 	st := &statusFailsOnce{Store: h.store}
-	rec := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, st, h.store.Elector(), reconcile.NewMetrics(prometheus.NewRegistry()),
+	rec := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, st, reconcile.ElectorOf(h.store.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour})
 	if out := rec.ReconcileOnce(context.Background()); out.Result != "transient" {
 		t.Fatalf("status unreadable: got %s, want transient", out.Result)

@@ -13,13 +13,14 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Source is where revisions come from: a git repository or a watched directory.
 type Source interface {
 	// Head returns the current revision of the configured ref. An unchanged
 	// remote must cost no more than a cheap ref check.
-	Head(ctx context.Context) (Revision, error)
+	Head(ctx context.Context) (state.Revision, error)
 	// FS returns the config tree (rooted at the configured path) of a commit.
 	FS(ctx context.Context, commit string) (fs.FS, error)
 	// ChangedFiles lists the config-tree paths that differ between two commits.
@@ -30,10 +31,10 @@ type Source interface {
 type Store interface {
 	StoredHashes(ctx context.Context) (map[spec.Key]string, error)
 	ContentHashes(ctx context.Context) (hashes map[spec.Key]string, drifted int, err error)
-	Apply(ctx context.Context, rev Revision, plan Plan, status Status) (int64, error)
-	RecordAttempt(ctx context.Context, rev Revision, outcome string, errs spec.ErrorList, status Status) (int64, error)
-	SetStatus(ctx context.Context, status Status) error
-	Status(ctx context.Context) (Status, error)
+	Apply(ctx context.Context, rev state.Revision, plan state.Plan, status state.Status) (int64, error)
+	RecordAttempt(ctx context.Context, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error)
+	SetStatus(ctx context.Context, status state.Status) error
+	Status(ctx context.Context) (state.Status, error)
 }
 
 // Lease is held by the one replica that reconciles.
@@ -46,6 +47,22 @@ type Lease interface {
 type Elector interface {
 	TryLeader(ctx context.Context) (Lease, bool, error)
 }
+
+// ElectorOf adapts a TryLeader that returns a concrete lease type (such as
+// the store's) to an Elector.
+func ElectorOf[L Lease](tryLeader func(ctx context.Context) (L, bool, error)) Elector {
+	return electorFunc(func(ctx context.Context) (Lease, bool, error) {
+		lease, ok, err := tryLeader(ctx)
+		if !ok || err != nil {
+			return nil, false, err
+		}
+		return lease, true, nil
+	})
+}
+
+type electorFunc func(ctx context.Context) (Lease, bool, error)
+
+func (f electorFunc) TryLeader(ctx context.Context) (Lease, bool, error) { return f(ctx) }
 
 // EventSink receives one-off events worth notifying someone about.
 type EventSink interface {
@@ -90,24 +107,6 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// The results of one reconcile, as counted in certops_reconcile_total.
-const (
-	resultSuccess   = "success"   // a revision was applied (or drift repaired)
-	resultUnchanged = "unchanged" // nothing new; next interval
-	resultStalled   = "stalled"   // needs a human: invalid revision, prune guard
-	resultTransient = "transient" // fetch or database trouble; retry with backoff
-)
-
-// Outcome is what one reconcile did.
-type Outcome struct {
-	Result   string
-	Revision Revision
-	Plan     Plan
-	Errors   spec.ErrorList // for stalled outcomes
-	Err      error          // for transient outcomes
-	repeat   bool           // the same refused head, polled again
-}
-
 // Reconciler converges the store to the source's desired state. Only the
 // replica holding the lease runs it; see Run.
 type Reconciler struct {
@@ -123,10 +122,11 @@ type Reconciler struct {
 	started      bool
 	loader       Loader
 	stored       map[spec.Key]string // hashes in the store; nil = unknown
-	applied      Revision
-	stalled      stallState // the head refused last, if any
-	failedCommit string     // the commit whose apply failure was last recorded
-	status       Status
+	applied      state.Revision
+	stalled      *StalledError // why the head refused last was refused, if any
+	stalledAt    string        // that head's commit
+	failedCommit string        // the commit whose apply failure was last recorded
+	status       state.Status
 	lastFull     time.Time
 	failures     int
 }
@@ -194,7 +194,7 @@ func (r *Reconciler) lead(ctx context.Context, lease Lease) {
 // the last applied revision from it.
 func (r *Reconciler) startTerm(ctx context.Context) error {
 	r.loader.Reset()
-	r.stored, r.applied, r.stalled, r.failedCommit = nil, Revision{}, stallState{}, ""
+	r.stored, r.applied, r.stalled, r.stalledAt, r.failedCommit = nil, state.Revision{}, nil, "", ""
 	r.lastFull = r.opt.Now()
 	st, err := r.store.Status(ctx)
 	if err != nil {
@@ -204,8 +204,8 @@ func (r *Reconciler) startTerm(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reconciler) nextDelay(out Outcome) time.Duration {
-	if out.Result != resultTransient {
+func (r *Reconciler) nextDelay(out state.Outcome) time.Duration {
+	if out.Result != state.ResultTransient {
 		r.failures = 0
 		return r.jitter(r.opt.Interval)
 	}
@@ -224,34 +224,33 @@ func (r *Reconciler) jitter(d time.Duration) time.Duration {
 
 // ReconcileOnce fetches the head, and when it is new (or a drift check is
 // due) loads, validates, plans and applies it. It never panics on bad input:
-// every failure is sorted into stalled or transient and shown in the status.
-func (r *Reconciler) ReconcileOnce(ctx context.Context) Outcome {
-	out := r.reconcile(ctx)
-	r.m.reconciles.WithLabelValues(out.Result).Inc()
-	switch out.Result {
-	case resultTransient:
-		r.log.Warn("reconcile failed; will retry", "revision", out.Revision.String(), "err", out.Err)
-	case resultStalled:
-		if out.repeat {
-			r.log.Debug("head is still the refused revision", "revision", out.Revision.String())
-			break
-		}
-		first := ""
-		if len(out.Errors) > 0 {
-			first = out.Errors[0].Error()
-		}
-		r.log.Error("revision refused", "revision", out.Revision.String(), "errors", len(out.Errors), "first", first)
-	case resultSuccess:
-		r.log.Info("revision applied", "revision", out.Revision.String(), "changes", len(out.Plan.Changes))
-	}
-	return out
+// every failure is sorted into stalled or transient, and finalize turns the
+// result into status, history, metrics, logs and events.
+func (r *Reconciler) ReconcileOnce(ctx context.Context) state.Outcome {
+	p, err := r.attempt(ctx)
+	return r.finalize(ctx, p, err)
 }
 
-func (r *Reconciler) reconcile(ctx context.Context) Outcome {
+// pass is what one attempt got to: the head it read and, when it applied
+// (or confirmed) it, the plan.
+type pass struct {
+	head      state.Revision
+	plan      state.Plan
+	desired   spec.State
+	applied   bool // the head is applied (plan may be empty)
+	unchanged bool // nothing new: the head was applied before
+	repeat    bool // the head is the one refused last
+	drift     int  // rows repaired by a full compare
+}
+
+// attempt is one reconcile up to its result: nil with what was done, or a
+// *StalledError or *TransientError. It writes nothing but the apply itself
+// (whose transaction carries the status); finalize does the rest.
+func (r *Reconciler) attempt(ctx context.Context) (pass, error) {
+	var p pass
 	if !r.started {
 		if err := r.startTerm(ctx); err != nil {
-			// No status to show the failure in: the retry starts the term.
-			return Outcome{Result: resultTransient, Err: err}
+			return p, &TransientError{Reason: state.ReasonStoreUnavailable, Err: err}
 		}
 	}
 	now := r.opt.Now()
@@ -259,9 +258,10 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 	t := time.Now()
 	head, err := r.src.Head(ctx)
 	r.m.duration.WithLabelValues("fetch").Observe(time.Since(t).Seconds())
+	p.head = head
 	if err != nil {
 		r.m.fetches.WithLabelValues("error").Inc()
-		return r.transient(ctx, head, "FetchFailed", fmt.Errorf("fetch: %w", err))
+		return p, transient(state.ReasonFetchFailed, "fetch: %w", err)
 	}
 	r.status.LastFetchAt = &now
 	r.m.lastFetch.Set(float64(now.Unix()))
@@ -269,19 +269,15 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 	fullDue := now.Sub(r.lastFull) >= r.opt.FullCompareInterval
 	switch {
 	case head.Commit == r.applied.Commit && r.stored != nil && !fullDue:
-		// Nothing new. Conditions may still show an earlier transient
-		// failure (a fetch that failed): the applied head is ready again.
 		r.m.fetches.WithLabelValues("unchanged").Inc()
-		r.status.setReady("Applied revision "+head.String(), now)
-		r.saveStatus(ctx)
-		return Outcome{Result: resultUnchanged, Revision: head}
-	case head.Commit == r.stalled.commit:
+		p.unchanged = true
+		return p, nil
+	case r.stalled != nil && head.Commit == r.stalledAt:
 		// A refused head stays refused however often it is polled; the
 		// drift check needs a head that can be applied.
 		r.m.fetches.WithLabelValues("unchanged").Inc()
-		r.status.setStalled(r.stalled.reason, r.stalled.message, now)
-		r.saveStatus(ctx)
-		return Outcome{Result: resultStalled, Revision: head, Errors: r.status.Errors, repeat: true}
+		p.repeat = true
+		return p, r.stalled
 	}
 	r.m.fetches.WithLabelValues("changed").Inc()
 
@@ -289,71 +285,169 @@ func (r *Reconciler) reconcile(ctx context.Context) Outcome {
 	t = time.Now()
 	fsys, err := r.src.FS(ctx, head.Commit)
 	if err != nil {
-		return r.transient(ctx, head, "FetchFailed", fmt.Errorf("read revision: %w", err))
+		return p, transient(state.ReasonFetchFailed, "read revision: %w", err)
 	}
-	changed := r.changedSince(ctx, head)
-	state, verrs := r.loader.Load(fsys, head.Commit, changed)
+	desired, err := r.loader.LoadRevision(fsys, head, r.changedSince(ctx, head))
 	r.m.duration.WithLabelValues("load").Observe(time.Since(t).Seconds())
-	allowed, err := ReadAllowPrune(fsys)
 	if err != nil {
-		verrs = append(verrs, spec.Error{File: AllowPruneFile, Message: err.Error()})
-	}
-	if len(verrs) > 0 {
-		r.m.validationErrors.Set(float64(len(verrs)))
-		return r.stall(ctx, head, "invalid", "ValidationFailed",
-			fmt.Sprintf("revision %s has %d validation error(s)", head, len(verrs)), verrs)
+		return p, err
 	}
 	r.m.validationErrors.Set(0)
+	p.desired = desired.State
 
 	// Plan against what the store holds.
 	t = time.Now()
 	stored, drift, err := r.storedState(ctx, fullDue)
 	if err != nil {
-		return r.transient(ctx, head, "StoreUnavailable", err)
+		return p, &TransientError{Reason: state.ReasonStoreUnavailable, Err: err}
 	}
-	plan := Compute(state.Objects, stored)
+	plan, err := r.opt.PruneGuard.Plan(head, desired, stored)
 	r.m.duration.WithLabelValues("plan").Observe(time.Since(t).Seconds())
-	if over := r.opt.PruneGuard.Check(plan, stored, allowed); over != nil {
-		r.m.pruneBlocked.Inc()
-		errs := make(spec.ErrorList, len(over))
-		for i, o := range over {
-			errs[i] = spec.Error{File: AllowPruneFile, Message: "prune guard: " + o +
-				"; to allow it, commit " + AllowPruneFile + " containing the number of deletions or \"all\""}
-		}
-		return r.stall(ctx, head, "prune-blocked", "PruneBlocked",
-			fmt.Sprintf("revision %s would delete too many objects", head), errs)
+	if err != nil {
+		return p, err
 	}
+	p.plan, p.drift = plan, drift
 
-	// Apply in one transaction, or just confirm an unchanged revision.
+	// Apply in one transaction with the status it leads to, or just confirm
+	// an unchanged revision (finalize saves the status then).
 	t = time.Now()
-	next := r.status.clone()
-	next.succeed(head, now)
-	if plan.Empty() && r.status.LastAppliedRevision == head.String() {
-		r.status = next
-		r.saveStatus(ctx)
-	} else {
+	next := r.status.Clone()
+	next.MarkApplied(head, now)
+	if !plan.Empty() || r.status.LastAppliedRevision != head.String() {
 		if _, err := r.store.Apply(ctx, head, plan, next); err != nil {
 			r.stored = nil
-			return r.applyFailed(ctx, head, err)
+			return p, transient(state.ReasonApplyFailed, "apply: %w", err)
 		}
-		r.status = next
+		p.applied = true
 	}
+	r.status = next
 	r.m.duration.WithLabelValues("apply").Observe(time.Since(t).Seconds())
-	r.stored = applyPlan(stored, plan)
-	if drift > 0 {
-		r.m.driftRepaired.Add(float64(drift))
-		r.log.Warn("repaired out-of-band changes in the database", "objects", drift)
+	r.stored = plan.Applied(stored)
+	return p, nil
+}
+
+// finalize derives everything that follows from an attempt's result: the
+// status and its conditions (saved, or recorded with the refused revision),
+// the cached term state, the metrics, the log line and the events.
+func (r *Reconciler) finalize(ctx context.Context, p pass, err error) state.Outcome {
+	now := r.opt.Now()
+	out := state.Outcome{Revision: p.head, Plan: p.plan}
+	var stalled *StalledError
+	var tr *TransientError
+	switch {
+	case errors.As(err, &stalled) && p.repeat:
+		out.Result, out.Repeat = state.ResultStalled, true
+		out.Reason, out.Message, out.Errors = stalled.Reason, stalled.Message, stalled.Errors
+		r.status.MarkStalled(stalled.Reason, stalled.Message, now)
+		r.saveStatus(ctx)
+		r.log.Debug("head is still the refused revision", "revision", p.head.String())
+	case errors.As(err, &stalled):
+		out = r.refused(ctx, p.head, stalled, now)
+	case errors.As(err, &tr):
+		out = r.retry(ctx, p.head, tr, now)
+	case err != nil: // every error of attempt is typed; this is a bug
+		out = r.retry(ctx, p.head, &TransientError{Reason: state.ReasonApplyFailed, Err: err}, now)
+	case p.unchanged:
+		// Conditions may still show an earlier transient failure (a fetch
+		// that failed): the applied head is ready again.
+		out.Result = state.ResultUnchanged
+		r.status.MarkReady("Applied revision "+p.head.String(), now)
+		r.saveStatus(ctx)
+	default:
+		out.Result = state.ResultSuccess
+		if !p.applied {
+			r.saveStatus(ctx) // an empty plan: the status only
+		}
+		if p.drift > 0 {
+			r.m.driftRepaired.Add(float64(p.drift))
+			r.log.Warn("repaired out-of-band changes in the database", "objects", p.drift)
+		}
+		r.applied, r.stalled, r.stalledAt, r.failedCommit = p.head, nil, "", ""
+		r.m.setObjects(p.desired)
+		r.m.setRevision(p.head)
+		r.m.lastApplied.Set(float64(now.Unix()))
+		r.log.Info("revision applied", "revision", p.head.String(), "changes", len(p.plan.Changes))
 	}
-	r.applied, r.stalled, r.failedCommit = head, stallState{}, ""
-	r.m.setObjects(state)
-	r.m.setRevision(head)
-	r.m.lastApplied.Set(float64(now.Unix()))
-	return Outcome{Result: resultSuccess, Revision: head, Plan: plan}
+	r.m.reconciles.WithLabelValues(string(out.Result)).Inc()
+	return out
+}
+
+// refused records a revision that needs a human, with the status, in the
+// revision history: nothing of it is applied and the last applied revision
+// keeps serving. It is announced once per commit.
+func (r *Reconciler) refused(ctx context.Context, head state.Revision, e *StalledError, now time.Time) state.Outcome {
+	switch e.Reason {
+	case state.ReasonValidationFailed:
+		r.m.validationErrors.Set(float64(len(e.Errors)))
+	case state.ReasonPruneBlocked:
+		r.m.pruneBlocked.Inc()
+	}
+	r.status.MarkRefused(head, e.Reason, e.Message, e.Errors, now)
+	if _, err := r.store.RecordAttempt(ctx, head, e.Outcome, e.Errors, r.status); err != nil {
+		return r.retry(ctx, head, transient(state.ReasonStoreUnavailable, "record refused revision: %w", err), now)
+	}
+	r.stalled, r.stalledAt = e, head.Commit
+	first := ""
+	if len(e.Errors) > 0 {
+		first = e.Errors[0].Error()
+	}
+	r.log.Error("revision refused", "revision", head.String(), "reason", e.Reason, "errors", len(e.Errors), "first", first)
+	r.announceRefused(ctx, head, e)
+	return state.Outcome{Result: state.ResultStalled, Revision: head, Reason: e.Reason, Message: e.Message, Errors: e.Errors}
+}
+
+// retry shows a failure worth retrying with backoff in the status. The first
+// apply failure of a commit is also recorded in the revision history
+// (outcome "failed") when the database takes it.
+func (r *Reconciler) retry(ctx context.Context, head state.Revision, e *TransientError, now time.Time) state.Outcome {
+	out := state.Outcome{Result: state.ResultTransient, Revision: head, Reason: e.Reason, Message: e.Error(), Err: e}
+	r.log.Warn("reconcile failed; will retry", "revision", head.String(), "reason", e.Reason, "err", e.Err)
+	if !r.started {
+		return out // no status to show the failure in: the retry starts the term
+	}
+	r.status.MarkRetrying(e.Reason, e.Error(), now)
+	r.saveStatus(ctx)
+	if e.Reason == state.ReasonApplyFailed && r.failedCommit != head.Commit {
+		errs := spec.ErrorList{{Message: e.Error()}}
+		if _, err := r.store.RecordAttempt(ctx, head, state.OutcomeFailed, errs, r.status); err == nil {
+			r.failedCommit = head.Commit
+		}
+	}
+	return out
+}
+
+// announceRefused sends a RevisionRefused event with the first errors. The
+// subject is the commit, so a new leader refusing the same commit again
+// does not notify twice.
+func (r *Reconciler) announceRefused(ctx context.Context, head state.Revision, e *StalledError) {
+	if r.opt.Events == nil {
+		return
+	}
+	const shown = 20
+	var b strings.Builder
+	b.WriteString(e.Message + ":")
+	for i, err := range e.Errors {
+		if i == shown {
+			fmt.Fprintf(&b, "\n… and %d more", len(e.Errors)-shown)
+			break
+		}
+		b.WriteString("\n" + err.Error())
+	}
+	since := head.Time
+	if since.IsZero() {
+		since = r.opt.Now()
+	}
+	err := r.opt.Events.Event(ctx, alert.Alert{Name: alert.RevisionRefused, Severity: alert.Critical,
+		Subject: head.Commit, Summary: "Revision " + head.String() + " refused (" + string(e.Reason) + ")",
+		Description: b.String(), Labels: map[string]string{"reason": string(e.Reason)}, Since: since})
+	if err != nil {
+		r.log.Warn("notify refused revision", "err", err)
+	}
 }
 
 // changedSince lists the files changed between the cached load and head, or
 // nil (a full load) when there is no usable cache.
-func (r *Reconciler) changedSince(ctx context.Context, head Revision) []string {
+func (r *Reconciler) changedSince(ctx context.Context, head state.Revision) []string {
 	base := r.loader.Commit()
 	switch {
 	case base == "":
@@ -403,148 +497,10 @@ func (r *Reconciler) storedState(ctx context.Context, full bool) (map[spec.Key]s
 	return content, drift, nil
 }
 
-// applyPlan returns stored as it is after plan was applied.
-func applyPlan(stored map[spec.Key]string, plan Plan) map[spec.Key]string {
-	out := make(map[spec.Key]string, len(stored)+len(plan.Changes))
-	for k, v := range stored {
-		out[k] = v
-	}
-	for _, c := range plan.Changes {
-		if c.Action == ActionDelete {
-			delete(out, c.Key)
-		} else {
-			out[c.Key] = c.NewHash
-		}
-	}
-	return out
-}
-
-// clone returns a copy of s that shares no slices with it.
-func (s Status) clone() Status {
-	s.Conditions = append([]Condition(nil), s.Conditions...)
-	s.Errors = append(spec.ErrorList(nil), s.Errors...)
-	return s
-}
-
-// succeed marks head as applied.
-func (s *Status) succeed(head Revision, now time.Time) {
-	s.LastAppliedRevision, s.LastAppliedAt = head.String(), &now
-	s.LastAttemptedRevision, s.LastAttemptedAt = head.String(), &now
-	s.Errors = nil
-	s.setReady("Applied revision "+head.String(), now)
-}
-
-// setReady sets the conditions of an applied head.
-func (s *Status) setReady(msg string, now time.Time) {
-	s.setCondition(ConditionReady, "True", "ReconciliationSucceeded", msg, now)
-	s.setCondition(ConditionReconciling, "False", "ReconciliationSucceeded", msg, now)
-	s.setCondition(ConditionStalled, "False", "ReconciliationSucceeded", msg, now)
-}
-
-// setStalled sets the conditions of a head that needs a human.
-func (s *Status) setStalled(reason, msg string, now time.Time) {
-	s.setCondition(ConditionReady, "False", reason, msg, now)
-	s.setCondition(ConditionReconciling, "False", reason, msg, now)
-	s.setCondition(ConditionStalled, "True", reason, msg, now)
-}
-
-// stallState remembers the refused head, so polling it again neither
-// re-validates nor records it again.
-type stallState struct {
-	commit, reason, message string
-}
-
-// stall records a revision that needs a human: nothing of it is applied and
-// the last applied revision keeps serving.
-func (r *Reconciler) stall(ctx context.Context, head Revision, outcome, reason, msg string, errs spec.ErrorList) Outcome {
-	now := r.opt.Now()
-	s := &r.status
-	s.LastAttemptedRevision, s.LastAttemptedAt, s.Errors = head.String(), &now, errs
-	s.setStalled(reason, msg, now)
-	if _, err := r.store.RecordAttempt(ctx, head, outcome, errs, r.status); err != nil {
-		return r.transient(ctx, head, "StoreUnavailable", fmt.Errorf("record refused revision: %w", err))
-	}
-	r.stalled = stallState{commit: head.Commit, reason: reason, message: msg}
-	r.announceRefused(ctx, head, reason, msg, errs)
-	return Outcome{Result: resultStalled, Revision: head, Errors: errs}
-}
-
-// announceRefused sends a RevisionRefused event with the first errors. The
-// subject is the commit, so a new leader refusing the same commit again
-// does not notify twice.
-func (r *Reconciler) announceRefused(ctx context.Context, head Revision, reason, msg string, errs spec.ErrorList) {
-	if r.opt.Events == nil {
-		return
-	}
-	const shown = 20
-	var b strings.Builder
-	b.WriteString(msg + ":")
-	for i, e := range errs {
-		if i == shown {
-			fmt.Fprintf(&b, "\n… and %d more", len(errs)-shown)
-			break
-		}
-		b.WriteString("\n" + e.Error())
-	}
-	since := head.Time
-	if since.IsZero() {
-		since = r.opt.Now()
-	}
-	err := r.opt.Events.Event(ctx, alert.Alert{Name: alert.RevisionRefused, Severity: alert.Critical,
-		Subject: head.Commit, Summary: "Revision " + head.String() + " refused (" + reason + ")",
-		Description: b.String(), Labels: map[string]string{"reason": reason}, Since: since})
-	if err != nil {
-		r.log.Warn("notify refused revision", "err", err)
-	}
-}
-
-// applyFailed handles a failed apply transaction: nothing was applied, and
-// it is retried with backoff. The first failure of a commit is recorded in
-// the revision history (outcome "failed") when the database takes it.
-func (r *Reconciler) applyFailed(ctx context.Context, head Revision, err error) Outcome {
-	err = fmt.Errorf("apply: %w", err)
-	out := r.transient(ctx, head, "ApplyFailed", err)
-	if r.failedCommit != head.Commit {
-		errs := spec.ErrorList{{Message: err.Error()}}
-		if _, rerr := r.store.RecordAttempt(ctx, head, "failed", errs, r.status); rerr == nil {
-			r.failedCommit = head.Commit
-		}
-	}
-	return out
-}
-
-// transient records a failure worth retrying with backoff.
-func (r *Reconciler) transient(ctx context.Context, head Revision, reason string, err error) Outcome {
-	now := r.opt.Now()
-	s := &r.status
-	msg := err.Error()
-	s.setCondition(ConditionReady, "False", reason, msg, now)
-	s.setCondition(ConditionReconciling, "True", "RetryingAfterFailure", msg, now)
-	s.setCondition(ConditionStalled, "False", reason, msg, now)
-	r.saveStatus(ctx)
-	return Outcome{Result: resultTransient, Revision: head, Err: err}
-}
-
 func (r *Reconciler) saveStatus(ctx context.Context) {
 	if err := r.store.SetStatus(ctx, r.status); err != nil && !errors.Is(err, context.Canceled) {
 		r.log.Warn("save status", "err", err)
 	}
-}
-
-// setCondition sets a condition, keeping its transition time unless its status changes.
-func (s *Status) setCondition(typ, status, reason, msg string, now time.Time) {
-	for i := range s.Conditions {
-		c := &s.Conditions[i]
-		if c.Type != typ {
-			continue
-		}
-		if c.Status != status {
-			c.LastTransitionTime = now
-		}
-		c.Status, c.Reason, c.Message = status, reason, msg
-		return
-	}
-	s.Conditions = append(s.Conditions, Condition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: now})
 }
 
 // sleep waits d or until ctx ends.

@@ -9,8 +9,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Markdown caps keep a PR comment readable and under the forge's size limit.
@@ -39,7 +39,7 @@ func (r Report) Text(w io.Writer) error {
 	}
 	for _, c := range r.Changes {
 		fmt.Fprintf(&b, "%s %s\n", actionSign(c.Action), c.title())
-		if c.Action != reconcile.ActionUpdate {
+		if c.Action != state.ActionUpdate {
 			continue
 		}
 		for _, f := range c.Fields {
@@ -114,7 +114,7 @@ func writeMarkdownObject(b *bytes.Buffer, c ObjectChange) {
 // JSON writes the report itself, indented; empty lists are [] rather than null.
 func (r Report) JSON(w io.Writer) error {
 	if r.Counts == nil {
-		r.Counts = map[spec.Kind]reconcile.Counts{}
+		r.Counts = map[spec.Kind]state.Counts{}
 	}
 	r.Changes = slices.Clone(r.Changes)
 	if r.Changes == nil {
@@ -137,7 +137,7 @@ func (r Report) JSON(w io.Writer) error {
 func (r Report) changedKinds() []spec.Kind {
 	var kinds []spec.Kind
 	for k, n := range r.Counts {
-		if n != (reconcile.Counts{}) {
+		if n != (state.Counts{}) {
 			kinds = append(kinds, k)
 		}
 	}
@@ -159,13 +159,13 @@ func (c ObjectChange) title() string {
 	return t
 }
 
-func actionSign(a reconcile.Action) string {
+func actionSign(a state.Action) string {
 	switch a {
-	case reconcile.ActionCreate:
+	case state.ActionCreate:
 		return "+"
-	case reconcile.ActionUpdate:
+	case state.ActionUpdate:
 		return "~"
-	case reconcile.ActionDelete:
+	case state.ActionDelete:
 		return "-"
 	}
 	return "?"

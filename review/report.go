@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Report is a plan prepared for review.
@@ -23,8 +23,8 @@ type Report struct {
 	Base string `json:"base"`
 	Head string `json:"head"`
 	// Counts tallies the changes per kind; kinds without changes are absent.
-	Counts  map[spec.Kind]reconcile.Counts `json:"counts"`
-	Changes []ObjectChange                 `json:"changes"`
+	Counts  map[spec.Kind]state.Counts `json:"counts"`
+	Changes []ObjectChange             `json:"changes"`
 	// PruneWarnings are shown prominently above the changes. Build leaves
 	// them empty: the caller that knows the deletion guard fills them in.
 	PruneWarnings []string `json:"pruneWarnings"`
@@ -32,9 +32,9 @@ type Report struct {
 
 // ObjectChange is one created, updated or deleted object and its changed fields.
 type ObjectChange struct {
-	Action reconcile.Action `json:"action"`
-	Kind   spec.Kind        `json:"kind"`
-	Name   string           `json:"name"`
+	Action state.Action `json:"action"`
+	Kind   spec.Kind    `json:"kind"`
+	Name   string       `json:"name"`
 	// File and Line locate the object at head, or at base for a delete.
 	File string `json:"file"`
 	Line int    `json:"line"`
@@ -55,7 +55,7 @@ type FieldDiff struct {
 // Build prepares plan for review. base and head are the desired states at the
 // two revisions; plan is reconcile.Compute of head against base's hashes.
 // Changes come in kind order (spec.KeyLess), each object's fields by path.
-func Build(base, head map[spec.Key]*spec.Object, plan reconcile.Plan) Report {
+func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
 	r := Report{Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes))}
 	for _, c := range plan.Changes {
 		cur := c.Object
@@ -64,9 +64,9 @@ func Build(base, head map[spec.Key]*spec.Object, plan reconcile.Plan) Report {
 		}
 		var old *spec.Object
 		switch c.Action {
-		case reconcile.ActionUpdate:
+		case state.ActionUpdate:
 			old = base[c.Key]
-		case reconcile.ActionDelete:
+		case state.ActionDelete:
 			old, cur = base[c.Key], nil
 		}
 		oc := ObjectChange{Action: c.Action, Kind: c.Key.Kind, Name: c.Key.Name}

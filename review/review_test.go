@@ -14,6 +14,7 @@ import (
 
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -111,20 +112,20 @@ func TestBuild(t *testing.T) {
 	got := fixtureReport(t)
 	want := Report{
 		Base: "main", Head: "feature/shop-org",
-		Counts: map[spec.Kind]reconcile.Counts{
+		Counts: map[spec.Kind]state.Counts{
 			spec.KindAgent:       {Create: 1},
 			spec.KindCertificate: {Update: 1, Delete: 1},
 		},
 		Changes: []ObjectChange{
 			{
-				Action: reconcile.ActionCreate, Kind: spec.KindAgent, Name: "web-01", File: "agents.yaml", Line: 5,
+				Action: state.ActionCreate, Kind: spec.KindAgent, Name: "web-01", File: "agents.yaml", Line: 5,
 				Fields: []FieldDiff{
 					{Path: "labels.role", New: ptr(`"web"`)},
 					{Path: "spec.tokenSHA256", New: ptr(`"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"`)},
 				},
 			},
 			{
-				Action: reconcile.ActionDelete, Kind: spec.KindCertificate, Name: "legacy-api", File: "certificates/legacy.yaml", Line: 3,
+				Action: state.ActionDelete, Kind: spec.KindCertificate, Name: "legacy-api", File: "certificates/legacy.yaml", Line: 3,
 				Fields: []FieldDiff{
 					{Path: "labels.team", Old: ptr(`"api"`)},
 					{Path: "spec.dnsNames[0]", Old: ptr(`"api.example.com"`)},
@@ -133,7 +134,7 @@ func TestBuild(t *testing.T) {
 				},
 			},
 			{
-				Action: reconcile.ActionUpdate, Kind: spec.KindCertificate, Name: "shop-frontend", File: "certificates/shop.yaml", Line: 12,
+				Action: state.ActionUpdate, Kind: spec.KindCertificate, Name: "shop-frontend", File: "certificates/shop.yaml", Line: 12,
 				Fields: []FieldDiff{
 					{Path: "labels.team", New: ptr(`"shop"`)},
 					{Path: "spec.deploy.files.mode", Old: ptr(`"0600"`), New: ptr(`"0640"`)},

@@ -47,6 +47,26 @@ type refLine struct {
 	line int
 }
 
+// NewSpec returns a pointer to a zero spec of kind k (*IssuerSpec,
+// *AgentSpec, …), or nil for an unknown kind: what Object.Spec holds.
+func NewSpec(k Kind) any {
+	switch k {
+	case KindIssuer:
+		return &IssuerSpec{}
+	case KindAgent:
+		return &AgentSpec{}
+	case KindCertificate:
+		return &CertificateSpec{}
+	case KindAlertPolicy:
+		return &AlertPolicySpec{}
+	case KindNotificationChannel:
+		return &NotificationChannelSpec{}
+	case KindBackupPolicy:
+		return &BackupPolicySpec{}
+	}
+	return nil
+}
+
 // Key returns the object's identity.
 func (o *Object) Key() Key { return Key{Kind: o.Kind, Name: o.Name} }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certops/certops/state"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -147,7 +148,7 @@ func (s *Store) ACMEChallengeReady(ctx context.Context, token string) ([]string,
 // ExtendIssueBackoff moves the deployment's next accepted issue attempt to
 // notBefore when that is later (a CA's Retry-After), bumping the agent
 // change counter. It returns the deployment as written.
-func (s *Store) ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (Deployment, error) {
+func (s *Store) ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (state.Deployment, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH bump AS (
 			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
@@ -160,11 +161,11 @@ func (s *Store) ExtendIssueBackoff(ctx context.Context, certificate, agent strin
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
 		certificate, agent, notBefore)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: extend backoff of %s for %s: %w", certificate, agent, err)
+		return state.Deployment{}, fmt.Errorf("store: extend backoff of %s for %s: %w", certificate, agent, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: extend backoff of %s for %s: %w", certificate, agent, err)
+		return state.Deployment{}, fmt.Errorf("store: extend backoff of %s for %s: %w", certificate, agent, err)
 	}
 	return d, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
 )
 
@@ -32,6 +33,11 @@ type AssignmentObject struct {
 	Labels      map[string]string
 	Annotations map[string]string
 	Spec        json.RawMessage
+}
+
+// Decode returns the object with its spec decoded (see StoredObject.Decode).
+func (o AssignmentObject) Decode() (*spec.Object, error) {
+	return decodeObject(o.Kind, o.Name, o.Labels, o.Annotations, o.Spec)
 }
 
 // AssignmentObjects returns every Issuer, Agent and Certificate object with
@@ -138,25 +144,36 @@ func (s *Store) AgentsSeen(ctx context.Context, names []string) (map[string]Agen
 }
 
 // AgentAssignments returns the names of the certificates whose deploy
-// targets the agent: listed by name, or selected by its labels (a selector
-// with no matchLabels selects nothing, as spec.LabelSelector.Matches).
+// targets the agent (see assign.Selects). The query only narrows the
+// candidates, through the index-backed containment of the selector in the
+// agent's labels; assign decides.
 func (s *Store) AgentAssignments(ctx context.Context, agent string, labels map[string]string) ([]string, error) {
 	labelsJSON, err := mapJSON(labels)
 	if err != nil {
 		return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT name FROM objects
+		SELECT name, spec->'deploy' FROM objects
 		WHERE kind = $1 AND (
 			spec->'deploy'->'agents' ? $2
-			OR (spec->'deploy'->'agentSelector'->'matchLabels' <@ $3::jsonb
-			    AND spec->'deploy'->'agentSelector'->'matchLabels' <> '{}'::jsonb))
+			OR spec->'deploy'->'agentSelector'->'matchLabels' <@ $3::jsonb)
 		ORDER BY name`, string(spec.KindCertificate), agent, string(labelsJSON))
 	if err != nil {
 		return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		var deploy *spec.Deployment
+		if err := rows.Scan(&name, &deploy); err != nil {
+			return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
+		}
+		if assign.Selects(deploy, agent, labels) {
+			names = append(names, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
 	}
 	return names, nil

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
-func version(cert, agent, serial string, now time.Time) store.CertificateVersion {
-	return store.CertificateVersion{Certificate: cert, Agent: agent, SpecHash: "h1", Serial: serial, SHA256: "ab",
+func version(cert, agent, serial string, now time.Time) state.CertificateVersion {
+	return state.CertificateVersion{Certificate: cert, Agent: agent, SpecHash: "h1", Serial: serial, SHA256: "ab",
 		NotBefore: now, NotAfter: now.Add(time.Hour), CertPEM: "leaf", ChainPEM: "chain", Issuer: "internal-ca", IssuedAt: now}
 }
 
@@ -28,7 +29,7 @@ func TestDeploymentsSinceIsIncremental(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Current == nil || d.Current.Serial != "01" || d.State != store.DeploymentIssued || d.ChangeSeq != 1 || !d.RenewAt.Equal(now.Add(40*time.Minute)) {
+	if d.Current == nil || d.Current.Serial != "01" || d.State != state.DeploymentIssued || d.ChangeSeq != 1 || !d.RenewAt.Equal(now.Add(40*time.Minute)) {
 		t.Fatalf("RecordIssuance returned %+v", d)
 	}
 	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("db", "db-01", "02", now), RenewAt: now}); err != nil {
@@ -51,7 +52,7 @@ func TestIssueFailureBackoffAndReset(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	fail := func(hash string) store.Deployment {
+	fail := func(hash string) state.Deployment {
 		t.Helper()
 		d, err := s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: hash,
 			Error: "boom", At: now, Base: time.Minute, Cap: 5 * time.Minute})
@@ -62,7 +63,7 @@ func TestIssueFailureBackoffAndReset(t *testing.T) {
 	}
 	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
 		d := fail("h1")
-		if d.Failures != i+1 || !d.NotBefore.Equal(now.Add(want)) || d.State != store.DeploymentIssueFailed || d.LastError != "boom" {
+		if d.Failures != i+1 || !d.NotBefore.Equal(now.Add(want)) || d.State != state.DeploymentIssueFailed || d.LastError != "boom" {
 			t.Errorf("failure %d: %+v, want notBefore +%v", i+1, d, want)
 		}
 	}
@@ -91,13 +92,13 @@ func TestReportKeepsInstalledOnRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "01",
-		Result: store.DeploymentInstalled, At: now})
+		Result: state.DeploymentInstalled, At: now})
 	if err != nil || d.InstalledSerial != "01" || d.InstalledSpecHash != "h1" || !d.InstalledNotAfter.Equal(v.NotAfter) {
 		t.Fatalf("installed: %+v %v", d, err)
 	}
 	d, err = s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "02",
-		Result: store.DeploymentRolledBack, Error: "reload: exit 1", At: now.Add(time.Minute)})
-	if err != nil || d.InstalledSerial != "01" || d.State != store.DeploymentRolledBack || d.LastError != "reload: exit 1" ||
+		Result: state.DeploymentRolledBack, Error: "reload: exit 1", At: now.Add(time.Minute)})
+	if err != nil || d.InstalledSerial != "01" || d.State != state.DeploymentRolledBack || d.LastError != "reload: exit 1" ||
 		!d.LastAttempt.Equal(now.Add(time.Minute)) {
 		t.Fatalf("rolled back: %+v %v", d, err)
 	}
@@ -130,7 +131,7 @@ func TestAgentsSeenMovesForward(t *testing.T) {
 func TestAgentAssignments(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	converge(t, s, "1", state(issuer("internal-ca"),
+	converge(t, s, "1", desiredOf(issuer("internal-ca"),
 		agent("web-01", map[string]string{"role": "web"}), agent("db-01", map[string]string{"role": "db"}),
 		cert("shop", nil, "shop.example.com"), // agents [web-01] and selector role=web
 	))
@@ -160,7 +161,7 @@ func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
 	s := newStore(t)
 	is := issuer("internal-ca")
 	is.Annotations = map[string]string{"owner": "pki-team"}
-	converge(t, s, "1", state(is))
+	converge(t, s, "1", desiredOf(is))
 	_, objs, err := s.AssignmentObjects(ctx)
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("AssignmentObjects = %+v, %v", objs, err)

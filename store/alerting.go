@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // AlertFacts are the facts the alerting package evaluates, read in one
@@ -101,7 +102,7 @@ func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince ti
 			       count(*) FILTER (WHERE last_attempt >= $2 AND state = $3),
 			       EXISTS (SELECT 1 FROM objects WHERE kind = $6)
 			FROM deployments`,
-			jobsSince, issueFailuresSince, DeploymentIssueFailed, DeploymentFailed, DeploymentRolledBack,
+			jobsSince, issueFailuresSince, state.DeploymentIssueFailed, state.DeploymentFailed, state.DeploymentRolledBack,
 			string(spec.KindBackupPolicy),
 		).Scan(&f.Jobs, &f.FailedJobs, &f.IssueFailures, &f.BackupPolicy)
 		if err != nil {

@@ -8,11 +8,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
-// Revision outcomes (reconcile.RevisionRecord.Outcome).
+// Revision outcomes (state.RevisionRecord.Outcome).
 const (
 	OutcomeApplied      = "applied"
 	OutcomeInvalid      = "invalid"
@@ -26,7 +26,7 @@ const (
 //
 // Updates overwrite the stored row whatever it holds, so a plan made against
 // ContentHashes repairs rows edited out of band.
-func (s *Store) Apply(ctx context.Context, rev reconcile.Revision, plan reconcile.Plan, status reconcile.Status) (int64, error) {
+func (s *Store) Apply(ctx context.Context, rev state.Revision, plan state.Plan, status state.Status) (int64, error) {
 	if err := checkPlan(plan); err != nil {
 		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
 	}
@@ -37,7 +37,7 @@ func (s *Store) Apply(ctx context.Context, rev reconcile.Revision, plan reconcil
 			return fmt.Errorf("take apply lock: %w", err)
 		}
 		var err error
-		id, err = insertRevision(ctx, tx, rev, OutcomeApplied, nil, plan.Counts(), len(plan.Changes))
+		id, err = insertRevision(ctx, tx, rev, state.OutcomeApplied, nil, plan.Counts(), len(plan.Changes))
 		if err != nil {
 			return err
 		}
@@ -62,12 +62,10 @@ func (s *Store) Apply(ctx context.Context, rev reconcile.Revision, plan reconcil
 // RecordAttempt records a revision that was refused (outcome invalid,
 // prune-blocked or failed) with its errors, and writes the status. Objects
 // are left untouched. It returns the revision's id.
-func (s *Store) RecordAttempt(ctx context.Context, rev reconcile.Revision, outcome string, errs spec.ErrorList, status reconcile.Status) (int64, error) {
-	switch outcome {
-	case OutcomeInvalid, OutcomePruneBlocked, OutcomeFailed:
-	default:
+func (s *Store) RecordAttempt(ctx context.Context, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error) {
+	if !outcome.Refused() {
 		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q",
-			rev, outcome, OutcomeInvalid, OutcomePruneBlocked, OutcomeFailed)
+			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeFailed)
 	}
 	var id int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -84,17 +82,17 @@ func (s *Store) RecordAttempt(ctx context.Context, rev reconcile.Revision, outco
 }
 
 // checkPlan rejects plans Apply cannot carry out, before touching the database.
-func checkPlan(plan reconcile.Plan) error {
+func checkPlan(plan state.Plan) error {
 	for _, c := range plan.Changes {
 		switch c.Action {
-		case reconcile.ActionCreate, reconcile.ActionUpdate:
+		case state.ActionCreate, state.ActionUpdate:
 			if c.Object == nil {
 				return fmt.Errorf("%s %s: change has no object", c.Action, c.Key)
 			}
 			if c.Object.Key() != c.Key {
 				return fmt.Errorf("%s %s: change carries object %s", c.Action, c.Key, c.Object.Key())
 			}
-		case reconcile.ActionDelete:
+		case state.ActionDelete:
 		default:
 			return fmt.Errorf("%s: unknown action %q", c.Key, c.Action)
 		}
@@ -102,7 +100,7 @@ func checkPlan(plan reconcile.Plan) error {
 	return nil
 }
 
-func insertRevision(ctx context.Context, tx pgx.Tx, rev reconcile.Revision, outcome string, errs spec.ErrorList, counts map[spec.Kind]reconcile.Counts, actions int) (int64, error) {
+func insertRevision(ctx context.Context, tx pgx.Tx, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, counts map[spec.Kind]state.Counts, actions int) (int64, error) {
 	var committedAt *time.Time
 	if !rev.Time.IsZero() {
 		committedAt = &rev.Time
@@ -129,7 +127,7 @@ func insertRevision(ctx context.Context, tx pgx.Tx, rev reconcile.Revision, outc
 }
 
 // insertActions writes one revision_actions row per change, in plan order.
-func insertActions(ctx context.Context, tx pgx.Tx, revisionID int64, changes []reconcile.Change) error {
+func insertActions(ctx context.Context, tx pgx.Tx, revisionID int64, changes []state.Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -150,18 +148,18 @@ func insertActions(ctx context.Context, tx pgx.Tx, revisionID int64, changes []r
 // plan is stale). Updates are COPYed into a temporary staging table and
 // merged with one INSERT ... ON CONFLICT, which bumps the generation of rows
 // that exist (and inserts rows that vanished since planning).
-func writeObjects(ctx context.Context, tx pgx.Tx, revisionID int64, changes []reconcile.Change) error {
-	var creates, updates []reconcile.Change
+func writeObjects(ctx context.Context, tx pgx.Tx, revisionID int64, changes []state.Change) error {
+	var creates, updates []state.Change
 	for _, c := range changes {
 		switch c.Action {
-		case reconcile.ActionCreate:
+		case state.ActionCreate:
 			creates = append(creates, c)
-		case reconcile.ActionUpdate:
+		case state.ActionUpdate:
 			updates = append(updates, c)
 		}
 	}
 	columns := []string{"kind", "name", "labels", "annotations", "spec", "hash", "source_file", "source_line", "revision_id"}
-	copyRows := func(table string, cs []reconcile.Change) error {
+	copyRows := func(table string, cs []state.Change) error {
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns,
 			pgx.CopyFromSlice(len(cs), func(i int) ([]any, error) { return objectRow(cs[i], revisionID) }))
 		return err
@@ -208,7 +206,7 @@ func writeObjects(ctx context.Context, tx pgx.Tx, revisionID int64, changes []re
 
 // objectRow is a create or update as a row for writeObjects' columns. JSON
 // goes as []byte, which pgx sends as is.
-func objectRow(c reconcile.Change, revisionID int64) ([]any, error) {
+func objectRow(c state.Change, revisionID int64) ([]any, error) {
 	o := c.Object
 	labels, err := mapJSON(o.Labels)
 	if err != nil {
@@ -229,10 +227,10 @@ func objectRow(c reconcile.Change, revisionID int64) ([]any, error) {
 	return []any{string(o.Kind), o.Name, labels, annotations, specJSON, hash, o.Source.File, int32(o.Source.Line), revisionID}, nil
 }
 
-func deleteObjects(ctx context.Context, tx pgx.Tx, changes []reconcile.Change) error {
+func deleteObjects(ctx context.Context, tx pgx.Tx, changes []state.Change) error {
 	var kinds, names []string
 	for _, c := range changes {
-		if c.Action == reconcile.ActionDelete {
+		if c.Action == state.ActionDelete {
 			kinds = append(kinds, string(c.Key.Kind))
 			names = append(names, c.Key.Name)
 		}

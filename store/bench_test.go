@@ -10,6 +10,7 @@ import (
 
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // The full-reconcile quality bar: applying 50,000 certificates and 10,000
@@ -27,7 +28,7 @@ func BenchmarkApplyFull60K(b *testing.B) {
 		b.StopTimer()
 		truncate(b, admin)
 		b.StartTimer()
-		if _, err := s.Apply(ctx, revision("full"), plan, reconcile.Status{}); err != nil {
+		if _, err := s.Apply(ctx, revision("full"), plan, state.Status{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,63 +7,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// CertificateVersion is one certificate issued to one agent: the leaf and
-// its chain as PEM. The store never holds a private key.
-type CertificateVersion struct {
-	ID          int64     `json:"id"`
-	Certificate string    `json:"certificate"`
-	Agent       string    `json:"agent"`
-	SpecHash    string    `json:"specHash"`
-	Serial      string    `json:"serial"`
-	SHA256      string    `json:"sha256"`
-	NotBefore   time.Time `json:"notBefore"`
-	NotAfter    time.Time `json:"notAfter"`
-	CertPEM     string    `json:"certPEM"`
-	ChainPEM    string    `json:"chainPEM"`
-	Issuer      string    `json:"issuer"`
-	IssuedAt    time.Time `json:"issuedAt"`
-}
-
-// Deployment is the state of one certificate on one agent.
-type Deployment struct {
-	Certificate string
-	Agent       string
-	// SpecHash is the spec of the latest issue attempt; Failures and
-	// NotBefore (the backoff) belong to it.
-	SpecHash string
-	// Current is the newest version issued to the agent (for its own
-	// SpecHash, which may be older than the certificate's spec).
-	Current *CertificateVersion
-	RenewAt time.Time
-	// Installed* is what the agent last reported installed.
-	InstalledSerial   string
-	InstalledSpecHash string
-	InstalledNotAfter time.Time
-	// State is one of the Deployment* states.
-	State       string
-	LastError   string
-	LastAttempt time.Time
-	Failures    int
-	NotBefore   time.Time
-	UpdatedAt   time.Time
-	// ChangeSeq is the agent change counter of the last write.
-	ChangeSeq int64
-}
-
-// Deployment states: the agent's report results, plus the server's own.
-const (
-	DeploymentIssued      = "issued"       // a version was issued; no report yet
-	DeploymentIssueFailed = "issue-failed" // the server refused the CSR or could not sign
-	DeploymentInstalled   = "installed"
-	DeploymentFailed      = "failed"
-	DeploymentRolledBack  = "rolled-back"
+	"github.com/certops/certops/state"
 )
 
 // Issuance is a signed certificate to record for one agent.
 type Issuance struct {
-	Version CertificateVersion
+	Version state.CertificateVersion
 	RenewAt time.Time
 }
 
@@ -81,8 +31,8 @@ type IssueFailure struct {
 type DeploymentReport struct {
 	Certificate, Agent, SpecHash string
 	Serial                       string
-	// Result is DeploymentInstalled, DeploymentFailed or DeploymentRolledBack.
-	Result string
+	// Result is state.DeploymentInstalled, DeploymentFailed or DeploymentRolledBack.
+	Result state.DeploymentState
 	Error  string
 	At     time.Time
 }
@@ -98,7 +48,7 @@ const deploymentFrom = ` FROM deployments d LEFT JOIN certificate_versions v ON 
 // RecordIssuance stores a new version and makes it the deployment's current
 // one (resetting failures and backoff), in one statement that also bumps the
 // agent change counter. It returns the deployment as written.
-func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (Deployment, error) {
+func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployment, error) {
 	v := in.Version
 	rows, err := s.pool.Query(ctx, `
 		WITH v AS (
@@ -123,11 +73,11 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (Deployment, er
 		v.Certificate, v.Agent, v.SpecHash, v.Serial, v.SHA256, v.NotBefore, v.NotAfter, v.CertPEM,
 		v.ChainPEM, v.Issuer, v.IssuedAt, in.RenewAt)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
+		return state.Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
+		return state.Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
 	}
 	return d, nil
 }
@@ -136,7 +86,7 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (Deployment, er
 // and sets its backoff, in one statement that also bumps the agent change
 // counter. Failures of an older spec do not count: a spec change starts
 // from zero. It returns the deployment as written.
-func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (Deployment, error) {
+func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.Deployment, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH bump AS (
 			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
@@ -156,11 +106,11 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (Deploym
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
 		f.Certificate, f.Agent, f.SpecHash, f.Error, f.At, f.Base.Seconds(), f.Cap.Seconds())
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: record issue failure of %s for %s: %w", f.Certificate, f.Agent, err)
+		return state.Deployment{}, fmt.Errorf("store: record issue failure of %s for %s: %w", f.Certificate, f.Agent, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: record issue failure of %s for %s: %w", f.Certificate, f.Agent, err)
+		return state.Deployment{}, fmt.Errorf("store: record issue failure of %s for %s: %w", f.Certificate, f.Agent, err)
 	}
 	return d, nil
 }
@@ -169,14 +119,14 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (Deploym
 // attempt, and on success what is installed now (a rollback leaves the
 // previously installed serial). It bumps the agent change counter and
 // returns the deployment as written.
-func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (Deployment, error) {
+func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Deployment, error) {
 	switch r.Result {
-	case DeploymentInstalled, DeploymentFailed, DeploymentRolledBack:
+	case state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack:
 	default:
-		return Deployment{}, fmt.Errorf("store: record report: result %q is not one of %q, %q, %q",
-			r.Result, DeploymentInstalled, DeploymentFailed, DeploymentRolledBack)
+		return state.Deployment{}, fmt.Errorf("store: record report: result %q is not one of %q, %q, %q",
+			r.Result, state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack)
 	}
-	installed := r.Result == DeploymentInstalled
+	installed := r.Result == state.DeploymentInstalled
 	rows, err := s.pool.Query(ctx, `
 		WITH known AS (
 			SELECT max(not_after) AS not_after FROM certificate_versions
@@ -199,11 +149,11 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (Deploymen
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
 		r.Certificate, r.Agent, r.SpecHash, r.Serial, r.Result, r.Error, installed, r.At)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
+		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
 	if err != nil {
-		return Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
+		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}
 	return d, nil
 }
@@ -211,8 +161,8 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (Deploymen
 // DeploymentsSince returns every deployment written after the agent change
 // counter was at seq, with the counter's current value: load with 0, then
 // pass the returned seq to get only what changed since.
-func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]Deployment, int64, error) {
-	var out []Deployment
+func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error) {
+	var out []state.Deployment
 	var now int64
 	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT seq FROM agent_changes WHERE id = 1").Scan(&now); err != nil {
@@ -235,7 +185,7 @@ func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]Deployment, 
 }
 
 // CertificateDeployments returns the deployments of one certificate, by agent.
-func (s *Store) CertificateDeployments(ctx context.Context, certificate string) ([]Deployment, error) {
+func (s *Store) CertificateDeployments(ctx context.Context, certificate string) ([]state.Deployment, error) {
 	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+
 		" WHERE d.certificate = $1 ORDER BY d.agent", certificate)
 	if err != nil {
@@ -268,11 +218,11 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 	}
 	defer rows.Close()
 	out := make(map[string]DeploymentSummary)
-	var cert, state string
+	var cert, st string
 	var n int
 	var notAfter *time.Time
 	for rows.Next() {
-		if err := rows.Scan(&cert, &state, &n, &notAfter); err != nil {
+		if err := rows.Scan(&cert, &st, &n, &notAfter); err != nil {
 			return nil, fmt.Errorf("store: deployment summaries: %w", err)
 		}
 		sum := out[cert]
@@ -280,7 +230,7 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 			sum.States = map[string]int{}
 		}
 		sum.Deployments += n
-		sum.States[state] += n
+		sum.States[st] += n
 		if notAfter != nil && (sum.EarliestNotAfter == nil || notAfter.Before(*sum.EarliestNotAfter)) {
 			sum.EarliestNotAfter = notAfter
 		}
@@ -292,8 +242,8 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 	return out, nil
 }
 
-func scanDeployment(row pgx.CollectableRow) (Deployment, error) {
-	var d Deployment
+func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) {
+	var d state.Deployment
 	var renewAt, installedNotAfter, lastAttempt, notBefore *time.Time
 	var failures int32
 	var (
@@ -312,7 +262,7 @@ func scanDeployment(row pgx.CollectableRow) (Deployment, error) {
 	d.RenewAt, d.InstalledNotAfter = deref(renewAt), deref(installedNotAfter)
 	d.LastAttempt, d.NotBefore = deref(lastAttempt), deref(notBefore)
 	if vID != nil {
-		d.Current = &CertificateVersion{
+		d.Current = &state.CertificateVersion{
 			ID: *vID, Certificate: d.Certificate, Agent: d.Agent, SpecHash: *vSpecHash, Serial: *vSerial,
 			SHA256: *vSHA, NotBefore: *vNotBefore, NotAfter: *vNotAfter, CertPEM: *vCert, ChainPEM: *vChain,
 			Issuer: *vIssuer, IssuedAt: *vIssuedAt,

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/certops/certops/pgtest"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit/storekit"
 )
@@ -26,18 +26,18 @@ func openStore(t testing.TB, url string) *store.Store {
 	return storekit.OpenURL(t, url)
 }
 
-// state builds a desired state from objects.
-func state(objs ...*spec.Object) map[spec.Key]*spec.Object { return storekit.Desired(objs...) }
+// desiredOf builds a desired state from objects.
+func desiredOf(objs ...*spec.Object) map[spec.Key]*spec.Object { return storekit.Desired(objs...) }
 
 // converge plans desired against the stored hashes and applies the plan.
-func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]*spec.Object) (reconcile.Plan, int64) {
+func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]*spec.Object) (state.Plan, int64) {
 	t.Helper()
 	rev := revision(commit)
 	return storekit.Apply(t, s, rev, appliedStatus(rev), desired)
 }
 
-func revision(commit string) reconcile.Revision {
-	return reconcile.Revision{
+func revision(commit string) state.Revision {
+	return state.Revision{
 		Ref:     "main",
 		Commit:  fmt.Sprintf("%040s", commit),
 		Author:  "Alice <alice@example.com>",
@@ -46,15 +46,15 @@ func revision(commit string) reconcile.Revision {
 	}
 }
 
-func appliedStatus(rev reconcile.Revision) reconcile.Status {
+func appliedStatus(rev state.Revision) state.Status {
 	at := time.Date(2025, 1, 2, 3, 5, 0, 0, time.UTC)
-	return reconcile.Status{
+	return state.Status{
 		LastAppliedRevision:   rev.String(),
 		LastAppliedAt:         &at,
 		LastAttemptedRevision: rev.String(),
 		LastAttemptedAt:       &at,
-		Conditions: []reconcile.Condition{{
-			Type: reconcile.ConditionReady, Status: "True", Reason: "Applied",
+		Conditions: []state.Condition{{
+			Type: state.ConditionReady, Status: "True", Reason: "Applied",
 			Message: "applied " + rev.String(), LastTransitionTime: at,
 		}},
 	}

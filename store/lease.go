@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/certops/certops/reconcile"
 )
 
 // Lease is leadership among the replicas sharing a database: a session
@@ -92,17 +90,4 @@ func unlock(conn *pgx.Conn, logger *slog.Logger) {
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", leaderLockKey); err != nil {
 		logger.Warn("release leader lock", "err", err)
 	}
-}
-
-// Elector returns s as the reconciler's reconcile.Elector.
-func (s *Store) Elector() reconcile.Elector { return elector{s} }
-
-type elector struct{ s *Store }
-
-func (e elector) TryLeader(ctx context.Context) (reconcile.Lease, bool, error) {
-	lease, ok, err := e.s.TryLeader(ctx)
-	if !ok || err != nil {
-		return nil, ok, err
-	}
-	return lease, true, nil
 }

@@ -301,7 +301,7 @@ func TestNotificationRoutes(t *testing.T) {
 		t.Fatalf("NotificationRoutes of an empty database = %s, %v, %v; want nothing", policy, channels, err)
 	}
 	slack := &spec.NotificationChannelSpec{Slack: &spec.SlackChannel{WebhookURLFile: "/etc/certops/slack", Channel: "#ops"}}
-	converge(t, s, "1", state(
+	converge(t, s, "1", desiredOf(
 		&spec.Object{Kind: spec.KindAlertPolicy, Name: "default", Spec: &spec.AlertPolicySpec{Notify: []string{"ops"}, RenotifyInterval: "2h"}},
 		&spec.Object{Kind: spec.KindNotificationChannel, Name: "ops", Spec: slack},
 	))

@@ -31,6 +31,24 @@ type StoredObject struct {
 	UpdatedAt   time.Time         `json:"updatedAt"`
 }
 
+// Decode returns the object with its spec decoded into the kind's type
+// (see spec.NewSpec): the one decode of a stored spec. Its Hash equals the
+// loader's for the same content.
+func (o StoredObject) Decode() (*spec.Object, error) {
+	return decodeObject(o.Kind, o.Name, o.Labels, o.Annotations, o.Spec)
+}
+
+func decodeObject(kind spec.Kind, name string, labels, annotations map[string]string, raw json.RawMessage) (*spec.Object, error) {
+	v := spec.NewSpec(kind)
+	if v == nil {
+		return nil, fmt.Errorf("%s/%s: unknown kind", kind, name)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("%s/%s: decode stored spec: %w", kind, name, err)
+	}
+	return &spec.Object{Kind: kind, Name: name, Labels: labels, Annotations: annotations, Spec: v}, nil
+}
+
 // ObjectQuery selects objects for ListObjects. Zero fields do not filter.
 type ObjectQuery struct {
 	Kind spec.Kind

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certops/certops/state"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/certops/certops/reconcile"
 )
 
 // Bounds of ListRevisions.
@@ -21,7 +20,7 @@ const (
 // ListRevisions returns up to limit revision records, newest first, with ids
 // below before (0: from the newest). Each record carries at most
 // MaxActionsPerRevision of its actions, in plan order.
-func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]reconcile.RevisionRecord, error) {
+func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]state.RevisionRecord, error) {
 	if limit <= 0 {
 		limit = DefaultRevisionPage
 	}
@@ -44,7 +43,7 @@ func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]r
 	}
 
 	ids := make([]int64, len(recs))
-	index := make(map[int64]*reconcile.RevisionRecord, len(recs))
+	index := make(map[int64]*state.RevisionRecord, len(recs))
 	for i := range recs {
 		ids[i] = recs[i].ID
 		index[recs[i].ID] = &recs[i]
@@ -61,7 +60,7 @@ func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]r
 	}
 	defer rows.Close()
 	var id int64
-	var a reconcile.ActionRecord
+	var a state.ActionRecord
 	for rows.Next() {
 		if err := rows.Scan(&id, &a.Action, &a.Kind, &a.Name); err != nil {
 			return nil, fmt.Errorf("store: list revision actions: %w", err)
@@ -75,8 +74,8 @@ func (s *Store) ListRevisions(ctx context.Context, limit int, before int64) ([]r
 	return recs, nil
 }
 
-func scanRevision(row pgx.CollectableRow) (reconcile.RevisionRecord, error) {
-	var r reconcile.RevisionRecord
+func scanRevision(row pgx.CollectableRow) (state.RevisionRecord, error) {
+	var r state.RevisionRecord
 	var committedAt *time.Time
 	var errsJSON, countsJSON []byte
 	err := row.Scan(&r.ID, &r.Revision.Ref, &r.Revision.Commit, &r.Revision.Author, &r.Revision.Message,
@@ -97,6 +96,6 @@ func scanRevision(row pgx.CollectableRow) (reconcile.RevisionRecord, error) {
 			return r, fmt.Errorf("revision %d: decode counts: %w", r.ID, err)
 		}
 	}
-	r.Actions = []reconcile.ActionRecord{}
+	r.Actions = []state.ActionRecord{}
 	return r, nil
 }

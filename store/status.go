@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/certops/certops/state"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/certops/certops/reconcile"
 )
 
 // SetStatus replaces the reconciler's status.
-func (s *Store) SetStatus(ctx context.Context, status reconcile.Status) error {
+func (s *Store) SetStatus(ctx context.Context, status state.Status) error {
 	if err := s.inTx(ctx, func(tx pgx.Tx) error { return writeStatus(ctx, tx, status) }); err != nil {
 		return fmt.Errorf("store: set status: %w", err)
 	}
@@ -20,8 +19,8 @@ func (s *Store) SetStatus(ctx context.Context, status reconcile.Status) error {
 }
 
 // Status returns the reconciler's status; the zero Status before any was written.
-func (s *Store) Status(ctx context.Context) (reconcile.Status, error) {
-	var st reconcile.Status
+func (s *Store) Status(ctx context.Context) (state.Status, error) {
+	var st state.Status
 	var errsJSON, conditionsJSON []byte
 	err := s.pool.QueryRow(ctx, `
 		SELECT last_applied_revision, last_applied_at, last_attempted_revision, last_attempted_at,
@@ -30,25 +29,25 @@ func (s *Store) Status(ctx context.Context) (reconcile.Status, error) {
 	).Scan(&st.LastAppliedRevision, &st.LastAppliedAt, &st.LastAttemptedRevision, &st.LastAttemptedAt,
 		&st.LastFetchAt, &errsJSON, &conditionsJSON)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return reconcile.Status{}, nil
+		return state.Status{}, nil
 	}
 	if err != nil {
-		return reconcile.Status{}, fmt.Errorf("store: read status: %w", err)
+		return state.Status{}, fmt.Errorf("store: read status: %w", err)
 	}
 	if errsJSON != nil {
 		if err := json.Unmarshal(errsJSON, &st.Errors); err != nil {
-			return reconcile.Status{}, fmt.Errorf("store: decode status errors: %w", err)
+			return state.Status{}, fmt.Errorf("store: decode status errors: %w", err)
 		}
 	}
 	if conditionsJSON != nil {
 		if err := json.Unmarshal(conditionsJSON, &st.Conditions); err != nil {
-			return reconcile.Status{}, fmt.Errorf("store: decode status conditions: %w", err)
+			return state.Status{}, fmt.Errorf("store: decode status conditions: %w", err)
 		}
 	}
 	return st, nil
 }
 
-func writeStatus(ctx context.Context, tx pgx.Tx, st reconcile.Status) error {
+func writeStatus(ctx context.Context, tx pgx.Tx, st state.Status) error {
 	errsJSON, err := nullableJSON(st.Errors, st.Errors == nil)
 	if err != nil {
 		return err

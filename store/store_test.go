@@ -16,6 +16,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -26,7 +27,7 @@ func TestApplyCreateUpdateDelete(t *testing.T) {
 
 	a := cert("a", map[string]string{"team": "shop"}, "a.example.com")
 	b := cert("b", nil, "b.example.com")
-	v1 := state(issuer("internal-ca"), agent("web-01", map[string]string{"role": "web"}), a, b)
+	v1 := desiredOf(issuer("internal-ca"), agent("web-01", map[string]string{"role": "web"}), a, b)
 	plan1, rev1 := converge(t, s, "1", v1)
 	if got := len(plan1.Changes); got != 4 {
 		t.Fatalf("first plan has %d changes, want 4 creates", got)
@@ -50,13 +51,13 @@ func TestApplyCreateUpdateDelete(t *testing.T) {
 	// v2: change a, delete b, add c.
 	a2 := cert("a", map[string]string{"team": "shop"}, "a2.example.com")
 	c := cert("c", nil, "c.example.com")
-	v2 := state(issuer("internal-ca"), agent("web-01", map[string]string{"role": "web"}), a2, c)
+	v2 := desiredOf(issuer("internal-ca"), agent("web-01", map[string]string{"role": "web"}), a2, c)
 	plan2, rev2 := converge(t, s, "2", v2)
 
-	wantActions := []reconcile.ActionRecord{
-		{Action: reconcile.ActionUpdate, Kind: spec.KindCertificate, Name: "a"},
-		{Action: reconcile.ActionCreate, Kind: spec.KindCertificate, Name: "c"},
-		{Action: reconcile.ActionDelete, Kind: spec.KindCertificate, Name: "b"},
+	wantActions := []state.ActionRecord{
+		{Action: state.ActionUpdate, Kind: spec.KindCertificate, Name: "a"},
+		{Action: state.ActionCreate, Kind: spec.KindCertificate, Name: "c"},
+		{Action: state.ActionDelete, Kind: spec.KindCertificate, Name: "b"},
 	}
 	if diff := cmp.Diff(actionsOf(plan2), wantActions); diff != "" {
 		t.Fatalf("second plan (-got +want):\n%s", diff)
@@ -87,7 +88,7 @@ func TestApplyCreateUpdateDelete(t *testing.T) {
 	if diff := cmp.Diff(revs[0].Revision, revision("2")); diff != "" {
 		t.Errorf("revision (-got +want):\n%s", diff)
 	}
-	if revs[0].Outcome != store.OutcomeApplied || revs[0].AppliedAt.IsZero() {
+	if revs[0].Outcome != state.OutcomeApplied || revs[0].AppliedAt.IsZero() {
 		t.Errorf("revision outcome %q applied at %v, want applied, set", revs[0].Outcome, revs[0].AppliedAt)
 	}
 	if older, err := s.ListRevisions(ctx, 10, rev2); err != nil || len(older) != 1 || older[0].ID != rev1 {
@@ -144,7 +145,7 @@ func TestContentHashRoundTrip(t *testing.T) {
 			Spec: &spec.BackupPolicySpec{Schedule: "0 3 * * *", Retention: spec.BackupRetention{Count: 7}}},
 		{Kind: spec.KindIssuer, Name: "nil-spec"},
 	}
-	desired := state(objs...)
+	desired := desiredOf(objs...)
 	converge(t, s, "1", desired)
 	assertHashes(t, s, desired)
 
@@ -213,11 +214,11 @@ func TestApplyRejectsMalformedPlan(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
-	plan := reconcile.Plan{Changes: []reconcile.Change{
-		{Action: reconcile.ActionCreate, Key: spec.Key{Kind: spec.KindAgent, Name: "x"}, Object: agent("x", nil)},
-		{Action: reconcile.ActionUpdate, Key: spec.Key{Kind: spec.KindAgent, Name: "y"}},
+	plan := state.Plan{Changes: []state.Change{
+		{Action: state.ActionCreate, Key: spec.Key{Kind: spec.KindAgent, Name: "x"}, Object: agent("x", nil)},
+		{Action: state.ActionUpdate, Key: spec.Key{Kind: spec.KindAgent, Name: "y"}},
 	}}
-	if _, err := s.Apply(ctx, revision("1"), plan, reconcile.Status{}); err == nil {
+	if _, err := s.Apply(ctx, revision("1"), plan, state.Status{}); err == nil {
 		t.Fatal("Apply of an update without object: got nil error")
 	}
 	if objs := listAll(t, s); len(objs) != 0 {
@@ -234,13 +235,13 @@ func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
 
 	rev := revision("bad")
 	errs := spec.ErrorList{{File: "certs/a.yaml", Line: 4, Message: "spec.issuerRef: unknown issuer \"nope\""}}
-	status := reconcile.Status{
+	status := state.Status{
 		LastAppliedRevision:   revision("1").String(),
 		LastAttemptedRevision: rev.String(),
 		Errors:                errs,
-		Conditions:            []reconcile.Condition{{Type: reconcile.ConditionStalled, Status: "True", Reason: "Invalid"}},
+		Conditions:            []state.Condition{{Type: state.ConditionStalled, Status: "True", Reason: "Invalid"}},
 	}
-	id, err := s.RecordAttempt(ctx, rev, store.OutcomeInvalid, errs, status)
+	id, err := s.RecordAttempt(ctx, rev, state.OutcomeInvalid, errs, status)
 	if err != nil {
 		t.Fatalf("RecordAttempt: %v", err)
 	}
@@ -251,8 +252,8 @@ func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := reconcile.RevisionRecord{ID: id, Revision: rev, Outcome: store.OutcomeInvalid, Errors: errs, Actions: []reconcile.ActionRecord{}}
-	if diff := cmp.Diff(revs, []reconcile.RevisionRecord{want}, ignoreAppliedAt); diff != "" {
+	want := state.RevisionRecord{ID: id, Revision: rev, Outcome: state.OutcomeInvalid, Errors: errs, Actions: []state.ActionRecord{}}
+	if diff := cmp.Diff(revs, []state.RevisionRecord{want}, ignoreAppliedAt); diff != "" {
 		t.Errorf("recorded attempt (-got +want):\n%s", diff)
 	}
 	got, err := s.Status(ctx)
@@ -262,7 +263,7 @@ func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
 	if diff := cmp.Diff(got, status); diff != "" {
 		t.Errorf("status (-got +want):\n%s", diff)
 	}
-	if _, err := s.RecordAttempt(ctx, rev, store.OutcomeApplied, nil, status); err == nil {
+	if _, err := s.RecordAttempt(ctx, rev, state.OutcomeApplied, nil, status); err == nil {
 		t.Error("RecordAttempt with outcome applied: got nil error")
 	}
 }
@@ -297,13 +298,13 @@ func TestContentHashesDetectOutOfBandEdit(t *testing.T) {
 		t.Errorf("ContentHashes: %d rows drifted, want 1", drifted)
 	}
 	plan := reconcile.Compute(desired, content)
-	want := []reconcile.ActionRecord{{Action: reconcile.ActionUpdate, Kind: key.Kind, Name: key.Name}}
+	want := []state.ActionRecord{{Action: state.ActionUpdate, Kind: key.Kind, Name: key.Name}}
 	if diff := cmp.Diff(actionsOf(plan), want); diff != "" {
 		t.Fatalf("drift plan (-got +want):\n%s", diff)
 	}
 
 	// Applying the drift plan repairs the row although its hash column was right.
-	if _, err := s.Apply(ctx, revision("repair"), plan, reconcile.Status{}); err != nil {
+	if _, err := s.Apply(ctx, revision("repair"), plan, state.Status{}); err != nil {
 		t.Fatalf("Apply repair: %v", err)
 	}
 	assertHashes(t, s, desired)
@@ -321,25 +322,25 @@ func TestStatusRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Status of a new database: %v", err)
 	}
-	if diff := cmp.Diff(got, reconcile.Status{}); diff != "" {
+	if diff := cmp.Diff(got, state.Status{}); diff != "" {
 		t.Errorf("Status before any write (-got +want):\n%s", diff)
 	}
 
 	t1 := time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC)
 	t2 := t1.Add(time.Minute)
-	want := reconcile.Status{
+	want := state.Status{
 		LastAppliedRevision:   "main@sha1:" + fmt.Sprintf("%040d", 1),
 		LastAppliedAt:         &t1,
 		LastAttemptedRevision: "main@sha1:" + fmt.Sprintf("%040d", 2),
 		LastAttemptedAt:       &t2,
 		LastFetchAt:           &t2,
 		Errors:                spec.ErrorList{{File: "a.yaml", Line: 1, Message: "bad"}},
-		Conditions: []reconcile.Condition{
-			{Type: reconcile.ConditionReady, Status: "False", Reason: "Invalid", Message: "1 error", LastTransitionTime: t2},
-			{Type: reconcile.ConditionStalled, Status: "True", Reason: "Invalid", Message: "fix the repo", LastTransitionTime: t2},
+		Conditions: []state.Condition{
+			{Type: state.ConditionReady, Status: "False", Reason: "Invalid", Message: "1 error", LastTransitionTime: t2},
+			{Type: state.ConditionStalled, Status: "True", Reason: "Invalid", Message: "fix the repo", LastTransitionTime: t2},
 		},
 	}
-	for _, st := range []reconcile.Status{want, {LastAppliedRevision: "x"}} {
+	for _, st := range []state.Status{want, {LastAppliedRevision: "x"}} {
 		if err := s.SetStatus(ctx, st); err != nil {
 			t.Fatalf("SetStatus: %v", err)
 		}
@@ -545,10 +546,10 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
-func actionsOf(p reconcile.Plan) []reconcile.ActionRecord {
-	var out []reconcile.ActionRecord
+func actionsOf(p state.Plan) []state.ActionRecord {
+	var out []state.ActionRecord
 	for _, c := range p.Changes {
-		out = append(out, reconcile.ActionRecord{Action: c.Action, Kind: c.Key.Kind, Name: c.Key.Name})
+		out = append(out, state.ActionRecord{Action: c.Action, Kind: c.Key.Kind, Name: c.Key.Name})
 	}
 	return out
 }
@@ -561,7 +562,7 @@ func namesOf(objs []store.StoredObject) []string {
 	return out
 }
 
-func revisionIDs(revs []reconcile.RevisionRecord) []int64 {
+func revisionIDs(revs []state.RevisionRecord) []int64 {
 	var out []int64
 	for _, r := range revs {
 		out = append(out, r.ID)

@@ -66,3 +66,33 @@ func (s *Store) listen(ctx context.Context, out chan<- struct{}) error {
 		}
 	}
 }
+
+// RelayWakes connects this replica to the others' wake-ups until ctx ends:
+// every local wake-up (a verified webhook received here) is passed to all
+// replicas with NotifyWake (or, when that fails, to this replica's own
+// reconciler), and every wake-up from any replica calls wake. Only the lease
+// holder fetches, so a webhook may reach any replica. It returns once its
+// listening connection is closed.
+func (s *Store) RelayWakes(ctx context.Context, local <-chan struct{}, wake func()) {
+	peers := s.ListenWake(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			// Wait for the listener to close peers, so its connection is
+			// closed before the store is.
+			for range peers {
+			}
+			return
+		case <-local:
+			if err := s.NotifyWake(ctx); err != nil {
+				s.logger.Warn("pass webhook wake-up to the leader", "err", err)
+				wake()
+			}
+		case _, ok := <-peers:
+			if !ok {
+				return
+			}
+			wake()
+		}
+	}
+}

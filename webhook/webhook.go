@@ -18,10 +18,11 @@
 //	sig=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 //	curl -X POST -H "X-Certops-Signature-256: sha256=$sig" --data "$BODY" https://certops/hooks/generic
 //
-// Answers are JSON: 202 {"status":"accepted"} on success, otherwise
-// {"error":{"code":"...","message":"..."}} with 401 (bad or missing signature),
-// 405 (not POST, with Allow: POST), 413 (body over 1 MiB) or 404 (receiver not
-// configured).
+// Answers are JSON: 202 {"status":"accepted"} on success, otherwise an
+// agentproto.ErrorBody written by failure.WriteHTTP: 401 unauthorized (bad
+// or missing signature), 405 method_not_allowed (not POST, with Allow:
+// POST), 413 too_large (body over 1 MiB), 400 invalid (unreadable body) or
+// 404 not_found (receiver not configured).
 package webhook
 
 import (
@@ -29,7 +30,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +39,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/secret"
 )
 
@@ -59,6 +60,22 @@ const (
 	ResultBadRequest       = "bad_request"
 	ResultMethodNotAllowed = "method_not_allowed"
 )
+
+// SignatureHeader is the generic receiver's signature header; certops'
+// webhook notifications are signed the same way.
+const SignatureHeader = "X-Certops-Signature-256"
+
+// Sign returns the SignatureHeader value for body: "sha256=" followed by
+// the hex HMAC-SHA256 of body under secret (GitHub's scheme).
+func Sign(secret, body []byte) string {
+	return "sha256=" + hex.EncodeToString(mac(secret, body))
+}
+
+func mac(secret, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return m.Sum(nil)
+}
 
 // Config names the files holding each receiver's shared secret. A receiver
 // whose file is empty is disabled and answers 404.
@@ -157,7 +174,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		receiver, secret, verify = ReceiverGeneric, h.generic, verifyGeneric
 	}
 	if secret == nil {
-		writeError(w, http.StatusNotFound, "not_found", "no such webhook receiver")
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such webhook receiver"))
 		return
 	}
 	log := h.logger.With("receiver", receiver, "remote", r.RemoteAddr)
@@ -165,7 +182,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		h.metrics.observe(receiver, ResultMethodNotAllowed)
 		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "only POST is allowed")
+		failure.WriteHTTP(w, failure.New(failure.MethodNotAllowed, "only POST is allowed"))
 		return
 	}
 
@@ -175,19 +192,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			log.Warn("webhook body too large", "limit", MaxBodyBytes)
-			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
-				fmt.Sprintf("body exceeds %d bytes", MaxBodyBytes))
+			failure.WriteHTTP(w, failure.New(failure.TooLarge, fmt.Sprintf("body exceeds %d bytes", MaxBodyBytes)))
 			return
 		}
 		log.Warn("webhook body unreadable", "err", err)
-		writeError(w, http.StatusBadRequest, "bad_request", "cannot read request body")
+		failure.WriteHTTP(w, failure.New(failure.Invalid, "cannot read request body"))
 		return
 	}
 
 	if !verify(secret, body, r.Header) {
 		h.metrics.observe(receiver, ResultUnauthorized)
 		log.Warn("webhook rejected: invalid signature")
-		writeError(w, http.StatusUnauthorized, "unauthorized", "invalid signature")
+		failure.WriteHTTP(w, failure.New(failure.Unauthorized, "invalid signature"))
 		return
 	}
 
@@ -212,7 +228,7 @@ func verifyGitHub(secret, body []byte, header http.Header) bool {
 }
 
 func verifyGeneric(secret, body []byte, header http.Header) bool {
-	return verifyHMAC(secret, body, header.Get("X-Certops-Signature-256"))
+	return verifyHMAC(secret, body, header.Get(SignatureHeader))
 }
 
 // verifyHMAC checks a "sha256=<hex>" signature of body in constant time.
@@ -225,9 +241,7 @@ func verifyHMAC(secret, body []byte, signature string) bool {
 	if err != nil {
 		return false
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return hmac.Equal(got, mac(secret, body))
 }
 
 // verifyGitLab compares the token through SHA-256 digests so that neither the
@@ -240,19 +254,4 @@ func verifyGitLab(secret, _ []byte, header http.Header) bool {
 	got := sha256.Sum256([]byte(token))
 	want := sha256.Sum256(secret)
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
-}
-
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message = code, message
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(b)
 }

@@ -129,6 +129,21 @@ func TestGitHubDocumentedVector(t *testing.T) {
 	}
 }
 
+// TestSign checks Sign against GitHub's documented example and the generic
+// receiver.
+func TestSign(t *testing.T) {
+	const want = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+	if got := webhook.Sign([]byte(githubSecret), []byte("Hello, World!")); got != want {
+		t.Errorf("Sign = %s, want %s", got, want)
+	}
+	f := newFixture(t, allConfigured(t))
+	body := `{"ref":"refs/heads/main"}`
+	sig := webhook.Sign([]byte(genericSecret), []byte(body))
+	if rec := f.do(http.MethodPost, "/hooks/generic", body, map[string]string{webhook.SignatureHeader: sig}); rec.Code != http.StatusAccepted {
+		t.Errorf("generic receiver answered %d to a Sign signature, want 202", rec.Code)
+	}
+}
+
 func TestReceivers(t *testing.T) {
 	const body = `{"ref":"refs/heads/main","after":"0000000000000000000000000000000000000000"}`
 	tests := []struct {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/certops/certops/agent"
 	"github.com/certops/certops/envflag"
+	"github.com/certops/certops/failure"
 )
 
 func main() {
@@ -44,25 +45,29 @@ type config struct {
 	LogLevel  string
 }
 
-// run is the whole program; it returns the process exit code: 0 success, 1
-// failure (including a failed --once sync), 2 bad usage.
+// run is the whole program; it returns the process exit code, through
+// failure.ExitCode as certops does: 0 success, 1 failure (including a
+// failed --once sync), 2 bad usage (an unknown flag or argument, a missing
+// or bad flag value).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 1 && args[1] == "version" {
 		fmt.Fprintln(stdout, "certops-agent", version)
 		return 0
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "certops-agent:", err)
+		return failure.ExitCode(err)
 	}
 	cfg, err := parseFlags(args[1:], getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "certops-agent:", err)
-		return 2
+		return fail(failure.Wrap(failure.Usage, err))
 	}
 	logger, err := envflag.Logger(cfg.LogFormat, cfg.LogLevel, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "certops-agent:", err)
-		return 2
+		return fail(failure.Wrap(failure.Usage, err))
 	}
 	cfg.Logger, cfg.Version = logger, version
 	if len(cfg.AllowedDirs) == 0 {
@@ -70,21 +75,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	a, err := agent.New(cfg.Config)
 	if err != nil {
-		fmt.Fprintln(stderr, "certops-agent:", err)
-		return 1
+		if failure.KindOf(err) == failure.Invalid {
+			err = failure.Wrap(failure.Usage, err) // the Config is the flags: a bad flag value
+		}
+		return fail(err)
 	}
 	if cfg.Once {
-		if err := a.SyncOnce(ctx); err != nil {
+		err = a.SyncOnce(ctx)
+		if err != nil {
 			logger.Error("sync failed", "err", err)
-			return 1
 		}
-		return 0
-	}
-	if err := a.Run(ctx); err != nil {
+	} else if err = a.Run(ctx); err != nil {
 		logger.Error("agent failed", "err", err)
-		return 1
 	}
-	return 0
+	return failure.ExitCode(err)
 }
 
 // parseFlags reads the flags; each defaults to its CERTOPS_AGENT_*

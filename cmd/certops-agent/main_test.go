@@ -61,6 +61,29 @@ func TestBadEnvAndLogFlags(t *testing.T) {
 	}
 }
 
+// Bad usage exits 2, as in certops; -h exits 0.
+func TestBadUsageExitsTwo(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--name", "n", "--token-file", token, "--state-dir", t.TempDir()}
+	for _, args := range [][]string{
+		append([]string{"--server", "http://127.0.0.1:1", "--no-such-flag"}, base...),
+		append([]string{"--server", "http://127.0.0.1:1", "extra"}, base...),
+		append([]string{"--server", "http://127.0.0.1:1", "--interval", "often"}, base...),
+		append([]string{"--server", "ftp://certops.example.com"}, base...),
+		append([]string{"--server", "http://127.0.0.1:1", "--allow-dirs", "relative/dir"}, base...),
+	} {
+		if code, _, errOut := runCmd(t, nil, args...); code != 2 || errOut == "" {
+			t.Errorf("certops-agent %s: code %d, stderr %q; want 2 and a message", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if code, _, _ := runCmd(t, nil, "-h"); code != 0 {
+		t.Errorf("-h: code %d, want 0", code)
+	}
+}
+
 func TestOnce(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")

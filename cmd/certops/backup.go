@@ -14,6 +14,7 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/backup"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
@@ -42,7 +43,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 		return fail(err)
 	}
 	if url == "" {
-		return fail(errors.New("--database-url (CERTOPS_DATABASE_URL) is required"))
+		return fail(failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required"))
 	}
 	if destination != "" {
 		if destination, err = filepath.Abs(destination); err != nil {
@@ -53,7 +54,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	st, err := openStore(ctx, url, wait, logger)
+	st, err := store.OpenWait(ctx, url, wait, logger)
 	if err != nil {
 		return fail(fmt.Errorf("database unreachable, no backup taken: %w", err))
 	}
@@ -130,7 +131,7 @@ func restoreCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	fail := func(err error) int { return env.fail("certops restore", err) }
 	if url == "" || file == "" {
-		return fail(errors.New("--database-url (CERTOPS_DATABASE_URL) and --file are required"))
+		return fail(failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) and --file are required"))
 	}
 	tools, err := backup.FindTools()
 	if err != nil {
@@ -139,7 +140,7 @@ func restoreCmd(ctx context.Context, env cliEnv, args []string) int {
 	if rest, ok := strings.CutPrefix(file, "s3://"); ok {
 		bucket, key, _ := strings.Cut(rest, "/")
 		if bucket == "" || key == "" {
-			return fail(fmt.Errorf("--file %s: want s3://BUCKET/KEY", file))
+			return fail(failure.New(failure.Usage, "--file "+file+": want s3://BUCKET/KEY"))
 		}
 		s3.Bucket = bucket
 		client, err := backup.NewS3(s3, env.getenv)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certops/certops/atomicfile"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 )
 
@@ -22,7 +24,7 @@ Creates a local CA for a localCA Issuer: DIR/ca.crt and DIR/ca.key (mode 0600).
 func caCmd(_ context.Context, env cliEnv, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(env.stderr, caUsage)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 	switch args[0] {
 	case "init":
@@ -32,7 +34,7 @@ func caCmd(_ context.Context, env cliEnv, args []string) int {
 		return 0
 	default:
 		fmt.Fprintf(env.stderr, "certops ca: unknown subcommand %q\n\n%s", args[0], caUsage)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 }
 
@@ -56,8 +58,7 @@ func caInitCmd(env cliEnv, args []string) int {
 		return parseExit(err)
 	}
 	if f.NArg() > 0 || out == "" {
-		fmt.Fprintln(env.stderr, "certops ca init: --out DIR is required and no arguments are accepted")
-		return 1
+		return env.fail("certops ca init", failure.New(failure.Usage, "--out DIR is required and no arguments are accepted"))
 	}
 	opts := pki.CAOptions{
 		CommonName:          commonName,
@@ -67,6 +68,9 @@ func caInitCmd(env cliEnv, args []string) int {
 	}
 	ca, err := initCA(out, opts, force)
 	if err != nil {
+		if failure.KindOf(err) == failure.Invalid {
+			err = failure.Wrap(failure.Usage, err) // the options are the flags: a bad flag value
+		}
 		return env.fail("certops ca init", err)
 	}
 	printNextSteps(env, ca)
@@ -82,8 +86,9 @@ type createdCA struct {
 // initCA creates a CA and writes it to dir/ca.crt (0644) and dir/ca.key
 // (0600), creating dir with mode 0700 when it does not exist. Existing
 // files are refused unless force is set; with force they are removed only
-// once the new CA has been created. The key is created with O_EXCL, so
-// it is never written into a file someone else prepared.
+// once the new CA has been created. Each file is created exclusively and
+// appears whole (atomicfile.Create), so the key is never written into a
+// file someone else prepared and a crash leaves no partial file.
 func initCA(dir string, opts pki.CAOptions, force bool) (*createdCA, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -116,38 +121,14 @@ func initCA(dir string, opts pki.CAOptions, force bool) (*createdCA, error) {
 			return nil, err
 		}
 	}
-	if err := writeNewFile(c.keyFile, keyPEM, 0o600); err != nil {
-		return nil, err
+	if err := atomicfile.Create(c.keyFile, keyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", c.keyFile, err)
 	}
-	if err := writeNewFile(c.certFile, certPEM, 0o644); err != nil {
+	if err := atomicfile.Create(c.certFile, certPEM, 0o644); err != nil {
 		os.Remove(c.keyFile)
-		return nil, err
+		return nil, fmt.Errorf("write %s: %w", c.certFile, err)
 	}
 	return c, nil
-}
-
-// writeNewFile creates path (which must not exist) with exactly mode,
-// whatever the umask, and writes data to it durably.
-func writeNewFile(path string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Sync()
 }
 
 func printNextSteps(env cliEnv, c *createdCA) {

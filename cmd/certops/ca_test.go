@@ -137,8 +137,8 @@ func TestCAInitErrors(t *testing.T) {
 				args = append(args, "--out", dir)
 			}
 			code, _, stderr := cli(context.Background(), nil, args...)
-			if code != 1 || !strings.Contains(stderr, tc.want) {
-				t.Errorf("certops %s: exit %d, stderr %q; want exit 1 and %q", strings.Join(args, " "), code, stderr, tc.want)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("certops %s: exit %d, stderr %q; want exit 2 (bad usage) and %q", strings.Join(args, " "), code, stderr, tc.want)
 			}
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("a failed run created %s", dir)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/certops/certops/envflag"
+	"github.com/certops/certops/failure"
 )
 
 // flagSet is an envflag.Set of a certops command: its flags default to
@@ -20,12 +21,18 @@ func newFlagSet(env cliEnv, name string) *flagSet {
 	return &flagSet{Set: envflag.New(name, "CERTOPS_", env.getenv, env.stderr), env: env}
 }
 
-// parseExit is the exit code after a failed parse: 0 when help was asked for.
+// errUsage is bad usage that the flag package or the command has already
+// explained on stderr.
+var errUsage = failure.New(failure.Usage, "bad usage")
+
+// parseExit is the exit code after a failed parse: 0 when help was asked
+// for, the exit code of bad usage (2) otherwise. (plan is the exception:
+// see planCmd.)
 func parseExit(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	return 1
+	return failure.ExitCode(failure.Wrap(failure.Usage, err))
 }
 
 // parse parses args. The flag package prints its own errors; environment
@@ -39,5 +46,11 @@ func (f *flagSet) parse(args []string) error {
 }
 
 // logFlags adds --log-format and --log-level and returns a constructor of
-// the logger, writing to stderr.
-func (f *flagSet) logFlags() func() (*slog.Logger, error) { return f.LogFlags(f.env.stderr) }
+// the logger, writing to stderr. Its errors are bad usage: a bad flag value.
+func (f *flagSet) logFlags() func() (*slog.Logger, error) {
+	newLogger := f.LogFlags(f.env.stderr)
+	return func() (*slog.Logger, error) {
+		logger, err := newLogger()
+		return logger, failure.Wrap(failure.Usage, err)
+	}
+}

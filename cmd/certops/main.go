@@ -37,11 +37,14 @@ commands:
 Run "certops COMMAND -h" for the flags of a command.
 `
 
-// run is the whole program; it returns the process exit code.
+// run is the whole program; it returns the process exit code, through
+// failure.ExitCode: 0 success, 1 error, 2 bad usage (an unknown command or
+// flag, a missing or bad flag value), as certops-agent. plan's 2 means
+// "changes" instead; see planCmd.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) < 2 {
 		fmt.Fprint(stderr, usage)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 	env := cliEnv{getenv: getenv, stdout: stdout, stderr: stderr}
 	cmd, rest := args[1], args[2:]
@@ -72,7 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 0
 	default:
 		fmt.Fprintf(stderr, "certops: unknown command %q\n\n%s", cmd, usage)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 }
 

@@ -127,8 +127,8 @@ func TestValidate(t *testing.T) {
 	if code, _, _ := cli(ctx, nil, "validate", filepath.Join(dir, "does-not-exist")); code != 1 {
 		t.Errorf("validate missing dir: exit %d, want 1", code)
 	}
-	if code, _, _ := cli(ctx, nil, "validate", dir, dir); code != 1 {
-		t.Errorf("validate with two directories: exit %d, want 1", code)
+	if code, _, _ := cli(ctx, nil, "validate", dir, dir); code != 2 {
+		t.Errorf("validate with two directories: exit %d, want 2 (bad usage)", code)
 	}
 }
 
@@ -166,8 +166,10 @@ func TestPlan(t *testing.T) {
 		t.Errorf("plan with a bad revision: exit %d, want 1", code)
 	}
 	for _, args := range [][]string{
+		// Bad usage exits 1, not 2: plan's 2 means "changes".
 		{"--repo", dir, "--path", "config", "--head", "HEAD"}, // no --base
 		{"--repo", dir, "--path", "config", "--base", "main", "--format", "html"},
+		{"--repo", dir, "--base", "main", "--no-such-flag"},
 		{"--repo", t.TempDir(), "--base", "main"}, // not a repository
 		{"--repo", dir, "--path", "no-such-dir", "--base", "main"},
 	} {
@@ -199,8 +201,36 @@ func TestHelpExitsZero(t *testing.T) {
 			t.Errorf("certops %s -h: exit %d, want 0 with usage\n%s", cmd, code, stderr)
 		}
 	}
-	if code, _, _ := cli(context.Background(), nil, "serve", "--no-such-flag"); code != 1 {
-		t.Errorf("unknown flag: exit %d, want 1", code)
+}
+
+// Bad usage exits 2 in every command but plan (see TestPlan), as in
+// certops-agent; an error exits 1.
+func TestBadUsageExitsTwo(t *testing.T) {
+	for _, args := range [][]string{
+		nil,
+		{"frobnicate"},
+		{"serve", "--no-such-flag"},
+		{"serve", "--repo", "."}, // no --database-url
+		{"serve", "--database-url", "postgres://x", "--repo", ".", "--log-format", "xml"},
+		{"migrate"}, // no --database-url
+		{"migrate", "--database-wait", "soon"},
+		{"backup", "--log-level", "loud", "--database-url", "postgres://x"},
+		{"restore", "--database-url", "postgres://x", "--file", "s3://bucket-only"},
+		{"demo", "--keep=maybe"},
+		{"rules", ".", "extra"},
+		{"validate", "--strict"},
+		{"ca", "init", "--out", filepath.Join(t.TempDir(), "ca"), "--key-type", "dsa"},
+	} {
+		code, stdout, stderr := cli(context.Background(), nil, args...)
+		if code != 2 || stderr == "" || stdout != "" {
+			t.Errorf("certops %s: exit %d, stdout %q, stderr %q; want 2 and a message on stderr", strings.Join(args, " "), code, stdout, stderr)
+		}
+	}
+	if code, _, _ := cli(context.Background(), map[string]string{"CERTOPS_INTERVAL": "often"}, "serve"); code != 2 {
+		t.Errorf("serve with a bad CERTOPS_INTERVAL: exit %d, want 2", code)
+	}
+	if code, _, _ := cli(context.Background(), nil, "validate", filepath.Join(t.TempDir(), "missing")); code != 1 {
+		t.Errorf("validate of a missing directory: exit %d, want 1 (an error, not bad usage)", code)
 	}
 }
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/store"
 )
 
 // migrateCmd applies the database migrations and exits (the Helm hook runs it).
@@ -23,9 +25,9 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 		return env.fail("certops migrate", err)
 	}
 	if url == "" {
-		return env.fail("certops migrate", errors.New("--database-url (CERTOPS_DATABASE_URL) is required"))
+		return env.fail("certops migrate", failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required"))
 	}
-	st, err := openStore(ctx, url, wait, logger)
+	st, err := store.OpenWait(ctx, url, wait, logger)
 	if err != nil {
 		return env.fail("certops migrate", err)
 	}

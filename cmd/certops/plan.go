@@ -2,17 +2,21 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/review"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // planCmd: certops plan --repo DIR --base REV --head REV [--format text|markdown|json]
-// — exit 0 when nothing changes, 2 when something does, 1 on error.
+// — exit 0 when nothing changes, 2 when something does, 1 on error. Bad
+// usage exits 1 too (not 2 as for the other commands): see planExit.
 func planCmd(env cliEnv, args []string) int {
 	f := newFlagSet(env, "plan")
 	repo := f.String("repo", ".", "local git repository")
@@ -21,11 +25,14 @@ func planCmd(env cliEnv, args []string) int {
 	path := f.String("path", ".", "directory of the config inside the repository")
 	format := f.String("format", "text", "output format: text, markdown or json")
 	if err := f.parse(args); err != nil {
-		return parseExit(err)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return planExit(failure.Wrap(failure.Usage, err))
 	}
 	if *base == "" {
 		fmt.Fprintln(env.stderr, "certops plan: --base is required")
-		return 1
+		return planExit(errUsage)
 	}
 	render := map[string]func(review.Report) error{
 		"text":     func(r review.Report) error { return r.Text(env.stdout) },
@@ -34,7 +41,7 @@ func planCmd(env cliEnv, args []string) int {
 	}[*format]
 	if render == nil {
 		fmt.Fprintf(env.stderr, "certops plan: --format: want text, markdown or json, got %q\n", *format)
-		return 1
+		return planExit(errUsage)
 	}
 	rep, warnings, err := buildPlan(*repo, *path, *base, *head)
 	for _, w := range warnings {
@@ -60,6 +67,16 @@ func planCmd(env cliEnv, args []string) int {
 		return 0
 	}
 	return 2
+}
+
+// planExit is plan's exit code for err: failure.ExitCode's, except that
+// bad usage exits 1 rather than 2, because plan's 2 means "changes" (the
+// external contract CI scripts rely on).
+func planExit(err error) int {
+	if failure.KindOf(err) == failure.Usage {
+		return 1
+	}
+	return failure.ExitCode(err)
 }
 
 // invalidRevision is a revision that fails validation.
@@ -118,25 +135,26 @@ func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, []string,
 			}
 		}
 	}
-	headState, errs := l.Load(headFS, headRev, nil)
-	if len(errs) > 0 {
-		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: errs}
+	// The same two steps as the reconciler's: load the head whole, then plan
+	// it against the base as the stored state, with the prune guard.
+	headRevision := state.Revision{Ref: headRev, Commit: headRev}
+	desired, err := l.LoadRevision(headFS, headRevision, nil)
+	var stalled *reconcile.StalledError
+	if errors.As(err, &stalled) {
+		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: stalled.Errors}
 	}
 	stored := make(map[spec.Key]string, len(baseObjects))
 	for k, o := range baseObjects {
 		stored[k] = o.Hash()
 	}
-	plan := reconcile.Compute(headState.Objects, stored)
-	rep := review.Build(baseObjects, headState.Objects, plan)
-	rep.Base, rep.Head = baseRev, headRev
-	allowed, err := reconcile.ReadAllowPrune(headFS)
-	if err != nil {
-		return review.Report{}, warnings, err
-	}
 	var guard reconcile.PruneGuard
-	for _, w := range guard.Check(plan, stored, allowed) {
-		rep.PruneWarnings = append(rep.PruneWarnings, "the reconciler will refuse this revision: "+w+
-			"; commit "+reconcile.AllowPruneFile+" to allow it")
+	plan, err := guard.Plan(headRevision, desired, stored)
+	rep := review.Build(baseObjects, desired.State.Objects, plan)
+	rep.Base, rep.Head = baseRev, headRev
+	if errors.As(err, &stalled) {
+		for _, e := range stalled.Errors {
+			rep.PruneWarnings = append(rep.PruneWarnings, "the reconciler will refuse this revision: "+e.Message)
+		}
 	}
 	return rep, warnings, nil
 }

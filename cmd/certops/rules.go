@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/certops/certops/alerting"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/spec"
 )
 
@@ -44,7 +45,7 @@ flags:
 		}
 		if fs.NArg() > 0 {
 			fs.Usage()
-			return 1
+			return failure.ExitCode(errUsage)
 		}
 	}
 	if _, err := spec.LoadDir(dir); err != nil {
@@ -70,7 +71,7 @@ flags:
 			Name: name, Namespace: namespace, Labels: map[string]string{"app.kubernetes.io/name": "certops"}})
 	default:
 		fmt.Fprintf(env.stderr, "certops: --format %q: want rules or prometheusrule\n", format)
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 	if err != nil {
 		fmt.Fprintln(env.stderr, "certops:", err)

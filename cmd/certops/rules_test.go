@@ -63,7 +63,7 @@ spec:
 	valid := t.TempDir()
 	writeFiles(t, valid, map[string]string{"base.yaml": issuerDoc})
 	code, _, stderr = cli(context.Background(), nil, "rules", valid, "--format", "json")
-	if code != 1 || !strings.Contains(stderr, "--format") {
-		t.Errorf("bad format: exit %d, stderr %q; want 1 naming --format", code, stderr)
+	if code != 2 || !strings.Contains(stderr, "--format") {
+		t.Errorf("bad format: exit %d, stderr %q; want 2 (bad usage) naming --format", code, stderr)
 	}
 }

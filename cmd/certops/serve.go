@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/alerting"
 	"github.com/certops/certops/backup"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/issuer"
@@ -68,7 +67,7 @@ func serveCmd(ctx context.Context, env cliEnv, args []string) int {
 	}
 	if err := serve(ctx, *cfg, logger, nil); err != nil {
 		logger.Error("serve failed", "err", err)
-		return 1
+		return failure.ExitCode(err)
 	}
 	return 0
 }
@@ -106,16 +105,16 @@ func declareServe(f *flagSet) *serveConfig {
 // first clone and the reconcile lease are awaited.
 func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen func(addr string)) (err error) {
 	if cfg.DatabaseURL == "" {
-		return errors.New("--database-url (CERTOPS_DATABASE_URL) is required")
+		return failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required")
 	}
 	if cfg.Repo == "" {
-		return errors.New("--repo (CERTOPS_REPO) is required")
+		return failure.New(failure.Usage, "--repo (CERTOPS_REPO) is required")
 	}
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
 		return fmt.Errorf("--api-token-file: %w", err)
 	}
-	st, err := openStore(ctx, cfg.DatabaseURL, cfg.DatabaseWait, logger)
+	st, err := store.OpenWait(ctx, cfg.DatabaseURL, cfg.DatabaseWait, logger)
 	if err != nil {
 		return err
 	}
@@ -197,57 +196,43 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}()
 
 	if cfg.MigrationsViaHook {
-		if err := waitForSchema(ctx, st, logger); err != nil {
+		logger.Info("skipping boot-time migration: migrations run in a Helm hook")
+		if err := st.WaitForSchema(ctx); err != nil {
 			return ignoreCanceled(err)
 		}
 	} else if err := st.Migrate(ctx); err != nil {
 		return ignoreCanceled(fmt.Errorf("migrate: %w", err))
 	}
-	src, changes, err := openSource(ctx, cfg, logger)
+	src, changes, closeSource, err := openSource(ctx, cfg, logger)
 	if err != nil {
 		return ignoreCanceled(err)
 	}
-	rec := reconcile.New(src, st, st.Elector(), metrics, logger, reconcile.Options{
+	defer closeSource()
+	rec := reconcile.New(src, st, reconcile.ElectorOf(st.TryLeader), metrics, logger, reconcile.Options{
 		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier})
 	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// A webhook may reach any replica, but only the lease holder fetches:
-	// wake-ups travel through Postgres (NOTIFY) to every replica.
-	peers := st.ListenWake(runCtx)
 	var background sync.WaitGroup
-	background.Go(func() {
-		for {
-			select {
-			case <-runCtx.Done():
-				// Wait for the listener to close peers, so its connection
-				// is closed before the store is.
-				for range peers {
-				}
-				return
-			case <-wake:
-				if err := st.NotifyWake(runCtx); err != nil {
-					logger.Warn("pass webhook wake-up to the leader", "err", err)
+	background.Go(func() { st.RelayWakes(runCtx, wake, rec.Wake) })
+	if changes != nil { // a watched directory
+		background.Go(func() {
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case _, ok := <-changes:
+					if !ok {
+						return // the watcher ended
+					}
 					rec.Wake()
 				}
-			case _, ok := <-peers:
-				if !ok {
-					return
-				}
-				rec.Wake()
-			case _, ok := <-changes: // nil (never ready) unless a directory is watched
-				if !ok {
-					changes = nil // the watcher ended: stop selecting a closed channel
-					continue
-				}
-				rec.Wake()
 			}
-		}
-	})
-	var agentsErr error
+		})
+	}
 	background.Go(func() { _ = rec.Run(runCtx) })
-	background.Go(func() { agentsErr = agents.Run(runCtx) })
+	background.Go(func() { _ = agents.Run(runCtx) })
 	background.Go(func() { _ = monitor.Run(runCtx) })
 	background.Go(func() { _ = notifier.Run(runCtx) })
 	select {
@@ -262,9 +247,6 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	cancel()
 	background.Wait()
-	if agentsErr != nil && err == nil {
-		err = ignoreCanceled(agentsErr)
-	}
 	return err
 }
 
@@ -284,92 +266,26 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
-// openStore connects to the database, retrying for up to wait while it is
-// unreachable (a database starting next to the reconciler).
-func openStore(ctx context.Context, url string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		st, err := store.Open(ctx, url, logger)
-		if err == nil {
-			return st, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, err
-		}
-		logger.Warn("database not reachable yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// waitForSchema waits until `certops migrate` (the Helm hook) has brought
-// the schema to this binary's version; serve never migrates in this mode.
-func waitForSchema(ctx context.Context, st *store.Store, logger *slog.Logger) error {
-	logger.Info("skipping boot-time migration: migrations run in a Helm hook")
-	for {
-		ok, have, want, err := st.SchemaCurrent(ctx)
-		switch {
-		case err != nil:
-			logger.Warn("check schema version", "err", err)
-		case ok:
-			return nil
-		default:
-			logger.Warn("database schema is behind; waiting for certops migrate", "have", have, "want", want)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
 // openSource picks the source for --repo: a plain local directory (no git
 // repository in it) is watched; anything else is cloned with go-git. The
-// channel, if any, signals file changes.
-func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (reconcile.Source, <-chan struct{}, error) {
-	if isPlainDir(cfg.Repo) {
+// channel, if any, signals file changes until ctx ends; closeSource releases
+// the source.
+func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (src reconcile.Source, changes <-chan struct{}, closeSource func(), err error) {
+	if localdir.IsPlainDir(cfg.Repo) {
 		dir := filepath.Join(cfg.Repo, filepath.FromSlash(cfg.Path))
-		src, err := localdir.New(dir)
-		if err != nil {
-			return nil, nil, err
-		}
-		changes, err := localdir.Watch(ctx, dir, 200*time.Millisecond, logger)
-		if err != nil {
-			return nil, nil, err
-		}
-		return src, changes, nil
+		src, changes, err := localdir.Open(ctx, dir, logger)
+		return src, changes, func() {}, err
 	}
 	repo, err := gitsource.Open(ctx, gitsource.Config{URL: cfg.Repo, Ref: cfg.Ref, Path: cfg.Path,
 		Auth: cfg.Git, CABundleFile: cfg.GitCAFile, CacheDir: cfg.CacheDir}, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return gitsource.Source{Repo: repo}, nil, nil
-}
-
-// isPlainDir reports whether p is a local directory that is not a git
-// repository (neither a work tree with .git nor a bare repository).
-func isPlainDir(p string) bool {
-	if strings.Contains(p, "://") {
-		return false
-	}
-	info, err := os.Stat(p)
-	if err != nil || !info.IsDir() {
-		return false
-	}
-	if _, err := os.Stat(filepath.Join(p, ".git")); err == nil {
-		return false
-	}
-	if _, err := os.Stat(filepath.Join(p, "HEAD")); err == nil {
-		if _, err := os.Stat(filepath.Join(p, "objects")); err == nil {
-			return false
+	return gitsource.Source{Repo: repo}, nil, func() {
+		if err := repo.Close(); err != nil {
+			logger.Warn("close the git repository", "err", err)
 		}
-	}
-	return true
+	}, nil
 }
 
 // readSecret reads an optional secret file; an empty path means no secret.

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/spec"
 )
 
 // validateCmd: certops validate [DIR] — exit 0 when valid, 1 with one
-// FILE:LINE: message line per error otherwise.
+// FILE:LINE: message line per error otherwise (2 for bad usage).
 func validateCmd(env cliEnv, args []string) int {
 	fs := newFlagSet(env, "validate")
 	fs.Usage = func() { fmt.Fprintln(env.stderr, "usage: certops validate [DIR]") }
@@ -22,7 +23,7 @@ func validateCmd(env cliEnv, args []string) int {
 		dir = fs.Arg(0)
 	default:
 		fs.Usage()
-		return 1
+		return failure.ExitCode(errUsage)
 	}
 	st, err := spec.LoadDir(dir)
 	var errs spec.ErrorList

@@ -1,8 +1,8 @@
 // Package storekit opens stores on fresh test databases and fills them as
 // the reconciler does. Import it only from tests. Unlike package testkit it
-// needs PostgreSQL (through pgtest) and imports store, so the internal
-// tests of the packages store imports (reconcile, spec, migrations) cannot
-// use it.
+// needs PostgreSQL (through pgtest) and imports store and reconcile, so
+// the internal tests of those packages and of the packages they import
+// (state, spec, assign, migrations, ...) cannot use it.
 package storekit
 
 import (
@@ -13,6 +13,7 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -47,7 +48,7 @@ func Desired(objs ...*spec.Object) map[spec.Key]*spec.Object {
 // does: it plans desired against the stored hashes and applies the plan as
 // revision rev with status in one transaction. It returns the plan and the
 // revision's id.
-func Apply(t testing.TB, st *store.Store, rev reconcile.Revision, status reconcile.Status, desired map[spec.Key]*spec.Object) (reconcile.Plan, int64) {
+func Apply(t testing.TB, st *store.Store, rev state.Revision, status state.Status, desired map[spec.Key]*spec.Object) (state.Plan, int64) {
 	t.Helper()
 	ctx := context.Background()
 	stored, err := st.StoredHashes(ctx)

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/certops/certops/pgtest"
-	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/testkit/storekit"
 )
 
@@ -17,16 +17,16 @@ func TestApplyPlansAgainstTheStore(t *testing.T) {
 	st := storekit.Open(t)
 	agent := &spec.Object{Kind: spec.KindAgent, Name: "web-01", Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}}
 	cert := &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com"}}
-	rev := reconcile.Revision{Ref: "main", Commit: strings.Repeat("1", 40)}
-	plan, id := storekit.Apply(t, st, rev, reconcile.Status{LastAppliedRevision: rev.String()}, storekit.Desired(agent, cert))
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("1", 40)}
+	plan, id := storekit.Apply(t, st, rev, state.Status{LastAppliedRevision: rev.String()}, storekit.Desired(agent, cert))
 	if got := len(plan.Changes); got != 2 || id == 0 {
 		t.Fatalf("first apply: %d changes, revision id %d; want 2 creates and an id", got, id)
 	}
 
 	// The second revision is planned against what the first stored.
-	rev2 := reconcile.Revision{Ref: "main", Commit: strings.Repeat("2", 40)}
-	plan, _ = storekit.Apply(t, st, rev2, reconcile.Status{LastAppliedRevision: rev2.String()}, storekit.Desired(agent))
-	if len(plan.Changes) != 1 || plan.Changes[0].Action != reconcile.ActionDelete || plan.Changes[0].Key != cert.Key() {
+	rev2 := state.Revision{Ref: "main", Commit: strings.Repeat("2", 40)}
+	plan, _ = storekit.Apply(t, st, rev2, state.Status{LastAppliedRevision: rev2.String()}, storekit.Desired(agent))
+	if len(plan.Changes) != 1 || plan.Changes[0].Action != state.ActionDelete || plan.Changes[0].Key != cert.Key() {
 		t.Errorf("second apply: %+v, want only the delete of %s", plan.Changes, cert.Key())
 	}
 	hashes, err := st.StoredHashes(context.Background())

@@ -1,0 +1,79 @@
+package state
+
+import "time"
+
+// CertificateVersion is one certificate issued to one agent: the leaf and
+// its chain as PEM. The store never holds a private key.
+type CertificateVersion struct {
+	ID          int64     `json:"id"`
+	Certificate string    `json:"certificate"`
+	Agent       string    `json:"agent"`
+	SpecHash    string    `json:"specHash"`
+	Serial      string    `json:"serial"`
+	SHA256      string    `json:"sha256"`
+	NotBefore   time.Time `json:"notBefore"`
+	NotAfter    time.Time `json:"notAfter"`
+	CertPEM     string    `json:"certPEM"`
+	ChainPEM    string    `json:"chainPEM"`
+	Issuer      string    `json:"issuer"`
+	IssuedAt    time.Time `json:"issuedAt"`
+}
+
+// Deployment is the state of one certificate on one agent.
+type Deployment struct {
+	Certificate string
+	Agent       string
+	// SpecHash is the spec of the latest issue attempt; Failures and
+	// NotBefore (the backoff) belong to it.
+	SpecHash string
+	// Current is the newest version issued to the agent (for its own
+	// SpecHash, which may be older than the certificate's spec).
+	Current *CertificateVersion
+	RenewAt time.Time
+	// Installed* is what the agent last reported installed.
+	InstalledSerial   string
+	InstalledSpecHash string
+	InstalledNotAfter time.Time
+	// State is one of the Deployment* states (never pending: that is
+	// the absence of a row).
+	State       DeploymentState
+	LastError   string
+	LastAttempt time.Time
+	Failures    int
+	NotBefore   time.Time
+	UpdatedAt   time.Time
+	// ChangeSeq is the agent change counter of the last write.
+	ChangeSeq int64
+}
+
+// DeploymentState is where one certificate stands on one agent.
+type DeploymentState string
+
+// Deployment states: the server's own (pending, issued, issue-failed) and
+// what the agent reported (installed, failed, rolled-back; see
+// agentproto.Result).
+const (
+	DeploymentPending     DeploymentState = "pending"      // no issue request yet (no deployment row)
+	DeploymentIssued      DeploymentState = "issued"       // a version was issued; no report yet
+	DeploymentIssueFailed DeploymentState = "issue-failed" // the server refused the CSR or could not sign
+	DeploymentInstalled   DeploymentState = "installed"    // the agent installed, reloaded and verified it
+	DeploymentFailed      DeploymentState = "failed"       // the agent changed nothing (e.g. key generation failed)
+	DeploymentRolledBack  DeploymentState = "rolled-back"  // reload or verify failed; the previous files are back
+)
+
+// Failed reports whether the agent reported a failed deployment.
+func (s DeploymentState) Failed() bool {
+	return s == DeploymentFailed || s == DeploymentRolledBack
+}
+
+// IssuanceResult is the outcome of one issue request, the result label of
+// certops_issuance_total.
+type IssuanceResult string
+
+// The results of an issue request.
+const (
+	IssuanceSuccess  IssuanceResult = "success"  // signed and stored
+	IssuanceRejected IssuanceResult = "rejected" // the CSR or its names are refused (422)
+	IssuanceFailure  IssuanceResult = "failure"  // the issuer failed (503, backoff)
+	IssuanceError    IssuanceResult = "error"    // signed but not stored (503, no backoff)
+)
