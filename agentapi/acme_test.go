@@ -39,7 +39,7 @@ func newACMEFleet(t *testing.T) *acmeFleet {
 		ChallengePoll: 50 * time.Millisecond}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = f.srv.Run(ctx); close(done) }()
+	go func() { f.api.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	// The web server of the fleet: it serves the webroot where Pebble

@@ -312,7 +312,7 @@ func TestRunPicksUpNewRevision(t *testing.T) {
 	e := newEnv(t, envOptions{cfg: agentapi.Config{RefreshInterval: 20 * time.Millisecond}}, fleetObjs()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.srv.Run(ctx) }()
+	go func() { e.api.Run(ctx); done <- nil }()
 	defer func() { cancel(); <-done }()
 
 	_, etag := e.assignments("db-01")
@@ -457,7 +457,7 @@ func TestHeartbeatIsFlushedInBatches(t *testing.T) {
 	if seen, _ := e.st.AgentsSeen(ctx, nil); len(seen) != 0 {
 		t.Fatalf("written before the flush: %v", seen)
 	}
-	if err := e.srv.Flush(ctx); err != nil {
+	if err := e.api.presence.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	seen, err := e.st.AgentsSeen(ctx, nil)

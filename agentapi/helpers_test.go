@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ type env struct {
 	t       testing.TB
 	st      *store.Store
 	url     string
-	srv     *agentapi.Server
+	api     *api
 	http    *httptest.Server
 	clock   *testkit.Clock
 	reg     *prometheus.Registry
@@ -71,10 +72,12 @@ func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
 	e.caCert, _ = writeCA(t, e.caDir)
 	e.apply(objs...)
 	registry := issuer.NewRegistry(nil)
-	e.srv = agentapi.NewHandler(agentapi.Deps{Store: st, Signers: registry, Issuers: registry, Now: e.clock.Now},
-		opts.cfg, testLogger(t), agentapi.NewMetrics(e.reg, opts.perCertificate))
+	cfg := opts.cfg
+	cfg.Now = e.clock.Now
+	e.api = newAPI(apiDeps{store: st, signers: registry, issuers: registry, reg: e.reg, perCertificate: opts.perCertificate},
+		cfg, testLogger(t))
 	e.refresh()
-	e.http = httptest.NewServer(e.srv)
+	e.http = httptest.NewServer(e.api.handler)
 	t.Cleanup(e.http.Close)
 	return e
 }
@@ -126,9 +129,52 @@ func (e *env) applyState(objs []*spec.Object, remove []spec.Key) {
 	}
 }
 
+// api is the agent API's parts, wired as serve wires them.
+type api struct {
+	snapshot *agentapi.Snapshot
+	presence *agentapi.Presence
+	orders   *agentapi.Orders
+	events   *agentapi.Announcer
+	handler  *agentapi.Handler
+}
+
+type apiDeps struct {
+	store          *store.Store
+	signers        agentapi.Signers
+	issuers        agentapi.IssuerSync // may be nil
+	events         agentapi.EventSink  // may be nil
+	reg            prometheus.Registerer
+	perCertificate bool
+}
+
+func newAPI(d apiDeps, cfg agentapi.Config, logger *slog.Logger) *api {
+	metrics := agentapi.NewMetrics(d.reg)
+	a := &api{snapshot: agentapi.NewSnapshot(d.store, d.issuers, cfg, logger),
+		presence: agentapi.NewPresence(d.store, cfg, logger), events: agentapi.NewAnnouncer(d.events, logger)}
+	if d.reg != nil {
+		d.reg.MustRegister(agentapi.NewStateCollector(a.snapshot, a.presence, d.perCertificate))
+	}
+	ledger := agentapi.NewLedger(d.store, a.snapshot, a.events, metrics, cfg, logger)
+	a.orders = agentapi.NewOrders(d.store, a.snapshot, ledger, metrics, cfg, logger)
+	issuance := agentapi.NewIssuance(a.snapshot, d.signers, a.orders, ledger, metrics, cfg, logger)
+	a.handler = agentapi.NewHandler(agentapi.Parts{Snapshot: a.snapshot, Presence: a.presence,
+		Issuance: issuance, Ledger: ledger, Orders: a.orders}, logger)
+	return a
+}
+
+// Run runs the parts' loops until ctx ends and they all stopped.
+func (a *api) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.snapshot.Run(ctx) })
+	wg.Go(func() { _ = a.presence.Run(ctx) })
+	wg.Go(func() { _ = a.orders.Run(ctx) })
+	wg.Go(func() { _ = a.events.Run(ctx) })
+	wg.Wait()
+}
+
 func (e *env) refresh() {
 	e.t.Helper()
-	if err := e.srv.Refresh(context.Background()); err != nil {
+	if err := e.api.snapshot.Refresh(context.Background()); err != nil {
 		e.t.Fatalf("Refresh: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package agentapi
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,16 +17,11 @@ type Metrics struct {
 	deployments       *prometheus.CounterVec
 	deploymentFailure *prometheus.CounterVec
 	rollbacks         prometheus.Counter
-	state             *stateCollector
 }
 
-// NewMetrics registers the metrics with reg (nil: a private registry).
-// perCertificate enables the per-certificate series
-// (certops_certificate_{expiration,not_before,renewal}_timestamp_seconds and
-// certops_certificate_ready); for very large fleets turn it off to export
-// only the aggregates certops_certificates{state} and
-// certops_certificate_expiration_earliest_timestamp_seconds.
-func NewMetrics(reg prometheus.Registerer, perCertificate bool) *Metrics {
+// NewMetrics registers the counters and histograms with reg (nil: a
+// private registry); the gauges are the StateCollector's.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -53,7 +47,6 @@ func NewMetrics(reg prometheus.Registerer, perCertificate bool) *Metrics {
 			Name: "certops_rollbacks_total",
 			Help: "Deployments rolled back to the previous files after a failed reload or verification.",
 		}),
-		state: newStateCollector(perCertificate),
 	}
 	for _, r := range []string{agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack} {
 		m.deployments.WithLabelValues(r)
@@ -61,12 +54,9 @@ func NewMetrics(reg prometheus.Registerer, perCertificate bool) *Metrics {
 	for _, st := range []string{agentproto.StageInstall, agentproto.StageReload, agentproto.StageVerify} {
 		m.deploymentFailure.WithLabelValues(st)
 	}
-	reg.MustRegister(m.issuance, m.issuanceDuration, m.deployments, m.deploymentFailure, m.rollbacks, m.state)
+	reg.MustRegister(m.issuance, m.issuanceDuration, m.deployments, m.deploymentFailure, m.rollbacks)
 	return m
 }
-
-// observe makes the scrape-time gauges read s.
-func (m *Metrics) observe(s *Server) { m.state.server.Store(s) }
 
 // report counts an agent's report.
 func (m *Metrics) report(rep agentproto.Report) {
@@ -83,12 +73,13 @@ func (m *Metrics) report(rep agentproto.Report) {
 	}
 }
 
-// stateCollector computes the certificate and agent gauges from the
-// server's snapshot at scrape time, so a deleted certificate or agent
+// StateCollector computes the certificate and agent gauges from the
+// Snapshot and Presence at scrape time, so a deleted certificate or agent
 // leaves no stale series behind.
-type stateCollector struct {
+type StateCollector struct {
 	perCertificate bool
-	server         atomic.Pointer[Server]
+	snapshot       *Snapshot
+	presence       *Presence
 
 	expiration, notBefore  *prometheus.Desc
 	renewal, ready         *prometheus.Desc
@@ -96,9 +87,15 @@ type stateCollector struct {
 	agents                 *prometheus.Desc
 }
 
-func newStateCollector(perCertificate bool) *stateCollector {
-	return &stateCollector{
-		perCertificate: perCertificate,
+// NewStateCollector returns the collector of the gauges; register it.
+// perCertificate enables the per-certificate series
+// (certops_certificate_{expiration,not_before,renewal}_timestamp_seconds and
+// certops_certificate_ready); for very large fleets turn it off to export
+// only the aggregates certops_certificates{state} and
+// certops_certificate_expiration_earliest_timestamp_seconds.
+func NewStateCollector(snapshot *Snapshot, presence *Presence, perCertificate bool) *StateCollector {
+	return &StateCollector{
+		perCertificate: perCertificate, snapshot: snapshot, presence: presence,
 		expiration: prometheus.NewDesc("certops_certificate_expiration_timestamp_seconds",
 			"Earliest expiry of the certificate as installed on its agents (Unix time).", []string{"certificate"}, nil),
 		notBefore: prometheus.NewDesc("certops_certificate_not_before_timestamp_seconds",
@@ -116,7 +113,7 @@ func newStateCollector(perCertificate bool) *stateCollector {
 	}
 }
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
 	if c.perCertificate {
 		ch <- c.expiration
 		ch <- c.notBefore
@@ -128,9 +125,9 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.agents
 }
 
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.server.Load()
-	if s == nil || s.objs.Load() == nil {
+func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snapshot
+	if s.Ready() != nil {
 		return
 	}
 	now := s.now()
@@ -164,7 +161,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if !earliest.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.earliest, prometheus.GaugeValue, unix(earliest))
 	}
-	online, offline := s.agentCounts(now)
+	online, offline := c.presence.counts(s.agentNames(), now)
 	ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(online), "online")
 	ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(offline), "offline")
 }

@@ -41,15 +41,16 @@ func (o *stuckOrderer) Order(ctx context.Context, _ issuer.Order) (*issuer.Order
 }
 
 // ordersEnv is an agent API whose issuer is a stuckOrderer.
-func ordersEnv(t *testing.T, cfg agentapi.Config) (*env, *agentapi.Server, *httptest.Server, *stuckOrderer) {
+func ordersEnv(t *testing.T, cfg agentapi.Config) (*env, *api, *httptest.Server, *stuckOrderer) {
 	t.Helper()
 	e := newEnv(t, envOptions{}, fleetObjs()...)
 	o := &stuckOrderer{}
-	srv := agentapi.NewHandler(agentapi.Deps{Store: e.st, Signers: o, Now: e.clock.Now}, cfg, testLogger(t), nil)
-	if err := srv.Refresh(context.Background()); err != nil {
+	cfg.Now = e.clock.Now
+	srv := newAPI(apiDeps{store: e.st, signers: o}, cfg, testLogger(t))
+	if err := srv.snapshot.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewServer(srv.handler)
 	t.Cleanup(hs.Close)
 	return e, srv, hs, o
 }
@@ -69,7 +70,7 @@ func TestACMEOrderTimeoutIsRecorded(t *testing.T) {
 	e, srv, hs, o := ordersEnv(t, agentapi.Config{OrderTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
+	go func() { srv.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	if got := issueVia(t, e, hs.URL, "web-01", "shop"); got != http.StatusAccepted {
@@ -98,7 +99,7 @@ func TestNoACMEOrderAfterShutdown(t *testing.T) {
 	e, srv, hs, o := ordersEnv(t, agentapi.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
+	go func() { srv.Run(ctx); close(done) }()
 	if got := issueVia(t, e, hs.URL, "web-01", "shop"); got != http.StatusAccepted {
 		t.Fatalf("issue: got %d, want 202", got)
 	}
@@ -172,13 +173,13 @@ func (b *blockingSink) Event(ctx context.Context, _ alert.Alert) error {
 func TestAnnouncementsAreBounded(t *testing.T) {
 	e := newEnv(t, envOptions{}, fleetObjs()...)
 	sink := &blockingSink{release: make(chan struct{})}
-	srv := agentapi.NewHandler(agentapi.Deps{Store: e.st, Signers: &stuckOrderer{}, Now: e.clock.Now, Events: sink},
-		agentapi.Config{}, slog.New(slog.DiscardHandler), nil)
+	srv := newAPI(apiDeps{store: e.st, signers: &stuckOrderer{}, events: sink},
+		agentapi.Config{Now: e.clock.Now}, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
-	testkit.WaitFor(t, 10*time.Second, "the agent API to be ready", func() bool { return srv.Ready() == nil })
-	e.http.Config.Handler = srv
+	go func() { srv.Run(ctx); close(done) }()
+	testkit.WaitFor(t, 10*time.Second, "the agent API to be ready", func() bool { return srv.snapshot.Ready() == nil })
+	e.http.Config.Handler = srv.handler
 	for i := range 100 {
 		r := e.do("POST", agentproto.PathReports, tokenOf("web-01"),
 			agentproto.Report{Certificate: "shop", Result: agentproto.ResultFailed, Error: fmt.Sprint("reload failed ", i)})

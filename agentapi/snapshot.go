@@ -3,130 +3,157 @@ package agentapi
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/assign"
+	"github.com/certops/certops/failure"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
-// objects is the applied desired state as the agent API needs it, built
-// from one revision. It is immutable.
-type objects struct {
-	revision int64
-	tokens   map[[sha256.Size]byte]string // SHA-256 of a token → agent name
-	agents   map[string]*agentEntry
-	certs    map[string]*certEntry
+// SnapshotStore is what the snapshot reads; *store.Store implements it.
+type SnapshotStore interface {
+	AgentChanges(ctx context.Context) (revision, seq int64, err error)
+	AssignmentObjects(ctx context.Context) (int64, []store.AssignmentObject, error)
+	DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error)
+	ACMEChallenges(ctx context.Context, now time.Time) ([]store.ACMEChallenge, error)
 }
 
-type agentEntry struct {
-	labels map[string]string
-	certs  []string // assigned certificates, sorted
+// IssuerSync is told the Issuer objects of every revision the snapshot
+// loads; *issuer.Registry implements it.
+type IssuerSync interface {
+	Sync(issuers []*spec.Object)
 }
 
-type certEntry struct {
-	spec     *spec.CertificateSpec
-	specHash string
-	base     agentproto.Assignment // without the per-agent fields
-	targets  []string              // agents deploying it, sorted
+// Snapshot is this replica's in-memory copy of what agents see: the
+// applied Agent and Certificate objects (immutable, replaced whole on a new
+// revision), every deployment row, the published http-01 challenges, and
+// each agent's cached ETag. Refresh brings it up to date with Postgres; the
+// parts that write to Postgres apply their own writes at once.
+type Snapshot struct {
+	store    SnapshotStore
+	issuers  IssuerSync // nil: no issuer registry to sync
+	now      func() time.Time
+	interval time.Duration
+	log      *slog.Logger
+
+	// objs is the applied desired state as agents see it; nil until the
+	// first load. It is replaced whole, never modified.
+	objs atomic.Pointer[objects]
+
+	mu sync.RWMutex
+	// deps holds every deployment row, keyed by certificate and agent.
+	deps map[depKey]*state.Deployment
+	// seq is the agent change counter deps is loaded up to.
+	seq int64
+	// etags caches each agent's current ETag; gen counts invalidations, so
+	// an ETag computed before one is not cached after it.
+	etags map[string]string
+	gen   uint64
+	// challenges are the published http-01 challenges by agent.
+	challenges map[string][]agentproto.Challenge
+
+	chains interner
 }
 
-// assigned returns the certificate if it is assigned to agent.
-func (o *objects) assigned(cert, agent string) (*certEntry, bool) {
-	c := o.certs[cert]
-	if c == nil {
-		return nil, false
-	}
-	_, ok := slices.BinarySearch(c.targets, agent)
-	return c, ok
+type depKey struct{ cert, agent string }
+
+// NewSnapshot returns an empty snapshot; Ready fails until the first
+// Refresh. issuers may be nil; cfg.RefreshInterval and cfg.Now are used.
+func NewSnapshot(st SnapshotStore, issuers IssuerSync, cfg Config, logger *slog.Logger) *Snapshot {
+	cfg = cfg.withDefaults()
+	return &Snapshot{store: st, issuers: issuers, now: cfg.Now, interval: cfg.RefreshInterval, log: orDiscard(logger),
+		deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
+		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}}}
 }
 
-// buildObjects indexes the Agent and Certificate objects of a revision and
-// returns its Issuer objects. Objects that do not decode are skipped and logged by the caller (the
-// reconciler only stores validated specs).
-func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*spec.Object, []error) {
-	o := &objects{revision: revision, tokens: map[[sha256.Size]byte]string{},
-		agents: map[string]*agentEntry{}, certs: map[string]*certEntry{}}
-	var errs []error
-	var issuers []*spec.Object
-	index := assign.NewIndex() // the agents, for targeting
-	var certNames []string
-	shared := map[[sha256.Size]byte]bool{} // token hashes of more than one agent
-	for _, row := range rows {
-		obj, err := row.Decode()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		switch sp := obj.Spec.(type) {
-		case *spec.IssuerSpec:
-			issuers = append(issuers, obj)
-		case *spec.AgentSpec:
-			var sum [sha256.Size]byte
-			if n, err := hex.Decode(sum[:], []byte(sp.TokenSHA256)); err != nil || n != sha256.Size {
-				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
-				continue
-			}
-			// A token shared by two agents would let either act as the
-			// other: it authenticates neither.
-			if other, dup := o.tokens[sum]; dup || shared[sum] {
-				if dup {
-					errs = append(errs, fmt.Errorf("agents %s and %s have the same tokenSHA256: neither is let in until each has its own token", other, row.Name))
-				} else {
-					errs = append(errs, fmt.Errorf("agent %s shares its tokenSHA256 with other agents: it is not let in until it has its own token", row.Name))
-				}
-				delete(o.tokens, sum)
-				shared[sum] = true
-			} else {
-				o.tokens[sum] = row.Name
-			}
-			o.agents[row.Name] = &agentEntry{labels: row.Labels}
-			index.Add(row.Name, row.Labels)
-		case *spec.CertificateSpec:
-			base := baseAssignment(row.Name, sp)
-			base.SpecHash = assign.SpecHash(sp)
-			o.certs[row.Name] = &certEntry{spec: sp, specHash: base.SpecHash, base: base}
-			certNames = append(certNames, row.Name)
-		}
+// Ready returns an error until the first snapshot is loaded (for /readyz).
+func (s *Snapshot) Ready() error {
+	if s.objs.Load() == nil {
+		return errors.New("agent API: desired state not loaded yet")
 	}
-	slices.Sort(certNames)
-	for _, name := range certNames {
-		c := o.certs[name]
-		c.targets = index.Targets(c.spec.Deploy)
-		for _, a := range c.targets {
-			o.agents[a].certs = append(o.agents[a].certs, name)
-		}
-	}
-	return o, issuers, errs
+	return nil
 }
 
-// baseAssignment is the part of an assignment common to every agent
-// (SpecHash is set by the caller).
-func baseAssignment(name string, c *spec.CertificateSpec) agentproto.Assignment {
-	a := agentproto.Assignment{
-		Name: name, CommonName: c.CommonName, DNSNames: c.DNSNames,
-		IPAddresses: c.IPAddresses, URIs: c.URIs, EmailAddresses: c.EmailAddresses,
-		Key: agentproto.KeySpec{Algorithm: c.PrivateKey.Algorithm, Size: c.PrivateKey.Size, RotationPolicy: c.PrivateKey.RotationPolicy},
+// Authenticate returns the agent whose token this is: a failure error
+// (Unavailable) before the first load, Unauthorized for a token no single
+// agent holds.
+func (s *Snapshot) Authenticate(token string) (string, error) {
+	objs := s.objs.Load()
+	if objs == nil {
+		return "", failure.WithRetryAfter(failure.New(failure.Unavailable, "starting: desired state not loaded yet"), time.Second)
 	}
-	if d := c.Deploy; d != nil {
-		f := d.Files
-		a.Files = agentproto.Files{Cert: f.Cert, Chain: f.Chain, Fullchain: f.Fullchain, Key: f.Key, Mode: f.Mode, Owner: f.Owner, Group: f.Group}
-		a.Reload = d.Reload
-		if d.Verify != nil {
-			a.Verify = &agentproto.Verify{Address: d.Verify.Address, ServerName: d.Verify.ServerName}
-		}
+	agent := ""
+	if token != "" {
+		agent = objs.tokens[sha256.Sum256([]byte(token))]
 	}
-	return a
+	if agent == "" {
+		return "", failure.New(failure.Unauthorized, "unauthorized")
+	}
+	return agent, nil
+}
+
+// assigned returns the certificate if it is assigned to agent, else nil.
+func (s *Snapshot) assigned(cert, agent string) *certEntry {
+	if c, ok := s.objs.Load().assigned(cert, agent); ok {
+		return c
+	}
+	return nil
+}
+
+// targets returns the agents deploying cert, sorted (nil for an unknown
+// certificate); the caller may modify the slice.
+func (s *Snapshot) targets(cert string) []string {
+	if c := s.objs.Load().certs[cert]; c != nil {
+		return slices.Clone(c.targets)
+	}
+	return nil
+}
+
+// agentNames lists the agents of the desired state.
+func (s *Snapshot) agentNames() iter.Seq[string] { return maps.Keys(s.objs.Load().agents) }
+
+// ETag returns the agent's cached ETag, or "" when it is to be computed.
+func (s *Snapshot) ETag(agent string) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.etags[agent]
+}
+
+// Assignments returns the agent's assignments document and its ETag, which
+// it caches until something the agent sees changes.
+func (s *Snapshot) Assignments(agent string) (body []byte, etag string, err error) {
+	s.mu.RLock()
+	gen := s.gen
+	a := s.assignmentsLocked(s.objs.Load(), agent)
+	s.mu.RUnlock()
+	body, err = json.Marshal(a)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(body)
+	etag = fmt.Sprintf(`"%x"`, sum[:16])
+	s.mu.Lock()
+	if s.gen == gen {
+		s.etags[agent] = etag
+	}
+	s.mu.Unlock()
+	return body, etag, nil
 }
 
 // assignmentsLocked builds an agent's assignments; s.mu is held (read).
-func (s *Server) assignmentsLocked(o *objects, agent string) agentproto.Assignments {
+func (s *Snapshot) assignmentsLocked(o *objects, agent string) agentproto.Assignments {
 	out := agentproto.Assignments{Agent: agent, Certificates: []agentproto.Assignment{}}
 	ae := o.agents[agent]
 	if ae == nil {
@@ -152,7 +179,7 @@ func (s *Server) assignmentsLocked(o *objects, agent string) agentproto.Assignme
 }
 
 // deployment returns the in-memory deployment of cert on agent, or nil.
-func (s *Server) deployment(cert, agent string) *state.Deployment {
+func (s *Snapshot) deployment(cert, agent string) *state.Deployment {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.deps[depKey{cert, agent}]
@@ -161,7 +188,7 @@ func (s *Server) deployment(cert, agent string) *state.Deployment {
 // applyDeployments merges rows read from or written to Postgres into the
 // snapshot, keeping the newer of two versions of a row, and invalidates the
 // cached ETag of every agent concerned.
-func (s *Server) applyDeployments(rows []state.Deployment) {
+func (s *Snapshot) applyDeployments(rows []state.Deployment) {
 	if len(rows) == 0 {
 		return
 	}
@@ -182,6 +209,62 @@ func (s *Server) applyDeployments(rows []state.Deployment) {
 	s.gen++
 }
 
+// reloadChallenges loads the published challenges into the snapshot and
+// invalidates the ETag of every agent whose list changed. A failure is
+// logged: the next Refresh retries.
+func (s *Snapshot) reloadChallenges(ctx context.Context) {
+	rows, err := s.store.ACMEChallenges(ctx, s.now())
+	if err != nil {
+		s.log.Warn("agent API: load ACME challenges", "err", err)
+		return
+	}
+	next := map[string][]agentproto.Challenge{}
+	for _, c := range rows {
+		for _, a := range c.Agents {
+			next[a] = append(next[a], agentproto.Challenge{Token: c.Token, KeyAuth: c.KeyAuth, Webroot: c.Webroot,
+				Certificate: c.Certificate, Ready: slices.Contains(c.Ready, a)})
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	for a, list := range next {
+		if !slices.Equal(list, s.challenges[a]) {
+			delete(s.etags, a)
+			changed = true
+		}
+	}
+	for a := range s.challenges {
+		if _, ok := next[a]; !ok {
+			delete(s.etags, a)
+			changed = true
+		}
+	}
+	if changed {
+		s.challenges = next
+		s.gen++
+	}
+}
+
+// CertificateState is one certificate's readiness, for the metrics.
+type CertificateState struct {
+	Name string
+	assign.Readiness
+}
+
+// certificateStates assesses every certificate of the snapshot.
+func (s *Snapshot) certificateStates(now time.Time) []CertificateState {
+	o := s.objs.Load()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]CertificateState, 0, len(o.certs))
+	for name, c := range o.certs {
+		r := assign.Assess(c.specHash, c.targets, func(agent string) *state.Deployment { return s.deps[depKey{name, agent}] }, now)
+		out = append(out, CertificateState{Name: name, Readiness: r})
+	}
+	return out
+}
+
 // interner shares equal strings (every leaf of a CA has the same chain).
 type interner struct {
 	mu sync.Mutex
@@ -198,31 +281,19 @@ func (in *interner) intern(s string) string {
 	return s
 }
 
-// Run keeps the snapshot fresh and flushes agent liveness until ctx ends,
-// then flushes one last time. Requests get 503 until the first load.
-func (s *Server) Run(ctx context.Context) error {
-	refresh := time.NewTicker(s.cfg.RefreshInterval)
-	defer refresh.Stop()
-	flush := time.NewTicker(s.cfg.FlushInterval)
-	defer flush.Stop()
+// Run refreshes the snapshot every RefreshInterval until ctx ends. Requests
+// get 503 until the first load.
+func (s *Snapshot) Run(ctx context.Context) error {
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
 	for {
 		if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("agent API: refresh snapshot", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			s.stopBackground()
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := s.Flush(fctx); err != nil {
-				s.log.Warn("agent API: final flush of agent liveness", "err", err)
-			}
 			return nil
-		case <-refresh.C:
-		case <-flush.C:
-			if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("agent API: flush agent liveness", "err", err)
-			}
+		case <-tick.C:
 		}
 	}
 }
@@ -230,7 +301,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Refresh brings the snapshot up to date with Postgres: one query when
 // nothing changed; the objects are reloaded after a new revision, and the
 // deployments changed since the last refresh are loaded.
-func (s *Server) Refresh(ctx context.Context) error {
+func (s *Snapshot) Refresh(ctx context.Context) error {
 	revision, seq, err := s.store.AgentChanges(ctx)
 	if err != nil {
 		return err
@@ -257,7 +328,7 @@ func (s *Server) Refresh(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) reloadObjects(ctx context.Context) error {
+func (s *Snapshot) reloadObjects(ctx context.Context) error {
 	start := time.Now()
 	revision, rows, err := s.store.AssignmentObjects(ctx)
 	if err != nil {

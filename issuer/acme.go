@@ -70,7 +70,7 @@ type RenewalWindow struct {
 func (w RenewalWindow) IsZero() bool { return w.Start.IsZero() && w.End.IsZero() }
 
 // HTTP01Publisher places http-01 key authorizations on the agents that
-// deploy a certificate; package agentapi implements it.
+// deploy a certificate; agentapi.Orders implements it.
 type HTTP01Publisher interface {
 	// PresentHTTP01 asks the agents deploying ch.Certificate to serve
 	// ch.KeyAuth at WEBROOT/.well-known/acme-challenge/TOKEN and returns

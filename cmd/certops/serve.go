@@ -151,8 +151,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	// lego logs through its own package-level logger; route it into ours.
 	legolog.SetDefault(logger.With("component", "lego"))
 	registry := issuer.NewRegistry(logger, issuer.WithACME(issuer.ACMEOptions{Metrics: issuer.NewACMEMetrics(reg)}))
-	agents := agentapi.NewHandler(agentapi.Deps{Store: st, Signers: registry, Issuers: registry, Events: notifier},
-		agentapi.Config{}, logger, agentapi.NewMetrics(reg, cfg.PerCertificateMetrics))
+	agents := newAgentAPI(st, registry, notifier, reg, cfg.PerCertificateMetrics, logger)
 
 	var starting atomic.Bool
 	starting.Store(true)
@@ -161,10 +160,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema and the first fetch")
 			}
-			return agents.Ready()
+			return agents.snapshot.Ready()
 		}}, logger)
 	mux := http.NewServeMux()
-	mux.Handle(agentproto.PathPrefix, agents)
+	mux.Handle(agentproto.PathPrefix, agents.handler)
 	mux.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -232,7 +231,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		})
 	}
 	background.Go(func() { _ = rec.Run(runCtx) })
-	background.Go(func() { _ = agents.Run(runCtx) })
+	background.Go(func() { _ = agents.snapshot.Run(runCtx) })
+	background.Go(func() { _ = agents.presence.Run(runCtx) }) // flushes once more at the end
+	background.Go(func() { _ = agents.orders.Run(runCtx) })   // waits for the orders to release their claims
+	background.Go(func() { _ = agents.events.Run(runCtx) })
 	background.Go(func() { _ = monitor.Run(runCtx) })
 	background.Go(func() { _ = notifier.Run(runCtx) })
 	select {
@@ -248,6 +250,32 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	cancel()
 	background.Wait()
 	return err
+}
+
+// agentAPI is the agent API's parts: the handler serves requests, the
+// others have loops to run.
+type agentAPI struct {
+	snapshot *agentapi.Snapshot
+	presence *agentapi.Presence
+	orders   *agentapi.Orders
+	events   *agentapi.Announcer
+	handler  *agentapi.Handler
+}
+
+// newAgentAPI wires the agent API: every part reads its tuning from the
+// defaults of agentapi.Config.
+func newAgentAPI(st *store.Store, registry *issuer.Registry, events agentapi.EventSink, reg prometheus.Registerer, perCertificate bool, logger *slog.Logger) agentAPI {
+	var cfg agentapi.Config
+	metrics := agentapi.NewMetrics(reg)
+	a := agentAPI{snapshot: agentapi.NewSnapshot(st, registry, cfg, logger),
+		presence: agentapi.NewPresence(st, cfg, logger), events: agentapi.NewAnnouncer(events, logger)}
+	reg.MustRegister(agentapi.NewStateCollector(a.snapshot, a.presence, perCertificate))
+	ledger := agentapi.NewLedger(st, a.snapshot, a.events, metrics, cfg, logger)
+	a.orders = agentapi.NewOrders(st, a.snapshot, ledger, metrics, cfg, logger)
+	issuance := agentapi.NewIssuance(a.snapshot, registry, a.orders, ledger, metrics, cfg, logger)
+	a.handler = agentapi.NewHandler(agentapi.Parts{Snapshot: a.snapshot, Presence: a.presence,
+		Issuance: issuance, Ledger: ledger, Orders: a.orders}, logger)
+	return a
 }
 
 // poke sends on a channel of capacity one without blocking.

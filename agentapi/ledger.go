@@ -1,0 +1,168 @@
+package agentapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/alert"
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/state"
+	"github.com/certops/certops/store"
+)
+
+// LedgerStore is where the Ledger records outcomes; *store.Store
+// implements it. Every method is one transaction.
+type LedgerStore interface {
+	RecordIssuance(ctx context.Context, in store.Issuance) (state.Deployment, error)
+	RecordIssueFailure(ctx context.Context, f store.IssueFailure) (state.Deployment, error)
+	RecordReport(ctx context.Context, r store.DeploymentReport) (state.Deployment, error)
+}
+
+// Ledger records what happened to a deployment — a certificate issued, an
+// issue refused or failed (with its backoff), an agent's report — in
+// Postgres, applies the row to the snapshot at once, counts it and
+// announces failures.
+type Ledger struct {
+	store    LedgerStore
+	snapshot *Snapshot
+	events   *Announcer
+	metrics  *Metrics
+	now      func() time.Time
+	log      *slog.Logger
+
+	backoffBase, backoffCap time.Duration
+}
+
+// NewLedger returns a Ledger; cfg.BackoffBase, cfg.BackoffCap and cfg.Now
+// are used.
+func NewLedger(st LedgerStore, snapshot *Snapshot, events *Announcer, metrics *Metrics, cfg Config, logger *slog.Logger) *Ledger {
+	cfg = cfg.withDefaults()
+	return &Ledger{store: st, snapshot: snapshot, events: events, metrics: metrics, now: cfg.Now, log: orDiscard(logger),
+		backoffBase: cfg.BackoffBase, backoffCap: cfg.BackoffCap}
+}
+
+// Issuance results, the result label of certops_issuance_total.
+const (
+	resultSuccess  = "success"  // signed and stored
+	resultRejected = "rejected" // the CSR does not match the spec (422)
+	resultFailure  = "failure"  // the issuer failed (503, backoff)
+	resultError    = "error"    // signed but not stored (503, no backoff)
+)
+
+// issued records a certificate issued for agent and counts it (success,
+// or error when it could not be stored).
+func (l *Ledger) issued(ctx context.Context, c *certEntry, name, agent string, issued *agentproto.Issued, renewAt, now time.Time) (state.Deployment, error) {
+	iss := c.spec.IssuerRef
+	d, err := l.store.RecordIssuance(ctx, store.Issuance{
+		Version: state.CertificateVersion{
+			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
+			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
+			Issuer: iss, IssuedAt: now,
+		},
+		RenewAt: renewAt,
+	})
+	if err != nil {
+		l.metrics.issuance.WithLabelValues(iss, resultError).Inc()
+		return d, err
+	}
+	l.snapshot.applyDeployments([]state.Deployment{d})
+	l.metrics.issuance.WithLabelValues(iss, resultSuccess).Inc()
+	return d, nil
+}
+
+// refused records a refused or failed issuance on the deployment (its
+// last error, one more failure, the backoff), counts it and announces the
+// first failure since the last success or spec change.
+func (l *Ledger) refused(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) (state.Deployment, error) {
+	iss := c.spec.IssuerRef
+	l.metrics.issuance.WithLabelValues(iss, result).Inc()
+	msg := cause.Error()
+	if result == resultFailure && !strings.Contains(msg, strconv.Quote(iss)) {
+		msg = "issuer " + strconv.Quote(iss) + ": " + msg
+	}
+	l.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", iss, "result", result, "err", cause)
+	d, err := l.store.RecordIssueFailure(ctx, store.IssueFailure{
+		Certificate: name, Agent: agent, SpecHash: c.specHash, Error: msg, At: now,
+		Base: l.backoffBase, Cap: l.backoffCap,
+	})
+	if err != nil {
+		return d, err
+	}
+	l.snapshot.applyDeployments([]state.Deployment{d})
+	if d.Failures == 1 {
+		l.events.Announce(alert.Alert{Name: alert.IssuanceFailed, Severity: alert.Warning, Subject: name + "@" + agent,
+			Summary:     fmt.Sprintf("Issuance of %s for %s failed (%s)", name, agent, result),
+			Description: msg, Labels: map[string]string{"certificate": name, "agent": agent, "issuer": iss}, Since: now})
+	}
+	return d, nil
+}
+
+// Limit of a report's error text.
+const maxReportError = 4096
+
+// Report records the outcome of an agent's deployment attempt. A malformed
+// report is Invalid, one for a certificate not assigned to the agent
+// NotFound; a storage failure asks the agent to retry (Unavailable).
+func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report) error {
+	switch {
+	case rep.Certificate == "":
+		return failure.New(failure.Invalid, "certificate is required")
+	case rep.Result != agentproto.ResultInstalled && rep.Result != agentproto.ResultFailed && rep.Result != agentproto.ResultRolledBack:
+		return failure.New(failure.Invalid, fmt.Sprintf("result must be %q, %q or %q",
+			agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack))
+	case rep.Result == agentproto.ResultInstalled && rep.Serial == "":
+		return failure.New(failure.Invalid, "an installed report needs the serial")
+	}
+	if l.snapshot.assigned(rep.Certificate, agent) == nil {
+		return notAssigned(rep.Certificate)
+	}
+	now := l.now()
+	at := rep.At
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	msg := rep.Error
+	if len(msg) > maxReportError {
+		msg = msg[:maxReportError]
+	}
+	if rep.Stage != "" {
+		msg = strings.TrimSpace(rep.Stage + ": " + msg)
+	}
+	if rep.Result == agentproto.ResultInstalled {
+		msg = ""
+	}
+	d, err := l.store.RecordReport(ctx, store.DeploymentReport{
+		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
+		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
+	})
+	if err != nil {
+		return unavailable(l.log, "record report", err)
+	}
+	l.snapshot.applyDeployments([]state.Deployment{d})
+	l.metrics.report(rep)
+	if rep.Result != agentproto.ResultInstalled {
+		l.events.Announce(alert.Alert{Name: alert.DeployFailed, Severity: alert.Warning,
+			Subject:     rep.Certificate + "@" + agent,
+			Summary:     fmt.Sprintf("Deployment of %s on %s %s", rep.Certificate, agent, rep.Result),
+			Description: msg, Labels: map[string]string{"certificate": rep.Certificate, "agent": agent}, Since: at})
+	}
+	return nil
+}
+
+// notAssigned is the answer for a certificate that does not exist or is
+// not assigned to the agent: the same for both.
+func notAssigned(cert string) error {
+	return failure.New(failure.NotFound, "certificate "+strconv.Quote(cert)+" is not assigned to this agent")
+}
+
+// unavailable logs a storage failure and returns the error that asks the
+// agent to retry.
+func unavailable(log *slog.Logger, what string, err error) error {
+	log.Error("agent API: "+what, "err", err)
+	return failure.WithRetryAfter(failure.New(failure.Unavailable, "temporarily unavailable; retry later"), 5*time.Second)
+}
