@@ -439,7 +439,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// Counted after the status is written: once both applies are counted, so
 	// is every reconcile woken before the fix.
 	testkit.WaitFor(t, waitTimeout, "the fix's reconcile to be counted", func() bool {
-		return metric(t, url, `certops_reconcile_total{result="success"}`) == 2
+		return metric(t, url, `certops_reconcile_total{result="success"}`) >= 2
 	})
 	if n := metric(t, url, `certops_reconcile_total{result="stalled"}`); n != 1 {
 		t.Errorf("the broken revision was refused by %v reconciles, want 1: the unsigned webhook woke the fetch", n)
