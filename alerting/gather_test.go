@@ -86,7 +86,12 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := state.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}
-	if _, err := s.Apply(ctx, rev, reconcile.Compute(st.Objects, stored), state.Status{}); err != nil {
+	lease, ok, err := s.TryLeader(ctx) // writes of desired state are the leader's
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	defer lease.Release()
+	if _, err := s.Apply(ctx, lease.Fence(), rev, reconcile.Compute(st.Objects, stored), state.Status{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -112,7 +117,7 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetched, notReady := now.Add(-time.Hour), now.Add(-40*time.Minute)
-	if err := s.SetStatus(ctx, state.Status{LastFetchAt: &fetched, Conditions: []state.Condition{{
+	if err := s.SetStatus(ctx, lease.Fence(), state.Status{LastFetchAt: &fetched, Conditions: []state.Condition{{
 		Type: state.ConditionReady, Status: "False", Reason: "ValidationFailed", Message: "2 errors", LastTransitionTime: notReady,
 	}}}); err != nil {
 		t.Fatal(err)

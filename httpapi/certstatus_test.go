@@ -69,7 +69,12 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 		desired[o.Key()] = o
 	}
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: time.Now()}
-	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), state.Status{LastAppliedRevision: rev.String()}); err != nil {
+	lease, ok, err := st.TryLeader(ctx) // writes of desired state are the leader's
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	defer lease.Release()
+	if _, err := st.Apply(ctx, lease.Fence(), rev, reconcile.Compute(desired, nil), state.Status{LastAppliedRevision: rev.String()}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))

@@ -51,7 +51,12 @@ func newServer(t *testing.T, token string, n int) (*httptest.Server, *store.Stor
 	status := state.Status{LastAppliedRevision: rev.String(), LastAttemptedRevision: rev.String(),
 		Conditions: []state.Condition{{Type: "Ready", Status: "True", Reason: "ReconciliationSucceeded"}}}
 	if n > 0 {
-		if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, nil), status); err != nil {
+		lease, ok, err := st.TryLeader(ctx) // writes of desired state are the leader's
+		if err != nil || !ok {
+			t.Fatalf("TryLeader = %v, %v", ok, err)
+		}
+		defer lease.Release()
+		if _, err := st.Apply(ctx, lease.Fence(), rev, reconcile.Compute(desired, nil), status); err != nil {
 			t.Fatal(err)
 		}
 	}

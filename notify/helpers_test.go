@@ -414,7 +414,12 @@ func applyObjects(t *testing.T, st *store.Store, objs ...*spec.Object) {
 		t.Fatal(err)
 	}
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat("a", 40), Time: t0}
-	if _, err := st.Apply(ctx, rev, reconcile.Compute(desired, stored), state.Status{LastAppliedRevision: rev.String()}); err != nil {
+	lease, ok, err := st.TryLeader(ctx) // writes of desired state are the leader's
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	defer lease.Release()
+	if _, err := st.Apply(ctx, lease.Fence(), rev, reconcile.Compute(desired, stored), state.Status{LastAppliedRevision: rev.String()}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,8 +124,36 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 
 func (h *harness) once() state.Outcome {
 	h.t.Helper()
-	return h.rec.ReconcileOnce(context.Background())
+	return h.rec.ReconcileOnce(context.Background(), lead(h.t, h.store))
 }
+
+// lead takes the reconcile lease for st (once per store, released when the
+// test ends): the passes of a test run as its holder.
+func lead(t *testing.T, st *store.Store) *store.Lease {
+	t.Helper()
+	leasesMu.Lock()
+	defer leasesMu.Unlock()
+	if l, ok := leases[st]; ok {
+		return l
+	}
+	l, ok, err := st.TryLeader(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v; want leadership", ok, err)
+	}
+	leases[st] = l
+	t.Cleanup(func() {
+		l.Release()
+		leasesMu.Lock()
+		delete(leases, st)
+		leasesMu.Unlock()
+	})
+	return l
+}
+
+var (
+	leasesMu sync.Mutex
+	leases   = map[*store.Store]*store.Lease{}
+)
 
 // names returns "Kind/name" of every stored object, sorted.
 func (h *harness) names() []string {
@@ -679,7 +708,7 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 	st := &statusFailsOnce{Store: h.store}
 	rec := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, st, reconcile.ElectorOf(h.store.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }, FullCompareInterval: time.Hour})
-	if out := rec.ReconcileOnce(context.Background()); out.Result != "transient" {
+	if out := rec.ReconcileOnce(context.Background(), lead(t, h.store)); out.Result != "transient" {
 		t.Fatalf("status unreadable: got %s, want transient", out.Result)
 	}
 	after := h.status()
@@ -690,7 +719,7 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 	if got := h.revisionCount(); got != revs {
 		t.Errorf("a failed status read recorded %d revisions, want 0", got-revs)
 	}
-	out := rec.ReconcileOnce(context.Background())
+	out := rec.ReconcileOnce(context.Background(), lead(t, h.store))
 	if out.Result != "success" || !out.Plan.Empty() {
 		t.Fatalf("retry: got %s with %d changes, want success with none", out.Result, len(out.Plan.Changes))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +25,12 @@ func newStore(t testing.TB) *store.Store {
 
 func openStore(t testing.TB, url string) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), url, slog.New(slog.DiscardHandler))
+	return openStoreWith(t, url, store.Options{})
+}
+
+func openStoreWith(t testing.TB, url string, opt store.Options) *store.Store {
+	t.Helper()
+	s, err := store.OpenWith(context.Background(), url, opt, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -51,12 +57,40 @@ func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]
 	}
 	plan := reconcile.Compute(desired, stored)
 	rev := revision(commit)
-	id, err := s.Apply(ctx, rev, plan, appliedStatus(rev))
+	id, err := s.Apply(ctx, leader(t, s), rev, plan, appliedStatus(rev))
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	return plan, id
 }
+
+// leader takes the reconcile lease for s (once per store, released when the
+// test ends) and returns its fence, for writes of desired state.
+func leader(t testing.TB, s *store.Store) state.Fence {
+	t.Helper()
+	leadersMu.Lock()
+	defer leadersMu.Unlock()
+	if f, ok := leaders[s]; ok {
+		return f
+	}
+	l, ok, err := s.TryLeader(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v; want leadership", ok, err)
+	}
+	t.Cleanup(func() {
+		l.Release()
+		leadersMu.Lock()
+		delete(leaders, s)
+		leadersMu.Unlock()
+	})
+	leaders[s] = l.Fence()
+	return l.Fence()
+}
+
+var (
+	leadersMu sync.Mutex
+	leaders   = map[*store.Store]state.Fence{}
+)
 
 func revision(commit string) state.Revision {
 	return state.Revision{
@@ -122,6 +156,15 @@ func cert(name string, labels map[string]string, commonName string) *spec.Object
 		},
 		Source: spec.Position{File: "certs/" + name + ".yaml", Line: 7},
 	}
+}
+
+// hashesOf is the stored hashes of desired as applied.
+func hashesOf(desired map[spec.Key]*spec.Object) map[spec.Key]string {
+	out := make(map[spec.Key]string, len(desired))
+	for k, o := range desired {
+		out[k] = o.Hash()
+	}
+	return out
 }
 
 // fleet is n certificates and m agents, as in the performance ladder.
