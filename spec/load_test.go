@@ -21,7 +21,7 @@ func TestLoadDirValid(t *testing.T) {
 		got = append(got, o.Key().String())
 	}
 	want := []string{
-		"Issuer/internal-ca", "Issuer/letsencrypt", "Issuer/pebble-dns", "Issuer/route53",
+		"Issuer/cloudflare", "Issuer/internal-ca", "Issuer/letsencrypt", "Issuer/pebble-dns",
 		"Agent/web-01",
 		"Certificate/api", "Certificate/shop-frontend",
 		"AlertPolicy/default",
