@@ -1,7 +1,10 @@
 package spec
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -119,5 +122,130 @@ func TestFlowListReadsBack(t *testing.T) {
 	}
 	if diff := cmp.Diff(objs[0].Certificate().Deploy.Reload, argv); diff != "" {
 		t.Errorf("reload read back (-got +want):\n%s", diff)
+	}
+}
+
+// TestValidateCatchesClashes covers the cross-object mistakes: agents
+// sharing a token hash, certificates writing the same file on an agent
+// (by name or through a selector), and an invalid reference reported once.
+func TestValidateCatchesClashes(t *testing.T) {
+	const agents = `apiVersion: certops/v1
+kind: Agent
+metadata: {name: web-01, labels: {role: web}}
+spec: {tokenSHA256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+---
+apiVersion: certops/v1
+kind: Agent
+metadata: {name: web-02, labels: {role: web}}
+spec: {tokenSHA256: %s}
+---
+apiVersion: certops/v1
+kind: Agent
+metadata: {name: db-01, labels: {role: db}}
+spec: {tokenSHA256: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752}
+`
+	const certs = `apiVersion: certops/v1
+kind: Issuer
+metadata: {name: ca}
+spec: {localCA: {certFile: /ca.crt, keyFile: /ca.key}}
+---
+apiVersion: certops/v1
+kind: Certificate
+metadata: {name: shop}
+spec:
+  issuerRef: ca
+  commonName: shop.example.com
+  deploy:
+    agents: [web-02]
+    files:
+      cert: /etc/ssl/shop.pem
+      key: /etc/ssl/shop.key
+---
+apiVersion: certops/v1
+kind: Certificate
+metadata: {name: api}
+spec:
+  issuerRef: ca
+  commonName: api.example.com
+  deploy:
+    agentSelector: {matchLabels: {role: %s}}
+    files:
+      fullchain: /etc/ssl/api.pem
+      key: /etc/ssl/shop.key
+`
+	load := func(token, role string) []string {
+		t.Helper()
+		_, err := Load(fstest.MapFS{
+			"agents.yaml": {Data: []byte(fmt.Sprintf(agents, token))},
+			"certs.yaml":  {Data: []byte(fmt.Sprintf(certs, role))},
+		})
+		errs, _ := err.(ErrorList)
+		return errorStrings(t, errs)
+	}
+	other := "2e199ceddcc5bb628881a5b4ea4bede9c64cf188af795bf8f5d9a2503e1b74e5"
+	t.Run("valid neighbour", func(t *testing.T) {
+		if got := load(other, "db"); len(got) != 0 {
+			t.Errorf("errors %q, want none", got)
+		}
+	})
+	t.Run("shared token", func(t *testing.T) {
+		want := []string{
+			`agents.yaml:4: spec.tokenSHA256: is also the token hash of Agent "web-02" at agents.yaml:9; neither agent would be let in until each has its own token`,
+			`agents.yaml:9: spec.tokenSHA256: is also the token hash of Agent "web-01" at agents.yaml:4; neither agent would be let in until each has its own token`,
+		}
+		if diff := cmp.Diff(load("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "db"), want); diff != "" {
+			t.Errorf("errors (-got +want):\n%s", diff)
+		}
+	})
+	t.Run("shared file through a selector", func(t *testing.T) {
+		want := []string{
+			`certs.yaml:16: spec.deploy.files.key: "/etc/ssl/shop.key" is also the key path of Certificate "api" (certs.yaml:28) on Agent "web-02"; the two would overwrite each other there`,
+			`certs.yaml:28: spec.deploy.files.key: "/etc/ssl/shop.key" is also the key path of Certificate "shop" (certs.yaml:16) on Agent "web-02"; the two would overwrite each other there`,
+		}
+		if diff := cmp.Diff(load(other, "web"), want); diff != "" {
+			t.Errorf("errors (-got +want):\n%s", diff)
+		}
+	})
+}
+
+func TestValidateSharedFileOnManyAgents(t *testing.T) {
+	var b strings.Builder
+	for i := range 3 {
+		fmt.Fprintf(&b, "---\napiVersion: certops/v1\nkind: Agent\nmetadata: {name: a%d, labels: {pool: p}}\nspec: {tokenSHA256: \"%064x\"}\n", i, i+1)
+	}
+	for _, name := range []string{"one", "two"} {
+		fmt.Fprintf(&b, "---\napiVersion: certops/v1\nkind: Certificate\nmetadata: {name: %s}\nspec:\n  issuerRef: ca\n  commonName: x.example.com\n"+
+			"  deploy:\n    agents: [a2, a0]\n    agentSelector: {matchLabels: {pool: p}}\n    files: {cert: /%s.pem, fullchain: /x.pem}\n", name, name)
+	}
+	b.WriteString("---\napiVersion: certops/v1\nkind: Issuer\nmetadata: {name: ca}\nspec: {localCA: {certFile: /ca.crt, keyFile: /ca.key}}\n")
+	_, err := Load(fstest.MapFS{"x.yaml": {Data: []byte(b.String())}})
+	errs, _ := err.(ErrorList)
+	want := []string{
+		`x.yaml:26: spec.deploy.files.fullchain: "/x.pem" is also the fullchain path of Certificate "two" (x.yaml:37) on Agent "a0" (and 2 more); the two would overwrite each other there`,
+		`x.yaml:37: spec.deploy.files.fullchain: "/x.pem" is also the fullchain path of Certificate "one" (x.yaml:26) on Agent "a0" (and 2 more); the two would overwrite each other there`,
+	}
+	if diff := cmp.Diff(errorStrings(t, errs), want); diff != "" {
+		t.Errorf("errors (-got +want):\n%s", diff)
+	}
+}
+
+// TestInvalidReferenceReportedOnce checks that a reference that is not a
+// valid name is not reported again as dangling.
+func TestInvalidReferenceReportedOnce(t *testing.T) {
+	_, err := Load(fstest.MapFS{"c.yaml": {Data: []byte(`apiVersion: certops/v1
+kind: Certificate
+metadata: {name: c}
+spec:
+  issuerRef: Bad_CA
+  commonName: c.example.com
+  deploy: {agents: [Web-01], files: {cert: /c.pem}}
+`)}})
+	errs, _ := err.(ErrorList)
+	want := []string{
+		`c.yaml:5: spec.issuerRef: "Bad_CA" is not a valid name (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)`,
+		`c.yaml:7: spec.deploy.agents[0]: "Web-01" is not a valid name (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)`,
+	}
+	if diff := cmp.Diff(errorStrings(t, errs), want); diff != "" {
+		t.Errorf("errors (-got +want):\n%s", diff)
 	}
 }
