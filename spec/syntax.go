@@ -57,30 +57,35 @@ func dnsNameProblem(s string, wildcard bool) string {
 		labels = labels[1:]
 	}
 	for _, l := range labels {
-		if msg := hostLabelProblem(l, wildcard); msg != "" {
+		name := fmt.Sprintf("label %q", l)
+		if len(labels) == 1 {
+			name = "it" // the label is the whole name, already quoted
+		}
+		if msg := hostLabelProblem(name, l, wildcard); msg != "" {
 			return msg
 		}
 	}
 	return ""
 }
 
-// hostLabelProblem says which rule of a DNS name's label l breaks, or returns "".
-func hostLabelProblem(l string, wildcard bool) string {
+// hostLabelProblem says which rule of a DNS name's label l, called name in
+// the message, breaks, or returns "".
+func hostLabelProblem(name, l string, wildcard bool) string {
 	switch {
 	case l == "":
 		return "it has an empty label (a leading dot or two dots in a row)"
 	case len(l) > 63:
-		return fmt.Sprintf("label %q is %d characters long, more than 63", l, len(l))
+		return fmt.Sprintf("%s is %d characters long, more than 63", name, len(l))
 	case strings.Contains(l, "*") && wildcard:
 		return "a wildcard is allowed only as the whole leftmost label (*.example.com)"
 	case l[0] == '-':
-		return fmt.Sprintf("label %q starts with a hyphen", l)
+		return name + " starts with a hyphen"
 	case l[len(l)-1] == '-':
-		return fmt.Sprintf("label %q ends with a hyphen", l)
+		return name + " ends with a hyphen"
 	}
 	for _, r := range l {
 		if !(r < utf8.RuneSelf && (isAlnum(byte(r)) || r == '-')) {
-			return fmt.Sprintf("label %q contains %q (only letters, digits and '-' are allowed)", l, r)
+			return fmt.Sprintf("%s contains %q (only letters, digits and '-' are allowed)", name, r)
 		}
 	}
 	return ""
