@@ -40,7 +40,7 @@ kind: Agent
 metadata: {name: %s, labels: {role: web}}
 spec:
   tokenSHA256: %s
-`, name, strings.Repeat("ab", 32))
+`, name, spec.HashBytes([]byte("token-"+name))) // one token per agent
 }
 
 func certYAML(name, host string) string {
