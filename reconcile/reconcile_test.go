@@ -727,3 +727,51 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 		t.Errorf("the retry recorded %d revisions, want 0", got-revs)
 	}
 }
+
+// TestBlockedApplyIsTransient: an orphaned transaction holding the apply
+// lock makes the apply wait; while it waits the status says Reconciling, and
+// the lock timeout turns it into a transient ApplyFailed instead of a hang.
+// Once the orphan is gone the revision applies.
+func TestBlockedApplyIsTransient(t *testing.T) {
+	h := newHarness(t, baseFiles())
+	st, err := store.OpenWith(context.Background(), h.dbURL, store.Options{LockTimeout: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	orphan, err := pgx.Connect(context.Background(), h.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphan.Close(context.Background())
+	tx, err := orphan.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), "SELECT pg_advisory_xact_lock($1)", int64(0x63657274_6f707303)); err != nil {
+		t.Fatal(err)
+	}
+	repo := mustRepo(t, h.repo.dir)
+	rec := reconcile.New(gitsource.Source{Repo: repo}, st, reconcile.ElectorOf(st.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return h.now }})
+	lease := lead(t, st)
+	done := make(chan state.Outcome, 1)
+	go func() { done <- rec.ReconcileOnce(context.Background(), lease) }()
+	waitFor(t, 10*time.Second, "Reconciling=True while the apply waits", func() bool {
+		c := condition(h.status(), state.ConditionReconciling)
+		return c.Status == state.True && c.Reason == state.ReasonProgressing
+	})
+	out := <-done
+	if out.Result != state.ResultTransient || out.Reason != state.ReasonApplyFailed || !strings.Contains(out.Message, "lock timeout") {
+		t.Fatalf("blocked apply: got %s %s %q, want transient ApplyFailed naming the lock timeout", out.Result, out.Reason, out.Message)
+	}
+	if c := condition(h.status(), state.ConditionReady); c.Status != state.False || c.Reason != state.ReasonApplyFailed {
+		t.Errorf("Ready after the blocked apply: %+v, want False/ApplyFailed", c)
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out := rec.ReconcileOnce(context.Background(), lease); out.Result != state.ResultSuccess {
+		t.Fatalf("after the orphan ended: got %s %v, want success", out.Result, out.Err)
+	}
+}
