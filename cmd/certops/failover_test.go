@@ -267,3 +267,72 @@ func assertFullLoad(t *testing.T, st *store.Store, bare, commit string) {
 		t.Errorf("stored content is not a full load of %s (%d drifted) (-want +got):\n%s", commit, drifted, diff)
 	}
 }
+
+// TestServeThroughGitOutage: a replica restarted while the git remote is
+// unreachable (even with a warm --cache-dir) serves the read API and the
+// agent API from Postgres, reports FetchFailed, and recovers when the remote
+// is back.
+func TestServeThroughGitOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real replicas")
+	}
+	repo := newConfigRepo(t, map[string]string{"base.yaml": issuerDoc, "certs.yaml": certDoc("shop", "shop.example.com")})
+	env := repo.serveEnv()
+	args := []string{"--interval", "300ms", "--lease-ttl", "2s", "--cache-dir", t.TempDir()}
+	base := gitCLI(t, repo.work, "rev-parse", "HEAD")
+	first := startReplica(t, "first", env, args...)
+	waitStatus(t, first.url, "the base revision", func(st apiStatus) bool { return st.LastAppliedRevision == "main@sha1:"+base })
+	first.signal(syscall.SIGTERM)
+	if err := first.cmd.Wait(); err != nil {
+		t.Fatalf("first replica: %v", err)
+	}
+
+	hidden := repo.bare + ".away"
+	if err := os.Rename(repo.bare, hidden); err != nil {
+		t.Fatal(err)
+	}
+	r := startReplica(t, "restarted", env, args...)
+	waitFor(t, "/readyz while git is unreachable", func() bool {
+		resp, err := http.Get(r.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	st := waitStatus(t, r.url, "FetchFailed", func(st apiStatus) bool {
+		for _, c := range st.Conditions {
+			if c.Type == "Ready" && c.Status == "False" && c.Reason == "FetchFailed" {
+				return true
+			}
+		}
+		return false
+	})
+	if st.LastAppliedRevision != "main@sha1:"+base {
+		t.Errorf("lastAppliedRevision during the outage: %q, want the base", st.LastAppliedRevision)
+	}
+	var certs struct {
+		Items []struct{ Name string } `json:"items"`
+	}
+	getJSON(t, r.url+"/api/v1/certificates", &certs)
+	if len(certs.Items) != 1 || certs.Items[0].Name != "shop" {
+		t.Errorf("certificates during the outage: %+v, want shop", certs.Items)
+	}
+	req, _ := http.NewRequest(http.MethodGet, r.url+"/agent/v1/assignments", nil)
+	req.Header.Set("Authorization", "Bearer test") // web-01's token: sha256("test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"name":"shop"`) {
+		t.Errorf("agent assignments during the outage: %d %s, want 200 with shop", resp.StatusCode, body)
+	}
+
+	if err := os.Rename(hidden, repo.bare); err != nil {
+		t.Fatal(err)
+	}
+	next := repo.push("after the outage", map[string]string{"more.yaml": certDoc("blog", "blog.example.com")})
+	waitStatus(t, r.url, "the push after the outage", func(st apiStatus) bool { return st.LastAppliedRevision == "main@sha1:"+next })
+}
