@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,16 +89,11 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.Interval, time.Minute)
-	def(&o.FullCompareInterval, 10*time.Minute)
-	def(&o.RetryMin, time.Second)
-	def(&o.RetryMax, 5*time.Minute)
-	def(&o.LeaderRetry, 2*time.Second)
+	o.Interval = cmp.Or(max(o.Interval, 0), time.Minute)
+	o.FullCompareInterval = cmp.Or(max(o.FullCompareInterval, 0), 10*time.Minute)
+	o.RetryMin = cmp.Or(max(o.RetryMin, 0), time.Second)
+	o.RetryMax = cmp.Or(max(o.RetryMax, 0), 5*time.Minute)
+	o.LeaderRetry = cmp.Or(max(o.LeaderRetry, 0), 2*time.Second)
 	if o.Jitter <= 0 {
 		o.Jitter = 0.1
 	}
