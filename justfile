@@ -4,10 +4,12 @@
 test:
     go test ./...
 
-# Vet and check formatting.
+# Check go.mod/go.sum are tidy, vet, check formatting, run staticcheck.
 lint:
+    go mod tidy -diff
     go vet ./...
     test -z "$(gofmt -l .)"
+    go tool staticcheck ./...
 
 # Run the whole system locally on the bundled example repo.
 demo:

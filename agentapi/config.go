@@ -1,6 +1,7 @@
 package agentapi
 
 import (
+	"cmp"
 	"log/slog"
 	"time"
 )
@@ -35,22 +36,17 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	def(&c.RefreshInterval, time.Second)
-	def(&c.FlushInterval, 5*time.Second)
-	def(&c.BackoffBase, time.Minute)
-	def(&c.BackoffCap, 6*time.Hour)
-	def(&c.OfflineAfter, 5*time.Minute)
-	def(&c.OrderTimeout, 10*time.Minute)
-	def(&c.ChallengeTimeout, 2*time.Minute)
-	def(&c.ChallengePoll, 250*time.Millisecond)
+	c.RefreshInterval = cmp.Or(max(c.RefreshInterval, 0), time.Second)
+	c.FlushInterval = cmp.Or(max(c.FlushInterval, 0), 5*time.Second)
+	c.BackoffBase = cmp.Or(max(c.BackoffBase, 0), time.Minute)
+	c.BackoffCap = cmp.Or(max(c.BackoffCap, 0), 6*time.Hour)
+	c.OfflineAfter = cmp.Or(max(c.OfflineAfter, 0), 5*time.Minute)
+	c.OrderTimeout = cmp.Or(max(c.OrderTimeout, 0), 10*time.Minute)
+	c.ChallengeTimeout = cmp.Or(max(c.ChallengeTimeout, 0), 2*time.Minute)
+	c.ChallengePoll = cmp.Or(max(c.ChallengePoll, 0), 250*time.Millisecond)
 	if c.RenewalJitter <= 0 || c.RenewalJitter >= 1 {
 		c.RenewalJitter = 0.1
 	}

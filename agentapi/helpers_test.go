@@ -124,7 +124,12 @@ func (e *env) applyState(objs []*spec.Object, remove []spec.Key) {
 	}
 	e.commits++
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat(string(rune('0'+e.commits%10)), 40), Time: time.Now()}
-	if _, err := e.st.Apply(ctx, rev, reconcile.Compute(e.desired, stored), state.Status{LastAppliedRevision: rev.String()}); err != nil {
+	lease, ok, err := e.st.TryLeader(ctx) // writes of desired state are the leader's
+	if err != nil || !ok {
+		e.t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	defer lease.Release()
+	if _, err := e.st.Apply(ctx, lease.Fence(), rev, reconcile.Compute(e.desired, stored), state.Status{LastAppliedRevision: rev.String()}); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
@@ -76,7 +77,19 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storekit.Apply(t, s, state.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}, state.Status{}, st.Objects)
+	stored, err := s.StoredHashes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := state.Revision{Ref: "main", Commit: "0123456789012345678901234567890123456789"}
+	lease, ok, err := s.TryLeader(ctx) // writes of desired state are the leader's
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	defer lease.Release()
+	if _, err := s.Apply(ctx, lease.Fence(), rev, reconcile.Compute(st.Objects, stored), state.Status{}); err != nil {
+		t.Fatal(err)
+	}
 
 	now := time.Now().UTC().Truncate(time.Second)
 	notBefore, notAfter := now.Add(-130*time.Hour), now.Add(14*time.Hour) // under 10% of 144h left
@@ -100,7 +113,7 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetched, notReady := now.Add(-time.Hour), now.Add(-40*time.Minute)
-	if err := s.SetStatus(ctx, state.Status{LastFetchAt: &fetched, Conditions: []state.Condition{{
+	if err := s.SetStatus(ctx, lease.Fence(), state.Status{LastFetchAt: &fetched, Conditions: []state.Condition{{
 		Type: state.ConditionReady, Status: "False", Reason: "ValidationFailed", Message: "2 errors", LastTransitionTime: notReady,
 	}}}); err != nil {
 		t.Fatal(err)

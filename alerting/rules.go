@@ -264,7 +264,7 @@ func RenderPrometheusRule(g RuleGroups, opt PrometheusRuleOptions) ([]byte, erro
 	out, err := yaml.Marshal(PrometheusRule{
 		APIVersion: "monitoring.coreos.com/v1",
 		Kind:       "PrometheusRule",
-		Metadata:   PrometheusRuleMeta{Name: opt.Name, Namespace: opt.Namespace, Labels: opt.Labels},
+		Metadata:   PrometheusRuleMeta(opt),
 		Spec:       g,
 	})
 	if err != nil {

@@ -1,9 +1,10 @@
 // Package assign holds the business rules of who deploys what, and when:
-// which agents a certificate's deploy block selects (Selects, Index), the
-// spec hash an agent issues for (SpecHash), when a deployed certificate is
-// renewed (RenewalTime), and whether a certificate is ready across its
-// agents (Assess). It is pure: the agent API's snapshot, the read API and
-// the store's queries all decide through it, so each rule exists once.
+// the agents a certificate's deploy block selects among many (Index, which
+// applies spec.Deployment.Selects, the one targeting rule), the spec hash
+// an agent issues for (SpecHash), when a deployed certificate is renewed
+// (RenewalTime), and whether a certificate is ready across its agents
+// (Assess). It is pure: the agent API's snapshot, the read API and the
+// store's queries all decide through it or spec, so each rule exists once.
 package assign
 
 import (

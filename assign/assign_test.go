@@ -50,7 +50,7 @@ func TestTargeting(t *testing.T) {
 				for _, g := range got {
 					in = in || g == name
 				}
-				if s := assign.Selects(tt.deploy, name, labels); s != in {
+				if s := tt.deploy.Selects(name, labels); s != in {
 					t.Errorf("Selects(%s) = %v, but Targets says %v", name, s, in)
 				}
 			}

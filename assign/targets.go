@@ -6,21 +6,6 @@ import (
 	"github.com/certops/certops/spec"
 )
 
-// Selects reports whether a deploy block targets the agent with the given
-// name and labels: the agent is listed by name, or the selector's
-// matchLabels are all among its labels. A selector without matchLabels
-// selects nothing (it would otherwise select every agent).
-func Selects(d *spec.Deployment, agent string, labels map[string]string) bool {
-	if d == nil {
-		return false
-	}
-	if slices.Contains(d.Agents, agent) {
-		return true
-	}
-	sel := d.AgentSelector
-	return sel != nil && len(sel.MatchLabels) > 0 && sel.Matches(labels)
-}
-
 // Index finds the agents a deploy block targets among a set of agents,
 // without visiting every agent for a selector.
 type Index struct {
@@ -51,7 +36,7 @@ func (ix *Index) Has(agent string) bool {
 func (ix *Index) Len() int { return len(ix.labels) }
 
 // Targets lists, sorted and without duplicates, the indexed agents the
-// deploy block selects (see Selects).
+// deploy block selects (see spec.Deployment.Selects).
 func (ix *Index) Targets(d *spec.Deployment) []string {
 	if d == nil {
 		return nil
@@ -75,7 +60,7 @@ func (ix *Index) Targets(d *spec.Deployment) []string {
 	}
 	var out []string
 	for _, a := range candidates {
-		if Selects(d, a, ix.labels[a]) {
+		if d.Selects(a, ix.labels[a]) {
 			out = append(out, a)
 		}
 	}

@@ -86,6 +86,7 @@ type reconciler struct {
 	cacheDir string // the on-disk clone, when CERTOPS_BENCH_CACHEDIR is set
 	rec      *reconcile.Reconciler
 	reg      *prometheus.Registry
+	lease    *store.Lease // the reconcile lease its passes run under
 }
 
 func newReconciler(ctx context.Context, dir string, st *store.Store) (*reconciler, error) {
@@ -107,11 +108,19 @@ func newReconciler(ctx context.Context, dir string, st *store.Store) (*reconcile
 		}
 		return nil, err
 	}
+	lease, ok, err := st.TryLeader(ctx)
+	if err != nil || !ok {
+		repo.Close()
+		if cacheDir != "" {
+			os.RemoveAll(cacheDir)
+		}
+		return nil, fmt.Errorf("take the reconcile lease: ok=%v: %v", ok, err)
+	}
 	reg := prometheus.NewRegistry()
 	rec := reconcile.New(gitsource.Source{Repo: repo}, st, reconcile.ElectorOf(st.TryLeader),
 		reconcile.NewMetrics(reg), logger,
 		reconcile.Options{FullCompareInterval: 24 * time.Hour})
-	return &reconciler{repo: repo, cacheDir: cacheDir, rec: rec, reg: reg}, nil
+	return &reconciler{repo: repo, cacheDir: cacheDir, rec: rec, reg: reg, lease: lease}, nil
 }
 
 // phases are the reconcile phases of certops_reconcile_duration_seconds.
@@ -153,6 +162,7 @@ func reportPhases(b *testing.B, before, after map[string]float64) {
 }
 
 func (r *reconciler) Close() {
+	r.lease.Release()
 	r.repo.Close()
 	if r.cacheDir != "" {
 		os.RemoveAll(r.cacheDir)
@@ -163,7 +173,7 @@ func (r *reconciler) Close() {
 // is want.
 func (r *reconciler) mustReconcile(ctx context.Context, b *testing.B, want state.Result) state.Outcome {
 	b.Helper()
-	out := r.rec.ReconcileOnce(ctx)
+	out := r.rec.ReconcileOnce(ctx, r.lease)
 	if out.Result != want {
 		b.Fatalf("reconcile: got %s (err %v, %d validation errors), want %s", out.Result, out.Err, len(out.Errors), want)
 	}

@@ -101,8 +101,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Repo, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.URL == "" {
-		return nil, errors.New("gitsource: repository URL is empty")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	base, err := cleanBase(cfg.Path)
 	if err != nil {
@@ -140,6 +140,30 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Repo, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// check checks what can be checked without the network: the URL, the path,
+// the credentials and the CA bundle.
+func (cfg Config) check() error {
+	if cfg.URL == "" {
+		return errors.New("gitsource: repository URL is empty")
+	}
+	if _, err := cleanBase(cfg.Path); err != nil {
+		return err
+	}
+	ep, err := transport.NewEndpoint(normalizeURL(cfg.URL))
+	if err != nil {
+		return fmt.Errorf("gitsource: parse repository URL: %w", err)
+	}
+	if _, err := cfg.Auth.method(ep); err != nil {
+		return fmt.Errorf("gitsource: %s: %w", redact(ep), err)
+	}
+	if cfg.CABundleFile != "" {
+		if _, err := os.Stat(cfg.CABundleFile); err != nil {
+			return fmt.Errorf("gitsource: CA bundle: %w", err)
+		}
+	}
+	return nil
 }
 
 // OpenLocal opens an existing repository in dir (a work tree, a directory

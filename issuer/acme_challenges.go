@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +24,8 @@ import (
 	legoexec "github.com/go-acme/lego/v5/providers/dns/exec"
 	"github.com/go-acme/lego/v5/providers/dns/httpreq"
 	"github.com/go-acme/lego/v5/providers/dns/pdns"
+
+	"github.com/certops/certops/spec"
 )
 
 // ---- http-01 ----
@@ -160,12 +161,6 @@ func parseWait(s string) (time.Duration, error) {
 
 // ---- dns-01 via lego DNS providers ----
 
-// DNSProviders are the lego DNS providers an Issuer may name in
-// spec.acme.challenge.dns01.provider.
-func DNSProviders() []string {
-	return []string{"acmedns", "cloudflare", "exec", "httpreq", "pdns"}
-}
-
 // propagationWaitKey in an env file replaces lego's nameserver check by a
 // fixed wait (for split-horizon DNS, or a test server).
 const propagationWaitKey = "CERTOPS_PROPAGATION_WAIT"
@@ -175,8 +170,9 @@ const propagationWaitKey = "CERTOPS_PROPAGATION_WAIT"
 // CLOUDFLARE_DNS_API_TOKEN). The values go into the provider's Config:
 // the process environment is neither read nor changed.
 func newDNSProvider(name, envFile string) (challenge.Provider, time.Duration, error) {
-	if !slices.Contains(DNSProviders(), name) {
-		return nil, 0, fmt.Errorf("dns01.provider: unknown DNS provider %q (supported: %s)", name, strings.Join(DNSProviders(), ", "))
+	construct, ok := dnsProviders[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("dns01.provider: unknown DNS provider %q (supported: %s)", name, strings.Join(spec.DNSProviders, ", "))
 	}
 	env := envValues{}
 	if envFile != "" {
@@ -189,36 +185,49 @@ func newDNSProvider(name, envFile string) (challenge.Provider, time.Duration, er
 	if err != nil {
 		return nil, 0, fmt.Errorf("dns01.envFile: %s: %w", propagationWaitKey, err)
 	}
-	var p challenge.Provider
-	switch name {
-	case "exec":
-		p, err = legoexec.NewDNSProviderConfig(&legoexec.Config{
-			Program:            env.required("EXEC_PATH", &err),
-			Mode:               env["EXEC_MODE"],
-			PropagationTimeout: env.seconds("EXEC_PROPAGATION_TIMEOUT", dns01.DefaultPropagationTimeout, &err),
-			PollingInterval:    env.seconds("EXEC_POLLING_INTERVAL", dns01.DefaultPollingInterval, &err),
-			SequenceInterval:   env.seconds("EXEC_SEQUENCE_INTERVAL", dns01.DefaultPropagationTimeout, &err),
-		})
-	case "httpreq":
-		p, err = newHTTPReq(env)
-	case "pdns":
-		p, err = newPDNS(env)
-	case "acmedns":
-		cfg := &acmedns.Config{APIBase: env.required("ACME_DNS_API_BASE", &err),
-			StoragePath: env["ACME_DNS_STORAGE_PATH"], StorageBaseURL: env["ACME_DNS_STORAGE_BASE_URL"]}
-		if v := env["ACME_DNS_ALLOWLIST"]; v != "" {
-			cfg.AllowList = strings.Split(v, ",")
-		}
-		if err == nil {
-			p, err = acmedns.NewDNSProviderConfig(cfg)
-		}
-	case "cloudflare":
-		p, err = newCloudflare(env)
-	}
+	p, err := construct(env)
 	if err != nil {
 		return nil, 0, fmt.Errorf("dns01 provider %s: %w", name, err)
 	}
 	return p, wait, nil
+}
+
+// dnsProviders holds a constructor for every name of spec.DNSProviders, the
+// list validation accepts, and for no other.
+var dnsProviders = map[string]func(envValues) (challenge.Provider, error){
+	"acmedns":    newACMEDNS,
+	"cloudflare": newCloudflare,
+	"exec":       newExec,
+	"httpreq":    newHTTPReq,
+	"pdns":       newPDNS,
+}
+
+func newExec(env envValues) (challenge.Provider, error) {
+	var err error
+	cfg := &legoexec.Config{
+		Program:            env.required("EXEC_PATH", &err),
+		Mode:               env["EXEC_MODE"],
+		PropagationTimeout: env.seconds("EXEC_PROPAGATION_TIMEOUT", dns01.DefaultPropagationTimeout, &err),
+		PollingInterval:    env.seconds("EXEC_POLLING_INTERVAL", dns01.DefaultPollingInterval, &err),
+		SequenceInterval:   env.seconds("EXEC_SEQUENCE_INTERVAL", dns01.DefaultPropagationTimeout, &err),
+	}
+	if err != nil {
+		return nil, err
+	}
+	return legoexec.NewDNSProviderConfig(cfg)
+}
+
+func newACMEDNS(env envValues) (challenge.Provider, error) {
+	var err error
+	cfg := &acmedns.Config{APIBase: env.required("ACME_DNS_API_BASE", &err),
+		StoragePath: env["ACME_DNS_STORAGE_PATH"], StorageBaseURL: env["ACME_DNS_STORAGE_BASE_URL"]}
+	if v := env["ACME_DNS_ALLOWLIST"]; v != "" {
+		cfg.AllowList = strings.Split(v, ",")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return acmedns.NewDNSProviderConfig(cfg)
 }
 
 func newHTTPReq(env envValues) (challenge.Provider, error) {

@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -345,5 +347,20 @@ func TestACMESetupFailure(t *testing.T) {
 	}
 	if _, err := r.Signer("down"); failure.KindOf(err) != failure.Unavailable {
 		t.Errorf("Signer right after a failed setup: %v, want unavailable", err)
+	}
+}
+
+// TestDNSProvidersMatchSpec checks that validation accepts exactly the DNS
+// providers compiled in: every name spec lists has a constructor, and
+// every constructor is listed.
+func TestDNSProvidersMatchSpec(t *testing.T) {
+	var got []string
+	for name := range dnsProviders {
+		got = append(got, name)
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(spec.DNSProviders))
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("constructors (-got) vs spec.DNSProviders (+want):\n%s", diff)
 	}
 }

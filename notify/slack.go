@@ -22,9 +22,11 @@ type SlackPayload struct {
 func (n *Notifier) sendSlack(ctx context.Context, c *spec.SlackChannel, m Message) error {
 	raw, err := secret.ReadFile(c.WebhookURLFile)
 	if err != nil {
+		//lint:ignore ST1005 "Slack" is a proper noun, which Go error style leaves capitalized
 		return fmt.Errorf("Slack webhook URL: %w", err)
 	}
 	if !allowedURL(raw) {
+		//lint:ignore ST1005 "Slack" is a proper noun, which Go error style leaves capitalized
 		return fmt.Errorf("Slack webhook URL: %s does not hold an https URL (http only for loopback hosts)", c.WebhookURLFile)
 	}
 	body, err := json.Marshal(SlackPayload{Text: slackText(m), Channel: c.Channel})

@@ -86,7 +86,7 @@ func (s *fakeStore) ContentHashes(context.Context) (map[spec.Key]string, int, er
 	return maps.Clone(s.hashes), 0, nil
 }
 
-func (s *fakeStore) Apply(_ context.Context, _ state.Revision, plan state.Plan, st state.Status) (int64, error) {
+func (s *fakeStore) Apply(_ context.Context, _ state.Fence, _ state.Revision, plan state.Plan, st state.Status) (int64, error) {
 	if s.failApply != nil {
 		return 0, s.failApply
 	}
@@ -97,7 +97,7 @@ func (s *fakeStore) Apply(_ context.Context, _ state.Revision, plan state.Plan, 
 	return int64(len(s.records)), nil
 }
 
-func (s *fakeStore) RecordAttempt(_ context.Context, _ state.Revision, o state.RevisionOutcome, _ spec.ErrorList, st state.Status) (int64, error) {
+func (s *fakeStore) RecordAttempt(_ context.Context, _ state.Fence, _ state.Revision, o state.RevisionOutcome, _ spec.ErrorList, st state.Status) (int64, error) {
 	if s.failRecord != nil {
 		return 0, s.failRecord
 	}
@@ -106,7 +106,7 @@ func (s *fakeStore) RecordAttempt(_ context.Context, _ state.Revision, o state.R
 	return int64(len(s.records)), nil
 }
 
-func (s *fakeStore) SetStatus(_ context.Context, st state.Status) error {
+func (s *fakeStore) SetStatus(_ context.Context, _ state.Fence, st state.Status) error {
 	s.statusSaves++
 	s.status = st
 	return nil
@@ -119,25 +119,43 @@ func (s *fakeStore) Status(context.Context) (state.Status, error) {
 	return s.status, nil
 }
 
-type fakeLease struct{}
+// fakeLease is a lease that lasts until lose is called.
+type fakeLease struct {
+	epoch int64
+	done  chan struct{}
+}
 
-func (fakeLease) Done() <-chan struct{} { return nil }
-func (fakeLease) Release()              {}
+func newFakeLease(epoch int64) *fakeLease { return &fakeLease{epoch: epoch, done: make(chan struct{})} }
+
+func (l *fakeLease) Done() <-chan struct{} { return l.done }
+func (l *fakeLease) Release()              {}
+func (l *fakeLease) Fence() state.Fence    { return state.Fence{Holder: "fake", Epoch: l.epoch} }
+func (l *fakeLease) lose()                 { close(l.done) }
 
 type fakeElector struct{}
 
 func (fakeElector) TryLeader(context.Context) (reconcile.Lease, bool, error) {
-	return fakeLease{}, true, nil
+	return newFakeLease(1), true, nil
 }
 
-func newFake(t *testing.T, files map[string]string) (*reconcile.Reconciler, *fakeSource, *fakeStore) {
+// fakeRun is a reconciler over fakes, reconciling under one lease.
+type fakeRun struct {
+	rec   *reconcile.Reconciler
+	lease *fakeLease
+}
+
+func (f fakeRun) ReconcileOnce(ctx context.Context) state.Outcome {
+	return f.rec.ReconcileOnce(ctx, f.lease)
+}
+
+func newFake(t *testing.T, files map[string]string) (fakeRun, *fakeSource, *fakeStore) {
 	t.Helper()
 	src, st := &fakeSource{}, &fakeStore{}
 	src.commit("c1", files)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	rec := reconcile.New(src, st, fakeElector{}, reconcile.NewMetrics(prometheus.NewRegistry()),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: func() time.Time { return now }})
-	return rec, src, st
+	return fakeRun{rec: rec, lease: newFakeLease(1)}, src, st
 }
 
 func readyCondition(t *testing.T, st state.Status) state.Condition {
@@ -249,6 +267,31 @@ func TestFakeOutcomesAreSorted(t *testing.T) {
 		out := rec.ReconcileOnce(ctx)
 		if out.Result != state.ResultTransient || st.statusSaves != 0 || st.status.LastAppliedRevision != "main@sha1:c0" {
 			t.Fatalf("got %s, %d status saves, status %+v; want transient and the stored status untouched", out.Result, st.statusSaves, st.status)
+		}
+	})
+	t.Run("a lost lease ends the pass and starts a new term", func(t *testing.T) {
+		run, src, st := newFake(t, baseFiles())
+		if out := run.ReconcileOnce(ctx); out.Result != state.ResultSuccess {
+			t.Fatalf("first: got %s, want success", out.Result)
+		}
+		run.lease.lose()
+		files := baseFiles()
+		files["certs/b.yaml"] = certYAML("wiki", "wiki.example.com")
+		src.commit("c2", files)
+		saves, applies := st.statusSaves, st.applies
+		out := run.ReconcileOnce(ctx)
+		if out.Result != state.ResultTransient || out.Reason != state.ReasonLeaseLost || !errors.Is(out.Err, state.ErrFenced) {
+			t.Fatalf("after losing the lease: got %s %s %v, want transient LeaseLost", out.Result, out.Reason, out.Err)
+		}
+		if st.statusSaves != saves || st.applies != applies {
+			t.Errorf("a pass without the lease wrote: %d status saves, %d applies", st.statusSaves-saves, st.applies-applies)
+		}
+		// Another replica changed the store meanwhile: the next term reads it again.
+		delete(st.hashes, spec.Key{Kind: spec.KindCertificate, Name: "blog"})
+		run.lease = newFakeLease(2)
+		out = run.ReconcileOnce(ctx)
+		if out.Result != state.ResultSuccess || len(out.Plan.Changes) != 2 {
+			t.Fatalf("new term: got %s with %d changes, want success creating wiki and blog again", out.Result, len(out.Plan.Changes))
 		}
 	})
 }

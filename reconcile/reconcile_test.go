@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ kind: Agent
 metadata: {name: %s, labels: {role: web}}
 spec:
   tokenSHA256: %s
-`, name, strings.Repeat("ab", 32))
+`, name, spec.HashBytes([]byte("token-"+name))) // one token per agent
 }
 
 func certYAML(name, host string) string {
@@ -122,8 +123,36 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 
 func (h *harness) once() state.Outcome {
 	h.t.Helper()
-	return h.rec.ReconcileOnce(context.Background())
+	return h.rec.ReconcileOnce(context.Background(), lead(h.t, h.store))
 }
+
+// lead takes the reconcile lease for st (once per store, released when the
+// test ends): the passes of a test run as its holder.
+func lead(t *testing.T, st *store.Store) *store.Lease {
+	t.Helper()
+	leasesMu.Lock()
+	defer leasesMu.Unlock()
+	if l, ok := leases[st]; ok {
+		return l
+	}
+	l, ok, err := st.TryLeader(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v; want leadership", ok, err)
+	}
+	leases[st] = l
+	t.Cleanup(func() {
+		l.Release()
+		leasesMu.Lock()
+		delete(leases, st)
+		leasesMu.Unlock()
+	})
+	return l
+}
+
+var (
+	leasesMu sync.Mutex
+	leases   = map[*store.Store]*store.Lease{}
+)
 
 // names returns "Kind/name" of every stored object, sorted.
 func (h *harness) names() []string {
@@ -690,7 +719,7 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 	st := &statusFailsOnce{Store: h.store}
 	rec := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, st, reconcile.ElectorOf(h.store.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
 		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now, FullCompareInterval: time.Hour})
-	if out := rec.ReconcileOnce(context.Background()); out.Result != "transient" {
+	if out := rec.ReconcileOnce(context.Background(), lead(t, h.store)); out.Result != "transient" {
 		t.Fatalf("status unreadable: got %s, want transient", out.Result)
 	}
 	after := h.status()
@@ -701,11 +730,59 @@ func TestStatusReadFailureAtTermStart(t *testing.T) {
 	if got := h.revisionCount(); got != revs {
 		t.Errorf("a failed status read recorded %d revisions, want 0", got-revs)
 	}
-	out := rec.ReconcileOnce(context.Background())
+	out := rec.ReconcileOnce(context.Background(), lead(t, h.store))
 	if out.Result != "success" || !out.Plan.Empty() {
 		t.Fatalf("retry: got %s with %d changes, want success with none", out.Result, len(out.Plan.Changes))
 	}
 	if got := h.revisionCount(); got != revs {
 		t.Errorf("the retry recorded %d revisions, want 0", got-revs)
+	}
+}
+
+// TestBlockedApplyIsTransient: an orphaned transaction holding the apply
+// lock makes the apply wait; while it waits the status says Reconciling, and
+// the lock timeout turns it into a transient ApplyFailed instead of a hang.
+// Once the orphan is gone the revision applies.
+func TestBlockedApplyIsTransient(t *testing.T) {
+	h := newHarness(t, baseFiles())
+	st, err := store.OpenWith(context.Background(), h.dbURL, store.Options{LockTimeout: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	orphan, err := pgx.Connect(context.Background(), h.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphan.Close(context.Background())
+	tx, err := orphan.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), "SELECT pg_advisory_xact_lock($1)", int64(0x63657274_6f707303)); err != nil {
+		t.Fatal(err)
+	}
+	repo := mustRepo(t, h.repo.dir)
+	rec := reconcile.New(gitsource.Source{Repo: repo}, st, reconcile.ElectorOf(st.TryLeader), reconcile.NewMetrics(prometheus.NewRegistry()),
+		slog.New(slog.DiscardHandler), reconcile.Options{Now: h.clock.Now})
+	lease := lead(t, st)
+	done := make(chan state.Outcome, 1)
+	go func() { done <- rec.ReconcileOnce(context.Background(), lease) }()
+	testkit.WaitFor(t, 10*time.Second, "Reconciling=True while the apply waits", func() bool {
+		c := condition(h.status(), state.ConditionReconciling)
+		return c.Status == state.True && c.Reason == state.ReasonProgressing
+	})
+	out := <-done
+	if out.Result != state.ResultTransient || out.Reason != state.ReasonApplyFailed || !strings.Contains(out.Message, "lock timeout") {
+		t.Fatalf("blocked apply: got %s %s %q, want transient ApplyFailed naming the lock timeout", out.Result, out.Reason, out.Message)
+	}
+	if c := condition(h.status(), state.ConditionReady); c.Status != state.False || c.Reason != state.ReasonApplyFailed {
+		t.Errorf("Ready after the blocked apply: %+v, want False/ApplyFailed", c)
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out := rec.ReconcileOnce(context.Background(), lease); out.Result != state.ResultSuccess {
+		t.Fatalf("after the orphan ended: got %s %v, want success", out.Result, out.Err)
 	}
 }

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,9 +32,11 @@ type Source interface {
 type Store interface {
 	StoredHashes(ctx context.Context) (map[spec.Key]string, error)
 	ContentHashes(ctx context.Context) (hashes map[spec.Key]string, drifted int, err error)
-	Apply(ctx context.Context, rev state.Revision, plan state.Plan, status state.Status) (int64, error)
-	RecordAttempt(ctx context.Context, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error)
-	SetStatus(ctx context.Context, status state.Status) error
+	// The writes carry the fence of the lease they are made under, and fail
+	// with state.ErrFenced (changing nothing) once it is no longer current.
+	Apply(ctx context.Context, fence state.Fence, rev state.Revision, plan state.Plan, status state.Status) (int64, error)
+	RecordAttempt(ctx context.Context, fence state.Fence, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error)
+	SetStatus(ctx context.Context, fence state.Fence, status state.Status) error
 	Status(ctx context.Context) (state.Status, error)
 }
 
@@ -41,6 +44,7 @@ type Store interface {
 type Lease interface {
 	Done() <-chan struct{} // closed when the lease is lost
 	Release()
+	Fence() state.Fence // the term's fencing token, carried by every write
 }
 
 // Elector hands out the reconcile lease to at most one replica at a time.
@@ -78,23 +82,18 @@ type Options struct {
 	FullCompareInterval time.Duration // drift check against the database (default 10m)
 	RetryMin            time.Duration // first backoff after a transient failure (default 1s)
 	RetryMax            time.Duration // backoff cap (default 5m)
-	LeaderRetry         time.Duration // how often a follower tries for the lease (default 5s)
+	LeaderRetry         time.Duration // how often a follower tries for the lease (default 2s)
 	PruneGuard          PruneGuard
 	Now                 func() time.Time
 	Rand                func() float64 // in [0,1); for jitter
 }
 
 func (o Options) withDefaults() Options {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.Interval, time.Minute)
-	def(&o.FullCompareInterval, 10*time.Minute)
-	def(&o.RetryMin, time.Second)
-	def(&o.RetryMax, 5*time.Minute)
-	def(&o.LeaderRetry, 5*time.Second)
+	o.Interval = cmp.Or(max(o.Interval, 0), time.Minute)
+	o.FullCompareInterval = cmp.Or(max(o.FullCompareInterval, 0), 10*time.Minute)
+	o.RetryMin = cmp.Or(max(o.RetryMin, 0), time.Second)
+	o.RetryMax = cmp.Or(max(o.RetryMax, 0), 5*time.Minute)
+	o.LeaderRetry = cmp.Or(max(o.LeaderRetry, 0), 2*time.Second)
 	if o.Jitter <= 0 {
 		o.Jitter = 0.1
 	}
@@ -119,6 +118,7 @@ type Reconciler struct {
 	wake    chan struct{}
 
 	// State of the current leadership term.
+	fence        state.Fence // the term's lease
 	started      bool
 	loader       Loader
 	stored       map[spec.Key]string // hashes in the store; nil = unknown
@@ -167,12 +167,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// lead runs the reconcile loop for one leadership term.
+// lead runs the reconcile loop for one leadership term. Its work is tied to
+// the lease: the pass in progress is cancelled when the lease is lost, and no
+// pass starts without it.
 func (r *Reconciler) lead(ctx context.Context, lease Lease) {
-	r.started, r.failures = false, 0
+	r.failures = 0
 	for {
-		out := r.ReconcileOnce(ctx)
-		if ctx.Err() != nil {
+		out := r.ReconcileOnce(ctx, lease)
+		if ctx.Err() != nil || out.Reason == state.ReasonLeaseLost {
 			return
 		}
 		delay := r.nextDelay(out)
@@ -223,12 +225,43 @@ func (r *Reconciler) jitter(d time.Duration) time.Duration {
 }
 
 // ReconcileOnce fetches the head, and when it is new (or a drift check is
-// due) loads, validates, plans and applies it. It never panics on bad input:
-// every failure is sorted into stalled or transient, and finalize turns the
-// result into status, history, metrics, logs and events.
-func (r *Reconciler) ReconcileOnce(ctx context.Context) state.Outcome {
-	p, err := r.attempt(ctx)
+// due) loads, validates, plans and applies it, as the holder of lease: a
+// lease of a new term starts the term (every cache is read again), and the
+// pass ends when the lease does. It never panics on bad input: every failure
+// is sorted into stalled or transient, and finalize turns the result into
+// status, history, metrics, logs and events.
+func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outcome {
+	if f := lease.Fence(); f != r.fence || !r.started {
+		r.fence, r.started = f, false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-lease.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var p pass
+	err := leaseLost(lease)
+	if err == nil {
+		p, err = r.attempt(ctx)
+	}
+	if err != nil && leaseLost(lease) != nil {
+		err = fmt.Errorf("%w: %w", state.ErrFenced, err)
+	}
 	return r.finalize(ctx, p, err)
+}
+
+// leaseLost is state.ErrFenced once the lease has ended.
+func leaseLost(lease Lease) error {
+	select {
+	case <-lease.Done():
+		return state.ErrFenced
+	default:
+		return nil
+	}
 }
 
 // pass is what one attempt got to: the head it read and, when it applied
@@ -314,7 +347,10 @@ func (r *Reconciler) attempt(ctx context.Context) (pass, error) {
 	next := r.status.Clone()
 	next.MarkApplied(head, now)
 	if !plan.Empty() || r.status.LastAppliedRevision != head.String() {
-		if _, err := r.store.Apply(ctx, head, plan, next); err != nil {
+		r.status.SetCondition(state.ConditionReconciling, state.True, state.ReasonProgressing,
+			fmt.Sprintf("Applying revision %s (%d changes)", head, len(plan.Changes)), now)
+		r.saveStatus(ctx)
+		if _, err := r.store.Apply(ctx, r.fence, head, plan, next); err != nil {
 			r.stored = nil
 			return p, transient(state.ReasonApplyFailed, "apply: %w", err)
 		}
@@ -335,6 +371,12 @@ func (r *Reconciler) finalize(ctx context.Context, p pass, err error) state.Outc
 	var stalled *StalledError
 	var tr *TransientError
 	switch {
+	case errors.Is(err, state.ErrFenced):
+		// Another replica leads now: nothing of this pass may be written,
+		// and the next term starts from what is stored.
+		out.Result, out.Reason, out.Message, out.Err = state.ResultTransient, state.ReasonLeaseLost, err.Error(), err
+		r.started = false
+		r.log.Warn("lost reconcile lease; this pass wrote nothing more", "revision", p.head.String(), "err", err)
 	case errors.As(err, &stalled) && p.repeat:
 		out.Result, out.Repeat = state.ResultStalled, true
 		out.Reason, out.Message, out.Errors = stalled.Reason, stalled.Message, stalled.Errors
@@ -383,7 +425,10 @@ func (r *Reconciler) refused(ctx context.Context, head state.Revision, e *Stalle
 		r.m.pruneBlocked.Inc()
 	}
 	r.status.MarkRefused(head, e.Reason, e.Message, e.Errors, now)
-	if _, err := r.store.RecordAttempt(ctx, head, e.Outcome, e.Errors, r.status); err != nil {
+	if _, err := r.store.RecordAttempt(ctx, r.fence, head, e.Outcome, e.Errors, r.status); err != nil {
+		if errors.Is(err, state.ErrFenced) {
+			return r.finalize(ctx, pass{head: head}, err)
+		}
 		return r.retry(ctx, head, transient(state.ReasonStoreUnavailable, "record refused revision: %w", err), now)
 	}
 	r.stalled, r.stalledAt = e, head.Commit
@@ -409,7 +454,7 @@ func (r *Reconciler) retry(ctx context.Context, head state.Revision, e *Transien
 	r.saveStatus(ctx)
 	if e.Reason == state.ReasonApplyFailed && r.failedCommit != head.Commit {
 		errs := spec.ErrorList{{Message: e.Error()}}
-		if _, err := r.store.RecordAttempt(ctx, head, state.OutcomeFailed, errs, r.status); err == nil {
+		if _, err := r.store.RecordAttempt(ctx, r.fence, head, state.OutcomeFailed, errs, r.status); err == nil {
 			r.failedCommit = head.Commit
 		}
 	}
@@ -498,7 +543,7 @@ func (r *Reconciler) storedState(ctx context.Context, full bool) (map[spec.Key]s
 }
 
 func (r *Reconciler) saveStatus(ctx context.Context) {
-	if err := r.store.SetStatus(ctx, r.status); err != nil && !errors.Is(err, context.Canceled) {
+	if err := r.store.SetStatus(ctx, r.fence, r.status); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, state.ErrFenced) {
 		r.log.Warn("save status", "err", err)
 	}
 }

@@ -84,9 +84,13 @@ func (sel *LabelSelector) Matches(labels map[string]string) bool {
 	return true
 }
 
-// Targets reports whether the deployment includes an agent with this name
-// and labels: listed in agents or matched by agentSelector.
-func (d *Deployment) Targets(agent string, labels map[string]string) bool {
+// Selects is the one rule for which agents get a certificate: it reports
+// whether the deploy block targets the agent with this name and labels —
+// the agent is listed in agents, or agentSelector's matchLabels are all
+// among its labels. A selector without matchLabels selects nothing (it
+// would otherwise select every agent), and a nil deploy block selects no
+// agent.
+func (d *Deployment) Selects(agent string, labels map[string]string) bool {
 	if d == nil {
 		return false
 	}

@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// FuzzParseFile checks that no input makes ParseFile panic, that every error
+// FuzzParseFile checks that no input makes ParseFile or Validate (over the
+// objects of the file, as a revision of its own) panic, that every error
 // names the file and a non-negative line, and that hashes are deterministic.
 func FuzzParseFile(f *testing.F) {
 	for _, dir := range []string{"testdata/valid", "testdata/invalid"} {
@@ -23,7 +24,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Add([]byte("---\n---\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, errs := ParseFile("fuzz.yaml", data)
-		for _, e := range errs {
+		for _, e := range append(Validate(objs), errs...) {
 			if e.File != "fuzz.yaml" || e.Line < 0 {
 				t.Fatalf("bad error position: %#v", e)
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,6 +84,11 @@ func (c *checker) issuer(s *IssuerSpec) {
 	}
 }
 
+// DNSProviders are the lego DNS providers compiled into certops, the names
+// spec.acme.challenge.dns01.provider accepts. Package issuer holds their
+// constructors, one per name.
+var DNSProviders = []string{"acmedns", "cloudflare", "exec", "httpreq", "pdns"}
+
 func (c *checker) dns01(path string, d *DNS01Challenge) {
 	scripts := d.PresentScript != "" || d.CleanupScript != "" || d.PropagationWait != ""
 	provider := d.Provider != "" || d.EnvFile != ""
@@ -100,16 +106,24 @@ func (c *checker) dns01(path string, d *DNS01Challenge) {
 	default:
 		if d.Provider == "" {
 			c.errorf(path+".provider", "required with envFile")
-		} else if !isToken(d.Provider) {
-			c.errorf(path+".provider", "%q is not a valid DNS provider name", d.Provider)
+		} else if !slices.Contains(DNSProviders, d.Provider) {
+			c.errorf(path+".provider", "%q is not a DNS provider compiled into certops (want one of %s)", d.Provider, strings.Join(DNSProviders, ", "))
 		}
 		c.absPath(path+".envFile", d.EnvFile)
 	}
 }
 
+// emptySHA256 is the SHA-256 of the empty string: what hashing an empty
+// token file gives.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 func (c *checker) agent(s *AgentSpec) {
-	if s.TokenSHA256 != "" && !isLowerHex64(s.TokenSHA256) {
+	switch {
+	case s.TokenSHA256 == "":
+	case !isLowerHex64(s.TokenSHA256):
 		c.errorf("spec.tokenSHA256", "must be exactly 64 lowercase hex digits (the SHA-256 of the agent's token), got %d characters %q", len(s.TokenSHA256), s.TokenSHA256)
+	case s.TokenSHA256 == emptySHA256:
+		c.errorf("spec.tokenSHA256", "is the SHA-256 of the empty string, so the token it was made from was empty (an empty token file?); hash the real token")
 	}
 }
 
@@ -140,8 +154,8 @@ func (c *checker) certificate(s *CertificateSpec) {
 		path := fmt.Sprintf("spec.dnsNames[%d]", i)
 		if _, err := netip.ParseAddr(n); err == nil {
 			c.errorf(path, "%q is an IP address; list it under ipAddresses", n)
-		} else if !isDNSName(n, true) {
-			c.errorf(path, "%q is not a valid DNS name", n)
+		} else if msg := dnsNameProblem(n, true); msg != "" {
+			c.errorf(path, "%q is not a valid DNS name: %s", n, msg)
 		}
 		c.unique(seen, path, "spec.dnsNames", strings.ToLower(n), i)
 	}
@@ -166,8 +180,16 @@ func (c *checker) certificate(s *CertificateSpec) {
 	c.lifetime(s)
 	c.privateKey(&s.PrivateKey)
 	for i, u := range s.Usages {
-		if canonicalUsage(u) == "" {
-			c.errorf(fmt.Sprintf("spec.usages[%d]", i), "%q is not a known usage (e.g. \"digital signature\", \"key encipherment\", \"server auth\", \"client auth\")", u)
+		path := fmt.Sprintf("spec.usages[%d]", i)
+		switch canonical := canonicalUsage(u); canonical {
+		case "":
+			c.errorf(path, "%q is not a known usage (e.g. \"digital signature\", \"key encipherment\", \"server auth\", \"client auth\")", u)
+		case "cert sign", "crl sign":
+			c.errorf(path, "%q is for CA certificates; certops issues leaf certificates, which must not carry it (RFC 5280, 4.2.1.3)", u)
+		default:
+			if why := usageKeyConflict(canonical, s.PrivateKey.Algorithm); why != "" {
+				c.errorf(path, "%q %s", u, why)
+			}
 		}
 	}
 	if sub := s.Subject; sub != nil {
@@ -182,6 +204,24 @@ func (c *checker) certificate(s *CertificateSpec) {
 	}
 }
 
+// usageKeyConflict says why a (canonical) key usage contradicts a private
+// key algorithm, or returns "". ECDSA and Ed25519 keys sign; they cannot
+// encipher, and Ed25519 keys cannot agree keys either.
+func usageKeyConflict(usage, algorithm string) string {
+	switch algorithm {
+	case "", AlgorithmECDSA:
+		if usage == "key encipherment" || usage == "data encipherment" {
+			return "contradicts the ECDSA key, which cannot encipher (RFC 8813); use \"digital signature\""
+		}
+	case AlgorithmEd25519:
+		switch usage {
+		case "key encipherment", "data encipherment", "key agreement", "encipher only", "decipher only":
+			return "contradicts the Ed25519 key, which can only sign (RFC 8410, section 5); use \"digital signature\""
+		}
+	}
+	return ""
+}
+
 // unique reports a repeated entry of a list; seen maps keys to indexes.
 func (c *checker) unique(seen map[string]int, path, list, key string, i int) {
 	if j, dup := seen[key]; dup {
@@ -192,8 +232,9 @@ func (c *checker) unique(seen map[string]int, path, list, key string, i int) {
 }
 
 func (c *checker) lifetime(s *CertificateSpec) {
-	duration := DefaultDuration
+	duration, written := DefaultDuration, "the default duration 2160h"
 	if s.Duration != "" {
+		written = "the duration " + s.Duration
 		d, msg := parsePositiveDuration(s.Duration)
 		if msg != "" {
 			c.errorf("spec.duration", "%q %s", s.Duration, msg)
@@ -214,7 +255,7 @@ func (c *checker) lifetime(s *CertificateSpec) {
 		case msg != "":
 			c.errorf("spec.renewBefore", "%q %s", s.RenewBefore, msg)
 		case rb >= duration:
-			c.errorf("spec.renewBefore", "%s must be shorter than the duration %s", s.RenewBefore, duration)
+			c.errorf("spec.renewBefore", "%s must be shorter than %s", s.RenewBefore, written)
 		}
 	}
 }
@@ -259,15 +300,19 @@ func (c *checker) deploy(d *Deployment) {
 		c.labels(path+".agentSelector.matchLabels", d.AgentSelector.MatchLabels, true)
 	}
 	c.deployFiles(&d.Files)
-	if d.Reload != nil && (len(d.Reload) == 0 || d.Reload[0] == "") {
+	switch {
+	case d.Reload != nil && (len(d.Reload) == 0 || d.Reload[0] == ""):
 		c.errorf(path+".reload", "must be a non-empty argv list whose first element is the command")
+	case len(d.Reload) > 0 && strings.ContainsAny(d.Reload[0], " \t\n"):
+		split := append(strings.Fields(d.Reload[0]), d.Reload[1:]...)
+		c.errorf(path+".reload[0]", "%q is a whole command line in one element, but reload is an argv list run without a shell, so no program of that name exists; write %s", d.Reload[0], flowList(split))
 	}
 	if v := d.Verify; v != nil {
 		if msg := hostPortProblem(v.Address); v.Address != "" && msg != "" {
 			c.errorf(path+".verify.address", "%q %s", v.Address, msg)
 		}
-		if v.ServerName != "" && !isDNSName(v.ServerName, false) {
-			c.errorf(path+".verify.serverName", "%q is not a valid DNS name", v.ServerName)
+		if msg := dnsNameProblem(v.ServerName, false); v.ServerName != "" && msg != "" {
+			c.errorf(path+".verify.serverName", "%q is not a valid DNS name: %s", v.ServerName, msg)
 		}
 	}
 }
@@ -311,6 +356,7 @@ func (c *checker) alertPolicy(s *AlertPolicySpec) {
 		if e.Warning == nil && e.Critical == nil {
 			c.errorf("spec.certificateExpiring", "at least one of warning or critical is required")
 		}
+		c.expiryOrder(e)
 	}
 	for _, d := range []struct{ path, value string }{
 		{"spec.renewalOverdueAfter", s.RenewalOverdueAfter},
@@ -353,10 +399,33 @@ func (c *checker) expiryThreshold(path string, t *ExpiryThreshold) {
 		c.errorf(path, "at least one of remaining or remainingFraction is required")
 	}
 	c.duration(path+".remaining", t.Remaining)
-	if f := t.RemainingFraction; f != nil && (*f <= 0 || *f >= 1) {
+	if f := t.RemainingFraction; f != nil && !fractionInRange(*f) {
 		c.errorf(path+".remainingFraction", "%v is out of range (0, 1)", *f)
 	}
 }
+
+// expiryOrder checks that the warning threshold lies before the critical
+// one in each form both set: a warning at or below the critical threshold
+// can never fire before the critical alert.
+func (c *checker) expiryOrder(e *ExpiryThresholds) {
+	w, cr := e.Warning, e.Critical
+	if w == nil || cr == nil {
+		return
+	}
+	const path = "spec.certificateExpiring.warning"
+	if w.Remaining != "" && cr.Remaining != "" {
+		wd, wmsg := parsePositiveDuration(w.Remaining)
+		cd, cmsg := parsePositiveDuration(cr.Remaining)
+		if wmsg == "" && cmsg == "" && wd <= cd {
+			c.errorf(path+".remaining", "%s is not longer than critical.remaining %s, so the warning can never fire before the critical alert", w.Remaining, cr.Remaining)
+		}
+	}
+	if wf, cf := w.RemainingFraction, cr.RemainingFraction; wf != nil && cf != nil && fractionInRange(*wf) && fractionInRange(*cf) && *wf <= *cf {
+		c.errorf(path+".remainingFraction", "%v is not larger than critical.remainingFraction %v, so the warning can never fire before the critical alert", *wf, *cf)
+	}
+}
+
+func fractionInRange(f float64) bool { return f > 0 && f < 1 }
 
 func (c *checker) notificationChannel(s *NotificationChannelSpec) {
 	c.exactlyOne("spec", []string{"slack", "smtp", "webhook"}, s.Slack != nil, s.SMTP != nil, s.Webhook != nil)
@@ -365,7 +434,7 @@ func (c *checker) notificationChannel(s *NotificationChannelSpec) {
 	}
 	if m := s.SMTP; m != nil {
 		if _, err := netip.ParseAddr(m.Host); m.Host != "" && err != nil && !isDNSName(m.Host, false) {
-			c.errorf("spec.smtp.host", "%q is not a valid host name or IP address", m.Host)
+			c.errorf("spec.smtp.host", "%q is not a valid host name or IP address: %s", m.Host, dnsNameProblem(m.Host, false))
 		}
 		if m.Port < 1 || m.Port > 65535 {
 			c.errorf("spec.smtp.port", "%d is out of range 1-65535", m.Port)
@@ -380,6 +449,9 @@ func (c *checker) notificationChannel(s *NotificationChannelSpec) {
 			c.email(fmt.Sprintf("spec.smtp.to[%d]", i), to)
 		}
 		c.absPath("spec.smtp.passwordFile", m.PasswordFile)
+		if m.StartTLS != nil && !*m.StartTLS && (m.Username != "" || m.PasswordFile != "") {
+			c.errorf("spec.smtp.startTLS", "false with username or passwordFile set: certops never sends credentials over a plain-text connection, so every delivery would be refused; set startTLS: true, or drop username and passwordFile for an unauthenticated relay")
+		}
 	}
 	if w := s.Webhook; w != nil {
 		if w.URL != "" {

@@ -21,7 +21,7 @@ func TestLoadDirValid(t *testing.T) {
 		got = append(got, o.Key().String())
 	}
 	want := []string{
-		"Issuer/internal-ca", "Issuer/letsencrypt", "Issuer/pebble-dns", "Issuer/route53",
+		"Issuer/cloudflare", "Issuer/internal-ca", "Issuer/letsencrypt", "Issuer/pebble-dns",
 		"Agent/web-01",
 		"Certificate/api", "Certificate/shop-frontend",
 		"AlertPolicy/default",
@@ -350,7 +350,7 @@ spec:
 		t.Fatalf("errors: %v", errs)
 	}
 	c := objs[0].Certificate()
-	if !cmp.Equal(c.DNSNames, []string{"a.example.com", "b.example.com"}) || !c.Deploy.Targets("x", map[string]string{"team": "shop"}) {
+	if !cmp.Equal(c.DNSNames, []string{"a.example.com", "b.example.com"}) || !c.Deploy.Selects("x", map[string]string{"team": "shop"}) {
 		t.Errorf("aliases not resolved: %+v", c)
 	}
 }

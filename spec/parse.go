@@ -244,11 +244,16 @@ func referenceLines(root *yaml.Node, o *Object) []refLine {
 	lines := []refLine{{"metadata.name", lineOf(root, "metadata.name")}}
 	add := func(path string) { lines = append(lines, refLine{path, lineOf(root, path)}) }
 	switch s := o.Spec.(type) {
+	case *AgentSpec:
+		add("spec.tokenSHA256")
 	case *CertificateSpec:
 		add("spec.issuerRef")
 		if s.Deploy != nil {
 			for i := range s.Deploy.Agents {
 				add(fmt.Sprintf("spec.deploy.agents[%d]", i))
+			}
+			for _, f := range deployFiles(&s.Deploy.Files) {
+				add("spec.deploy.files." + f.field)
 			}
 		}
 	case *AlertPolicySpec:

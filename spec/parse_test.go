@@ -69,9 +69,9 @@ func TestParseFileErrors(t *testing.T) {
 			`backup.yaml:24: spec.destination: one of directory, s3 is required`,
 		}},
 		{"cert.yaml", []string{
-			`cert.yaml:8: spec.dnsNames[1]: "bad_name" is not a valid DNS name`,
-			`cert.yaml:10: spec.dnsNames[3]: "a.*.example.com" is not a valid DNS name`,
-			`cert.yaml:11: spec.dnsNames[4]: "*.com" is not a valid DNS name`,
+			`cert.yaml:8: spec.dnsNames[1]: "bad_name" is not a valid DNS name: it contains '_' (only letters, digits and '-' are allowed)`,
+			`cert.yaml:10: spec.dnsNames[3]: "a.*.example.com" is not a valid DNS name: a wildcard is allowed only as the whole leftmost label (*.example.com)`,
+			`cert.yaml:11: spec.dnsNames[4]: "*.com" is not a valid DNS name: a wildcard needs at least two labels after it (*.example.com)`,
 			`cert.yaml:12: spec.dnsNames[5]: "10.0.0.1" is an IP address; list it under ipAddresses`,
 			`cert.yaml:13: spec.dnsNames[6]: duplicate of spec.dnsNames[0]`,
 			`cert.yaml:14: spec.ipAddresses[0]: "10.0.0.300" is not a valid IP address`,
@@ -82,7 +82,7 @@ func TestParseFileErrors(t *testing.T) {
 			`cert.yaml:17: spec.duration: "10x" is not a valid duration (use Go syntax such as "720h" or "90m")`,
 			`cert.yaml:19: spec.usages[1]: "frobnicate" is not a known usage (e.g. "digital signature", "key encipherment", "server auth", "client auth")`,
 			`cert.yaml:20: spec.subject.countries[0]: "Germany" is not a two-letter country code`,
-			`cert.yaml:29: spec.renewBefore: 48h must be shorter than the duration 24h0m0s`,
+			`cert.yaml:29: spec.renewBefore: 48h must be shorter than the duration 24h`,
 			`cert.yaml:30: spec.privateKey.rotationPolicy: "Sometimes" is not supported (want Always or Never)`,
 			`cert.yaml:30: spec.privateKey.size: 255 is not an ECDSA curve size (256, 384 or 521)`,
 			`cert.yaml:35: spec: at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses is required`,
@@ -96,7 +96,7 @@ func TestParseFileErrors(t *testing.T) {
 			`channel.yaml:4: spec: only one of slack, smtp, webhook may be set`,
 			`channel.yaml:5: spec.slack.webhookURLFile: "slack.url" is not an absolute path`,
 			`channel.yaml:12: spec.smtp.from: "nobody" is not a valid email address`,
-			`channel.yaml:12: spec.smtp.host: "mail server" is not a valid host name or IP address`,
+			`channel.yaml:12: spec.smtp.host: "mail server" is not a valid host name or IP address: it contains ' ' (only letters, digits and '-' are allowed)`,
 			`channel.yaml:12: spec.smtp.passwordFile: "pw" is not an absolute path`,
 			`channel.yaml:12: spec.smtp.port: 70000 is out of range 1-65535`,
 			`channel.yaml:12: spec.smtp.to: at least one recipient is required`,
@@ -112,7 +112,7 @@ func TestParseFileErrors(t *testing.T) {
 			`deploy.yaml:13: spec.deploy.files.owner: "root user" is not a valid user name or uid`,
 			`deploy.yaml:14: spec.deploy.reload: must be a non-empty argv list whose first element is the command`,
 			`deploy.yaml:15: spec.deploy.verify.address: "localhost" is not a valid host:port address (e.g. "127.0.0.1:443")`,
-			`deploy.yaml:15: spec.deploy.verify.serverName: "bad name" is not a valid DNS name`,
+			`deploy.yaml:15: spec.deploy.verify.serverName: "bad name" is not a valid DNS name: it contains ' ' (only letters, digits and '-' are allowed)`,
 			`deploy.yaml:23: spec.deploy: at least one of agents or agentSelector.matchLabels is required`,
 			`deploy.yaml:25: spec.deploy.files.key: "/etc/x.pem" is also the cert path`,
 			`deploy.yaml:25: spec.deploy.files.mode: "0800" is not an octal file mode up to "0777" (e.g. "0600")`,
@@ -210,7 +210,7 @@ spec:
 `
 	_, errs := ParseFile("certs/shop.yaml", []byte(data))
 	want := []string{
-		`certs/shop.yaml:6: spec.dnsNames[1]: "bad_name" is not a valid DNS name`,
+		`certs/shop.yaml:6: spec.dnsNames[1]: "bad_name" is not a valid DNS name: it contains '_' (only letters, digits and '-' are allowed)`,
 		`certs/shop.yaml:7: spec.duration: "90 days" is not a valid duration (use Go syntax such as "720h" or "90m")`,
 		`certs/shop.yaml:11: spec.deploy: unknown field "colour"`,
 	}

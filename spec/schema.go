@@ -180,6 +180,9 @@ func fieldConstraints(typeName, field string) map[string]any {
 	case "CertificateSpec.usages":
 		var all []string
 		for _, u := range keyUsages {
+			if u == "cert sign" || u == "crl sign" {
+				continue // CA usages: never valid on the leaves certops issues
+			}
 			all = append(all, u)
 			if k := strings.ReplaceAll(u, " ", "-"); k != u {
 				all = append(all, k)
@@ -204,6 +207,8 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return absPath
 	case "ACMEIssuer.directoryURL", "WebhookChannel.url", "S3Target.endpoint":
 		return map[string]any{"pattern": "^https?://", "format": "uri"}
+	case "DNS01Challenge.provider":
+		return map[string]any{"enum": DNSProviders}
 	case "DeployFiles.mode":
 		return map[string]any{"pattern": "^0?[0-7]{3}$"}
 	case "Deployment.reload":

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"net"
 	"net/mail"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Lexical checks shared by the per-kind validation.
@@ -32,26 +34,61 @@ func isDNSLabel(s string) bool {
 	return true
 }
 
-// isHostLabel is isDNSLabel allowing upper case, as DNS names compare case-insensitively.
-func isHostLabel(s string) bool { return isDNSLabel(strings.ToLower(s)) }
-
 // isDNSName reports whether s is a host name of RFC 1123 labels, at most 253
 // characters, with no trailing dot. A wildcard is allowed only as the whole
 // leftmost label of a name with at least two more labels (*.example.com).
-func isDNSName(s string, wildcard bool) bool {
-	if len(s) == 0 || len(s) > 253 {
-		return false
+func isDNSName(s string, wildcard bool) bool { return dnsNameProblem(s, wildcard) == "" }
+
+// dnsNameProblem says which rule of isDNSName s breaks, or returns "".
+func dnsNameProblem(s string, wildcard bool) string {
+	switch {
+	case s == "":
+		return "it is empty"
+	case len(s) > 253:
+		return fmt.Sprintf("it is %d characters long, more than 253", len(s))
+	case strings.HasSuffix(s, ".") && len(s) > 1:
+		return "it ends with a dot (write it without the trailing dot)"
 	}
 	labels := strings.Split(s, ".")
-	if wildcard && labels[0] == "*" && len(labels) >= 3 {
+	if wildcard && labels[0] == "*" {
+		if len(labels) < 3 {
+			return "a wildcard needs at least two labels after it (*.example.com)"
+		}
 		labels = labels[1:]
 	}
 	for _, l := range labels {
-		if !isHostLabel(l) {
-			return false
+		name := fmt.Sprintf("label %q", l)
+		if len(labels) == 1 {
+			name = "it" // the label is the whole name, already quoted
+		}
+		if msg := hostLabelProblem(name, l, wildcard); msg != "" {
+			return msg
 		}
 	}
-	return true
+	return ""
+}
+
+// hostLabelProblem says which rule of a DNS name's label l, called name in
+// the message, breaks, or returns "".
+func hostLabelProblem(name, l string, wildcard bool) string {
+	switch {
+	case l == "":
+		return "it has an empty label (a leading dot or two dots in a row)"
+	case len(l) > 63:
+		return fmt.Sprintf("%s is %d characters long, more than 63", name, len(l))
+	case strings.Contains(l, "*") && wildcard:
+		return "a wildcard is allowed only as the whole leftmost label (*.example.com)"
+	case l[0] == '-':
+		return name + " starts with a hyphen"
+	case l[len(l)-1] == '-':
+		return name + " ends with a hyphen"
+	}
+	for _, r := range l {
+		if !(r < utf8.RuneSelf && (isAlnum(byte(r)) || r == '-')) {
+			return fmt.Sprintf("%s contains %q (only letters, digits and '-' are allowed)", name, r)
+		}
+	}
+	return ""
 }
 
 // isLabelValue reports whether s is a Kubernetes-style label value (or the name part of a key).
@@ -208,4 +245,37 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// flowList renders argv as a YAML flow sequence, quoting the elements YAML
+// would not read back as the same plain string.
+func flowList(argv []string) string {
+	parts := make([]string, len(argv))
+	for i, a := range argv {
+		parts[i] = a
+		if !isPlainWord(a) {
+			parts[i] = strconv.Quote(a)
+		}
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// isPlainWord reports whether s reads back from YAML as the plain string s:
+// letters, digits and /._=+- only, not starting like a number, and not a
+// word YAML gives another type.
+func isPlainWord(s string) bool {
+	rest := strings.TrimLeft(s, "-")
+	if rest == "" || '0' <= rest[0] && rest[0] <= '9' || rest[0] == '.' && s == rest && len(s) > 1 && '0' <= s[1] && s[1] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !isAlnum(b) && !strings.ContainsRune("/._=+-", rune(b)) {
+			return false
+		}
+	}
+	switch strings.ToLower(s) {
+	case "true", "false", "null", "yes", "no", "on", "off", "y", "n":
+		return false
+	}
+	return true
 }

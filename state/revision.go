@@ -7,6 +7,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -74,3 +75,18 @@ type ActionRecord struct {
 	Kind   spec.Kind `json:"kind"`
 	Name   string    `json:"name"`
 }
+
+// Fence is the fencing token of a reconcile lease: who holds it and the
+// epoch of the term. Every write of desired state carries it, and the store
+// refuses the write unless the token is still the current, unexpired lease
+// when the write commits, so a replica that lost leadership can never write.
+type Fence struct {
+	Holder string
+	Epoch  int64
+}
+
+// ErrFenced is the error of a write whose fence is no longer the current
+// lease: the writer lost leadership, and the write changed nothing.
+var ErrFenced = errors.New("this replica no longer holds the reconcile lease (fenced)")
+
+func (f Fence) String() string { return fmt.Sprintf("%s#%d", f.Holder, f.Epoch) }

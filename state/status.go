@@ -38,6 +38,8 @@ const (
 	ReasonStoreUnavailable Reason = "StoreUnavailable" // transient: the database could not be read or written
 	ReasonApplyFailed      Reason = "ApplyFailed"      // transient: the apply transaction failed
 	ReasonRetrying         Reason = "RetryingAfterFailure"
+	ReasonProgressing      Reason = "Progressing" // an apply is running
+	ReasonLeaseLost        Reason = "LeaseLost"   // this replica lost the reconcile lease mid-pass
 )
 
 // Condition is one status condition in the Kubernetes style.

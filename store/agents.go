@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
 )
 
@@ -144,9 +143,9 @@ func (s *Store) AgentsSeen(ctx context.Context, names []string) (map[string]Agen
 }
 
 // AgentAssignments returns the names of the certificates whose deploy
-// targets the agent (see assign.Selects). The query only narrows the
+// targets the agent (see spec.Deployment.Selects). The query only narrows the
 // candidates, through the index-backed containment of the selector in the
-// agent's labels; assign decides.
+// agent's labels; spec decides.
 func (s *Store) AgentAssignments(ctx context.Context, agent string, labels map[string]string) ([]string, error) {
 	labelsJSON, err := mapJSON(labels)
 	if err != nil {
@@ -169,7 +168,7 @@ func (s *Store) AgentAssignments(ctx context.Context, agent string, labels map[s
 		if err := rows.Scan(&name, &deploy); err != nil {
 			return nil, fmt.Errorf("store: assignments of %s: %w", agent, err)
 		}
-		if assign.Selects(deploy, agent, labels) {
+		if deploy.Selects(agent, labels) {
 			names = append(names, name)
 		}
 	}

@@ -22,16 +22,18 @@ const (
 
 // Apply applies plan as revision rev in one transaction: the revision record
 // with its per-object actions, the object creates, updates and deletes, and
-// the status. On any error nothing is changed. It returns the revision's id.
+// the status. The transaction commits only while fence is the current lease
+// (ErrFenced otherwise). On any error nothing is changed. It returns the
+// revision's id.
 //
 // Updates overwrite the stored row whatever it holds, so a plan made against
 // ContentHashes repairs rows edited out of band.
-func (s *Store) Apply(ctx context.Context, rev state.Revision, plan state.Plan, status state.Status) (int64, error) {
+func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision, plan state.Plan, status state.Status) (int64, error) {
 	if err := checkPlan(plan); err != nil {
 		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
 	}
 	var id int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
 		// Replicas apply one at a time even if two believe they lead.
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
 			return fmt.Errorf("take apply lock: %w", err)
@@ -60,15 +62,16 @@ func (s *Store) Apply(ctx context.Context, rev state.Revision, plan state.Plan, 
 }
 
 // RecordAttempt records a revision that was refused (outcome invalid,
-// prune-blocked or failed) with its errors, and writes the status. Objects
-// are left untouched. It returns the revision's id.
-func (s *Store) RecordAttempt(ctx context.Context, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error) {
+// prune-blocked or failed) with its errors, and writes the status, while
+// fence is the current lease. Objects are left untouched. It returns the
+// revision's id.
+func (s *Store) RecordAttempt(ctx context.Context, fence state.Fence, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error) {
 	if !outcome.Refused() {
 		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q",
 			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeFailed)
 	}
 	var id int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
 		var err error
 		if id, err = insertRevision(ctx, tx, rev, outcome, errs, nil, 0); err != nil {
 			return err

@@ -28,7 +28,7 @@ func BenchmarkApplyFull60K(b *testing.B) {
 		b.StopTimer()
 		truncate(b, admin)
 		b.StartTimer()
-		if _, err := s.Apply(ctx, revision("full"), plan, state.Status{}); err != nil {
+		if _, err := s.Apply(ctx, leader(b, s), revision("full"), plan, state.Status{}); err != nil {
 			b.Fatal(err)
 		}
 	}

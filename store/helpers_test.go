@@ -3,14 +3,16 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
-	"github.com/certops/certops/testkit/storekit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -23,18 +25,72 @@ func newStore(t testing.TB) *store.Store {
 
 func openStore(t testing.TB, url string) *store.Store {
 	t.Helper()
-	return storekit.OpenURL(t, url)
+	return openStoreWith(t, url, store.Options{})
+}
+
+func openStoreWith(t testing.TB, url string, opt store.Options) *store.Store {
+	t.Helper()
+	s, err := store.OpenWith(context.Background(), url, opt, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }
 
 // desiredOf builds a desired state from objects.
-func desiredOf(objs ...*spec.Object) map[spec.Key]*spec.Object { return storekit.Desired(objs...) }
+func desiredOf(objs ...*spec.Object) map[spec.Key]*spec.Object {
+	m := make(map[spec.Key]*spec.Object, len(objs))
+	for _, o := range objs {
+		m[o.Key()] = o
+	}
+	return m
+}
 
 // converge plans desired against the stored hashes and applies the plan.
 func converge(t testing.TB, s *store.Store, commit string, desired map[spec.Key]*spec.Object) (state.Plan, int64) {
 	t.Helper()
+	ctx := context.Background()
+	stored, err := s.StoredHashes(ctx)
+	if err != nil {
+		t.Fatalf("StoredHashes: %v", err)
+	}
+	plan := reconcile.Compute(desired, stored)
 	rev := revision(commit)
-	return storekit.Apply(t, s, rev, appliedStatus(rev), desired)
+	id, err := s.Apply(ctx, leader(t, s), rev, plan, appliedStatus(rev))
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	return plan, id
 }
+
+// leader takes the reconcile lease for s (once per store, released when the
+// test ends) and returns its fence, for writes of desired state.
+func leader(t testing.TB, s *store.Store) state.Fence {
+	t.Helper()
+	leadersMu.Lock()
+	defer leadersMu.Unlock()
+	if f, ok := leaders[s]; ok {
+		return f
+	}
+	l, ok, err := s.TryLeader(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v; want leadership", ok, err)
+	}
+	t.Cleanup(func() {
+		l.Release()
+		leadersMu.Lock()
+		delete(leaders, s)
+		leadersMu.Unlock()
+	})
+	leaders[s] = l.Fence()
+	return l.Fence()
+}
+
+var (
+	leadersMu sync.Mutex
+	leaders   = map[*store.Store]state.Fence{}
+)
 
 func revision(commit string) state.Revision {
 	return state.Revision{
@@ -100,6 +156,15 @@ func cert(name string, labels map[string]string, commonName string) *spec.Object
 		},
 		Source: spec.Position{File: "certs/" + name + ".yaml", Line: 7},
 	}
+}
+
+// hashesOf is the stored hashes of desired as applied.
+func hashesOf(desired map[spec.Key]*spec.Object) map[spec.Key]string {
+	out := make(map[spec.Key]string, len(desired))
+	for k, o := range desired {
+		out[k] = o.Hash()
+	}
+	return out
 }
 
 // fleet is n certificates and m agents, as in the performance ladder.

@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// SetStatus replaces the reconciler's status.
-func (s *Store) SetStatus(ctx context.Context, status state.Status) error {
-	if err := s.inTx(ctx, func(tx pgx.Tx) error { return writeStatus(ctx, tx, status) }); err != nil {
+// SetStatus replaces the reconciler's status while fence is the current lease.
+func (s *Store) SetStatus(ctx context.Context, fence state.Fence, status state.Status) error {
+	if err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error { return writeStatus(ctx, tx, status) }); err != nil {
 		return fmt.Errorf("store: set status: %w", err)
 	}
 	return nil

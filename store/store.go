@@ -5,10 +5,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,11 +23,34 @@ import (
 // ErrNotFound is returned (wrapped) when a requested object does not exist.
 var ErrNotFound = errors.New("not found")
 
-// Advisory lock keys ("certops" + a byte). 0x02 is taken by migrations.
-const (
-	leaderLockKey int64 = 0x63657274_6f707301
-	applyLockKey  int64 = 0x63657274_6f707303
-)
+// Advisory lock keys ("certops" + a byte). 0x01 was the leader lock before
+// the lease table; 0x02 is taken by migrations.
+const applyLockKey int64 = 0x63657274_6f707303
+
+// Options tune a Store; zero fields take the defaults below.
+type Options struct {
+	// LockTimeout bounds every wait for a lock in certops' sessions, so a
+	// write blocked behind an orphaned transaction fails (and is retried)
+	// instead of hanging (Postgres lock_timeout; default 10s).
+	LockTimeout time.Duration
+	// StatementTimeout bounds every statement (statement_timeout; 5m).
+	StatementTimeout time.Duration
+	// IdleInTransactionTimeout ends a session that sits in an open
+	// transaction, as a frozen process would, releasing its locks
+	// (idle_in_transaction_session_timeout; 10s).
+	IdleInTransactionTimeout time.Duration
+	// LeaseTTL is how long the reconcile lease lives without a renewal; a
+	// frozen leader is replaced after it (10s).
+	LeaseTTL time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	o.LockTimeout = cmp.Or(max(o.LockTimeout, 0), 10*time.Second)
+	o.StatementTimeout = cmp.Or(max(o.StatementTimeout, 0), 5*time.Minute)
+	o.IdleInTransactionTimeout = cmp.Or(max(o.IdleInTransactionTimeout, 0), 10*time.Second)
+	o.LeaseTTL = cmp.Or(max(o.LeaseTTL, 0), 10*time.Second)
+	return o
+}
 
 // Store is a handle on the certops database. It is safe for concurrent use.
 type Store struct {
@@ -33,34 +58,50 @@ type Store struct {
 	url    string
 	logger *slog.Logger
 
-	// leaseCheck is how often a Lease verifies its connection.
-	leaseCheck time.Duration
+	// holder names this store in the reconcile lease; leaseTTL is the
+	// lease's lifetime without renewal.
+	holder   string
+	leaseTTL time.Duration
 	// beforeCommit, set only by tests (export_test.go), runs inside every
 	// write transaction just before it commits; an error aborts it.
 	beforeCommit func(context.Context, pgx.Tx) error
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value
-// string) and checks that it answers.
+// string) with the default Options and checks that it answers.
 func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+	return OpenWith(ctx, url, Options{}, logger)
+}
+
+// OpenWith is Open with options. Every session of the pool runs with the
+// options' timeouts.
+func OpenWith(ctx context.Context, url string, opt Options, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	opt = opt.withDefaults()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse database URL: %w", err)
 	}
+	params := cfg.ConnConfig.RuntimeParams
+	params["lock_timeout"] = milliseconds(opt.LockTimeout)
+	params["statement_timeout"] = milliseconds(opt.StatementTimeout)
+	params["idle_in_transaction_session_timeout"] = milliseconds(opt.IdleInTransactionTimeout)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s := &Store{pool: pool, url: url, logger: logger, leaseCheck: 2 * time.Second}
+	s := &Store{pool: pool, url: url, logger: logger, holder: newHolder(), leaseTTL: opt.LeaseTTL}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// milliseconds renders d as a Postgres duration setting.
+func milliseconds(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + "ms" }
 
 // Close closes every connection. Leases should be released first.
 func (s *Store) Close() { s.pool.Close() }

@@ -186,7 +186,7 @@ func TestApplyFailureLeavesPreviousStateWhole(t *testing.T) {
 	})
 	stored, _ := s.StoredHashes(ctx)
 	plan := reconcile.Compute(v2, stored)
-	_, err := s.Apply(ctx, revision("2"), plan, appliedStatus(revision("2")))
+	_, err := s.Apply(ctx, leader(t, s), revision("2"), plan, appliedStatus(revision("2")))
 	if !errors.Is(err, injected) {
 		t.Fatalf("Apply with injected failure: got %v, want it wrapped", err)
 	}
@@ -204,7 +204,7 @@ func TestApplyFailureLeavesPreviousStateWhole(t *testing.T) {
 	}
 
 	store.SetBeforeCommit(s, nil)
-	if _, err := s.Apply(ctx, revision("2"), plan, appliedStatus(revision("2"))); err != nil {
+	if _, err := s.Apply(ctx, leader(t, s), revision("2"), plan, appliedStatus(revision("2"))); err != nil {
 		t.Fatalf("Apply without the failure: %v", err)
 	}
 	assertHashes(t, s, v2)
@@ -218,7 +218,7 @@ func TestApplyRejectsMalformedPlan(t *testing.T) {
 		{Action: state.ActionCreate, Key: spec.Key{Kind: spec.KindAgent, Name: "x"}, Object: agent("x", nil)},
 		{Action: state.ActionUpdate, Key: spec.Key{Kind: spec.KindAgent, Name: "y"}},
 	}}
-	if _, err := s.Apply(ctx, revision("1"), plan, state.Status{}); err == nil {
+	if _, err := s.Apply(ctx, leader(t, s), revision("1"), plan, state.Status{}); err == nil {
 		t.Fatal("Apply of an update without object: got nil error")
 	}
 	if objs := listAll(t, s); len(objs) != 0 {
@@ -241,7 +241,7 @@ func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
 		Errors:                errs,
 		Conditions:            []state.Condition{{Type: state.ConditionStalled, Status: "True", Reason: "Invalid"}},
 	}
-	id, err := s.RecordAttempt(ctx, rev, state.OutcomeInvalid, errs, status)
+	id, err := s.RecordAttempt(ctx, leader(t, s), rev, state.OutcomeInvalid, errs, status)
 	if err != nil {
 		t.Fatalf("RecordAttempt: %v", err)
 	}
@@ -263,7 +263,7 @@ func TestRecordAttemptLeavesObjectsUntouched(t *testing.T) {
 	if diff := cmp.Diff(got, status); diff != "" {
 		t.Errorf("status (-got +want):\n%s", diff)
 	}
-	if _, err := s.RecordAttempt(ctx, rev, state.OutcomeApplied, nil, status); err == nil {
+	if _, err := s.RecordAttempt(ctx, leader(t, s), rev, state.OutcomeApplied, nil, status); err == nil {
 		t.Error("RecordAttempt with outcome applied: got nil error")
 	}
 }
@@ -304,7 +304,7 @@ func TestContentHashesDetectOutOfBandEdit(t *testing.T) {
 	}
 
 	// Applying the drift plan repairs the row although its hash column was right.
-	if _, err := s.Apply(ctx, revision("repair"), plan, state.Status{}); err != nil {
+	if _, err := s.Apply(ctx, leader(t, s), revision("repair"), plan, state.Status{}); err != nil {
 		t.Fatalf("Apply repair: %v", err)
 	}
 	assertHashes(t, s, desired)
@@ -341,7 +341,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		},
 	}
 	for _, st := range []state.Status{want, {LastAppliedRevision: "x"}} {
-		if err := s.SetStatus(ctx, st); err != nil {
+		if err := s.SetStatus(ctx, leader(t, s), st); err != nil {
 			t.Fatalf("SetStatus: %v", err)
 		}
 		got, err := s.Status(ctx)
@@ -457,9 +457,8 @@ func TestLeaderLease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.DB(t)
-	s1, s2 := openStore(t, url), openStore(t, url)
-	store.SetLeaseCheck(s1, 20*time.Millisecond)
-	store.SetLeaseCheck(s2, 20*time.Millisecond)
+	opt := store.Options{LeaseTTL: time.Second}
+	s1, s2 := openStoreWith(t, url, opt), openStoreWith(t, url, opt)
 
 	l1, ok, err := s1.TryLeader(ctx)
 	if err != nil || !ok {
@@ -468,34 +467,208 @@ func TestLeaderLease(t *testing.T) {
 	if _, ok, err := s2.TryLeader(ctx); err != nil || ok {
 		t.Fatalf("second TryLeader while the first leads = %v, %v; want refused", ok, err)
 	}
+	// The lease is renewed: it outlives its TTL while its holder is alive.
+	admin := adminPool(t, s1)
+	waitRenewed(t, admin)
+	waitRenewed(t, admin)
+	select {
+	case <-l1.Done():
+		t.Fatal("a renewed lease ended")
+	default:
+	}
+	if _, ok, err := s2.TryLeader(ctx); err != nil || ok {
+		t.Fatalf("TryLeader after the TTL of a renewed lease = %v, %v; want refused", ok, err)
+	}
 	l1.Release()
 	l1.Release() // idempotent
 	waitClosed(t, l1.Done(), "released lease")
 
+	// A release frees the lease at once, and the new term has a higher epoch.
 	l2, ok, err := s2.TryLeader(ctx)
 	if err != nil || !ok {
 		t.Fatalf("TryLeader after release = %v, %v; want leadership", ok, err)
 	}
-	// The leader's session dies: leadership is lost, and another can lead.
-	if _, err := adminPool(t, s1).Exec(ctx,
-		`SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-		 WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.pid <> pg_backend_pid()`); err != nil {
+	if l2.Fence().Epoch <= l1.Fence().Epoch || l2.Fence().Holder == l1.Fence().Holder {
+		t.Fatalf("fences %v then %v: want another holder and a higher epoch", l1.Fence(), l2.Fence())
+	}
+	// Cutting the leader's connections is no loss of leadership: the next
+	// renewal reconnects.
+	if _, err := admin.Exec(ctx,
+		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		 WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
 		t.Fatal(err)
 	}
-	waitClosed(t, l2.Done(), "lease whose connection died")
+	waitRenewed(t, admin)
+	select {
+	case <-l2.Done():
+		t.Fatal("a lease ended after its connections were cut, though renewals can reconnect")
+	default:
+	}
+
+	// A leader whose renewals stop (a frozen process) loses the lease once it
+	// expires: here the renewal is overtaken by ageing the lease directly.
+	if _, err := admin.Exec(ctx, "UPDATE leader_lease SET expires_at = clock_timestamp()"); err != nil {
+		t.Fatal(err)
+	}
+	// s1's pooled connections were cut too: the first use of each fails.
+	var l3 *store.Lease
+	for range 10 {
+		if l3, ok, err = s1.TryLeader(ctx); err == nil {
+			break
+		}
+	}
+	if err != nil || !ok {
+		t.Fatalf("TryLeader after the lease expired = %v, %v; want leadership", ok, err)
+	}
+	waitClosed(t, l2.Done(), "lease taken over by another replica")
 	l2.Release()
 
 	leaderCtx, cancel := context.WithCancel(ctx)
-	l3, ok, err := s1.TryLeader(leaderCtx)
+	l3.Release()
+	l4, ok, err := s1.TryLeader(leaderCtx)
 	if err != nil || !ok {
-		t.Fatalf("TryLeader after the leader died = %v, %v; want leadership", ok, err)
+		t.Fatalf("TryLeader after release = %v, %v; want leadership", ok, err)
 	}
 	cancel()
-	waitClosed(t, l3.Done(), "lease whose context ended")
+	waitClosed(t, l4.Done(), "lease whose context ended")
 	if l, ok, err := s2.TryLeader(ctx); err != nil || !ok {
 		t.Fatalf("TryLeader after the context ended = %v, %v; want leadership", ok, err)
 	} else {
 		l.Release()
+	}
+}
+
+// waitRenewed waits until the lease's expiry moves forward: a renewal.
+func waitRenewed(t *testing.T, admin *pgxpool.Pool) {
+	t.Helper()
+	expiry := func() time.Time {
+		var at time.Time
+		// The admin pool's own connections may have been cut: retry.
+		for range 3 {
+			if err := admin.QueryRow(context.Background(), "SELECT expires_at FROM leader_lease").Scan(&at); err == nil {
+				return at
+			}
+		}
+		t.Fatal("read the lease")
+		return at
+	}
+	first := expiry()
+	deadline := time.Now().Add(10 * time.Second)
+	for !expiry().After(first) {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease was not renewed within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStaleLeaderIsFenced: every write of desired state made with the fence
+// of a lost lease fails with ErrFenced and changes nothing.
+func TestStaleLeaderIsFenced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	s1, s2 := openStore(t, url), openStore(t, url)
+	old, ok, err := s1.TryLeader(ctx)
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	stale := old.Fence()
+	desired := fleet(3, 1)
+	plan := reconcile.Compute(desired, nil)
+	if _, err := s1.Apply(ctx, stale, revision("1"), plan, appliedStatus(revision("1"))); err != nil {
+		t.Fatalf("Apply as the leader: %v", err)
+	}
+	old.Release()
+	now, ok, err := s2.TryLeader(ctx)
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	defer now.Release()
+	before := listAll(t, s1)
+	statusBefore, err := s1.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := reconcile.Compute(fleet(5, 2), hashesOf(desired))
+	writes := map[string]func() error{
+		"Apply": func() error {
+			_, err := s1.Apply(ctx, stale, revision("2"), next, appliedStatus(revision("2")))
+			return err
+		},
+		"RecordAttempt": func() error {
+			_, err := s1.RecordAttempt(ctx, stale, revision("3"), state.OutcomeInvalid,
+				spec.ErrorList{{File: "a.yaml", Line: 1, Message: "bad"}}, appliedStatus(revision("3")))
+			return err
+		},
+		"SetStatus": func() error { return s1.SetStatus(ctx, stale, appliedStatus(revision("4"))) },
+	}
+	for name, write := range writes {
+		if err := write(); !errors.Is(err, store.ErrFenced) {
+			t.Errorf("%s with a stale fence: got %v, want ErrFenced", name, err)
+		}
+	}
+	if diff := cmp.Diff(before, listAll(t, s1)); diff != "" {
+		t.Errorf("objects changed by fenced writes (-before +after):\n%s", diff)
+	}
+	statusAfter, err := s1.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(statusBefore, statusAfter); diff != "" {
+		t.Errorf("status changed by fenced writes:\n%s", diff)
+	}
+	if revs, err := s1.ListRevisions(ctx, 10, 0); err != nil || len(revs) != 1 {
+		t.Errorf("revisions after fenced writes: %d (%v), want 1", len(revs), err)
+	}
+}
+
+// TestFrozenApplyCannotCommitAfterTakeover: a leader frozen inside its apply
+// transaction, after the fence check, holds the lease row; the session
+// timeout ends its transaction, the other replica takes over, and the frozen
+// transaction's commit fails without writing anything.
+func TestFrozenApplyCannotCommitAfterTakeover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	opt := store.Options{LeaseTTL: time.Second, IdleInTransactionTimeout: time.Second, LockTimeout: 500 * time.Millisecond}
+	s1, s2 := openStoreWith(t, url, opt), openStoreWith(t, url, opt)
+	l1, ok, err := s1.TryLeader(ctx)
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v", ok, err)
+	}
+	frozen, thaw := make(chan struct{}), make(chan struct{})
+	store.SetBeforeCommit(s1, func(context.Context, pgx.Tx) error {
+		close(frozen)
+		<-thaw
+		return nil
+	})
+	applied := make(chan error, 1)
+	go func() {
+		_, err := s1.Apply(ctx, l1.Fence(), revision("1"), reconcile.Compute(fleet(3, 1), nil), appliedStatus(revision("1")))
+		applied <- err
+	}()
+	<-frozen
+	l1.Release() // stands for the renewals a frozen process does not make
+	var l2 *store.Lease
+	deadline := time.Now().Add(10 * time.Second)
+	for l2 == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no takeover within 10s of a frozen apply")
+		}
+		l, ok, err := s2.TryLeader(ctx)
+		if err == nil && ok {
+			l2 = l
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer l2.Release()
+	close(thaw)
+	if err := <-applied; err == nil {
+		t.Fatal("the frozen apply committed after another replica took the lease")
+	}
+	if objs := listAll(t, s2); len(objs) != 0 {
+		t.Errorf("%d objects written by the frozen apply, want none", len(objs))
 	}
 }
 

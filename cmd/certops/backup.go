@@ -54,7 +54,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	st, err := store.OpenWait(ctx, url, wait, logger)
+	st, err := store.OpenWait(ctx, url, wait, store.Options{}, logger)
 	if err != nil {
 		return fail(fmt.Errorf("database unreachable, no backup taken: %w", err))
 	}

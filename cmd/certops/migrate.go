@@ -27,7 +27,7 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	if url == "" {
 		return env.fail("certops migrate", failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required"))
 	}
-	st, err := store.OpenWait(ctx, url, wait, logger)
+	st, err := store.OpenWait(ctx, url, wait, store.Options{}, logger)
 	if err != nil {
 		return env.fail("certops migrate", err)
 	}

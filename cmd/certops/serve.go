@@ -44,6 +44,7 @@ type serveConfig struct {
 	Listen                string
 	CacheDir              string
 	DatabaseWait          time.Duration
+	Database              store.Options // session timeouts and the lease TTL
 	MigrationsViaHook     bool
 	PerCertificateMetrics bool
 	Git                   gitsource.Auth
@@ -92,6 +93,10 @@ func declareServe(f *flagSet) *serveConfig {
 	f.StringEnv(&c.Hooks.GitLabTokenFile, "gitlab-webhook-token-file", "", "GitLab webhook token file (enables /hooks/gitlab)")
 	f.StringEnv(&c.Hooks.GenericSecretFile, "generic-webhook-secret-file", "", "HMAC secret file (enables /hooks/generic)")
 	f.DurationEnv(&c.DatabaseWait, "database-wait", time.Minute, "how long to wait for the database to become reachable at start")
+	f.DurationEnv(&c.Database.LockTimeout, "db-lock-timeout", 10*time.Second, "longest wait for a database lock before a write fails and is retried (lock_timeout)")
+	f.DurationEnv(&c.Database.StatementTimeout, "db-statement-timeout", 5*time.Minute, "longest database statement (statement_timeout)")
+	f.DurationEnv(&c.Database.IdleInTransactionTimeout, "db-idle-in-transaction-timeout", 10*time.Second, "how long a session may sit in an open transaction before Postgres ends it, releasing its locks (idle_in_transaction_session_timeout)")
+	f.DurationEnv(&c.Database.LeaseTTL, "lease-ttl", 10*time.Second, "how long the reconcile lease lives without renewal: a frozen leader is replaced after it")
 	f.DurationEnv(&c.Interval, "interval", time.Minute, "poll interval")
 	f.DurationEnv(&c.FullCompare, "full-compare-interval", 10*time.Minute, "how often the database is compared in full with Git (drift repair)")
 	f.BoolEnv(&c.PerCertificateMetrics, "per-certificate-metrics", true, "export per-certificate metric series (turn off for very large fleets)")
@@ -101,8 +106,10 @@ func declareServe(f *flagSet) *serveConfig {
 
 // serve wires the reconciler together and runs it until ctx ends. onListen,
 // when set, is told the address the HTTP server listens on. The HTTP server
-// starts first, so probes answer (not ready) while the database schema, the
-// first clone and the reconcile lease are awaited.
+// starts first, so probes answer (not ready) while the database schema is
+// awaited. The git repository is cloned by the leader when
+// it first fetches: the API and the agents are served from the database
+// even while the remote is unreachable.
 func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen func(addr string)) (err error) {
 	if cfg.DatabaseURL == "" {
 		return failure.New(failure.Usage, "--database-url (CERTOPS_DATABASE_URL) is required")
@@ -114,7 +121,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return fmt.Errorf("--api-token-file: %w", err)
 	}
-	st, err := store.OpenWait(ctx, cfg.DatabaseURL, cfg.DatabaseWait, logger)
+	st, err := store.OpenWait(ctx, cfg.DatabaseURL, cfg.DatabaseWait, cfg.Database, logger)
 	if err != nil {
 		return err
 	}
@@ -158,7 +165,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts,
 		Ready: func() error {
 			if starting.Load() {
-				return errors.New("starting: waiting for the database schema and the first fetch")
+				return errors.New("starting: waiting for the database schema")
 			}
 			return agents.snapshot.Ready()
 		}}, logger)
@@ -295,7 +302,8 @@ func ignoreCanceled(err error) error {
 }
 
 // openSource picks the source for --repo: a plain local directory (no git
-// repository in it) is watched; anything else is cloned with go-git. The
+// repository in it) is watched; anything else is cloned with go-git when
+// first needed. The
 // channel, if any, signals file changes until ctx ends; closeSource releases
 // the source.
 func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (src reconcile.Source, changes <-chan struct{}, closeSource func(), err error) {
@@ -304,12 +312,15 @@ func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (src 
 		src, changes, err := localdir.Open(ctx, dir, logger)
 		return src, changes, func() {}, err
 	}
-	repo, err := gitsource.Open(ctx, gitsource.Config{URL: cfg.Repo, Ref: cfg.Ref, Path: cfg.Path,
+	// The repository is opened by the leader's first fetch and reopened
+	// after failures: a replica started while the remote is unreachable
+	// serves from the database meanwhile (FetchFailed, retried).
+	repo, err := gitsource.NewLazySource(gitsource.Config{URL: cfg.Repo, Ref: cfg.Ref, Path: cfg.Path,
 		Auth: cfg.Git, CABundleFile: cfg.GitCAFile, CacheDir: cfg.CacheDir}, logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return gitsource.Source{Repo: repo}, nil, func() {
+	return repo, nil, func() {
 		if err := repo.Close(); err != nil {
 			logger.Warn("close the git repository", "err", err)
 		}

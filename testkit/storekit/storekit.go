@@ -45,18 +45,24 @@ func Desired(objs ...*spec.Object) map[spec.Key]*spec.Object {
 }
 
 // Apply makes desired the whole desired state of st as the reconciler
-// does: it plans desired against the stored hashes and applies the plan as
-// revision rev with status in one transaction. It returns the plan and the
-// revision's id.
+// does: it takes the reconcile lease, plans desired against the stored
+// hashes, applies the plan as revision rev with status in one transaction
+// under the lease's fence, and releases the lease. It returns the plan and
+// the revision's id. It fails the test while another holds the lease.
 func Apply(t testing.TB, st *store.Store, rev state.Revision, status state.Status, desired map[spec.Key]*spec.Object) (state.Plan, int64) {
 	t.Helper()
 	ctx := context.Background()
+	lease, ok, err := st.TryLeader(ctx)
+	if err != nil || !ok {
+		t.Fatalf("TryLeader = %v, %v; want the lease to apply %s", ok, err, rev)
+	}
+	defer lease.Release()
 	stored, err := st.StoredHashes(ctx)
 	if err != nil {
 		t.Fatalf("StoredHashes: %v", err)
 	}
 	plan := reconcile.Compute(desired, stored)
-	id, err := st.Apply(ctx, rev, plan, status)
+	id, err := st.Apply(ctx, lease.Fence(), rev, plan, status)
 	if err != nil {
 		t.Fatalf("Apply %s: %v", rev, err)
 	}
