@@ -638,9 +638,11 @@ func TestServeMigrationsViaHook(t *testing.T) {
 		t.Fatalf("migrate: exit %d\n%s%s", code, stdout, stderr)
 	}
 	waitStatus(t, url, "the revision to be applied after the hook migrated", appliedPrefix("dir@sha1:"))
-	if code := getJSON(t, url+"/readyz", nil); code != http.StatusOK {
-		t.Errorf("readyz after migration: got %d, want 200", code)
-	}
+	// Ready also waits for the agent API's first load of the desired state,
+	// which runs beside the reconciler.
+	testkit.WaitFor(t, waitTimeout, "readyz to answer 200 after the migration", func() bool {
+		return getJSON(t, url+"/readyz", nil) == http.StatusOK
+	})
 	cancel()
 	<-srv.done
 }
