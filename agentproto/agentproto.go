@@ -74,6 +74,23 @@ const ChallengePathPrefix = ".well-known/acme-challenge/"
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 256 << 10
 
+// Every string an agent sends — in a body, in the path — is valid UTF-8
+// and holds no control character; the server answers 400 (invalid) to one
+// that does not, or that is over its limit. A string field is one line of
+// at most MaxFieldBytes, unless its tag says otherwise: text:"multiline"
+// (tabs and newlines allowed, at most MaxTextBytes) or text:"pem" (tabs
+// and newlines allowed, bounded by the body). A path is at most
+// MaxPathBytes.
+const (
+	MaxFieldBytes = 256
+	MaxTextBytes  = 16 << 10
+	MaxPathBytes  = 1024
+)
+
+// MaxReportError is how much of a report's error the server keeps; the
+// agent sends no more (cut on a UTF-8 boundary, with a marker).
+const MaxReportError = 4096
+
 // Assignments is everything an agent is asked to deploy. Its ETag header
 // changes whenever any field changes, so an idle agent polls with
 // If-None-Match and gets 304.
@@ -177,7 +194,7 @@ type Issued struct {
 // IssueRequest asks for a certificate for a CSR made on the agent.
 type IssueRequest struct {
 	SpecHash string `json:"specHash"`
-	CSRPEM   string `json:"csrPEM"`
+	CSRPEM   string `json:"csrPEM" text:"pem"`
 }
 
 // Heartbeat tells the server the agent is alive.
@@ -208,7 +225,7 @@ type Report struct {
 	Serial      string    `json:"serial,omitempty"`
 	Result      string    `json:"result"`
 	Stage       string    `json:"stage,omitempty"`
-	Error       string    `json:"error,omitempty"`
+	Error       string    `json:"error,omitempty" text:"multiline"`
 	At          time.Time `json:"at"`
 }
 

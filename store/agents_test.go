@@ -3,8 +3,10 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
@@ -173,5 +175,25 @@ func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
 	back := &spec.Object{Kind: spec.KindIssuer, Name: objs[0].Name, Labels: objs[0].Labels, Annotations: objs[0].Annotations, Spec: &sp}
 	if back.Hash() != is.Hash() {
 		t.Errorf("hash of the object read back %s != the loader's %s", back.Hash(), is.Hash())
+	}
+}
+
+// A row with bytes Postgres refuses does not fail the batch: every agent's
+// liveness is written, the bad fields made safe.
+func TestAgentsSeenBadBytesDoNotFailTheBatch(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := s.RecordAgentsSeen(ctx, []store.AgentSeen{
+		{Name: "bad", LastSeen: t0, Version: "1\xff", Hostname: "web\x00-01"},
+		{Name: "good", LastSeen: t0, Version: "2", Hostname: "good.lan"},
+	})
+	if err != nil {
+		t.Fatalf("RecordAgentsSeen: %v", err)
+	}
+	seen, err := s.AgentsSeen(ctx, nil)
+	if err != nil || seen["good"].Hostname != "good.lan" || !seen["bad"].LastSeen.Equal(t0) ||
+		strings.ContainsRune(seen["bad"].Hostname, 0) || !utf8.ValidString(seen["bad"].Version) {
+		t.Fatalf("AgentsSeen = %+v, %v", seen, err)
 	}
 }
