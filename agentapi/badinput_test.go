@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certops/certops/agentproto"
 )
@@ -73,5 +74,50 @@ func TestBadStringsAreRefused(t *testing.T) {
 	}
 	if strings.ContainsRune(seen["web-01"].Hostname, 0) {
 		t.Errorf("a NUL hostname was stored: %q", seen["web-01"].Hostname)
+	}
+}
+
+// A report is only taken for a serial issued to that agent for that
+// certificate and with a sane time; anything else is a 400 that leaves
+// the deployment as it was.
+func TestUncheckableReportsAreRefused(t *testing.T) {
+	e := newEnv(t, envOptions{}, fleetObjs()...)
+	var shop, pool agentproto.Issued
+	e.issue("web-01", "shop").decode(t, &shop)
+	e.issue("web-02", "pool").decode(t, &pool)
+	a := e.assignment("web-01", "shop")
+	now := e.clock.Now()
+	ctx := context.Background()
+	before, _ := e.st.CertificateDeployments(ctx, "shop")
+	for _, tc := range []struct {
+		name string
+		rep  agentproto.Report
+	}{
+		{"unknown serial", agentproto.Report{Serial: "deadbeef", Result: agentproto.ResultInstalled, At: now}},
+		{"another agent's serial", agentproto.Report{Serial: pool.Serial, Result: agentproto.ResultInstalled, At: now}},
+		{"1970", agentproto.Report{Serial: shop.Serial, Result: agentproto.ResultInstalled, At: time.Unix(0, 0)}},
+		{"1999 failure", agentproto.Report{Result: agentproto.ResultFailed, Error: "x", At: time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC)}},
+		{"before its issuance", agentproto.Report{Serial: shop.Serial, Result: agentproto.ResultInstalled, At: now.Add(-time.Hour)}},
+		{"far future", agentproto.Report{Serial: shop.Serial, Result: agentproto.ResultInstalled, At: now.Add(time.Hour)}},
+		{"unknown serial rolled back", agentproto.Report{Serial: "ffff", Result: agentproto.ResultRolledBack, At: now}},
+	} {
+		tc.rep.Certificate, tc.rep.SpecHash = "shop", a.SpecHash
+		r := e.do("POST", agentproto.PathReports, tokenOf("web-01"), tc.rep)
+		if r.status != http.StatusBadRequest || r.errorBody(t).Error.Code != agentproto.CodeInvalid {
+			t.Errorf("%s: got %d %s, want 400 invalid", tc.name, r.status, r.body)
+		}
+	}
+	after, _ := e.st.CertificateDeployments(ctx, "shop")
+	if len(after) != 1 || len(before) != 1 || after[0].ChangeSeq != before[0].ChangeSeq || after[0].InstalledSerial != "" {
+		t.Errorf("refused reports changed the deployment: %+v → %+v", before, after)
+	}
+	// A small clock skew is fine: ahead is taken as now.
+	r := e.do("POST", agentproto.PathReports, tokenOf("web-01"), agentproto.Report{Certificate: "shop", SpecHash: a.SpecHash,
+		Serial: shop.Serial, Result: agentproto.ResultInstalled, At: now.Add(time.Minute)})
+	if r.status != http.StatusNoContent {
+		t.Fatalf("report with a minute of skew: %d %s", r.status, r.body)
+	}
+	if d, _ := e.st.CertificateDeployments(ctx, "shop"); d[0].InstalledSerial != shop.Serial || !d[0].LastAttempt.Equal(now) {
+		t.Errorf("after a good report: %+v", d[0])
 	}
 }

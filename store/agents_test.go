@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,9 @@ func TestReportKeepsInstalledOnRollback(t *testing.T) {
 		Result: state.DeploymentInstalled, At: now})
 	if err != nil || d.InstalledSerial != "01" || d.InstalledSpecHash != "h1" || !d.InstalledNotAfter.Equal(v.NotAfter) {
 		t.Fatalf("installed: %+v %v", d, err)
+	}
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "02", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
 	}
 	d, err = s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "02",
 		Result: state.DeploymentRolledBack, Error: "reload: exit 1", At: now.Add(time.Minute)})
@@ -195,5 +199,44 @@ func TestAgentsSeenBadBytesDoNotFailTheBatch(t *testing.T) {
 	if err != nil || seen["good"].Hostname != "good.lan" || !seen["bad"].LastSeen.Equal(t0) ||
 		strings.ContainsRune(seen["bad"].Hostname, 0) || !utf8.ValidString(seen["bad"].Version) {
 		t.Fatalf("AgentsSeen = %+v, %v", seen, err)
+	}
+}
+
+// A report of a serial never issued to that agent for that certificate,
+// or dated before it was issued, changes nothing.
+func TestReportOfUnknownSerialIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "01", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-02", "02", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	_, seq0, _ := s.DeploymentsSince(ctx, 0)
+	for _, r := range []store.DeploymentReport{
+		{Serial: "deadbeef", Result: state.DeploymentInstalled, At: now},
+		{Serial: "02", Result: state.DeploymentInstalled, At: now},                                           // another agent's
+		{Serial: "01", Result: state.DeploymentInstalled, At: now.Add(-store.ReportClockSkew - time.Second)}, // before it was issued
+		{Serial: "deadbeef", Result: state.DeploymentRolledBack, At: now},
+	} {
+		r.Certificate, r.Agent, r.SpecHash = "shop", "web-01", "h1"
+		if _, err := s.RecordReport(ctx, r); !errors.Is(err, store.ErrUnknownSerial) {
+			t.Errorf("RecordReport(%+v) = %v, want ErrUnknownSerial", r, err)
+		}
+	}
+	deps, seq, err := s.DeploymentsSince(ctx, 0)
+	if err != nil || seq != seq0 {
+		t.Errorf("refused reports moved the change counter %d → %d (%v)", seq0, seq, err)
+	}
+	for _, d := range deps {
+		if d.InstalledSerial != "" || d.State != state.DeploymentIssued {
+			t.Errorf("refused reports changed %+v", d)
+		}
+	}
+	if d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "01",
+		Result: state.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil || d.InstalledSerial != "01" {
+		t.Errorf("a known serial within the skew: %+v %v", d, err)
 	}
 }
