@@ -2,12 +2,20 @@ package agentapi_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/textlimit"
 )
 
 // Every string an agent sends, on every route, is valid UTF-8 without
@@ -119,5 +127,37 @@ func TestUncheckableReportsAreRefused(t *testing.T) {
 	}
 	if d, _ := e.st.CertificateDeployments(ctx, "shop"); d[0].InstalledSerial != shop.Serial || !d[0].LastAttempt.Equal(now) {
 		t.Errorf("after a good report: %+v", d[0])
+	}
+}
+
+// A CSR with thousands of names that do not match makes a bounded error:
+// in the answer, the deployment's last error and the announcement.
+func TestLongRefusalIsBounded(t *testing.T) {
+	e := newEnv(t, envOptions{}, fleetObjs()...)
+	a := e.assignment("web-01", "shop")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 4000)
+	for i := range names {
+		names[i] = fmt.Sprintf("host-%04d.evil.example.com", i)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: a.CommonName}, DNSNames: names}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	r := e.do("POST", issuePath("shop"), tokenOf("web-01"), agentproto.IssueRequest{SpecHash: a.SpecHash, CSRPEM: csr})
+	if r.status != http.StatusUnprocessableEntity || len(r.body) > 8<<10 {
+		t.Errorf("answer: %d, %d bytes", r.status, len(r.body))
+	}
+	deps, err := e.st.CertificateDeployments(context.Background(), "shop")
+	if err != nil || len(deps) != 1 {
+		t.Fatalf("deployments: %v %v", deps, err)
+	}
+	if d := deps[0]; len(d.LastError) > textlimit.MaxMessage || !strings.Contains(d.LastError, "bytes more)") {
+		t.Errorf("last error is %d bytes: …%s", len(d.LastError), d.LastError[max(0, len(d.LastError)-40):])
 	}
 }

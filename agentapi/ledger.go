@@ -87,6 +87,7 @@ func (l *Ledger) refused(ctx context.Context, c *certEntry, name, agent string, 
 	if result == resultFailure && !strings.Contains(msg, strconv.Quote(iss)) {
 		msg = "issuer " + strconv.Quote(iss) + ": " + msg
 	}
+	msg = textlimit.Message(msg) // a CSR with thousands of names makes a long one
 	l.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", iss, "result", result, "err", cause)
 	d, err := l.store.RecordIssueFailure(ctx, store.IssueFailure{
 		Certificate: name, Agent: agent, SpecHash: c.specHash, Error: msg, At: now,
@@ -151,6 +152,7 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	if rep.Result == agentproto.ResultInstalled {
 		msg = ""
 	}
+	msg = textlimit.Message(msg)
 	d, err := l.store.RecordReport(ctx, store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
 		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
