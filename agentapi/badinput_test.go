@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/textlimit"
 )
@@ -159,5 +162,55 @@ func TestLongRefusalIsBounded(t *testing.T) {
 	}
 	if d := deps[0]; len(d.LastError) > textlimit.MaxMessage || !strings.Contains(d.LastError, "bytes more)") {
 		t.Errorf("last error is %d bytes: …%s", len(d.LastError), d.LastError[max(0, len(d.LastError)-40):])
+	}
+}
+
+// The same request again and again gets one certificate per
+// ReissueInterval: the rest are 429 backoff with Retry-After, and change
+// nothing; renewal once due, and a new spec, are not held back.
+func TestIssueIsRateLimitedPerSpec(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: agentapi.Config{ReissueInterval: 10 * time.Minute}}, fleetObjs()...)
+	a := e.assignment("web-01", "shop")
+	_, csr := csrFor(t, a)
+	issue := func() response {
+		return e.do("POST", issuePath("shop"), tokenOf("web-01"), agentproto.IssueRequest{SpecHash: a.SpecHash, CSRPEM: csr})
+	}
+	if r := issue(); r.status != http.StatusOK {
+		t.Fatalf("first issue: %d %s", r.status, r.body)
+	}
+	for range 20 {
+		r := issue()
+		if r.status != http.StatusTooManyRequests || r.errorBody(t).Error.Code != agentproto.CodeBackoff || r.header.Get("Retry-After") != "600" {
+			t.Fatalf("repeat: %d %s (Retry-After %q), want 429 backoff, Retry-After 600", r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	var versions int
+	conn, err := pgx.Connect(context.Background(), e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM certificate_versions").Scan(&versions); err != nil || versions != 1 {
+		t.Errorf("certificate versions = %d (%v), want 1", versions, err)
+	}
+	// Other agents and certificates are not held back.
+	if r := e.issue("web-01", "pool"); r.status != http.StatusOK {
+		t.Errorf("another certificate: %d %s", r.status, r.body)
+	}
+	e.clock.Add(10 * time.Minute)
+	if r := issue(); r.status != http.StatusOK {
+		t.Fatalf("after the interval: %d %s", r.status, r.body)
+	}
+	// Renewal due: at once, whatever the interval.
+	long := newEnv(t, envOptions{cfg: agentapi.Config{ReissueInterval: 365 * 24 * time.Hour}}, fleetObjs()...)
+	if r := long.issue("web-01", "shop"); r.status != http.StatusOK {
+		t.Fatalf("first issue: %d %s", r.status, r.body)
+	}
+	if r := long.issue("web-01", "shop"); r.status != http.StatusTooManyRequests {
+		t.Fatalf("repeat: %d %s, want 429", r.status, r.body)
+	}
+	long.clock.Add(long.assignment("web-01", "shop").RenewAt.Sub(long.clock.Now()))
+	if r := long.issue("web-01", "shop"); r.status != http.StatusOK {
+		t.Fatalf("renewal due: %d %s", r.status, r.body)
 	}
 }

@@ -18,6 +18,11 @@ type Config struct {
 	// BackoffBase and BackoffCap bound the wait after a failed or refused
 	// issue: min(BackoffCap, BackoffBase·2^(failures−1)) (1m and 6h).
 	BackoffBase, BackoffCap time.Duration
+	// ReissueInterval is the least time between two certificates issued to
+	// one agent for one certificate and spec: an issue request sooner after
+	// a success is answered 429 backoff with Retry-After, unless renewal of
+	// the current certificate is due (1m).
+	ReissueInterval time.Duration
 	// OfflineAfter is how long an agent may be silent and still count as
 	// online (5m).
 	OfflineAfter time.Duration
@@ -47,6 +52,7 @@ func (c Config) withDefaults() Config {
 	def(&c.FlushInterval, 5*time.Second)
 	def(&c.BackoffBase, time.Minute)
 	def(&c.BackoffCap, 6*time.Hour)
+	def(&c.ReissueInterval, time.Minute)
 	def(&c.OfflineAfter, 5*time.Minute)
 	def(&c.OrderTimeout, 10*time.Minute)
 	def(&c.ChallengeTimeout, 2*time.Minute)
