@@ -31,7 +31,8 @@
 // JSON error: agent protocol, status API, webhooks):
 //
 //	code                status  meaning                                               what the agent does
-//	invalid             400     malformed request (JSON, CSR, a field, a token)       fails the deployment
+//	invalid             400     malformed request (JSON, CSR, a field, a token,       fails the deployment
+//	                            bad bytes; a report's unknown serial or bad time)
 //	unauthorized        401     token missing, unknown or revoked (no detail)         stops the pass; backs off, never faster than its interval
 //	forbidden           403     access not allowed (not on the agent routes)          fails the deployment
 //	not_found           404     certificate not assigned; no such route or challenge  fails the deployment
@@ -40,7 +41,8 @@
 //	too_large           413     request body over MaxBodyBytes                        fails the deployment
 //	rejected            422     well-formed but refused (not on the agent routes)     fails the deployment
 //	csr_mismatch        422     the CSR does not match the certificate's spec         fails the deployment (the server backs off)
-//	backoff             429     issuance backs off after failures; Retry-After        waits for that certificate; serves the others
+//	backoff             429     issuance backs off after failures, or was just        waits for that certificate; serves the others
+//	                            granted for this spec; Retry-After
 //	internal            500     a server bug; the message is "internal error"         stops the pass; backs off
 //	unavailable         503     Postgres unreachable, or starting; Retry-After        issue: as backoff; elsewhere: stops the pass
 //	issuer_unavailable  503     the issuer failed; Retry-After                        waits for that certificate; serves the others
