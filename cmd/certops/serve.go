@@ -51,6 +51,7 @@ type serveConfig struct {
 	GitCAFile             string
 	APITokenFile          string
 	Hooks                 webhook.Config
+	HTTP                  httpLimits
 }
 
 // serveCmd runs the reconciler, the status API and the webhook receivers
@@ -101,6 +102,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.DurationEnv(&c.FullCompare, "full-compare-interval", 10*time.Minute, "how often the database is compared in full with Git (drift repair)")
 	f.BoolEnv(&c.PerCertificateMetrics, "per-certificate-metrics", true, "export per-certificate metric series (turn off for very large fleets)")
 	f.BoolEnv(&c.MigrationsViaHook, "migrations-via-hook", false, "skip migrating at boot (a Helm hook runs certops migrate)")
+	declareHTTPLimits(f, &c.HTTP)
 	return c
 }
 
@@ -176,9 +178,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(mux, cfg.HTTP, logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.HTTP.MaxConnections)) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
