@@ -231,8 +231,8 @@ func (r *Reconciler) jitter(d time.Duration) time.Duration {
 // is sorted into stalled or transient, and finalize turns the result into
 // status, history, metrics, logs and events.
 func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outcome {
-	if f := lease.Fence(); f != r.fence || !r.started {
-		r.fence, r.started = f, false
+	if f := lease.Fence(); f != r.fence {
+		r.fence, r.started = f, false // a new term
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -248,8 +248,8 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outco
 	if err == nil {
 		p, err = r.attempt(ctx)
 	}
-	if err != nil && leaseLost(lease) != nil {
-		err = fmt.Errorf("%w: %w", state.ErrFenced, err)
+	if err != nil && !errors.Is(err, state.ErrFenced) && leaseLost(lease) != nil {
+		err = fmt.Errorf("%w: %w", state.ErrFenced, err) // cancelled by the lease's end
 	}
 	return r.finalize(ctx, p, err)
 }
