@@ -37,7 +37,7 @@ func (r Revision) String() string {
 // (BRANCH@sha1:<40 hex>), or "" when s is not one.
 func CommitOf(s string) string {
 	i := strings.LastIndex(s, "@sha1:")
-	if i < 0 || len(s)-i-len("@sha1:") != 40 {
+	if i < 0 {
 		return ""
 	}
 	return s[i+len("@sha1:"):]
