@@ -84,6 +84,7 @@ import (
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/textlimit"
 )
 
 // Config configures an Agent. Server, Name, TokenFile and StateDir are
@@ -412,7 +413,7 @@ func (a *Agent) heartbeatIfDue(ctx context.Context) {
 		return
 	}
 	host, _ := os.Hostname()
-	err := a.client.heartbeat(ctx, agentproto.Heartbeat{Version: a.cfg.Version, Hostname: host})
+	err := a.client.heartbeat(ctx, agentproto.Heartbeat{Version: wireField(a.cfg.Version), Hostname: wireField(host)})
 	if err != nil {
 		a.log.Warn("heartbeat failed", "err", a.serverTrouble(err))
 		return
@@ -420,9 +421,18 @@ func (a *Agent) heartbeatIfDue(ctx context.Context) {
 	a.lastBeat = a.now()
 }
 
-// report queues r and tries to deliver the queue.
+// wireField is s as the server accepts a one-line field: valid UTF-8
+// without control characters, at most agentproto.MaxFieldBytes.
+func wireField(s string) string {
+	return textlimit.Truncate(textlimit.Clean(s, false), agentproto.MaxFieldBytes)
+}
+
+// report queues r and tries to deliver the queue. Its error (command
+// output, say) is made valid UTF-8 without NUL or control characters and
+// cut to agentproto.MaxReportError, so that the server takes it.
 func (a *Agent) report(ctx context.Context, r agentproto.Report) {
 	r.At = a.now().UTC()
+	r.Error = textlimit.Bound(r.Error, agentproto.MaxReportError)
 	log := a.log.With("certificate", r.Certificate, "result", r.Result, "serial", r.Serial)
 	if r.Error != "" {
 		log.Warn("deployment outcome", "stage", r.Stage, "err", r.Error)

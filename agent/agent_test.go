@@ -21,6 +21,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/textlimit"
 )
 
 func TestFirstIssuanceInstallsTheSet(t *testing.T) {
@@ -808,5 +809,26 @@ func TestAllowedDirsMustBeCleanAbsolute(t *testing.T) {
 		if _, err := New(e.cfg); err == nil {
 			t.Errorf("AllowedDirs %q accepted, want an error", d)
 		}
+	}
+}
+
+// A reload that prints NUL, invalid UTF-8 and escapes is reported with
+// its output made valid and bounded, so the server takes the report and
+// the queue moves on.
+func TestReloadOutputIsSanitizedInTheReport(t *testing.T) {
+	e := newEnv(t)
+	a := e.newAgent()
+	if _, err := renewWith(t, e, a, func() { e.flag(garbageNext) }); err == nil {
+		t.Fatal("SyncOnce succeeded, want a reload failure")
+	}
+	r := e.srv.lastReport(t)
+	if r.Result != agentproto.ResultRolledBack || !strings.Contains(r.Error, "exit status 4") || !strings.Contains(r.Error, "nginx: bad") {
+		t.Errorf("report = %+v", r)
+	}
+	if err := textlimit.Check(r.Error, agentproto.MaxReportError, true); err != nil {
+		t.Errorf("report error %q: %v", r.Error, err)
+	}
+	if len(a.reports) != 0 {
+		t.Errorf("%d reports still queued", len(a.reports))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -56,6 +57,19 @@ func (s *Set) DurationEnv(p *time.Duration, name string, def time.Duration, help
 		}
 	}
 	s.DurationVar(p, name, def, s.help(name, help))
+}
+
+// IntEnv defines an integer flag defaulting to its environment variable.
+func (s *Set) IntEnv(p *int, name string, def int, help string) {
+	if v := s.getenv(s.EnvName(name)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: want an integer, got %q", s.EnvName(name), v))
+		} else {
+			def = n
+		}
+	}
+	s.IntVar(p, name, def, s.help(name, help))
 }
 
 // BoolEnv defines a boolean flag defaulting to its environment variable

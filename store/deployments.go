@@ -115,10 +115,22 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.D
 	return d, nil
 }
 
+// ErrUnknownSerial is RecordReport's answer to a report whose serial was
+// never issued to that agent for that certificate, or whose time is more
+// than ReportClockSkew before that serial was issued; nothing is written.
+var ErrUnknownSerial = errors.New("no such serial issued to this agent for this certificate at that time")
+
+// ReportClockSkew is how much earlier than its serial's issuance a report
+// may say it happened (the agent's clock may be behind).
+const ReportClockSkew = 5 * time.Minute
+
 // RecordReport records an agent's report: the state, error and time of the
 // attempt, and on success what is installed now (a rollback leaves the
-// previously installed serial). It bumps the agent change counter and
-// returns the deployment as written.
+// previously installed serial). A report with a serial is only taken when
+// that serial was issued to the agent for the certificate, no later than
+// ReportClockSkew after the report's time; else ErrUnknownSerial and
+// nothing changes. It bumps the agent change counter and returns the
+// deployment as written.
 func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Deployment, error) {
 	switch r.Result {
 	case state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack:
@@ -131,8 +143,9 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 		WITH known AS (
 			SELECT max(not_after) AS not_after FROM certificate_versions
 			WHERE certificate = $1 AND agent = $2 AND serial = $4
+			HAVING $4 = '' OR min(issued_at) <= $8::timestamptz + make_interval(secs => $9::float8)
 		), bump AS (
-			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
+			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 AND EXISTS (SELECT FROM known) RETURNING seq
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, installed_serial, installed_spec_hash,
 				installed_not_after, state, last_error, last_attempt, updated_at, change_seq)
@@ -147,11 +160,14 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 			RETURNING *
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
-		r.Certificate, r.Agent, r.SpecHash, r.Serial, r.Result, r.Error, installed, r.At)
+		r.Certificate, r.Agent, r.SpecHash, r.Serial, r.Result, r.Error, installed, r.At, ReportClockSkew.Seconds())
 	if err != nil {
 		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: serial %s: %w", r.Certificate, r.Agent, r.Serial, ErrUnknownSerial)
+	}
 	if err != nil {
 		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}

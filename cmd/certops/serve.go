@@ -51,6 +51,7 @@ type serveConfig struct {
 	GitCAFile             string
 	APITokenFile          string
 	Hooks                 webhook.Config
+	HTTP                  httpLimits
 	// VerifyCommits applies only revisions whose commits since the last
 	// applied one are all signed by a key in the TrustedKeys files.
 	VerifyCommits bool
@@ -107,6 +108,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.BoolEnv(&c.MigrationsViaHook, "migrations-via-hook", false, "skip migrating at boot (a Helm hook runs certops migrate)")
 	f.BoolEnv(&c.VerifyCommits, "verify-commits", false, "apply a revision only if every commit since the last applied one is signed by a trusted key (refused: Stalled, reason UntrustedCommit)")
 	f.StringsEnv(&c.TrustedKeys, "trusted-keys", "with --verify-commits: an armored OpenPGP public keyring or an SSH allowed_signers file")
+	declareHTTPLimits(f, &c.HTTP)
 	return c
 }
 
@@ -189,9 +191,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(mux, cfg.HTTP, logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.HTTP.MaxConnections)) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
