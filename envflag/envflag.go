@@ -87,6 +87,45 @@ func (s *Set) BoolEnv(p *bool, name string, def bool, help string) {
 	s.BoolVar(p, name, def, s.help(name, help))
 }
 
+// StringsEnv defines a repeatable string flag defaulting to its environment
+// variable, a comma-separated list. Giving the flag replaces that default;
+// giving it again adds to the list. Empty items are dropped.
+func (s *Set) StringsEnv(p *[]string, name, help string) {
+	*p = splitList(s.getenv(s.EnvName(name)))
+	s.Var(&stringList{p: p}, name, s.help(name, help+"; repeatable, or comma-separated"))
+}
+
+// stringList is the flag.Value of StringsEnv.
+type stringList struct {
+	p   *[]string
+	set bool // the flag was given: the environment's default is replaced
+}
+
+func (l *stringList) String() string {
+	if l == nil || l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l *stringList) Set(v string) error {
+	if !l.set {
+		*l.p, l.set = nil, true
+	}
+	*l.p = append(*l.p, splitList(v)...)
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 // EnvError is Parse's error for invalid environment values. (Errors in the
 // flags themselves are the flag package's, which prints them.)
 type EnvError struct{ Err error }

@@ -63,13 +63,13 @@ func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision
 }
 
 // RecordAttempt records a revision that was refused (outcome invalid,
-// prune-blocked or failed) with its errors, and writes the status, while
+// prune-blocked, untrusted or failed) with its errors, and writes the status, while
 // fence is the current lease. Objects are left untouched. It returns the
 // revision's id.
 func (s *Store) RecordAttempt(ctx context.Context, fence state.Fence, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error) {
 	if !outcome.Refused() {
-		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q",
-			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeFailed)
+		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q, %q",
+			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeUntrusted, state.OutcomeFailed)
 	}
 	var id int64
 	err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
