@@ -40,6 +40,7 @@
 //	too_large           413     request body over MaxBodyBytes                        fails the deployment
 //	rejected            422     well-formed but refused (not on the agent routes)     fails the deployment
 //	csr_mismatch        422     the CSR does not match the certificate's spec         fails the deployment (the server backs off)
+//	name_not_permitted  422     the issuer's CA may not sign a name of the spec       fails the deployment (the server backs off)
 //	backoff             429     issuance backs off after failures; Retry-After        waits for that certificate; serves the others
 //	internal            500     a server bug; the message is "internal error"         stops the pass; backs off
 //	unavailable         503     Postgres unreachable, or starting; Retry-After        issue: as backoff; elsewhere: stops the pass
@@ -228,6 +229,7 @@ const (
 	CodeTooLarge          Code = "too_large"
 	CodeRejected          Code = "rejected"
 	CodeCSRMismatch       Code = "csr_mismatch"
+	CodeNameNotPermitted  Code = "name_not_permitted"
 	CodeBackoff           Code = "backoff"
 	CodeInternal          Code = "internal"
 	CodeUnavailable       Code = "unavailable"
