@@ -138,7 +138,7 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	}
 	d, err := l.store.RecordReport(ctx, store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
-		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
+		Result: state.DeploymentState(rep.Result), Stage: rep.Stage, Error: msg, At: at,
 	})
 	if err != nil {
 		return unavailable(l.log, "record report", err)
