@@ -57,6 +57,15 @@
 // directories are created with mode 0755. A target that is a symlink is
 // replaced by a regular file (and restored as the symlink on rollback).
 //
+// That is the files layout: each file is whole, the set is not while it is
+// swapped. With Files.Layout "symlink" the files (all in one directory D)
+// are written to a new version directory D/.certops.NAME/v-RANDOM, and the
+// journal swaps one link, D/.certops.NAME/current, to it (the first time
+// also each path's link D/BASE → .certops.NAME/current/BASE): one rename
+// flips the set, so even before recovery a crash leaves the old or the new
+// set whole. Version directories the current link does not name are pruned
+// when a journal is committed or rolled back.
+//
 // # Verify
 //
 // Verification dials Verify.Address with SNI and compares the SHA-256 of the

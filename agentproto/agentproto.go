@@ -155,6 +155,9 @@ type Files struct {
 	Mode      string `json:"mode,omitempty"` // octal, e.g. "0600"; applies to every file
 	Owner     string `json:"owner,omitempty"`
 	Group     string `json:"group,omitempty"`
+	// Layout is how the files are installed: "files" (the default, "" too)
+	// or "symlink" (see the agent's documentation).
+	Layout string `json:"layout,omitempty"`
 }
 
 // Verify asks the agent to dial Address with SNI ServerName after a reload
