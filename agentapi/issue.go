@@ -147,7 +147,8 @@ func (s *Issuance) orderer(name string) (issuer.Orderer, bool) {
 }
 
 // refuse records a rejected CSR or a failed signing and returns the
-// answer: Rejected (csr_mismatch), or Unavailable (issuer_unavailable)
+// answer: Rejected (csr_mismatch, or name_not_permitted when the issuer's
+// CA may not sign the spec's names), or Unavailable (issuer_unavailable)
 // with the backoff as Retry-After.
 func (s *Issuance) refuse(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) error {
 	d, err := s.ledger.refused(ctx, c, name, agent, now, result, cause)
@@ -155,7 +156,11 @@ func (s *Issuance) refuse(ctx context.Context, c *certEntry, name, agent string,
 		return unavailable(s.log, "record issue failure", err)
 	}
 	if result == resultRejected {
-		return failure.WithCode(failure.New(failure.Rejected, d.LastError), agentproto.CodeCSRMismatch)
+		code := agentproto.CodeCSRMismatch
+		if failure.CodeOf(cause) == agentproto.CodeNameNotPermitted {
+			code = agentproto.CodeNameNotPermitted // the CSR matched; the CA may not sign its names
+		}
+		return failure.WithCode(failure.New(failure.Rejected, d.LastError), code)
 	}
 	return failure.WithRetryAfter(failure.WithCode(
 		failure.New(failure.Unavailable, "issuance failed; retry later"), agentproto.CodeIssuerUnavailable), d.NotBefore.Sub(now))

@@ -155,7 +155,7 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	msg = textlimit.Message(msg)
 	d, err := l.store.RecordReport(ctx, store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
-		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
+		Result: state.DeploymentState(rep.Result), Stage: rep.Stage, Error: msg, At: at,
 	})
 	if errors.Is(err, store.ErrUnknownSerial) {
 		return failure.New(failure.Invalid, fmt.Sprintf("serial %q was not issued to this agent for certificate %q (at %s or earlier)",

@@ -41,6 +41,7 @@
 //	too_large           413     request body over MaxBodyBytes                        fails the deployment
 //	rejected            422     well-formed but refused (not on the agent routes)     fails the deployment
 //	csr_mismatch        422     the CSR does not match the certificate's spec         fails the deployment (the server backs off)
+//	name_not_permitted  422     the issuer's CA may not sign a name of the spec       fails the deployment (the server backs off)
 //	backoff             429     issuance backs off after failures, or was just        waits for that certificate; serves the others
 //	                            granted for this spec; Retry-After
 //	internal            500     a server bug; the message is "internal error"         stops the pass; backs off
@@ -173,6 +174,9 @@ type Files struct {
 	Mode      string `json:"mode,omitempty"` // octal, e.g. "0600"; applies to every file
 	Owner     string `json:"owner,omitempty"`
 	Group     string `json:"group,omitempty"`
+	// Layout is how the files are installed: "files" (the default, "" too)
+	// or "symlink" (see the agent's documentation).
+	Layout string `json:"layout,omitempty"`
 }
 
 // Verify asks the agent to dial Address with SNI ServerName after a reload
@@ -247,6 +251,7 @@ const (
 	CodeTooLarge          Code = "too_large"
 	CodeRejected          Code = "rejected"
 	CodeCSRMismatch       Code = "csr_mismatch"
+	CodeNameNotPermitted  Code = "name_not_permitted"
 	CodeBackoff           Code = "backoff"
 	CodeInternal          Code = "internal"
 	CodeUnavailable       Code = "unavailable"

@@ -39,7 +39,8 @@ type certificateStatus struct {
 type deploymentStatus struct {
 	Agent string `json:"agent"`
 	// State is pending (nothing asked yet), issued, issue-failed,
-	// installed, failed or rolled-back.
+	// installed, failed or rolled-back, for the current spec (see
+	// assign.CurrentState), and LastError its error.
 	State state.DeploymentState `json:"state"`
 	// Serial and NotAfter are what the agent reported installed.
 	Serial   string     `json:"serial,omitempty"`
@@ -115,8 +116,12 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: state.DeploymentPending})
 			continue
 		}
-		ds := deploymentStatus{Agent: agent, State: d.State, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
-			LastError: d.LastError, LastAttempt: timePtr(d.LastAttempt), Failures: d.Failures, RetryAfter: timePtr(d.NotBefore)}
+		ds := deploymentStatus{Agent: agent, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
+			LastAttempt: timePtr(d.LastAttempt)}
+		ds.State, ds.LastError = assign.CurrentState(hash, d)
+		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
+			ds.Failures, ds.RetryAfter = d.Failures, timePtr(d.NotBefore)
+		}
 		if d.Current != nil {
 			ds.CurrentSerial, ds.RenewAt = d.Current.Serial, timePtr(d.RenewAt)
 		}

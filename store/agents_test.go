@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
@@ -238,5 +239,57 @@ func TestReportOfUnknownSerialIsRefused(t *testing.T) {
 	if d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "01",
 		Result: state.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil || d.InstalledSerial != "01" {
 		t.Errorf("a known serial within the skew: %+v %v", d, err)
+	}
+}
+
+// The agent's failed issue-stage report of the attempt the server refused
+// keeps the server's issue-failed state and error; any other report, or one
+// for another spec, is recorded. Each state carries the spec it is for.
+func TestReportOfARefusedIssueKeepsTheServersState(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := version("shop", "web-01", "01", now)
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: v.SpecHash, Serial: "01",
+		Result: state.DeploymentInstalled, At: now})
+	if err != nil || d.StateSpecHash != v.SpecHash {
+		t.Fatalf("installed: %+v %v", d, err)
+	}
+	const refused = `the CA "x" may not sign these names: DNS name "shop.example.org" is not permitted`
+	d, err = s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: "h2",
+		Error: refused, At: now.Add(time.Minute), Base: time.Minute, Cap: time.Hour})
+	if err != nil || d.State != state.DeploymentIssueFailed || d.StateSpecHash != "h2" {
+		t.Fatalf("issue failure: %+v %v", d, err)
+	}
+	report := func(spec string, result state.DeploymentState, stage, msg string) state.Deployment {
+		t.Helper()
+		d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: spec,
+			Result: result, Stage: stage, Error: msg, At: now.Add(2 * time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d = report("h2", state.DeploymentFailed, agentproto.StageIssue, "issue: 422 name_not_permitted")
+	if d.State != state.DeploymentIssueFailed || d.LastError != refused || d.StateSpecHash != "h2" || !d.LastAttempt.Equal(now.Add(time.Minute)) {
+		t.Errorf("after the agent's report of the refused issue: %+v", d)
+	}
+	if d.InstalledSerial != "01" || d.InstalledSpecHash != v.SpecHash || d.Failures != 1 {
+		t.Errorf("the report changed what is installed or the failures: %+v", d)
+	}
+	d = report("h3", state.DeploymentFailed, agentproto.StageIssue, "issue: key generation failed")
+	if d.State != state.DeploymentFailed || d.StateSpecHash != "h3" || d.LastError != "issue: key generation failed" {
+		t.Errorf("a failed issue report for another spec: %+v", d)
+	}
+	if _, err := s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: "h3",
+		Error: "boom", At: now, Base: time.Minute, Cap: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	d = report("h3", state.DeploymentFailed, agentproto.StageInstall, "install: read-only file system")
+	if d.State != state.DeploymentFailed || d.LastError != "install: read-only file system" {
+		t.Errorf("a failed install report: %+v", d)
 	}
 }
