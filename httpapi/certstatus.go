@@ -30,8 +30,11 @@ type certificateStatus struct {
 	SpecHash string `json:"specHash"`
 	// NotAfter is the earliest expiry of what the agents have installed;
 	// RenewAt the earliest renewal time of the current certificates.
-	NotAfter    *time.Time         `json:"notAfter,omitempty"`
-	RenewAt     *time.Time         `json:"renewAt,omitempty"`
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+	RenewAt  *time.Time `json:"renewAt,omitempty"`
+	// IssuerError says why the issuer cannot sign the certificate's names
+	// (a local CA's name constraints), before any agent asks.
+	IssuerError string             `json:"issuerError,omitempty"`
 	Deployments []deploymentStatus `json:"deployments"`
 }
 
@@ -110,6 +113,15 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, time.Now())
 	st := &certificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
 		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []deploymentStatus{}}
+	if a.issuers != nil {
+		if err := a.issuers.CheckNames(c.IssuerRef, c); err != nil {
+			// No agent can get it issued (or renewed): say so first.
+			st.IssuerError = err.Error()
+			if !st.Ready {
+				st.Reason = err.Error()
+			}
+		}
+	}
 	for _, agent := range targets {
 		d := byAgent[agent]
 		if d == nil {

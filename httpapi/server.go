@@ -54,6 +54,17 @@ type Config struct {
 	// AgentOfflineAfter is how long an agent may be silent and still be
 	// shown online; DefaultAgentOfflineAfter when zero.
 	AgentOfflineAfter time.Duration
+	// Issuers, when set, tells whether a certificate's issuer can sign its
+	// names (a local CA's name constraints), so the status says so before
+	// any agent asks.
+	Issuers NameChecker
+}
+
+// NameChecker tells whether an issuer may sign a certificate's names:
+// nil when it may or cannot tell, else why not. *issuer.Registry
+// implements it.
+type NameChecker interface {
+	CheckNames(issuer string, c *spec.CertificateSpec) error
 }
 
 // Pagination limits of list endpoints.
@@ -64,7 +75,7 @@ const (
 
 // NewHandler returns the HTTP handler of the reconciler.
 func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
-	a := &api{r: r, log: logger, readyFn: cfg.Ready, alerts: cfg.Alerts, offlineAfter: cfg.AgentOfflineAfter}
+	a := &api{r: r, log: logger, readyFn: cfg.Ready, alerts: cfg.Alerts, offlineAfter: cfg.AgentOfflineAfter, issuers: cfg.Issuers}
 	if a.offlineAfter <= 0 {
 		a.offlineAfter = DefaultAgentOfflineAfter
 	}
@@ -141,6 +152,7 @@ type api struct {
 	readyFn      func() error
 	alerts       func() []alert.Alert
 	offlineAfter time.Duration
+	issuers      NameChecker // nil: names are not checked
 }
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {

@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	var starting atomic.Bool
 	starting.Store(true)
-	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts,
+	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema")
