@@ -57,6 +57,15 @@
 // directories are created with mode 0755. A target that is a symlink is
 // replaced by a regular file (and restored as the symlink on rollback).
 //
+// That is the files layout: each file is whole, the set is not while it is
+// swapped. With Files.Layout "symlink" the files (all in one directory D)
+// are written to a new version directory D/.certops.NAME/v-RANDOM, and the
+// journal swaps one link, D/.certops.NAME/current, to it (the first time
+// also each path's link D/BASE → .certops.NAME/current/BASE): one rename
+// flips the set, so even before recovery a crash leaves the old or the new
+// set whole. Version directories the current link does not name are pruned
+// when a journal is committed or rolled back.
+//
 // # Verify
 //
 // Verification dials Verify.Address with SNI and compares the SHA-256 of the
@@ -84,6 +93,7 @@ import (
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/textlimit"
 )
 
 // Config configures an Agent. Server, Name, TokenFile and StateDir are
@@ -145,6 +155,7 @@ type Agent struct {
 	reports     []agentproto.Report     // not yet delivered, oldest first
 	retryAt     time.Time               // the server asked us to wait (Retry-After)
 	lastBeat    time.Time               // last successful heartbeat
+	identified  bool                    // the server named this agent as the token's (see poll)
 	reloadAfter []string                // reload argv owed after a startup rollback
 
 	// Tuning and fault injection for tests.
@@ -264,7 +275,9 @@ func newHTTPClient(caFile string) (*http.Client, error) {
 }
 
 // Run polls and deploys until ctx is done, then returns nil. It heartbeats
-// at start and every five minutes. When the server is unreachable or
+// after the first poll and every five minutes. When the server answers for
+// another agent than Config.Name (the token is another agent's), it acts on
+// nothing and returns that error at once. When the server is unreachable or
 // refuses the agent, it keeps the installed files and retries with
 // exponential backoff and jitter (capped at five minutes, at least
 // Retry-After when the server sent one).
@@ -272,12 +285,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "server", a.cfg.Server, "version", a.cfg.Version, "interval", a.cfg.PollInterval)
 	failures := 0
 	for {
-		a.heartbeatIfDue(ctx)
 		deployErr, serverErr := a.sync(ctx)
 		if ctx.Err() != nil {
 			a.log.Info("agent stopped")
 			return nil
 		}
+		if errors.Is(serverErr, errWrongAgent) {
+			return serverErr
+		}
+		a.heartbeatIfDue(ctx)
 		if deployErr != nil {
 			a.log.Warn("deployment failed", "err", deployErr)
 		}
@@ -395,16 +411,30 @@ func (a *Agent) poll(ctx context.Context) ([]agentproto.Assignment, error) {
 	if got == nil { // 304
 		return a.assignments, nil
 	}
-	if got.Agent != "" && got.Agent != a.cfg.Name {
-		a.log.Warn("server answered for another agent name; check --name and the token", "server_says", got.Agent)
+	if got.Agent != a.cfg.Name {
+		return nil, wrongAgent(got.Agent, a.cfg.Name)
 	}
+	a.identified = true
 	a.etag, a.assignments, a.challenges = etag, got.Certificates, got.Challenges
 	a.log.Debug("assignments changed", "count", len(got.Certificates), "etag", etag)
 	return a.assignments, nil
 }
 
+// errWrongAgent marks the answer of a server that knows the token as
+// another agent's: the agent must not act on that agent's assignments.
+var errWrongAgent = errors.New("the token is another agent's")
+
+// wrongAgent is errWrongAgent with the names, as a failure.Forbidden error.
+func wrongAgent(tokenAgent, name string) error {
+	return failure.Wrap(failure.Forbidden, fmt.Errorf("%w: the server knows it as agent %q, but this agent is --name %q; refusing to act (fix --name or the token file)",
+		errWrongAgent, tokenAgent, name))
+}
+
 // heartbeatIfDue sends a heartbeat at start and every heartbeatEvery.
 func (a *Agent) heartbeatIfDue(ctx context.Context) {
+	if !a.identified {
+		return // not before the server said whose token this is
+	}
 	if !a.lastBeat.IsZero() && a.now().Sub(a.lastBeat) < heartbeatEvery {
 		return
 	}
@@ -412,7 +442,7 @@ func (a *Agent) heartbeatIfDue(ctx context.Context) {
 		return
 	}
 	host, _ := os.Hostname()
-	err := a.client.heartbeat(ctx, agentproto.Heartbeat{Version: a.cfg.Version, Hostname: host})
+	err := a.client.heartbeat(ctx, agentproto.Heartbeat{Version: wireField(a.cfg.Version), Hostname: wireField(host)})
 	if err != nil {
 		a.log.Warn("heartbeat failed", "err", a.serverTrouble(err))
 		return
@@ -420,9 +450,18 @@ func (a *Agent) heartbeatIfDue(ctx context.Context) {
 	a.lastBeat = a.now()
 }
 
-// report queues r and tries to deliver the queue.
+// wireField is s as the server accepts a one-line field: valid UTF-8
+// without control characters, at most agentproto.MaxFieldBytes.
+func wireField(s string) string {
+	return textlimit.Truncate(textlimit.Clean(s, false), agentproto.MaxFieldBytes)
+}
+
+// report queues r and tries to deliver the queue. Its error (command
+// output, say) is made valid UTF-8 without NUL or control characters and
+// cut to agentproto.MaxReportError, so that the server takes it.
 func (a *Agent) report(ctx context.Context, r agentproto.Report) {
 	r.At = a.now().UTC()
+	r.Error = textlimit.Bound(r.Error, agentproto.MaxReportError)
 	log := a.log.With("certificate", r.Certificate, "result", r.Result, "serial", r.Serial)
 	if r.Error != "" {
 		log.Warn("deployment outcome", "stage", r.Stage, "err", r.Error)

@@ -23,6 +23,7 @@ import (
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/testkit"
+	"github.com/certops/certops/textlimit"
 )
 
 func TestFirstIssuanceInstallsTheSet(t *testing.T) {
@@ -406,15 +407,20 @@ func TestCrashAtEveryPointOfInstall(t *testing.T) {
 		firstIssue  bool // no previous set
 		failReload  bool // crash inside the rollback instead
 		wantOldOnly bool
+		layout      string
 	}{
 		{name: "renewal"},
 		{name: "first install", firstIssue: true},
 		{name: "rollback after failed reload", failReload: true, wantOldOnly: true},
+		{name: "renewal, symlink layout", layout: layoutSymlink},
+		{name: "first install, symlink layout", firstIssue: true, layout: layoutSymlink},
+		{name: "rollback after failed reload, symlink layout", failReload: true, wantOldOnly: true, layout: layoutSymlink},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			points := 0
 			for n := 1; n < 100; n++ {
 				e := newEnv(t)
+				e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.Layout = tc.layout })
 				a := e.newAgent()
 				old := e.fileSet()
 				if !tc.firstIssue {
@@ -439,12 +445,19 @@ func TestCrashAtEveryPointOfInstall(t *testing.T) {
 				_, issued, _, _ := e.srv.snapshot()
 				newCert := issued[len(issued)-1].CertPEM
 
+				whole := func(got map[string]string, newOK bool) bool {
+					return maps.Equal(got, old) || newOK && got["cert.pem"] == newCert && got["fullchain.pem"] == newCert+e.srv.caPEM &&
+						got["chain.pem"] == e.srv.caPEM && keyFits(got["key.pem"], newCert)
+				}
+				if tc.layout == layoutSymlink && !tc.firstIssue && !whole(e.fileSet(), true) {
+					// One rename flips the set: even before recovery it is whole.
+					t.Errorf("crash at mutation %d: before recovery the files are a mix: %v", n, summarize(e.fileSet(), old, newCert))
+				}
+
 				b := e.newAgent() // recovers
 				got := e.fileSet()
 				switch {
-				case maps.Equal(got, old):
-				case !tc.wantOldOnly && got["cert.pem"] == newCert && got["fullchain.pem"] == newCert+e.srv.caPEM &&
-					got["chain.pem"] == e.srv.caPEM && keyFits(got["key.pem"], newCert):
+				case whole(got, !tc.wantOldOnly):
 				default:
 					t.Fatalf("crash at mutation %d: after recovery the files are a mix: %v", n, summarize(got, old, newCert))
 				}
@@ -470,6 +483,11 @@ func TestCrashAtEveryPointOfInstall(t *testing.T) {
 				}
 				if want := 1 + btoi(!tc.firstIssue); len(issued) != want {
 					t.Errorf("crash at mutation %d: %d certificates issued, want %d (the pending key survives)", n, len(issued), want)
+				}
+				if tc.layout == layoutSymlink {
+					if v := e.versionDirs(); len(v) != 1 {
+						t.Errorf("crash at mutation %d: version directories %v after the next pass, want the current one only", n, v)
+					}
 				}
 			}
 			t.Logf("%d crash points", points)
@@ -804,5 +822,26 @@ func TestAllowedDirsMustBeCleanAbsolute(t *testing.T) {
 		if _, err := New(e.cfg); err == nil {
 			t.Errorf("AllowedDirs %q accepted, want an error", d)
 		}
+	}
+}
+
+// A reload that prints NUL, invalid UTF-8 and escapes is reported with
+// its output made valid and bounded, so the server takes the report and
+// the queue moves on.
+func TestReloadOutputIsSanitizedInTheReport(t *testing.T) {
+	e := newEnv(t)
+	a := e.newAgent()
+	if _, err := renewWith(t, e, a, func() { e.flag(garbageNext) }); err == nil {
+		t.Fatal("SyncOnce succeeded, want a reload failure")
+	}
+	r := e.srv.lastReport(t)
+	if r.Result != agentproto.ResultRolledBack || !strings.Contains(r.Error, "exit status 4") || !strings.Contains(r.Error, "nginx: bad") {
+		t.Errorf("report = %+v", r)
+	}
+	if err := textlimit.Check(r.Error, agentproto.MaxReportError, true); err != nil {
+		t.Errorf("report error %q: %v", r.Error, err)
+	}
+	if len(a.reports) != 0 {
+		t.Errorf("%d reports still queued", len(a.reports))
 	}
 }

@@ -65,7 +65,7 @@ func (e *serverError) code() agentproto.Code {
 	switch e.Code {
 	case agentproto.CodeInvalid, agentproto.CodeUnauthorized, agentproto.CodeForbidden, agentproto.CodeNotFound,
 		agentproto.CodeMethodNotAllowed, agentproto.CodeConflict, agentproto.CodeTooLarge, agentproto.CodeRejected,
-		agentproto.CodeCSRMismatch, agentproto.CodeBackoff, agentproto.CodeInternal, agentproto.CodeUnavailable,
+		agentproto.CodeCSRMismatch, agentproto.CodeNameNotPermitted, agentproto.CodeBackoff, agentproto.CodeInternal, agentproto.CodeUnavailable,
 		agentproto.CodeIssuerUnavailable:
 		return e.Code
 	}

@@ -30,6 +30,7 @@ func TestIssueAnswerCodes(t *testing.T) {
 		{http.StatusRequestEntityTooLarge, agentproto.CodeTooLarge, fail},
 		{http.StatusUnprocessableEntity, agentproto.CodeRejected, fail},
 		{http.StatusUnprocessableEntity, agentproto.CodeCSRMismatch, fail},
+		{http.StatusUnprocessableEntity, agentproto.CodeNameNotPermitted, fail},
 		{http.StatusConflict, agentproto.CodeConflict, repoll},
 		{http.StatusTooManyRequests, agentproto.CodeBackoff, wait},
 		{http.StatusServiceUnavailable, agentproto.CodeUnavailable, wait},

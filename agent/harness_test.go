@@ -409,8 +409,9 @@ func newEnv(t *testing.T) *env {
 // Flags the reload script reacts to, once each: the next reload fails, or
 // hangs (with a child process, to show the whole group is killed).
 const (
-	failNext = "fail-next"
-	hangNext = "hang-next"
+	failNext    = "fail-next"
+	hangNext    = "hang-next"
+	garbageNext = "garbage-next" // fails, printing NUL, invalid UTF-8, escapes and 8 KB
 )
 
 // reloadScript is the service's reload command. It fails or hangs once when
@@ -421,7 +422,8 @@ func (e *env) reloadScript() string {
 	return e.script("reload", fmt.Sprintf(`cd %q
 if [ -e %s ]; then rm %s; echo "nginx: [emerg] cannot load certificate" >&2; exit 3; fi
 if [ -e %s ]; then rm %s; sleep 60 & echo $! > child.pid; wait; fi
-echo reloaded >> reloads`, root, failNext, failNext, hangNext, hangNext))
+if [ -e %s ]; then rm %s; head -c 8000 /dev/zero | tr '\000' 'x'; printf '\nnginx: bad\000byte \377\033[31m red\n'; exit 4; fi
+echo reloaded >> reloads`, root, failNext, failNext, hangNext, hangNext, garbageNext, garbageNext))
 }
 
 // flag drops a flag file for the reload script.

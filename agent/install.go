@@ -17,10 +17,12 @@ import (
 	"github.com/certops/certops/atomicfile"
 )
 
-// targetFile is one file of a certificate's set.
+// targetFile is one file of a certificate's set: a regular file with data,
+// or (link set) a symbolic link to link.
 type targetFile struct {
 	path     string
 	data     []byte
+	link     string
 	mode     os.FileMode
 	uid, gid int // -1: leave as created
 }
@@ -123,6 +125,89 @@ func lookupGroup(s string) (*user.Group, error) {
 	return user.LookupGroup(s)
 }
 
+// Install layouts (agentproto.Files.Layout).
+const (
+	layoutFiles   = "files"   // each path a regular file, each replaced by a rename
+	layoutSymlink = "symlink" // each path a link into a version directory, flipped by one rename
+)
+
+// Under the symlink layout the files of certificate NAME in directory D are
+// D/.certops.NAME/v-RANDOM/BASE, one version directory per install;
+// D/.certops.NAME/current links to the installed version, and every path
+// D/BASE links to .certops.NAME/current/BASE. An install writes a new
+// version directory, then swaps the current link (and, the first time, the
+// paths' links) through the journal like any file: one rename flips the
+// whole set.
+const (
+	versionsPrefix = ".certops."
+	currentLink    = "current"
+	versionPrefix  = "v-"
+)
+
+// symlinkLayout turns the rendered files into a version directory, written
+// now, and the links to swap: the current link first, then each path whose
+// link is not in place yet. It returns the versions directory too.
+func (a *Agent) symlinkLayout(name string, files []targetFile) ([]targetFile, string, error) {
+	dir := filepath.Dir(files[0].path)
+	for _, f := range files[1:] {
+		if filepath.Dir(f.path) != dir {
+			return nil, "", fmt.Errorf("files.layout symlink: every file must be in one directory, but %s and %s are not", files[0].path, f.path)
+		}
+	}
+	versions := filepath.Join(dir, versionsPrefix+name)
+	if err := mkdirAll(versions); err != nil {
+		return nil, "", err
+	}
+	version := versionPrefix + randomSuffix()
+	if err := a.mutate(); err != nil {
+		return nil, "", err
+	}
+	if err := os.Mkdir(filepath.Join(versions, version), 0o755); err != nil {
+		return nil, "", err
+	}
+	if err := os.Chmod(filepath.Join(versions, version), 0o755); err != nil {
+		return nil, "", err
+	}
+	out := []targetFile{{path: filepath.Join(versions, currentLink), link: version}}
+	for _, f := range files {
+		base := filepath.Base(f.path)
+		vf := f
+		vf.path = filepath.Join(versions, version, base)
+		if err := a.writeTemp(vf, vf.path); err != nil {
+			return nil, "", err
+		}
+		link := filepath.Join(versionsPrefix+name, currentLink, base)
+		if got, err := os.Readlink(f.path); err != nil || got != link {
+			out = append(out, targetFile{path: f.path, link: link})
+		}
+	}
+	if err := atomicfile.SyncDir(filepath.Join(versions, version)); err != nil {
+		return nil, "", err
+	}
+	return out, versions, atomicfile.SyncDir(versions)
+}
+
+// pruneVersions removes the version directories that the current link does
+// not name (an install rolled back or replaced, or one a crash cut short).
+// It is idempotent cleanup: what it fails to remove the next install does.
+func (a *Agent) pruneVersions(versions string) {
+	if versions == "" {
+		return
+	}
+	current, _ := os.Readlink(filepath.Join(versions, currentLink))
+	ents, err := os.ReadDir(versions)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), versionPrefix) && e.Name() != current {
+			if err := os.RemoveAll(filepath.Join(versions, e.Name())); err != nil {
+				a.log.Warn("remove an old version directory", "path", filepath.Join(versions, e.Name()), "err", err)
+			}
+		}
+	}
+}
+
 // The install journal: see the package documentation.
 const (
 	phasePrepare = "prepare" // temp files being written; no target touched
@@ -136,6 +221,9 @@ type journal struct {
 	Phase       string        `json:"phase"`
 	Reload      []string      `json:"reload,omitempty"`
 	Files       []journalFile `json:"files"`
+	// Versions is the versions directory of the symlink layout, pruned
+	// once the journal is done.
+	Versions string `json:"versions,omitempty"`
 }
 
 type journalFile struct {
@@ -164,13 +252,19 @@ func (a *Agent) mutate() error {
 
 // swap writes the temp files and replaces the targets with them, recorded
 // in the journal. On failure it has rolled back and removed the journal.
-func (a *Agent) swap(name string, files []targetFile, reload []string) (*journal, error) {
+func (a *Agent) swap(name string, files []targetFile, reload []string, layout string) (*journal, error) {
 	if _, err := os.Stat(a.state.journalPath()); err == nil {
 		if err := a.recoverJournal(); err != nil {
 			return nil, fmt.Errorf("an earlier install is still unfinished: %w", err)
 		}
 	}
 	j := &journal{Certificate: name, Phase: phasePrepare, Reload: reload}
+	if layout == layoutSymlink {
+		var err error
+		if files, j.Versions, err = a.symlinkLayout(name, files); err != nil {
+			return nil, err // a version directory no link names yet: pruned later
+		}
+	}
 	for _, f := range files {
 		dir, base := filepath.Split(f.path)
 		if err := mkdirAll(dir); err != nil {
@@ -247,6 +341,12 @@ func (a *Agent) writeTemp(f targetFile, tmp string) error {
 	if err := a.mutate(); err != nil {
 		return err
 	}
+	if f.link != "" {
+		if err := os.Symlink(f.link, tmp); err != nil {
+			return fmt.Errorf("link %s: %w", f.path, err)
+		}
+		return nil
+	}
 	if err := atomicfile.WriteTemp(tmp, f.data, f.mode, f.uid, f.gid); err != nil {
 		if (f.uid >= 0 || f.gid >= 0) && errors.Is(err, fs.ErrPermission) {
 			return fmt.Errorf("write %s (the agent runs as uid %d): %w", f.path, a.geteuid(), err)
@@ -297,7 +397,11 @@ func (a *Agent) rollbackFiles(j *journal) error {
 		}
 	}
 	errs = append(errs, syncDirs(j))
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	a.pruneVersions(j.Versions)
+	return nil
 }
 
 // finishCommitted removes the backups and temps of a committed journal,
@@ -318,6 +422,7 @@ func (a *Agent) finishCommitted(j *journal) error {
 	if err := syncDirs(j); err != nil {
 		a.log.Warn("fsync", "err", err)
 	}
+	a.pruneVersions(j.Versions)
 	return a.removeJournal()
 }
 

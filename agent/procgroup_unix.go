@@ -9,8 +9,9 @@ import (
 
 // inOwnProcessGroup starts cmd in a new process group and makes
 // cancellation kill the whole group, so a reload script's children die
-// with it.
+// with it. On Linux the kernel also kills cmd when the agent dies, even by
+// SIGKILL (see childAttr).
 func inOwnProcessGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }

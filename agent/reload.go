@@ -13,6 +13,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/textlimit"
 )
 
 // reload runs argv (no shell) with ReloadTimeout. The command runs in its
@@ -56,8 +57,10 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// suffix is the output kept, made printable (valid UTF-8, no NUL or
+// control characters but newlines and tabs), for an error message.
 func (t *tailBuffer) suffix() string {
-	s := strings.TrimSpace(t.buf.String())
+	s := strings.TrimSpace(textlimit.Clean(t.buf.String(), true))
 	if s == "" {
 		return ""
 	}

@@ -235,7 +235,7 @@ func (a *Agent) deploy(ctx context.Context, as agentproto.Assignment, cert *issu
 	if err != nil {
 		return a.fail(ctx, as, cert.Serial, agentproto.StageInstall, err)
 	}
-	j, err := a.swap(as.Name, files, as.Reload)
+	j, err := a.swap(as.Name, files, as.Reload, as.Files.Layout)
 	if errors.Is(err, errCrash) {
 		return err
 	}

@@ -419,10 +419,13 @@ func TestReportsAreRecorded(t *testing.T) {
 
 	// A renewal whose reload fails is rolled back: the old serial stays installed.
 	e.clock.Advance(time.Minute)
-	if r := e.issue("web-01", "shop"); r.status != http.StatusOK {
-		t.Fatalf("renew: %d %s", r.status, r.body)
+	renewed := e.issue("web-01", "shop")
+	if renewed.status != http.StatusOK {
+		t.Fatalf("renew: %d %s", renewed.status, renewed.body)
 	}
-	report(agentproto.Report{Serial: "ffff", Result: agentproto.ResultRolledBack, Stage: agentproto.StageReload, Error: "nginx: exit status 1"})
+	var next agentproto.Issued
+	renewed.decode(t, &next)
+	report(agentproto.Report{Serial: next.Serial, Result: agentproto.ResultRolledBack, Stage: agentproto.StageReload, Error: "nginx: exit status 1"})
 	d = deployment()
 	if d.State != state.DeploymentRolledBack || d.InstalledSerial != issued.Serial || d.LastError != "reload: nginx: exit status 1" {
 		t.Errorf("after rollback: %+v", d)

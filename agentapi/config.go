@@ -19,6 +19,11 @@ type Config struct {
 	// BackoffBase and BackoffCap bound the wait after a failed or refused
 	// issue: min(BackoffCap, BackoffBase·2^(failures−1)) (1m and 6h).
 	BackoffBase, BackoffCap time.Duration
+	// ReissueInterval is the least time between two certificates issued to
+	// one agent for one certificate and spec: an issue request sooner after
+	// a success is answered 429 backoff with Retry-After, unless renewal of
+	// the current certificate is due (1m).
+	ReissueInterval time.Duration
 	// OfflineAfter is how long an agent may be silent and still count as
 	// online (5m).
 	OfflineAfter time.Duration
@@ -43,6 +48,7 @@ func (c Config) withDefaults() Config {
 	c.FlushInterval = cmp.Or(max(c.FlushInterval, 0), 5*time.Second)
 	c.BackoffBase = cmp.Or(max(c.BackoffBase, 0), time.Minute)
 	c.BackoffCap = cmp.Or(max(c.BackoffCap, 0), 6*time.Hour)
+	c.ReissueInterval = cmp.Or(max(c.ReissueInterval, 0), time.Minute)
 	c.OfflineAfter = cmp.Or(max(c.OfflineAfter, 0), 5*time.Minute)
 	c.OrderTimeout = cmp.Or(max(c.OrderTimeout, 0), 10*time.Minute)
 	c.ChallengeTimeout = cmp.Or(max(c.ChallengeTimeout, 0), 2*time.Minute)

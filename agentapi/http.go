@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/textlimit"
 )
 
 // Parts are the services the Handler answers from.
@@ -72,6 +74,10 @@ func (h *Handler) authenticated(serve func(http.ResponseWriter, *http.Request, s
 			return
 		}
 		h.parts.Presence.Seen(agent)
+		if err := textlimit.Check(r.URL.Path, agentproto.MaxPathBytes, false); err != nil {
+			failure.WriteHTTP(w, failure.New(failure.Invalid, "the request path "+err.Error()))
+			return
+		}
 		serve(w, r, agent)
 	}
 }
@@ -171,8 +177,9 @@ func (h *Handler) challengeReady(w http.ResponseWriter, r *http.Request, agent s
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// decode reads a JSON body of at most agentproto.MaxBodyBytes into v,
-// answering 413 or 400 itself when it cannot.
+// decode reads a JSON body of at most agentproto.MaxBodyBytes into v and
+// checks its strings (see checkText), answering 413 or 400 itself when it
+// cannot.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, agentproto.MaxBodyBytes))
 	err := dec.Decode(v)
@@ -188,7 +195,68 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		failure.WriteHTTP(w, failure.New(failure.Invalid, "malformed JSON request: "+err.Error()))
 		return false
 	}
+	if err := checkText(reflect.ValueOf(v), ""); err != nil {
+		failure.WriteHTTP(w, err)
+		return false
+	}
 	return true
+}
+
+// checkText refuses (Invalid) a decoded message holding a string that
+// breaks the rules of agentproto (valid UTF-8, no control characters,
+// bounded; see agentproto.MaxFieldBytes): every string field, however
+// deeply nested, so that a field added to a message is checked too. path
+// is the JSON path of v, for the message.
+func checkText(v reflect.Value, path string) error {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return checkText(v.Elem(), path)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			fv := v.Field(i)
+			if fv.Kind() == reflect.String {
+				max, multiline := agentproto.MaxFieldBytes, false
+				switch f.Tag.Get("text") {
+				case "multiline":
+					max, multiline = agentproto.MaxTextBytes, true
+				case "pem":
+					max, multiline = agentproto.MaxBodyBytes, true
+				}
+				if err := textlimit.Check(fv.String(), max, multiline); err != nil {
+					return failure.New(failure.Invalid, name+" "+err.Error())
+				}
+				continue
+			}
+			if err := checkText(fv, name); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if err := checkText(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.String:
+		if err := textlimit.Check(v.String(), agentproto.MaxFieldBytes, false); err != nil {
+			return failure.New(failure.Invalid, path+" "+err.Error())
+		}
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

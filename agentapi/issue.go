@@ -33,6 +33,7 @@ type Issuance struct {
 	metrics  *Metrics
 	now      func() time.Time
 	jitter   float64
+	reissue  time.Duration // Config.ReissueInterval
 	log      *slog.Logger
 }
 
@@ -41,7 +42,7 @@ type Issuance struct {
 func NewIssuance(snapshot *Snapshot, signers Signers, orders *Orders, ledger *Ledger, metrics *Metrics, cfg Config, logger *slog.Logger) *Issuance {
 	cfg = cfg.withDefaults()
 	return &Issuance{snapshot: snapshot, signers: signers, orders: orders, ledger: ledger, metrics: metrics,
-		now: cfg.Now, jitter: cfg.RenewalJitter, log: orDiscard(logger)}
+		now: cfg.Now, jitter: cfg.RenewalJitter, reissue: cfg.ReissueInterval, log: orDiscard(logger)}
 }
 
 // Issue answers agent's request for certificate name: the certificate, or
@@ -53,7 +54,7 @@ func NewIssuance(snapshot *Snapshot, signers Signers, orders *Orders, ledger *Le
 func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto.IssueRequest) (*agentproto.Issued, error) {
 	c := s.snapshot.assigned(name, agent)
 	now := s.now()
-	csr, mismatch, err := checkIssue(c, s.snapshot.deployment(name, agent), name, req, now)
+	csr, mismatch, err := checkIssue(c, s.snapshot.deployment(name, agent), name, req, now, s.reissue)
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +89,9 @@ func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto
 // assigned to the agent (else nil), d its deployment (or nil). It returns
 // the parsed CSR; a CSR that parses but does not match the spec comes back
 // as mismatch (to be recorded, backing the agent off); every other "no" is
-// err, a failure error to answer with.
-func checkIssue(c *certEntry, d *state.Deployment, name string, req agentproto.IssueRequest, now time.Time) (csr *x509.CertificateRequest, mismatch, err error) {
+// err, a failure error to answer with. reissue is the least time between
+// two certificates for one spec while renewal is not due.
+func checkIssue(c *certEntry, d *state.Deployment, name string, req agentproto.IssueRequest, now time.Time, reissue time.Duration) (csr *x509.CertificateRequest, mismatch, err error) {
 	if c == nil {
 		return nil, nil, notAssigned(name) // the same whether the certificate exists or not
 	}
@@ -99,6 +101,14 @@ func checkIssue(c *certEntry, d *state.Deployment, name string, req agentproto.I
 	if d != nil && d.SpecHash == c.specHash && d.NotBefore.After(now) {
 		return nil, nil, failure.WithRetryAfter(failure.New(failure.RateLimited,
 			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError), d.NotBefore.Sub(now))
+	}
+	if cur := currentFor(d, c.specHash); cur != nil && now.Before(d.RenewAt) {
+		if wait := cur.IssuedAt.Add(reissue).Sub(now); wait > 0 {
+			return nil, nil, failure.WithRetryAfter(failure.New(failure.RateLimited,
+				"certificate "+cur.Serial+" was issued for this spec at "+cur.IssuedAt.UTC().Format(time.RFC3339)+
+					"; it is in the assignments (current); another is issued from "+
+					cur.IssuedAt.Add(reissue).UTC().Format(time.RFC3339)+" or when renewal is due"), wait)
+		}
 	}
 	csr, err = pki.ParseCSR([]byte(req.CSRPEM))
 	if err != nil {
@@ -137,7 +147,8 @@ func (s *Issuance) orderer(name string) (issuer.Orderer, bool) {
 }
 
 // refuse records a rejected CSR or a failed signing and returns the
-// answer: Rejected (csr_mismatch), or Unavailable (issuer_unavailable)
+// answer: Rejected (csr_mismatch, or name_not_permitted when the issuer's
+// CA may not sign the spec's names), or Unavailable (issuer_unavailable)
 // with the backoff as Retry-After.
 func (s *Issuance) refuse(ctx context.Context, c *certEntry, name, agent string, now time.Time, result string, cause error) error {
 	d, err := s.ledger.refused(ctx, c, name, agent, now, result, cause)
@@ -145,8 +156,20 @@ func (s *Issuance) refuse(ctx context.Context, c *certEntry, name, agent string,
 		return unavailable(s.log, "record issue failure", err)
 	}
 	if result == resultRejected {
-		return failure.WithCode(failure.New(failure.Rejected, d.LastError), agentproto.CodeCSRMismatch)
+		code := agentproto.CodeCSRMismatch
+		if failure.CodeOf(cause) == agentproto.CodeNameNotPermitted {
+			code = agentproto.CodeNameNotPermitted // the CSR matched; the CA may not sign its names
+		}
+		return failure.WithCode(failure.New(failure.Rejected, d.LastError), code)
 	}
 	return failure.WithRetryAfter(failure.WithCode(
 		failure.New(failure.Unavailable, "issuance failed; retry later"), agentproto.CodeIssuerUnavailable), d.NotBefore.Sub(now))
+}
+
+// currentFor is d's current version when it was issued for specHash, else nil.
+func currentFor(d *state.Deployment, specHash string) *state.CertificateVersion {
+	if d == nil || d.Current == nil || d.Current.SpecHash != specHash {
+		return nil
+	}
+	return d.Current
 }

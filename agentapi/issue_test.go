@@ -53,7 +53,7 @@ func TestCheckIssue(t *testing.T) {
 		{"CSR for other names", c, nil, agentproto.IssueRequest{SpecHash: c.specHash, CSRPEM: csrFor(other)}, "", 0, true},
 		{"matching CSR", c, nil, agentproto.IssueRequest{SpecHash: c.specHash, CSRPEM: good}, "", 0, false},
 	} {
-		csr, mismatch, err := checkIssue(tc.c, tc.d, "shop", tc.req, now)
+		csr, mismatch, err := checkIssue(tc.c, tc.d, "shop", tc.req, now, time.Minute)
 		switch {
 		case tc.code != "":
 			if err == nil || failure.CodeOf(err) != tc.code || failure.RetryAfterOf(err) != tc.retry {

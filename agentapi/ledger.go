@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/textlimit"
 )
 
 // LedgerStore is where the Ledger records outcomes; *store.Store
@@ -85,6 +87,7 @@ func (l *Ledger) refused(ctx context.Context, c *certEntry, name, agent string, 
 	if result == resultFailure && !strings.Contains(msg, strconv.Quote(iss)) {
 		msg = "issuer " + strconv.Quote(iss) + ": " + msg
 	}
+	msg = textlimit.Message(msg) // a CSR with thousands of names makes a long one
 	l.log.Warn("issuance refused", "certificate", name, "agent", agent, "issuer", iss, "result", result, "err", cause)
 	d, err := l.store.RecordIssueFailure(ctx, store.IssueFailure{
 		Certificate: name, Agent: agent, SpecHash: c.specHash, Error: msg, At: now,
@@ -102,12 +105,20 @@ func (l *Ledger) refused(ctx context.Context, c *certEntry, name, agent string, 
 	return d, nil
 }
 
-// Limit of a report's error text.
-const maxReportError = 4096
+// earliestReport is the earliest time a report may give: nothing certops
+// issued predates it.
+var earliestReport = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Report records the outcome of an agent's deployment attempt. A malformed
 // report is Invalid, one for a certificate not assigned to the agent
 // NotFound; a storage failure asks the agent to retry (Unavailable).
+//
+// The time rule: a report's at is not before 2000-01-01 and at most
+// store.ReportClockSkew ahead of the server's clock (Invalid otherwise);
+// a zero at, or one ahead within the skew, is taken as now. A report with
+// a serial is only taken for a serial issued to this agent for this
+// certificate, and not more than the skew after at (Invalid otherwise,
+// nothing changes).
 func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report) error {
 	switch {
 	case rep.Certificate == "":
@@ -123,23 +134,33 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	}
 	now := l.now()
 	at := rep.At
-	if at.IsZero() || at.After(now) {
+	switch {
+	case at.IsZero():
+		at = now
+	case at.Before(earliestReport):
+		return failure.New(failure.Invalid, "at "+at.Format(time.RFC3339)+" is before "+earliestReport.Format(time.DateOnly))
+	case at.After(now.Add(store.ReportClockSkew)):
+		return failure.New(failure.Invalid, fmt.Sprintf("at %s is more than %s ahead of the server's clock (%s)",
+			at.Format(time.RFC3339), store.ReportClockSkew, now.Format(time.RFC3339)))
+	case at.After(now):
 		at = now
 	}
-	msg := rep.Error
-	if len(msg) > maxReportError {
-		msg = msg[:maxReportError]
-	}
+	msg := textlimit.Truncate(rep.Error, agentproto.MaxReportError)
 	if rep.Stage != "" {
 		msg = strings.TrimSpace(rep.Stage + ": " + msg)
 	}
 	if rep.Result == agentproto.ResultInstalled {
 		msg = ""
 	}
+	msg = textlimit.Message(msg)
 	d, err := l.store.RecordReport(ctx, store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
-		Result: state.DeploymentState(rep.Result), Error: msg, At: at,
+		Result: state.DeploymentState(rep.Result), Stage: rep.Stage, Error: msg, At: at,
 	})
+	if errors.Is(err, store.ErrUnknownSerial) {
+		return failure.New(failure.Invalid, fmt.Sprintf("serial %q was not issued to this agent for certificate %q (at %s or earlier)",
+			rep.Serial, rep.Certificate, at.Add(store.ReportClockSkew).Format(time.RFC3339)))
+	}
 	if err != nil {
 		return unavailable(l.log, "record report", err)
 	}

@@ -112,7 +112,7 @@ func baseAssignment(name string, c *spec.CertificateSpec) agentproto.Assignment 
 	}
 	if d := c.Deploy; d != nil {
 		f := d.Files
-		a.Files = agentproto.Files{Cert: f.Cert, Chain: f.Chain, Fullchain: f.Fullchain, Key: f.Key, Mode: f.Mode, Owner: f.Owner, Group: f.Group}
+		a.Files = agentproto.Files{Cert: f.Cert, Chain: f.Chain, Fullchain: f.Fullchain, Key: f.Key, Mode: f.Mode, Owner: f.Owner, Group: f.Group, Layout: f.Layout}
 		a.Reload = d.Reload
 		if d.Verify != nil {
 			a.Verify = &agentproto.Verify{Address: d.Verify.Address, ServerName: d.Verify.ServerName}

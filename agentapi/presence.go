@@ -2,14 +2,12 @@ package agentapi
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/certops/certops/agentproto"
-	"github.com/certops/certops/failure"
 	"github.com/certops/certops/store"
 )
 
@@ -70,15 +68,9 @@ func (p *Presence) Seen(agent string) {
 	e.dirty = true
 }
 
-// Limit of the free-text fields of a heartbeat.
-const maxHeartbeatField = 256
-
-// Heartbeat records a heartbeat's version and hostname; it refuses
-// (Invalid) fields longer than maxHeartbeatField.
+// Heartbeat records a heartbeat's version and hostname (checked by the
+// Handler, as every string an agent sends).
 func (p *Presence) Heartbeat(agent string, hb agentproto.Heartbeat) error {
-	if len(hb.Version) > maxHeartbeatField || len(hb.Hostname) > maxHeartbeatField {
-		return failure.New(failure.Invalid, fmt.Sprintf("version and hostname are limited to %d bytes", maxHeartbeatField))
-	}
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -31,7 +31,8 @@
 // JSON error: agent protocol, status API, webhooks):
 //
 //	code                status  meaning                                               what the agent does
-//	invalid             400     malformed request (JSON, CSR, a field, a token)       fails the deployment
+//	invalid             400     malformed request (JSON, CSR, a field, a token,       fails the deployment
+//	                            bad bytes; a report's unknown serial or bad time)
 //	unauthorized        401     token missing, unknown or revoked (no detail)         stops the pass; backs off, never faster than its interval
 //	forbidden           403     access not allowed (not on the agent routes)          fails the deployment
 //	not_found           404     certificate not assigned; no such route or challenge  fails the deployment
@@ -40,7 +41,9 @@
 //	too_large           413     request body over MaxBodyBytes                        fails the deployment
 //	rejected            422     well-formed but refused (not on the agent routes)     fails the deployment
 //	csr_mismatch        422     the CSR does not match the certificate's spec         fails the deployment (the server backs off)
-//	backoff             429     issuance backs off after failures; Retry-After        waits for that certificate; serves the others
+//	name_not_permitted  422     the issuer's CA may not sign a name of the spec       fails the deployment (the server backs off)
+//	backoff             429     issuance backs off after failures, or was just        waits for that certificate; serves the others
+//	                            granted for this spec; Retry-After
 //	internal            500     a server bug; the message is "internal error"         stops the pass; backs off
 //	unavailable         503     Postgres unreachable, or starting; Retry-After        issue: as backoff; elsewhere: stops the pass
 //	issuer_unavailable  503     the issuer failed; Retry-After                        waits for that certificate; serves the others
@@ -73,6 +76,23 @@ const ChallengePathPrefix = ".well-known/acme-challenge/"
 
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 256 << 10
+
+// Every string an agent sends — in a body, in the path — is valid UTF-8
+// and holds no control character; the server answers 400 (invalid) to one
+// that does not, or that is over its limit. A string field is one line of
+// at most MaxFieldBytes, unless its tag says otherwise: text:"multiline"
+// (tabs and newlines allowed, at most MaxTextBytes) or text:"pem" (tabs
+// and newlines allowed, bounded by the body). A path is at most
+// MaxPathBytes.
+const (
+	MaxFieldBytes = 256
+	MaxTextBytes  = 16 << 10
+	MaxPathBytes  = 1024
+)
+
+// MaxReportError is how much of a report's error the server keeps; the
+// agent sends no more (cut on a UTF-8 boundary, with a marker).
+const MaxReportError = 4096
 
 // Assignments is everything an agent is asked to deploy. Its ETag header
 // changes whenever any field changes, so an idle agent polls with
@@ -154,6 +174,9 @@ type Files struct {
 	Mode      string `json:"mode,omitempty"` // octal, e.g. "0600"; applies to every file
 	Owner     string `json:"owner,omitempty"`
 	Group     string `json:"group,omitempty"`
+	// Layout is how the files are installed: "files" (the default, "" too)
+	// or "symlink" (see the agent's documentation).
+	Layout string `json:"layout,omitempty"`
 }
 
 // Verify asks the agent to dial Address with SNI ServerName after a reload
@@ -177,7 +200,7 @@ type Issued struct {
 // IssueRequest asks for a certificate for a CSR made on the agent.
 type IssueRequest struct {
 	SpecHash string `json:"specHash"`
-	CSRPEM   string `json:"csrPEM"`
+	CSRPEM   string `json:"csrPEM" text:"pem"`
 }
 
 // Heartbeat tells the server the agent is alive.
@@ -208,7 +231,7 @@ type Report struct {
 	Serial      string    `json:"serial,omitempty"`
 	Result      string    `json:"result"`
 	Stage       string    `json:"stage,omitempty"`
-	Error       string    `json:"error,omitempty"`
+	Error       string    `json:"error,omitempty" text:"multiline"`
 	At          time.Time `json:"at"`
 }
 
@@ -228,6 +251,7 @@ const (
 	CodeTooLarge          Code = "too_large"
 	CodeRejected          Code = "rejected"
 	CodeCSRMismatch       Code = "csr_mismatch"
+	CodeNameNotPermitted  Code = "name_not_permitted"
 	CodeBackoff           Code = "backoff"
 	CodeInternal          Code = "internal"
 	CodeUnavailable       Code = "unavailable"

@@ -143,7 +143,7 @@ func TestAssess(t *testing.T) {
 	}
 	installed := func(serial, specHash string, notAfter time.Time) *state.Deployment {
 		return &state.Deployment{SpecHash: specHash, Current: version(serial, specHash), RenewAt: now.Add(50 * 24 * time.Hour),
-			InstalledSerial: serial, InstalledSpecHash: specHash, InstalledNotAfter: notAfter, State: state.DeploymentInstalled}
+			InstalledSerial: serial, InstalledSpecHash: specHash, InstalledNotAfter: notAfter, State: state.DeploymentInstalled, StateSpecHash: specHash}
 	}
 	good := installed("01", hash, now.Add(89*24*time.Hour))
 	for _, tt := range []struct {
@@ -158,17 +158,24 @@ func TestAssess(t *testing.T) {
 		{"nothing asked yet", []string{"a"}, nil, false, "waiting for agent a to request issuance", time.Time{}},
 		{"installed everywhere", []string{"a", "b"}, map[string]*state.Deployment{"a": good, "b": good},
 			true, "installed on 2 agent(s)", good.InstalledNotAfter},
-		{"issue failed", []string{"a"}, map[string]*state.Deployment{"a": {SpecHash: hash, State: state.DeploymentIssueFailed, LastError: "name not allowed"}},
+		{"issue failed", []string{"a"}, map[string]*state.Deployment{"a": {SpecHash: hash, State: state.DeploymentIssueFailed, StateSpecHash: hash, LastError: "name not allowed"}},
 			false, "issuance for agent a failed: name not allowed", time.Time{}},
 		{"rolled back", []string{"a"}, map[string]*state.Deployment{"a": {SpecHash: hash, Current: version("02", hash),
-			State: state.DeploymentRolledBack, LastError: "reload: exit 1"}},
+			State: state.DeploymentRolledBack, StateSpecHash: hash, LastError: "reload: exit 1"}},
 			false, "deployment on agent a rolled-back: reload: exit 1", time.Time{}},
-		{"issued, not installed", []string{"a"}, map[string]*state.Deployment{"a": {SpecHash: hash, Current: version("03", hash), State: state.DeploymentIssued}},
+		{"issued, not installed", []string{"a"}, map[string]*state.Deployment{"a": {SpecHash: hash, Current: version("03", hash), State: state.DeploymentIssued, StateSpecHash: hash}},
 			false, "waiting for agent a to install serial 03", time.Time{}},
 		{"expired", []string{"a"}, map[string]*state.Deployment{"a": installed("04", hash, now.Add(-time.Hour))},
 			false, "certificate on agent a expired at 2030-01-09T23:00:00Z", now.Add(-time.Hour)},
 		{"spec changed", []string{"a"}, map[string]*state.Deployment{"a": installed("05", old, now.Add(24*time.Hour))},
 			false, "spec changed; waiting for agent a to request a new certificate", now.Add(24 * time.Hour)},
+		// A failure recorded for another spec (a commit since reverted) does not define the state.
+		{"expired, failure of a reverted spec", []string{"a"}, map[string]*state.Deployment{"a": failedFor(old, installed("06", hash, now.Add(-time.Hour)))},
+			false, "certificate on agent a expired at 2030-01-09T23:00:00Z", now.Add(-time.Hour)},
+		{"issued, failure of an older spec", []string{"a"}, map[string]*state.Deployment{"a": failedFor(old, &state.Deployment{SpecHash: hash, Current: version("07", hash)})},
+			false, "waiting for agent a to install serial 07", time.Time{}},
+		{"installed, failure of a reverted spec", []string{"a"}, map[string]*state.Deployment{"a": failedFor(old, installed("08", hash, now.Add(time.Hour)))},
+			true, "installed on 1 agent(s)", now.Add(time.Hour)},
 		{"one of two not ready", []string{"a", "b", "c"}, map[string]*state.Deployment{"a": good},
 			false, "waiting for agent b to request issuance (and 1 more agent(s) not ready)", good.InstalledNotAfter},
 	} {
@@ -176,6 +183,41 @@ func TestAssess(t *testing.T) {
 			r := assign.Assess(hash, tt.targets, func(agent string) *state.Deployment { return tt.deps[agent] }, now)
 			if r.Ready != tt.ready || r.Reason != tt.reason || !r.Expiration.Equal(tt.expiration) {
 				t.Errorf("got ready=%v reason=%q expiration=%v; want %v %q %v", r.Ready, r.Reason, r.Expiration, tt.ready, tt.reason, tt.expiration)
+			}
+		})
+	}
+}
+
+// failedFor is d after a failed report for spec: d's files unchanged.
+func failedFor(spec string, d *state.Deployment) *state.Deployment {
+	d.SpecHash, d.State, d.StateSpecHash, d.LastError, d.Failures = spec, state.DeploymentFailed, spec, "issue: old error", 3
+	return d
+}
+
+// The state of a deployment for the current spec: the recorded one when it
+// was recorded for that spec, else what the deployment has of it.
+func TestCurrentState(t *testing.T) {
+	const hash, old = "current-spec", "older-spec"
+	for _, tt := range []struct {
+		name    string
+		d       *state.Deployment
+		want    state.DeploymentState
+		wantErr string
+	}{
+		{"no deployment", nil, state.DeploymentPending, ""},
+		{"recorded for this spec", &state.Deployment{State: state.DeploymentIssueFailed, StateSpecHash: hash, LastError: "refused"},
+			state.DeploymentIssueFailed, "refused"},
+		{"failed for a reverted spec, this one installed", failedFor(old, &state.Deployment{InstalledSerial: "01", InstalledSpecHash: hash,
+			Current: &state.CertificateVersion{Serial: "01", SpecHash: hash}}), state.DeploymentInstalled, ""},
+		{"failed for an older spec, this one issued", failedFor(old, &state.Deployment{Current: &state.CertificateVersion{Serial: "02", SpecHash: hash}}),
+			state.DeploymentIssued, ""},
+		{"failed for an older spec, nothing of this one", failedFor(old, &state.Deployment{InstalledSerial: "03", InstalledSpecHash: old}),
+			state.DeploymentPending, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, gotErr := assign.CurrentState(hash, tt.d)
+			if got != tt.want || gotErr != tt.wantErr {
+				t.Errorf("CurrentState = %s, %q; want %s, %q", got, gotErr, tt.want, tt.wantErr)
 			}
 		})
 	}

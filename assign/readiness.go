@@ -72,6 +72,28 @@ func installedNotBefore(d *state.Deployment) time.Time {
 	return d.InstalledNotAfter.Add(-d.Current.NotAfter.Sub(d.Current.NotBefore))
 }
 
+// CurrentState is the state of deployment d (nil: none) for the
+// certificate's current spec specHash, and the error that goes with it.
+// The recorded state holds when it was recorded for specHash. A state
+// recorded for another spec (a failure of a commit since reverted, say)
+// says nothing of this one: then d is installed when it has a certificate
+// of specHash installed, issued when one was issued but not installed, and
+// pending otherwise, without an error.
+func CurrentState(specHash string, d *state.Deployment) (state.DeploymentState, string) {
+	switch {
+	case d == nil:
+		return state.DeploymentPending, ""
+	case d.StateSpecHash == specHash:
+		return d.State, d.LastError
+	case d.InstalledSerial != "" && d.InstalledSpecHash == specHash:
+		return state.DeploymentInstalled, ""
+	case d.Current != nil && d.Current.SpecHash == specHash:
+		return state.DeploymentIssued, ""
+	default:
+		return state.DeploymentPending, ""
+	}
+}
+
 // agentProblem says why a certificate is not ready on one agent, or "".
 func agentProblem(specHash, agent string, d *state.Deployment, now time.Time) string {
 	if d == nil {
@@ -82,11 +104,12 @@ func agentProblem(specHash, agent string, d *state.Deployment, now time.Time) st
 		return ""
 	}
 	current := d.Current != nil && d.Current.SpecHash == specHash
+	st, lastError := CurrentState(specHash, d)
 	switch {
-	case d.SpecHash == specHash && d.State == state.DeploymentIssueFailed:
-		return fmt.Sprintf("issuance for agent %s failed: %s", agent, d.LastError)
-	case current && d.State.Failed():
-		return fmt.Sprintf("deployment on agent %s %s: %s", agent, d.State, d.LastError)
+	case st == state.DeploymentIssueFailed:
+		return fmt.Sprintf("issuance for agent %s failed: %s", agent, lastError)
+	case st.Failed():
+		return fmt.Sprintf("deployment on agent %s %s: %s", agent, st, lastError)
 	case installed && !d.InstalledNotAfter.IsZero():
 		return fmt.Sprintf("certificate on agent %s expired at %s", agent, d.InstalledNotAfter.UTC().Format(time.RFC3339))
 	case current:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,6 +59,19 @@ func (s *Set) DurationEnv(p *time.Duration, name string, def time.Duration, help
 	s.DurationVar(p, name, def, s.help(name, help))
 }
 
+// IntEnv defines an integer flag defaulting to its environment variable.
+func (s *Set) IntEnv(p *int, name string, def int, help string) {
+	if v := s.getenv(s.EnvName(name)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: want an integer, got %q", s.EnvName(name), v))
+		} else {
+			def = n
+		}
+	}
+	s.IntVar(p, name, def, s.help(name, help))
+}
+
 // BoolEnv defines a boolean flag defaulting to its environment variable
 // (1/true/yes or 0/false/no).
 func (s *Set) BoolEnv(p *bool, name string, def bool, help string) {
@@ -71,6 +85,45 @@ func (s *Set) BoolEnv(p *bool, name string, def bool, help string) {
 		s.errs = append(s.errs, fmt.Errorf("%s: want true or false, got %q", s.EnvName(name), v))
 	}
 	s.BoolVar(p, name, def, s.help(name, help))
+}
+
+// StringsEnv defines a repeatable string flag defaulting to its environment
+// variable, a comma-separated list. Giving the flag replaces that default;
+// giving it again adds to the list. Empty items are dropped.
+func (s *Set) StringsEnv(p *[]string, name, help string) {
+	*p = splitList(s.getenv(s.EnvName(name)))
+	s.Var(&stringList{p: p}, name, s.help(name, help+"; repeatable, or comma-separated"))
+}
+
+// stringList is the flag.Value of StringsEnv.
+type stringList struct {
+	p   *[]string
+	set bool // the flag was given: the environment's default is replaced
+}
+
+func (l *stringList) String() string {
+	if l == nil || l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l *stringList) Set(v string) error {
+	if !l.set {
+		*l.p, l.set = nil, true
+	}
+	*l.p = append(*l.p, splitList(v)...)
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // EnvError is Parse's error for invalid environment values. (Errors in the

@@ -3,6 +3,7 @@ package envflag_test
 import (
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -35,5 +36,25 @@ func TestEnvDefaultsAndErrors(t *testing.T) {
 	}
 	if _, err := envflag.Logger("xml", "info", io.Discard); err == nil {
 		t.Error("Logger accepted format xml")
+	}
+}
+
+func TestStringsEnv(t *testing.T) {
+	env := map[string]string{"X_KEYS": "a.asc, b.pub,,"}
+	parse := func(args ...string) []string {
+		t.Helper()
+		s := envflag.New("t", "X_", func(k string) string { return env[k] }, io.Discard)
+		var keys []string
+		s.StringsEnv(&keys, "keys", "")
+		if err := s.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if got := parse(); !slices.Equal(got, []string{"a.asc", "b.pub"}) {
+		t.Errorf("from the environment: got %q, want [a.asc b.pub]", got)
+	}
+	if got := parse("--keys", "c", "--keys", "d,e"); !slices.Equal(got, []string{"c", "d", "e"}) {
+		t.Errorf("flags over the environment: got %q, want [c d e] (the flags replace the environment's list)", got)
 	}
 }

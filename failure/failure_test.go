@@ -38,6 +38,7 @@ func TestKinds(t *testing.T) {
 		{spec.ErrorList{{File: "a.yaml", Line: 1, Message: "bad"}}, 400, agentproto.CodeInvalid, 1},
 		{fmt.Errorf("context: %w", failure.New(failure.Usage, "x")), 400, agentproto.CodeInvalid, 2},
 		{failure.WithCode(failure.New(failure.Rejected, "x"), agentproto.CodeCSRMismatch), 422, agentproto.CodeCSRMismatch, 1},
+		{failure.WithCode(failure.New(failure.Rejected, "x"), agentproto.CodeNameNotPermitted), 422, agentproto.CodeNameNotPermitted, 1},
 		{failure.Wrap(failure.Conflict, failure.WithCode(failure.New(failure.Rejected, "x"), agentproto.CodeCSRMismatch)), 409, agentproto.CodeConflict, 1},
 	} {
 		if tc.err != nil {

@@ -30,8 +30,11 @@ type certificateStatus struct {
 	SpecHash string `json:"specHash"`
 	// NotAfter is the earliest expiry of what the agents have installed;
 	// RenewAt the earliest renewal time of the current certificates.
-	NotAfter    *time.Time         `json:"notAfter,omitempty"`
-	RenewAt     *time.Time         `json:"renewAt,omitempty"`
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+	RenewAt  *time.Time `json:"renewAt,omitempty"`
+	// IssuerError says why the issuer cannot sign the certificate's names
+	// (a local CA's name constraints), before any agent asks.
+	IssuerError string             `json:"issuerError,omitempty"`
 	Deployments []deploymentStatus `json:"deployments"`
 }
 
@@ -39,7 +42,8 @@ type certificateStatus struct {
 type deploymentStatus struct {
 	Agent string `json:"agent"`
 	// State is pending (nothing asked yet), issued, issue-failed,
-	// installed, failed or rolled-back.
+	// installed, failed or rolled-back, for the current spec (see
+	// assign.CurrentState), and LastError its error.
 	State state.DeploymentState `json:"state"`
 	// Serial and NotAfter are what the agent reported installed.
 	Serial   string     `json:"serial,omitempty"`
@@ -109,14 +113,27 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, time.Now())
 	st := &certificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
 		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []deploymentStatus{}}
+	if a.issuers != nil {
+		if err := a.issuers.CheckNames(c.IssuerRef, c); err != nil {
+			// No agent can get it issued (or renewed): say so first.
+			st.IssuerError = err.Error()
+			if !st.Ready {
+				st.Reason = err.Error()
+			}
+		}
+	}
 	for _, agent := range targets {
 		d := byAgent[agent]
 		if d == nil {
 			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: state.DeploymentPending})
 			continue
 		}
-		ds := deploymentStatus{Agent: agent, State: d.State, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
-			LastError: d.LastError, LastAttempt: timePtr(d.LastAttempt), Failures: d.Failures, RetryAfter: timePtr(d.NotBefore)}
+		ds := deploymentStatus{Agent: agent, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
+			LastAttempt: timePtr(d.LastAttempt)}
+		ds.State, ds.LastError = assign.CurrentState(hash, d)
+		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
+			ds.Failures, ds.RetryAfter = d.Failures, timePtr(d.NotBefore)
+		}
 		if d.Current != nil {
 			ds.CurrentSerial, ds.RenewAt = d.Current.Serial, timePtr(d.RenewAt)
 		}

@@ -2,8 +2,10 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,7 @@ type certificateResponse struct {
 		SpecHash    string
 		NotAfter    *time.Time
 		RenewAt     *time.Time
+		IssuerError string
 		Deployments []deploymentStatus
 	}
 }
@@ -65,7 +68,23 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 
+	// With the issuers known, a certificate whose names its issuer may not
+	// sign says so before any agent asks.
+	refusing := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry(),
+		Issuers: refuseNames{"o.example.com"}}, slog.New(slog.DiscardHandler)))
+	t.Cleanup(refusing.Close)
 	var c certificateResponse
+	do(t, "GET", refusing.URL+"/api/v1/certificates/other", "", &c)
+	if c.Status.Ready || c.Status.Reason != "names of o.example.com refused" || c.Status.IssuerError != c.Status.Reason {
+		t.Errorf("a certificate its issuer cannot sign: %+v", c.Status)
+	}
+	c = certificateResponse{}
+	do(t, "GET", refusing.URL+"/api/v1/certificates/shop", "", &c)
+	if c.Status.IssuerError != "" {
+		t.Errorf("a certificate its issuer can sign: issuerError %q", c.Status.IssuerError)
+	}
+
+	c = certificateResponse{}
 	do(t, "GET", srv.URL+"/api/v1/certificates/shop", "", &c)
 	if c.Status.Ready || c.Status.Reason != "waiting for agent web-01 to request issuance (and 1 more agent(s) not ready)" ||
 		len(c.Status.Deployments) != 2 || c.Status.Deployments[1].Agent != "web-02" || c.Status.Deployments[1].State != "pending" {
@@ -141,4 +160,15 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 	if len(al.Items) != 3 || al.Items[1].Name != "web-01" || al.Items[1].Status.State != "online" || al.Items[2].Status.State != "offline" {
 		t.Errorf("agent list: %+v", al.Items)
 	}
+}
+
+// refuseNames is a NameChecker that refuses the certificates with these
+// common names.
+type refuseNames []string
+
+func (r refuseNames) CheckNames(_ string, c *spec.CertificateSpec) error {
+	if slices.Contains(r, c.CommonName) {
+		return fmt.Errorf("names of %s refused", c.CommonName)
+	}
+	return nil
 }

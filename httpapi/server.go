@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/textlimit"
 )
 
 // Reader is what the API reads; *store.Store implements it.
@@ -52,6 +54,17 @@ type Config struct {
 	// AgentOfflineAfter is how long an agent may be silent and still be
 	// shown online; DefaultAgentOfflineAfter when zero.
 	AgentOfflineAfter time.Duration
+	// Issuers, when set, tells whether a certificate's issuer can sign its
+	// names (a local CA's name constraints), so the status says so before
+	// any agent asks.
+	Issuers NameChecker
+}
+
+// NameChecker tells whether an issuer may sign a certificate's names:
+// nil when it may or cannot tell, else why not. *issuer.Registry
+// implements it.
+type NameChecker interface {
+	CheckNames(issuer string, c *spec.CertificateSpec) error
 }
 
 // Pagination limits of list endpoints.
@@ -62,7 +75,7 @@ const (
 
 // NewHandler returns the HTTP handler of the reconciler.
 func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
-	a := &api{r: r, log: logger, readyFn: cfg.Ready, alerts: cfg.Alerts, offlineAfter: cfg.AgentOfflineAfter}
+	a := &api{r: r, log: logger, readyFn: cfg.Ready, alerts: cfg.Alerts, offlineAfter: cfg.AgentOfflineAfter, issuers: cfg.Issuers}
 	if a.offlineAfter <= 0 {
 		a.offlineAfter = DefaultAgentOfflineAfter
 	}
@@ -87,9 +100,50 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 		mux.Handle("/hooks/", cfg.Hooks)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint: "+r.URL.Path))
+		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint: "+strconv.Quote(r.URL.Path)))
 	})
-	return mux
+	return checkRequestText(mux)
+}
+
+// Limits of what a request may carry in its path and query.
+const (
+	maxPathBytes  = 1024
+	maxQueryBytes = 4096 // the raw query, all parameters
+)
+
+// checkRequestText answers 400 (invalid) to a request whose path or query
+// — any name, value or parameter, on any route — is not valid UTF-8, holds
+// a control character or is too long, before anything reads it (Postgres
+// refuses such text, and the answer would be a misleading 503).
+func checkRequestText(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := textlimit.Check(r.URL.Path, maxPathBytes, false); err != nil {
+			failure.WriteHTTP(w, failure.New(failure.Invalid, "the request path "+err.Error()))
+			return
+		}
+		if len(r.URL.RawQuery) > maxQueryBytes {
+			failure.WriteHTTP(w, failure.New(failure.Invalid, "the query is over "+strconv.Itoa(maxQueryBytes)+" bytes"))
+			return
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			failure.WriteHTTP(w, failure.New(failure.Invalid, "malformed query: "+err.Error()))
+			return
+		}
+		for k, vs := range q {
+			if err := textlimit.Check(k, maxQueryBytes, false); err != nil {
+				failure.WriteHTTP(w, failure.New(failure.Invalid, "a query parameter name "+err.Error()))
+				return
+			}
+			for _, v := range vs {
+				if err := textlimit.Check(v, maxQueryBytes, false); err != nil {
+					failure.WriteHTTP(w, failure.New(failure.Invalid, "query parameter "+strconv.Quote(k)+" "+err.Error()))
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type api struct {
@@ -98,6 +152,7 @@ type api struct {
 	readyFn      func() error
 	alerts       func() []alert.Alert
 	offlineAfter time.Duration
+	issuers      NameChecker // nil: names are not checked
 }
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {

@@ -157,6 +157,29 @@ func (r *Registry) Signer(name string) (Signer, error) {
 	return e.issuer, nil
 }
 
+// CheckNames tells whether the named issuer may sign c's names: an error
+// naming each name a local CA's name constraints do not permit, nil when it
+// may or when that cannot be told here (an unknown or unloaded issuer, ACME:
+// those fail at issue time with their own reasons).
+func (r *Registry) CheckNames(name string, c *spec.CertificateSpec) error {
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil
+	}
+	l, ok := e.issuer.(*localCA)
+	if !ok {
+		return nil
+	}
+	ca, err := l.current(r.now())
+	if err != nil {
+		return nil // the issuer's own status says why it cannot sign
+	}
+	if err := ca.CheckNames(c); err != nil {
+		return fmt.Errorf("issuer %q cannot sign this certificate: %w", name, err)
+	}
+	return nil
+}
+
 // Status maps every issuer to "" when it is healthy, else to what is wrong.
 func (r *Registry) Status() map[string]string {
 	now := r.now()

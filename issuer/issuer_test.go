@@ -369,3 +369,32 @@ func TestRegistryConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCheckNames: the registry tells, before any CSR, which names a local
+// CA's name constraints refuse; issuers it cannot judge pass.
+func TestCheckNames(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{CommonName: "constrained", PermittedDNSDomains: []string{"example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := spec.LocalCAIssuer{CertFile: filepath.Join(dir, "ca.crt"), KeyFile: filepath.Join(dir, "ca.key")}
+	writeFile(t, files.CertFile, certPEM)
+	writeFile(t, files.KeyFile, keyPEM)
+	r := NewRegistry(nil)
+	r.Sync([]*spec.Object{localCAObject("ca", files)})
+	inside := &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com", DNSNames: []string{"shop.example.com"}}
+	if err := r.CheckNames("ca", inside); err != nil {
+		t.Errorf("names inside the constraints: %v", err)
+	}
+	outside := &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com",
+		DNSNames: []string{"shop.example.com", "shop.example.org"}, IPAddresses: []string{"10.0.0.1"}}
+	err = r.CheckNames("ca", outside)
+	if err == nil || !strings.Contains(err.Error(), `issuer "ca" cannot sign`) || !strings.Contains(err.Error(), "shop.example.org") ||
+		!strings.Contains(err.Error(), "10.0.0.1") {
+		t.Errorf("names outside the constraints: got %v, want an error naming shop.example.org and 10.0.0.1", err)
+	}
+	if err := r.CheckNames("undefined", outside); err != nil {
+		t.Errorf("an undefined issuer: %v, want nil (its own status says why)", err)
+	}
+}

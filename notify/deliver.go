@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/textlimit"
 )
 
 // leaseMargin is how long past the attempt timeout a claimed message stays
@@ -198,13 +198,4 @@ func (n *Notifier) prune(ctx context.Context, now time.Time) {
 	}
 }
 
-func truncate(s string) string {
-	if len(s) <= maxErrorLen {
-		return s
-	}
-	s = s[:maxErrorLen]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
-}
+func truncate(s string) string { return textlimit.Bound(s, maxErrorLen) }

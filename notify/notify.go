@@ -39,6 +39,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/textlimit"
 )
 
 // DefaultRenotifyInterval is how often a still-firing alert is announced
@@ -241,7 +242,7 @@ func (n *Notifier) Event(ctx context.Context, a alert.Alert) error {
 		return fmt.Errorf("notify: event %s: %w", a.Key(), err)
 	}
 	now := n.opts.Now()
-	payload, err := json.Marshal(Message{Kind: KindEvent, Status: StatusFiring, Alert: a, At: now})
+	payload, err := payloadOf(Message{Kind: KindEvent, Status: StatusFiring, Alert: a, At: now})
 	if err != nil {
 		return fmt.Errorf("notify: event %s: %w", a.Key(), err)
 	}
@@ -371,7 +372,7 @@ func plan(current []store.NotificationState, firing []alert.Alert, targets []sto
 		if kind == KindResolved {
 			status = StatusResolved
 		}
-		payload, err := json.Marshal(Message{Kind: kind, Status: status, Alert: a, At: now})
+		payload, err := payloadOf(Message{Kind: kind, Status: status, Alert: a, At: now})
 		if err != nil {
 			return err
 		}
@@ -443,4 +444,29 @@ func (n *Notifier) wakeUp() {
 	case n.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Bounds of a notification's text; the whole payload stays under about
+// 8 KB however long the failure's message was.
+const (
+	maxSummary     = 512
+	maxDescription = textlimit.MaxMessage
+	maxLabel       = 256
+)
+
+// payloadOf is the stored JSON of m, with its alert's text made safe and
+// bounded (textlimit.Bound): every channel renders from it.
+func payloadOf(m Message) ([]byte, error) {
+	a := m.Alert
+	a.Summary = textlimit.Bound(a.Summary, maxSummary)
+	a.Description = textlimit.Bound(a.Description, maxDescription)
+	if len(a.Labels) > 0 {
+		labels := make(map[string]string, len(a.Labels))
+		for k, v := range a.Labels {
+			labels[textlimit.Bound(k, maxLabel)] = textlimit.Bound(v, maxLabel)
+		}
+		a.Labels = labels
+	}
+	m.Alert = a
+	return json.Marshal(m)
 }

@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,5 +235,35 @@ func TestSyncAppliedFollowsGitAndEvaluationOrder(t *testing.T) {
 	}
 	if diff := cmp.Diff(brief(e.messages(t)), []sent{{"ops", a.Key(), notify.KindFiring}}); diff != "" {
 		t.Errorf("messages (-got +want):\n%s", diff)
+	}
+}
+
+// A failure's text of any length or bytes makes a bounded notification.
+func TestEventTextIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastOptions())
+	ctx := context.Background()
+	applyObjects(t, e.st,
+		&spec.Object{Kind: spec.KindAlertPolicy, Name: "default", Spec: &spec.AlertPolicySpec{Notify: []string{"ops"}}},
+		&spec.Object{Kind: spec.KindNotificationChannel, Name: "ops", Spec: slackSpec("/s")},
+	)
+	huge := strings.Repeat("name-not-allowed.example.com, ", 6000) + "\x00\xff"
+	if err := e.n.Event(ctx, alert.Alert{Name: alert.IssuanceFailed, Severity: alert.Warning, Subject: "shop",
+		Summary: huge, Description: huge, Since: t0}); err != nil {
+		t.Fatalf("Event: %v", err)
+	}
+	msgs := e.messages(t)
+	if len(msgs) != 1 {
+		t.Fatalf("messages: %d", len(msgs))
+	}
+	if n := len(msgs[0].Payload); n > 8<<10 {
+		t.Errorf("payload is %d bytes", n)
+	}
+	var m notify.Message
+	if err := json.Unmarshal(msgs[0].Payload, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(m.Alert.Description, "bytes more)") || strings.ContainsRune(m.Alert.Description, 0) {
+		t.Errorf("description not cut with a marker: …%s", m.Alert.Description[len(m.Alert.Description)-40:])
 	}
 }

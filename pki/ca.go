@@ -58,7 +58,9 @@ type CAOptions struct {
 	// Validity of the CA certificate; default DefaultCAValidity.
 	Validity time.Duration
 	// PermittedDNSDomains, when set, become critical name constraints: the CA
-	// can then only issue for these domains and their subdomains.
+	// can then only issue for these domains and their subdomains, and for no
+	// IP address (all are excluded), email address or URI (only the
+	// reserved host "invalid" is permitted).
 	PermittedDNSDomains []string
 }
 
@@ -101,7 +103,12 @@ func NewCA(opts CAOptions) (certPEM, keyPEM []byte, err error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		PermittedDNSDomains:   opts.PermittedDNSDomains,
 	}
-	tmpl.PermittedDNSDomainsCritical = len(opts.PermittedDNSDomains) > 0
+	if len(opts.PermittedDNSDomains) > 0 {
+		tmpl.PermittedDNSDomainsCritical = true
+		tmpl.ExcludedIPRanges = allIPs()
+		tmpl.PermittedEmailAddresses = []string{noMailboxOrURIHost}
+		tmpl.PermittedURIDomains = []string{noMailboxOrURIHost}
+	}
 	if tmpl.SubjectKeyId, err = subjectKeyID(key.Public()); err != nil {
 		return nil, nil, err
 	}

@@ -34,8 +34,9 @@ const clockSkew = time.Minute
 // certificates above it, when the CA's file carried them).
 //
 // Errors are failure.Invalid for a spec the CA cannot honour (an unknown
-// usage, an unparsable name, a name outside the CA's name constraints) and
-// failure.Unavailable when the CA is not valid at now.
+// usage, an unparsable name), failure.Rejected with the code
+// name_not_permitted for a name outside the CA's name constraints (see
+// CheckNames; nothing is signed then), and failure.Unavailable when the CA is not valid at now.
 func (ca *CA) Sign(csr *x509.CertificateRequest, c *spec.CertificateSpec, now time.Time) (*agentproto.Issued, error) {
 	if now.Before(ca.cert.NotBefore) || !now.Before(ca.cert.NotAfter) {
 		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("CA %q is not valid at %s (valid from %s to %s)",
@@ -45,6 +46,9 @@ func (ca *CA) Sign(csr *x509.CertificateRequest, c *spec.CertificateSpec, now ti
 	tmpl, err := leafTemplate(c, csr.PublicKey)
 	if err != nil {
 		return nil, failure.Wrap(failure.Invalid, err)
+	}
+	if err := ca.CheckNames(c); err != nil {
+		return nil, err // before signing: a refused name is never signed
 	}
 	if tmpl.SerialNumber, err = randomSerial(); err != nil {
 		return nil, err
@@ -70,9 +74,10 @@ func (ca *CA) Sign(csr *x509.CertificateRequest, c *spec.CertificateSpec, now ti
 	return NewIssued(leaf, ca.chainPEM), nil
 }
 
-// verify enforces the CA's name constraints before a leaf is handed out:
-// a CA with constraints checks that the leaf chains to it at now. (Without
-// constraints the check could not fail and would cost an ECDSA verify.)
+// verify is the backstop of CheckNames, before a leaf is handed out: a CA
+// with constraints checks that the leaf chains to it at now, by Go's
+// verifier. (Without constraints the check could not fail and would cost an
+// ECDSA verify.)
 func (ca *CA) verify(leaf *x509.Certificate, now time.Time) error {
 	if !hasNameConstraints(ca.cert) {
 		return nil
@@ -87,16 +92,9 @@ func (ca *CA) verify(leaf *x509.Certificate, now time.Time) error {
 	}
 	err = fmt.Errorf("issued certificate does not verify against the CA: %w", err)
 	if invalid, ok := errors.AsType[x509.CertificateInvalidError](err); ok && invalid.Reason == x509.CANotAuthorizedForThisName {
-		return failure.Wrap(failure.Rejected, err)
+		return failure.WithCode(failure.Wrap(failure.Rejected, err), agentproto.CodeNameNotPermitted)
 	}
 	return err
-}
-
-func hasNameConstraints(c *x509.Certificate) bool {
-	return len(c.PermittedDNSDomains)+len(c.ExcludedDNSDomains)+
-		len(c.PermittedIPRanges)+len(c.ExcludedIPRanges)+
-		len(c.PermittedEmailAddresses)+len(c.ExcludedEmailAddresses)+
-		len(c.PermittedURIDomains)+len(c.ExcludedURIDomains) > 0
 }
 
 // leafTemplate is the part of the leaf that comes from the spec.

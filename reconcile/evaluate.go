@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 
@@ -13,6 +14,25 @@ type Desired struct {
 	State spec.State
 	// AllowPrune is what the revision's AllowPruneFile allows (see ReadAllowPrune).
 	AllowPrune int
+}
+
+// VerifyRevision checks with v that head and every commit new since base
+// (the last applied commit; "" before the first apply, when head alone is
+// checked) are signed by trusted keys. Untrusted commits make the revision
+// a *StalledError (UntrustedCommit) naming each commit and why; a history
+// that cannot be read is a *TransientError (FetchFailed). It comes before
+// LoadRevision in every reconcile with verification on, and in `certops plan
+// --verify-commits`.
+func VerifyRevision(ctx context.Context, v CommitVerifier, base string, head state.Revision) error {
+	errs, err := v.VerifyCommits(ctx, base, head.Commit)
+	if err != nil {
+		return transient(state.ReasonFetchFailed, "verify commit signatures: %w", err)
+	}
+	if len(errs) > 0 {
+		return &StalledError{Outcome: state.OutcomeUntrusted, Reason: state.ReasonUntrustedCommit,
+			Message: fmt.Sprintf("revision %s has %d commit(s) not signed by a trusted key", head, len(errs)), Errors: errs}
+	}
+	return nil
 }
 
 // LoadRevision loads the revision commit from fsys (re-reading only changed,

@@ -28,6 +28,16 @@ type Source interface {
 	ChangedFiles(ctx context.Context, from, to string) ([]string, error)
 }
 
+// CommitVerifier checks that commits are signed by trusted keys.
+type CommitVerifier interface {
+	// VerifyCommits checks head and every commit reachable from head but
+	// not from base (merges included; after a force-push, from their merge
+	// base), or head alone when base is empty or unknown, and returns one
+	// error per untrusted commit. An error is a failure to read the
+	// history.
+	VerifyCommits(ctx context.Context, base, head string) (spec.ErrorList, error)
+}
+
 // Store is the transaction boundary the reconciler writes through.
 type Store interface {
 	StoredHashes(ctx context.Context) (map[spec.Key]string, error)
@@ -76,7 +86,10 @@ type EventSink interface {
 // Options tune the reconcile loop; zero values take the documented defaults.
 type Options struct {
 	// Events, when set, is told about every refused revision, with its errors.
-	Events              EventSink
+	Events EventSink
+	// Verifier, when set, makes every new head wait for its commits since
+	// the last applied revision to be verified (see VerifyRevision).
+	Verifier            CommitVerifier
 	Interval            time.Duration // poll interval (default 1m)
 	Jitter              float64       // ± fraction of the interval (default 0.1)
 	FullCompareInterval time.Duration // drift check against the database (default 10m)
@@ -126,6 +139,7 @@ type Reconciler struct {
 	stalled      *StalledError // why the head refused last was refused, if any
 	stalledAt    string        // that head's commit
 	failedCommit string        // the commit whose apply failure was last recorded
+	verified     string        // "base..head" last verified trusted
 	status       state.Status
 	lastFull     time.Time
 	failures     int
@@ -196,7 +210,7 @@ func (r *Reconciler) lead(ctx context.Context, lease Lease) {
 // the last applied revision from it.
 func (r *Reconciler) startTerm(ctx context.Context) error {
 	r.loader.Reset()
-	r.stored, r.applied, r.stalled, r.stalledAt, r.failedCommit = nil, state.Revision{}, nil, "", ""
+	r.stored, r.applied, r.stalled, r.stalledAt, r.failedCommit, r.verified = nil, state.Revision{}, nil, "", "", ""
 	r.lastFull = r.opt.Now()
 	st, err := r.store.Status(ctx)
 	if err != nil {
@@ -231,8 +245,8 @@ func (r *Reconciler) jitter(d time.Duration) time.Duration {
 // is sorted into stalled or transient, and finalize turns the result into
 // status, history, metrics, logs and events.
 func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outcome {
-	if f := lease.Fence(); f != r.fence || !r.started {
-		r.fence, r.started = f, false
+	if f := lease.Fence(); f != r.fence {
+		r.fence, r.started = f, false // a new term
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -248,8 +262,8 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outco
 	if err == nil {
 		p, err = r.attempt(ctx)
 	}
-	if err != nil && leaseLost(lease) != nil {
-		err = fmt.Errorf("%w: %w", state.ErrFenced, err)
+	if err != nil && !errors.Is(err, state.ErrFenced) && leaseLost(lease) != nil {
+		err = fmt.Errorf("%w: %w", state.ErrFenced, err) // cancelled by the lease's end
 	}
 	return r.finalize(ctx, p, err)
 }
@@ -313,6 +327,21 @@ func (r *Reconciler) attempt(ctx context.Context) (pass, error) {
 		return p, r.stalled
 	}
 	r.m.fetches.WithLabelValues("changed").Inc()
+
+	// Only commits signed by trusted keys are applied: every commit since
+	// the last applied one, checked once per head.
+	if r.opt.Verifier != nil {
+		base := state.CommitOf(r.status.LastAppliedRevision)
+		if key := base + ".." + head.Commit; key != r.verified {
+			t = time.Now()
+			err := VerifyRevision(ctx, r.opt.Verifier, base, head)
+			r.m.duration.WithLabelValues("verify").Observe(time.Since(t).Seconds())
+			if err != nil {
+				return p, err
+			}
+			r.verified = key
+		}
+	}
 
 	// Load and validate the revision as a whole.
 	t = time.Now()

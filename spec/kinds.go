@@ -335,6 +335,21 @@ func (c *checker) deployFiles(f *DeployFiles) {
 		}
 		seen[file.p] = file.name
 	}
+	switch f.Layout {
+	case "", LayoutFiles:
+	case LayoutSymlink:
+		dir := ""
+		for _, df := range deployFiles(f) {
+			if d := df.path[:strings.LastIndexByte(df.path, '/')+1]; dir == "" {
+				dir = d
+			} else if d != dir {
+				c.errorf(path+".layout", "symlink needs every file in one directory, but %s is not in %s", df.path, dir)
+				break
+			}
+		}
+	default:
+		c.errorf(path+".layout", "%q is not one of %s", f.Layout, strings.Join(Layouts, ", "))
+	}
 	if f.Mode != "" {
 		m, err := strconv.ParseUint(f.Mode, 8, 32)
 		if err != nil || m > 0o777 || len(f.Mode) < 3 || len(f.Mode) > 4 {

@@ -118,6 +118,8 @@ func TestParseFileErrors(t *testing.T) {
 			`deploy.yaml:25: spec.deploy.files.mode: "0800" is not an octal file mode up to "0777" (e.g. "0600")`,
 			`deploy.yaml:26: spec.deploy.reload: must be a non-empty argv list whose first element is the command`,
 			`deploy.yaml:27: spec.deploy.verify.address: "127.0.0.1:99999" has an invalid port (want 1-65535)`,
+			"deploy.yaml:37: spec.deploy.files.layout: symlink needs every file in one directory, but /etc/ssl/y/key.pem is not in /etc/ssl/x/",
+			`deploy.yaml:47: spec.deploy.files.layout: "links" is not one of files, symlink`,
 		}},
 		{"dup.yaml", []string{
 			`dup.yaml:5: metadata.name: duplicate key (first at line 4)`,

@@ -209,6 +209,8 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"pattern": "^https?://", "format": "uri"}
 	case "DNS01Challenge.provider":
 		return map[string]any{"enum": DNSProviders}
+	case "DeployFiles.layout":
+		return map[string]any{"enum": Layouts}
 	case "DeployFiles.mode":
 		return map[string]any{"pattern": "^0?[0-7]{3}$"}
 	case "Deployment.reload":

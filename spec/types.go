@@ -197,7 +197,25 @@ type DeployFiles struct {
 	Mode  string `json:"mode,omitempty" yaml:"mode,omitempty"`
 	Owner string `json:"owner,omitempty" yaml:"owner,omitempty"`
 	Group string `json:"group,omitempty" yaml:"group,omitempty"`
+	// Layout is how the agent installs the files: LayoutFiles (the
+	// default) or LayoutSymlink.
+	Layout string `json:"layout,omitempty" yaml:"layout,omitempty"`
 }
+
+// Install layouts (DeployFiles.Layout).
+const (
+	// LayoutFiles: each path is a regular file, replaced by its own
+	// rename; a reader can see a new certificate with the old key while
+	// the set is being replaced.
+	LayoutFiles = "files"
+	// LayoutSymlink: each path is a link through one "current" link into a
+	// version directory; one rename flips the whole set. All paths must be
+	// in one directory.
+	LayoutSymlink = "symlink"
+)
+
+// Layouts are the values of DeployFiles.Layout.
+var Layouts = []string{LayoutFiles, LayoutSymlink}
 
 // Verify dials Address with SNI ServerName after a reload and compares the served certificate.
 type Verify struct {

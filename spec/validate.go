@@ -175,12 +175,17 @@ func sharedFiles(objs []*Object) ErrorList {
 		return nil
 	}
 
-	ix := newAgentIndex(objs)
+	ix := NewAgentIndex()
+	for _, o := range objs {
+		if o.Kind == KindAgent {
+			ix.Add(o.Name, o.Labels)
+		}
+	}
 	targets := map[*Object][]string{}
 	targetsOf := func(o *Object) []string {
 		t, ok := targets[o]
 		if !ok {
-			t = ix.targets(o.Certificate().Deploy)
+			t = ix.Targets(o.Certificate().Deploy)
 			targets[o] = t
 		}
 		return t
@@ -234,55 +239,6 @@ func sharedFiles(objs []*Object) ErrorList {
 		}
 	}
 	return errs
-}
-
-// agentIndex finds the Agents a deploy block targets without visiting every
-// agent for a selector; Deployment.Selects decides.
-type agentIndex struct {
-	labels  map[string]map[string]string // agent → labels
-	byLabel map[string][]string          // "key=value" → agents carrying it, in objs order
-}
-
-func newAgentIndex(objs []*Object) *agentIndex {
-	ix := &agentIndex{labels: map[string]map[string]string{}, byLabel: map[string][]string{}}
-	for _, o := range objs {
-		if o.Kind != KindAgent {
-			continue
-		}
-		ix.labels[o.Name] = o.Labels
-		for k, v := range o.Labels {
-			ix.byLabel[k+"="+v] = append(ix.byLabel[k+"="+v], o.Name)
-		}
-	}
-	return ix
-}
-
-// targets lists, sorted and without duplicates, the indexed agents d selects.
-func (ix *agentIndex) targets(d *Deployment) []string {
-	var candidates []string
-	for _, a := range d.Agents {
-		if _, ok := ix.labels[a]; ok {
-			candidates = append(candidates, a)
-		}
-	}
-	if sel := d.AgentSelector; sel != nil && len(sel.MatchLabels) > 0 {
-		var fewest []string
-		first := true
-		for k, v := range sel.MatchLabels {
-			if l := ix.byLabel[k+"="+v]; first || len(l) < len(fewest) {
-				fewest, first = l, false
-			}
-		}
-		candidates = append(candidates, fewest...)
-	}
-	out := candidates[:0:0]
-	for _, a := range candidates {
-		if d.Selects(a, ix.labels[a]) {
-			out = append(out, a)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 func usesHTTP01(issuer *Object) bool {

@@ -35,13 +35,16 @@ type Deployment struct {
 	InstalledSpecHash string
 	InstalledNotAfter time.Time
 	// State is one of the Deployment* states (never pending: that is
-	// the absence of a row).
-	State       DeploymentState
-	LastError   string
-	LastAttempt time.Time
-	Failures    int
-	NotBefore   time.Time
-	UpdatedAt   time.Time
+	// the absence of a row), and LastError its error, as last recorded:
+	// for the spec StateSpecHash, which may not be the certificate's
+	// current one (assign.CurrentState says what holds for that).
+	State         DeploymentState
+	StateSpecHash string
+	LastError     string
+	LastAttempt   time.Time
+	Failures      int
+	NotBefore     time.Time
+	UpdatedAt     time.Time
 	// ChangeSeq is the agent change counter of the last write.
 	ChangeSeq int64
 }

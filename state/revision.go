@@ -9,6 +9,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/certops/certops/spec"
@@ -32,6 +33,16 @@ func (r Revision) String() string {
 	return fmt.Sprintf("%s@sha1:%s", r.Ref, r.Commit)
 }
 
+// CommitOf returns the commit of a revision rendered by Revision.String
+// (BRANCH@sha1:<40 hex>), or "" when s is not one.
+func CommitOf(s string) string {
+	i := strings.LastIndex(s, "@sha1:")
+	if i < 0 {
+		return ""
+	}
+	return s[i+len("@sha1:"):]
+}
+
 // RevisionOutcome is what became of a revision, as recorded in its history
 // entry.
 type RevisionOutcome string
@@ -42,13 +53,14 @@ const (
 	OutcomeInvalid      RevisionOutcome = "invalid"       // validation failed; nothing applied
 	OutcomePruneBlocked RevisionOutcome = "prune-blocked" // the prune guard refused it; nothing applied
 	OutcomeFailed       RevisionOutcome = "failed"        // the apply transaction failed; retried
+	OutcomeUntrusted    RevisionOutcome = "untrusted"     // a new commit is not signed by a trusted key; nothing applied
 )
 
 // Refused reports whether o is the outcome of a revision that was not
 // applied (the outcomes RecordAttempt takes).
 func (o RevisionOutcome) Refused() bool {
 	switch o {
-	case OutcomeInvalid, OutcomePruneBlocked, OutcomeFailed:
+	case OutcomeInvalid, OutcomePruneBlocked, OutcomeFailed, OutcomeUntrusted:
 		return true
 	}
 	return false

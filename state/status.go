@@ -34,6 +34,7 @@ const (
 	ReasonSucceeded        Reason = "ReconciliationSucceeded"
 	ReasonValidationFailed Reason = "ValidationFailed" // stalled: the revision is invalid
 	ReasonPruneBlocked     Reason = "PruneBlocked"     // stalled: the prune guard refused it
+	ReasonUntrustedCommit  Reason = "UntrustedCommit"  // stalled: a new commit is not signed by a trusted key
 	ReasonFetchFailed      Reason = "FetchFailed"      // transient: the source could not be read
 	ReasonStoreUnavailable Reason = "StoreUnavailable" // transient: the database could not be read or written
 	ReasonApplyFailed      Reason = "ApplyFailed"      // transient: the apply transaction failed

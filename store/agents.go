@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/textlimit"
 )
 
 // AgentChanges returns the id of the newest revision and the agent change
@@ -92,7 +93,10 @@ type AgentSeen struct {
 
 // RecordAgentsSeen upserts the liveness of many agents in one statement.
 // Last seen only moves forward (replicas flush independently); an empty
-// version or hostname keeps the stored one.
+// version or hostname keeps the stored one. Version and hostname are made
+// safe to store first (textlimit.Clean, at most 256 bytes): the agent API
+// refuses bad ones, and a row that slipped through must not fail the
+// batch, everyone's liveness with it.
 func (s *Store) RecordAgentsSeen(ctx context.Context, seen []AgentSeen) error {
 	if len(seen) == 0 {
 		return nil
@@ -102,7 +106,8 @@ func (s *Store) RecordAgentsSeen(ctx context.Context, seen []AgentSeen) error {
 	versions := make([]string, len(seen))
 	hosts := make([]string, len(seen))
 	for i, a := range seen {
-		names[i], times[i], versions[i], hosts[i] = a.Name, a.LastSeen, a.Version, a.Hostname
+		names[i], times[i] = a.Name, a.LastSeen
+		versions[i], hosts[i] = storableField(a.Version), storableField(a.Hostname)
 	}
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO agent_status AS a (name, last_seen, version, hostname)
@@ -117,6 +122,10 @@ func (s *Store) RecordAgentsSeen(ctx context.Context, seen []AgentSeen) error {
 	}
 	return nil
 }
+
+// storableField is s without what Postgres or a reader would choke on: one
+// line of valid UTF-8 without control characters, at most 256 bytes.
+func storableField(s string) string { return textlimit.Truncate(textlimit.Clean(s, false), 256) }
 
 // AgentsSeen returns the liveness of the named agents, or of every agent
 // when names is nil. Agents never seen are absent.

@@ -3,9 +3,13 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
@@ -96,6 +100,9 @@ func TestReportKeepsInstalledOnRollback(t *testing.T) {
 	if err != nil || d.InstalledSerial != "01" || d.InstalledSpecHash != "h1" || !d.InstalledNotAfter.Equal(v.NotAfter) {
 		t.Fatalf("installed: %+v %v", d, err)
 	}
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "02", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
 	d, err = s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "02",
 		Result: state.DeploymentRolledBack, Error: "reload: exit 1", At: now.Add(time.Minute)})
 	if err != nil || d.InstalledSerial != "01" || d.State != state.DeploymentRolledBack || d.LastError != "reload: exit 1" ||
@@ -173,5 +180,116 @@ func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
 	back := &spec.Object{Kind: spec.KindIssuer, Name: objs[0].Name, Labels: objs[0].Labels, Annotations: objs[0].Annotations, Spec: &sp}
 	if back.Hash() != is.Hash() {
 		t.Errorf("hash of the object read back %s != the loader's %s", back.Hash(), is.Hash())
+	}
+}
+
+// A row with bytes Postgres refuses does not fail the batch: every agent's
+// liveness is written, the bad fields made safe.
+func TestAgentsSeenBadBytesDoNotFailTheBatch(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := s.RecordAgentsSeen(ctx, []store.AgentSeen{
+		{Name: "bad", LastSeen: t0, Version: "1\xff", Hostname: "web\x00-01"},
+		{Name: "good", LastSeen: t0, Version: "2", Hostname: "good.lan"},
+	})
+	if err != nil {
+		t.Fatalf("RecordAgentsSeen: %v", err)
+	}
+	seen, err := s.AgentsSeen(ctx, nil)
+	if err != nil || seen["good"].Hostname != "good.lan" || !seen["bad"].LastSeen.Equal(t0) ||
+		strings.ContainsRune(seen["bad"].Hostname, 0) || !utf8.ValidString(seen["bad"].Version) {
+		t.Fatalf("AgentsSeen = %+v, %v", seen, err)
+	}
+}
+
+// A report of a serial never issued to that agent for that certificate,
+// or dated before it was issued, changes nothing.
+func TestReportOfUnknownSerialIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "01", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-02", "02", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	_, seq0, _ := s.DeploymentsSince(ctx, 0)
+	for _, r := range []store.DeploymentReport{
+		{Serial: "deadbeef", Result: state.DeploymentInstalled, At: now},
+		{Serial: "02", Result: state.DeploymentInstalled, At: now},                                           // another agent's
+		{Serial: "01", Result: state.DeploymentInstalled, At: now.Add(-store.ReportClockSkew - time.Second)}, // before it was issued
+		{Serial: "deadbeef", Result: state.DeploymentRolledBack, At: now},
+	} {
+		r.Certificate, r.Agent, r.SpecHash = "shop", "web-01", "h1"
+		if _, err := s.RecordReport(ctx, r); !errors.Is(err, store.ErrUnknownSerial) {
+			t.Errorf("RecordReport(%+v) = %v, want ErrUnknownSerial", r, err)
+		}
+	}
+	deps, seq, err := s.DeploymentsSince(ctx, 0)
+	if err != nil || seq != seq0 {
+		t.Errorf("refused reports moved the change counter %d → %d (%v)", seq0, seq, err)
+	}
+	for _, d := range deps {
+		if d.InstalledSerial != "" || d.State != state.DeploymentIssued {
+			t.Errorf("refused reports changed %+v", d)
+		}
+	}
+	if d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: "h1", Serial: "01",
+		Result: state.DeploymentInstalled, At: now.Add(-time.Minute)}); err != nil || d.InstalledSerial != "01" {
+		t.Errorf("a known serial within the skew: %+v %v", d, err)
+	}
+}
+
+// The agent's failed issue-stage report of the attempt the server refused
+// keeps the server's issue-failed state and error; any other report, or one
+// for another spec, is recorded. Each state carries the spec it is for.
+func TestReportOfARefusedIssueKeepsTheServersState(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := version("shop", "web-01", "01", now)
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: v.SpecHash, Serial: "01",
+		Result: state.DeploymentInstalled, At: now})
+	if err != nil || d.StateSpecHash != v.SpecHash {
+		t.Fatalf("installed: %+v %v", d, err)
+	}
+	const refused = `the CA "x" may not sign these names: DNS name "shop.example.org" is not permitted`
+	d, err = s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: "h2",
+		Error: refused, At: now.Add(time.Minute), Base: time.Minute, Cap: time.Hour})
+	if err != nil || d.State != state.DeploymentIssueFailed || d.StateSpecHash != "h2" {
+		t.Fatalf("issue failure: %+v %v", d, err)
+	}
+	report := func(spec string, result state.DeploymentState, stage, msg string) state.Deployment {
+		t.Helper()
+		d, err := s.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: spec,
+			Result: result, Stage: stage, Error: msg, At: now.Add(2 * time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d = report("h2", state.DeploymentFailed, agentproto.StageIssue, "issue: 422 name_not_permitted")
+	if d.State != state.DeploymentIssueFailed || d.LastError != refused || d.StateSpecHash != "h2" || !d.LastAttempt.Equal(now.Add(time.Minute)) {
+		t.Errorf("after the agent's report of the refused issue: %+v", d)
+	}
+	if d.InstalledSerial != "01" || d.InstalledSpecHash != v.SpecHash || d.Failures != 1 {
+		t.Errorf("the report changed what is installed or the failures: %+v", d)
+	}
+	d = report("h3", state.DeploymentFailed, agentproto.StageIssue, "issue: key generation failed")
+	if d.State != state.DeploymentFailed || d.StateSpecHash != "h3" || d.LastError != "issue: key generation failed" {
+		t.Errorf("a failed issue report for another spec: %+v", d)
+	}
+	if _, err := s.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-01", SpecHash: "h3",
+		Error: "boom", At: now, Base: time.Minute, Cap: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	d = report("h3", state.DeploymentFailed, agentproto.StageInstall, "install: read-only file system")
+	if d.State != state.DeploymentFailed || d.LastError != "install: read-only file system" {
+		t.Errorf("a failed install report: %+v", d)
 	}
 }

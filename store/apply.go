@@ -10,6 +10,7 @@ import (
 
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
+	"github.com/certops/certops/textlimit"
 )
 
 // Revision outcomes (state.RevisionRecord.Outcome).
@@ -62,13 +63,13 @@ func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision
 }
 
 // RecordAttempt records a revision that was refused (outcome invalid,
-// prune-blocked or failed) with its errors, and writes the status, while
+// prune-blocked, untrusted or failed) with its errors, and writes the status, while
 // fence is the current lease. Objects are left untouched. It returns the
 // revision's id.
 func (s *Store) RecordAttempt(ctx context.Context, fence state.Fence, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, status state.Status) (int64, error) {
 	if !outcome.Refused() {
-		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q",
-			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeFailed)
+		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q, %q",
+			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeUntrusted, state.OutcomeFailed)
 	}
 	var id int64
 	err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
@@ -108,7 +109,7 @@ func insertRevision(ctx context.Context, tx pgx.Tx, rev state.Revision, outcome 
 	if !rev.Time.IsZero() {
 		committedAt = &rev.Time
 	}
-	errsJSON, err := nullableJSON(errs, len(errs) == 0)
+	errsJSON, err := nullableJSON(storableErrors(errs), len(errs) == 0)
 	if err != nil {
 		return 0, err
 	}
@@ -121,7 +122,8 @@ func insertRevision(ctx context.Context, tx pgx.Tx, rev state.Revision, outcome 
 		INSERT INTO revisions (ref, commit, author, message, committed_at, outcome, errors, counts, action_count)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		RETURNING id`,
-		rev.Ref, rev.Commit, rev.Author, rev.Message, committedAt, outcome, errsJSON, countsJSON, actions,
+		textlimit.Bound(rev.Ref, 1024), rev.Commit, textlimit.Bound(rev.Author, 1024), textlimit.Message(rev.Message),
+		committedAt, outcome, errsJSON, countsJSON, actions,
 	).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("insert revision: %w", err)
@@ -269,4 +271,38 @@ func nullableJSON(v any, null bool) ([]byte, error) {
 		return nil, fmt.Errorf("encode %T: %w", v, err)
 	}
 	return b, nil
+}
+
+// maxStoredErrors bounds how many errors of a revision are stored.
+const maxStoredErrors = 200
+
+// storableErrors is errs as stored with a revision or the status: at most
+// maxStoredErrors (then one that counts the rest), each message bounded
+// (textlimit.Message), every string made safe.
+func storableErrors(errs spec.ErrorList) spec.ErrorList {
+	if errs == nil {
+		return nil
+	}
+	n := min(len(errs), maxStoredErrors)
+	out := make(spec.ErrorList, n, n+1)
+	for i, e := range errs[:n] {
+		out[i] = spec.Error{File: textlimit.Bound(e.File, 1024), Line: e.Line, Message: textlimit.Message(e.Message)}
+	}
+	if rest := len(errs) - n; rest > 0 {
+		out = append(out, spec.Error{File: "(certops)", Message: fmt.Sprintf("… and %d more errors", rest)})
+	}
+	return out
+}
+
+// storableConditions is conds with every message bounded (textlimit.Message).
+func storableConditions(conds []state.Condition) []state.Condition {
+	if conds == nil {
+		return nil
+	}
+	out := make([]state.Condition, len(conds))
+	for i, c := range conds {
+		c.Message = textlimit.Message(c.Message)
+		out[i] = c
+	}
+	return out
 }

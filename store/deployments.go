@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/state"
 )
 
@@ -33,13 +34,16 @@ type DeploymentReport struct {
 	Serial                       string
 	// Result is state.DeploymentInstalled, DeploymentFailed or DeploymentRolledBack.
 	Result state.DeploymentState
-	Error  string
-	At     time.Time
+	// Stage is the agent's (agentproto.Stage*): a failed issue-stage report
+	// of the spec whose issue the server refused keeps the server's state.
+	Stage string
+	Error string
+	At    time.Time
 }
 
 // deploymentColumns select a deployment with its current version (d, v).
 const deploymentColumns = `d.certificate, d.agent, d.spec_hash, d.renew_at, d.installed_serial,
-	d.installed_spec_hash, d.installed_not_after, d.state, d.last_error, d.last_attempt, d.failures,
+	d.installed_spec_hash, d.installed_not_after, d.state, d.state_spec_hash, d.last_error, d.last_attempt, d.failures,
 	d.not_before, d.updated_at, d.change_seq,
 	v.id, v.spec_hash, v.serial, v.sha256, v.not_before, v.not_after, v.cert_pem, v.chain_pem, v.issuer, v.issued_at`
 
@@ -60,11 +64,11 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, spec_hash, current_version, renew_at, state,
-				last_error, last_attempt, failures, not_before, updated_at, change_seq)
-			SELECT $1, $2, $3, v.id, $12, 'issued', '', $11, 0, NULL, now(), bump.seq FROM v, bump
+				state_spec_hash, last_error, last_attempt, failures, not_before, updated_at, change_seq)
+			SELECT $1, $2, $3, v.id, $12, 'issued', $3, '', $11, 0, NULL, now(), bump.seq FROM v, bump
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				spec_hash = excluded.spec_hash, current_version = excluded.current_version,
-				renew_at = excluded.renew_at, state = excluded.state, last_error = '',
+				renew_at = excluded.renew_at, state = excluded.state, state_spec_hash = excluded.state_spec_hash, last_error = '',
 				last_attempt = excluded.last_attempt, failures = 0, not_before = NULL,
 				updated_at = now(), change_seq = excluded.change_seq
 			RETURNING *
@@ -91,11 +95,12 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.D
 		WITH bump AS (
 			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
 		), dep AS (
-			INSERT INTO deployments AS d (certificate, agent, spec_hash, state, last_error, last_attempt,
+			INSERT INTO deployments AS d (certificate, agent, spec_hash, state, state_spec_hash, last_error, last_attempt,
 				failures, not_before, updated_at, change_seq)
-			SELECT $1, $2, $3, 'issue-failed', $4, $5::timestamptz, 1, $5::timestamptz + make_interval(secs => least($6::float8, $7::float8)), now(), bump.seq FROM bump
+			SELECT $1, $2, $3, 'issue-failed', $3, $4, $5::timestamptz, 1, $5::timestamptz + make_interval(secs => least($6::float8, $7::float8)), now(), bump.seq FROM bump
 			ON CONFLICT (certificate, agent) DO UPDATE SET
-				spec_hash = excluded.spec_hash, state = excluded.state, last_error = excluded.last_error,
+				spec_hash = excluded.spec_hash, state = excluded.state, state_spec_hash = excluded.state_spec_hash,
+				last_error = excluded.last_error,
 				last_attempt = excluded.last_attempt,
 				failures = CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures + 1 ELSE 1 END,
 				not_before = excluded.last_attempt + make_interval(secs => least($7::float8,
@@ -115,10 +120,25 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.D
 	return d, nil
 }
 
+// ErrUnknownSerial is RecordReport's answer to a report whose serial was
+// never issued to that agent for that certificate, or whose time is more
+// than ReportClockSkew before that serial was issued; nothing is written.
+var ErrUnknownSerial = errors.New("no such serial issued to this agent for this certificate at that time")
+
+// ReportClockSkew is how much earlier than its serial's issuance a report
+// may say it happened (the agent's clock may be behind).
+const ReportClockSkew = 5 * time.Minute
+
 // RecordReport records an agent's report: the state, error and time of the
-// attempt, and on success what is installed now (a rollback leaves the
-// previously installed serial). It bumps the agent change counter and
-// returns the deployment as written.
+// attempt, for the report's spec hash, and on success what is installed now
+// (a rollback leaves the previously installed serial). A report with a
+// serial is only taken when that serial was issued to the agent for the
+// certificate, no later than ReportClockSkew after the report's time; else
+// ErrUnknownSerial and nothing changes. A failed report of the issue stage
+// for the spec whose issue attempt the server recorded as issue-failed is
+// the agent's account of that same attempt: the server's state and error,
+// which say why, stay. It bumps the agent change counter and returns the
+// deployment as written.
 func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Deployment, error) {
 	switch r.Result {
 	case state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack:
@@ -127,31 +147,39 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 			r.Result, state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack)
 	}
 	installed := r.Result == state.DeploymentInstalled
+	issueFailed := r.Result == state.DeploymentFailed && r.Stage == agentproto.StageIssue
 	rows, err := s.pool.Query(ctx, `
 		WITH known AS (
 			SELECT max(not_after) AS not_after FROM certificate_versions
 			WHERE certificate = $1 AND agent = $2 AND serial = $4
+			HAVING $4 = '' OR min(issued_at) <= $8::timestamptz + make_interval(secs => $9::float8)
 		), bump AS (
-			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
+			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 AND EXISTS (SELECT FROM known) RETURNING seq
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, installed_serial, installed_spec_hash,
-				installed_not_after, state, last_error, last_attempt, updated_at, change_seq)
+				installed_not_after, state, state_spec_hash, last_error, last_attempt, updated_at, change_seq)
 			SELECT $1, $2, CASE WHEN $7 THEN $4 ELSE '' END, CASE WHEN $7 THEN $3 ELSE '' END,
-				CASE WHEN $7 THEN known.not_after END, $5, $6, $8, now(), bump.seq FROM known, bump
+				CASE WHEN $7 THEN known.not_after END, $5, $3, $6, $8, now(), bump.seq FROM known, bump
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				installed_serial    = CASE WHEN $7 THEN excluded.installed_serial ELSE d.installed_serial END,
 				installed_spec_hash = CASE WHEN $7 THEN excluded.installed_spec_hash ELSE d.installed_spec_hash END,
 				installed_not_after = CASE WHEN $7 THEN excluded.installed_not_after ELSE d.installed_not_after END,
-				state = excluded.state, last_error = excluded.last_error, last_attempt = excluded.last_attempt,
+				state           = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.state ELSE excluded.state END,
+				state_spec_hash = excluded.state_spec_hash,
+				last_error      = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_error ELSE excluded.last_error END,
+				last_attempt    = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_attempt ELSE excluded.last_attempt END,
 				updated_at = now(), change_seq = excluded.change_seq
 			RETURNING *
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
-		r.Certificate, r.Agent, r.SpecHash, r.Serial, r.Result, r.Error, installed, r.At)
+		r.Certificate, r.Agent, r.SpecHash, r.Serial, r.Result, r.Error, installed, r.At, ReportClockSkew.Seconds(), issueFailed)
 	if err != nil {
 		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeployment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: serial %s: %w", r.Certificate, r.Agent, r.Serial, ErrUnknownSerial)
+	}
 	if err != nil {
 		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}
@@ -252,7 +280,7 @@ func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) {
 		vNotBefore, vNotAfter, vIssuedAt                 *time.Time
 	)
 	err := row.Scan(&d.Certificate, &d.Agent, &d.SpecHash, &renewAt, &d.InstalledSerial,
-		&d.InstalledSpecHash, &installedNotAfter, &d.State, &d.LastError, &lastAttempt, &failures,
+		&d.InstalledSpecHash, &installedNotAfter, &d.State, &d.StateSpecHash, &d.LastError, &lastAttempt, &failures,
 		&notBefore, &d.UpdatedAt, &d.ChangeSeq,
 		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt)
 	if err != nil {

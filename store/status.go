@@ -48,11 +48,11 @@ func (s *Store) Status(ctx context.Context) (state.Status, error) {
 }
 
 func writeStatus(ctx context.Context, tx pgx.Tx, st state.Status) error {
-	errsJSON, err := nullableJSON(st.Errors, st.Errors == nil)
+	errsJSON, err := nullableJSON(storableErrors(st.Errors), st.Errors == nil)
 	if err != nil {
 		return err
 	}
-	conditionsJSON, err := nullableJSON(st.Conditions, st.Conditions == nil)
+	conditionsJSON, err := nullableJSON(storableConditions(st.Conditions), st.Conditions == nil)
 	if err != nil {
 		return err
 	}

@@ -35,8 +35,10 @@ func OpenWait(ctx context.Context, url string, wait time.Duration, opt Options, 
 			return nil, err
 		}
 		logger.Warn("database not reachable yet; retrying", "err", err)
-		if err := sleep(ctx, waitRetry); err != nil {
-			return nil, err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(waitRetry):
 		}
 	}
 }
@@ -69,20 +71,10 @@ func (s *Store) WaitForSchema(ctx context.Context) error {
 		default:
 			s.logger.Warn("database schema is behind; waiting for certops migrate", "have", have, "want", want)
 		}
-		if err := sleep(ctx, waitRetry); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(waitRetry):
 		}
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

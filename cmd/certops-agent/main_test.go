@@ -85,11 +85,7 @@ func TestBadUsageExitsTwo(t *testing.T) {
 }
 
 func TestOnce(t *testing.T) {
-	dir := t.TempDir()
-	token := filepath.Join(dir, "token")
-	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, token := tokenDir(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -122,4 +118,40 @@ func TestOnce(t *testing.T) {
 	if code, _, errOut := runCmd(t, env, "--once"); code != 1 || !strings.Contains(errOut, "token file") {
 		t.Errorf("absent token file: code %d, stderr %s", code, errOut)
 	}
+}
+
+// With another agent's token (the server answers for web-01) and --name
+// db-01, the agent exits 1 with a clear message, in --once and in the loop.
+func TestAnotherAgentsTokenExitsNonZero(t *testing.T) {
+	dir, token := tokenDir(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != agentproto.PathAssignments {
+			t.Errorf("%s %s after the server named another agent", r.Method, r.URL.Path)
+		}
+		json.NewEncoder(w).Encode(agentproto.Assignments{Agent: "web-01"})
+	}))
+	defer srv.Close()
+	env := map[string]string{
+		"CERTOPS_AGENT_SERVER":     srv.URL,
+		"CERTOPS_AGENT_NAME":       "db-01",
+		"CERTOPS_AGENT_TOKEN_FILE": token,
+		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
+	}
+	for _, args := range [][]string{{"--once"}, {}} {
+		code, _, errOut := runCmd(t, env, args...)
+		if code != 1 || !strings.Contains(errOut, "the server knows it as agent") || !strings.Contains(errOut, "web-01") {
+			t.Errorf("certops-agent %v with another agent's token: code %d, stderr %s", args, code, errOut)
+		}
+	}
+}
+
+// tokenDir is a temporary directory holding the token file "tok".
+func tokenDir(t *testing.T) (dir, token string) {
+	t.Helper()
+	dir = t.TempDir()
+	token = filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, token
 }

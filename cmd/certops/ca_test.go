@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,6 +51,11 @@ func TestCAInit(t *testing.T) {
 	}
 	if diff := cmp.Diff(c.PermittedDNSDomains, []string{"example.com", "example.net"}); diff != "" {
 		t.Errorf("PermittedDNSDomains (-got +want):\n%s", diff)
+	}
+	// The other kinds are closed in the certificate itself (pki tests verify with Go and OpenSSL).
+	if len(c.ExcludedIPRanges) != 2 || !slices.Equal(c.PermittedEmailAddresses, []string{"invalid"}) || !slices.Equal(c.PermittedURIDomains, []string{"invalid"}) {
+		t.Errorf("a --permitted-dns CA leaves IPs, emails or URIs open: excluded IPs %v, emails %v, URIs %v",
+			c.ExcludedIPRanges, c.PermittedEmailAddresses, c.PermittedURIDomains)
 	}
 	if c.PublicKeyAlgorithm != x509.ECDSA {
 		t.Errorf("key algorithm %v, want ECDSA by default", c.PublicKeyAlgorithm)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -112,10 +113,12 @@ spec:
 
 	// First issuance: a client trusting only our CA gets the issued leaf.
 	sync("the first deployment")
-	leaf, err := ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "shop.example.com")
-	if err != nil {
-		t.Fatalf("TLS client against nginx after the first deployment: %v", err)
-	}
+	// nginx reloads asynchronously: its old workers may answer a moment longer.
+	var leaf *x509.Certificate
+	testkit.WaitFor(t, waitTimeout, "nginx to serve the issued leaf", func() bool {
+		leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "shop.example.com")
+		return err == nil
+	})
 	if leaf.Issuer.CommonName != "e2e CA" || !slices.Equal(leaf.DNSNames, []string{"shop.example.com"}) {
 		t.Fatalf("served leaf: issuer %q names %v", leaf.Issuer.CommonName, leaf.DNSNames)
 	}
@@ -203,10 +206,11 @@ spec:
 	if out, err := ng.exec("-s", "reload"); err != nil { // whatever is on disk is what nginx serves
 		t.Fatalf("nginx -s reload: %v\n%s", err, out)
 	}
-	leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "www.shop.example.com")
-	if err != nil {
-		t.Errorf("TLS client against nginx after the rollback: %v", err)
-	} else if leaf.SerialNumber.Text(16) != secondSerial {
+	testkit.WaitFor(t, waitTimeout, "nginx to serve the files on disk after its reload", func() bool {
+		leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "www.shop.example.com")
+		return err == nil && leaf.SerialNumber.Text(16) == secondSerial
+	})
+	if leaf.SerialNumber.Text(16) != secondSerial {
 		t.Errorf("after the rollback nginx serves serial %s, want %s", leaf.SerialNumber.Text(16), secondSerial)
 	}
 

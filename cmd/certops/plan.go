@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,8 +16,10 @@ import (
 )
 
 // planCmd: certops plan --repo DIR --base REV --head REV [--format text|markdown|json]
-// — exit 0 when nothing changes, 2 when something does, 1 on error. Bad
-// usage exits 1 too (not 2 as for the other commands): see planExit.
+// [--verify-commits --trusted-keys F…] — exit 0 when nothing changes, 2 when
+// something does, 1 on error (an invalid head, or an untrusted commit between
+// base and head). Bad usage exits 1 too (not 2 as for the other commands):
+// see planExit.
 func planCmd(env cliEnv, args []string) int {
 	f := newFlagSet(env, "plan")
 	repo := f.String("repo", ".", "local git repository")
@@ -24,6 +27,10 @@ func planCmd(env cliEnv, args []string) int {
 	head := f.String("head", "HEAD", "head revision")
 	path := f.String("path", ".", "directory of the config inside the repository")
 	format := f.String("format", "text", "output format: text, markdown or json")
+	var verify bool
+	var keyFiles []string
+	f.BoolEnv(&verify, "verify-commits", false, "fail (exit 1) unless the head and every commit between base and head are signed by a trusted key, as `certops serve --verify-commits` requires")
+	f.StringsEnv(&keyFiles, "trusted-keys", "with --verify-commits: an armored OpenPGP public keyring or an SSH allowed_signers file")
 	if err := f.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -43,7 +50,12 @@ func planCmd(env cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "certops plan: --format: want text, markdown or json, got %q\n", *format)
 		return planExit(errUsage)
 	}
-	rep, warnings, err := buildPlan(*repo, *path, *base, *head)
+	keys, err := trustedKeys(verify, keyFiles)
+	if err != nil {
+		fmt.Fprintln(env.stderr, "certops plan:", err)
+		return planExit(err)
+	}
+	rep, warnings, err := buildPlan(*repo, *path, *base, *head, keys)
 	for _, w := range warnings {
 		fmt.Fprintln(env.stderr, "certops plan: warning:", w)
 	}
@@ -53,7 +65,7 @@ func planCmd(env cliEnv, args []string) int {
 		for _, e := range invalid.errs {
 			fmt.Fprintln(env.stderr, e.Error())
 		}
-		fmt.Fprintf(env.stderr, "certops plan: revision %s is invalid: %d error(s)\n", invalid.rev, len(invalid.errs))
+		fmt.Fprintf(env.stderr, "certops plan: %s\n", invalid.Error())
 		return 1
 	case err != nil:
 		fmt.Fprintln(env.stderr, "certops plan:", err)
@@ -79,24 +91,33 @@ func planExit(err error) int {
 	return failure.ExitCode(err)
 }
 
-// invalidRevision is a revision that fails validation.
+// invalidRevision is a revision the reconciler would refuse before
+// planning it: one that fails validation, or has untrusted commits.
 type invalidRevision struct {
 	rev  string
 	errs spec.ErrorList
+	msg  string // what is wrong with it, e.g. "is invalid"
 }
 
 func (e *invalidRevision) Error() string {
-	return fmt.Sprintf("revision %s is invalid: %d error(s)", e.rev, len(e.errs))
+	return fmt.Sprintf("revision %s %s: %d error(s)", e.rev, e.msg, len(e.errs))
 }
 
 // buildPlan loads both revisions offline and computes what applying head
 // over base would do. An invalid head is an error; an invalid base (a pull
 // request fixing a broken main) is diffed as far as its files parse, with a
-// warning.
-func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, []string, error) {
+// warning. With keys, head and every commit reachable from it but not from
+// base must be signed by one of them, as the reconciler requires of the
+// commits since the last applied one.
+func buildPlan(repoDir, path, baseRev, headRev string, keys *gitsource.TrustedKeys) (review.Report, []string, error) {
 	repo, err := gitsource.OpenLocal(repoDir)
 	if err != nil {
 		return review.Report{}, nil, err
+	}
+	if keys != nil {
+		if err := verifyPlan(repo, keys, baseRev, headRev); err != nil {
+			return review.Report{}, nil, err
+		}
 	}
 	tree := func(rev string) (fs.FS, error) {
 		commit, err := repo.Resolve(rev)
@@ -141,7 +162,7 @@ func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, []string,
 	desired, err := l.LoadRevision(headFS, headRevision, nil)
 	var stalled *reconcile.StalledError
 	if errors.As(err, &stalled) {
-		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: stalled.Errors}
+		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: stalled.Errors, msg: "is invalid"}
 	}
 	stored := make(map[spec.Key]string, len(baseObjects))
 	for k, o := range baseObjects {
@@ -157,4 +178,23 @@ func buildPlan(repoDir, path, baseRev, headRev string) (review.Report, []string,
 		}
 	}
 	return rep, warnings, nil
+}
+
+// verifyPlan checks the commits of base..head (and head itself) with the
+// reconciler's rule, reconcile.VerifyRevision.
+func verifyPlan(repo *gitsource.Repo, keys *gitsource.TrustedKeys, baseRev, headRev string) error {
+	base, err := repo.Resolve(baseRev)
+	if err != nil {
+		return err
+	}
+	head, err := repo.Resolve(headRev)
+	if err != nil {
+		return err
+	}
+	err = reconcile.VerifyRevision(context.Background(), repo.Verifier(keys), base, state.Revision{Ref: headRev, Commit: head})
+	var stalled *reconcile.StalledError
+	if errors.As(err, &stalled) {
+		return &invalidRevision{rev: headRev, errs: stalled.Errors, msg: "has commits not signed by a trusted key"}
+	}
+	return err
 }

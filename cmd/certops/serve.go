@@ -51,6 +51,11 @@ type serveConfig struct {
 	GitCAFile             string
 	APITokenFile          string
 	Hooks                 webhook.Config
+	HTTP                  httpLimits
+	// VerifyCommits applies only revisions whose commits since the last
+	// applied one are all signed by a key in the TrustedKeys files.
+	VerifyCommits bool
+	TrustedKeys   []string
 }
 
 // serveCmd runs the reconciler, the status API and the webhook receivers
@@ -101,6 +106,9 @@ func declareServe(f *flagSet) *serveConfig {
 	f.DurationEnv(&c.FullCompare, "full-compare-interval", 10*time.Minute, "how often the database is compared in full with Git (drift repair)")
 	f.BoolEnv(&c.PerCertificateMetrics, "per-certificate-metrics", true, "export per-certificate metric series (turn off for very large fleets)")
 	f.BoolEnv(&c.MigrationsViaHook, "migrations-via-hook", false, "skip migrating at boot (a Helm hook runs certops migrate)")
+	f.BoolEnv(&c.VerifyCommits, "verify-commits", false, "apply a revision only if every commit since the last applied one is signed by a trusted key (refused: Stalled, reason UntrustedCommit)")
+	f.StringsEnv(&c.TrustedKeys, "trusted-keys", "with --verify-commits: an armored OpenPGP public keyring or an SSH allowed_signers file")
+	declareHTTPLimits(f, &c.HTTP)
 	return c
 }
 
@@ -116,6 +124,13 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	if cfg.Repo == "" {
 		return failure.New(failure.Usage, "--repo (CERTOPS_REPO) is required")
+	}
+	keys, err := trustedKeys(cfg.VerifyCommits, cfg.TrustedKeys)
+	if err != nil {
+		return err
+	}
+	if keys != nil && localdir.IsPlainDir(cfg.Repo) {
+		return failure.New(failure.Usage, "--verify-commits needs a git repository; --repo is a plain directory")
 	}
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
@@ -162,7 +177,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	var starting atomic.Bool
 	starting.Store(true)
-	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts,
+	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema")
@@ -176,9 +191,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(mux, cfg.HTTP, logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.HTTP.MaxConnections)) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
@@ -209,13 +224,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	} else if err := st.Migrate(ctx); err != nil {
 		return ignoreCanceled(fmt.Errorf("migrate: %w", err))
 	}
-	src, changes, closeSource, err := openSource(ctx, cfg, logger)
+	src, verifier, changes, closeSource, err := openSource(ctx, cfg, keys, logger)
 	if err != nil {
 		return ignoreCanceled(err)
 	}
 	defer closeSource()
+	if verifier != nil {
+		logger.Info("applying only commits signed by trusted keys", "keys", keys.Len(), "files", cfg.TrustedKeys)
+	}
 	rec := reconcile.New(src, st, reconcile.ElectorOf(st.TryLeader), metrics, logger, reconcile.Options{
-		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier})
+		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier, Verifier: verifier})
 	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -301,16 +319,34 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
+// trustedKeys loads the --trusted-keys files when --verify-commits is on
+// (nil when it is off). Either flag without the other is bad usage.
+func trustedKeys(verify bool, files []string) (*gitsource.TrustedKeys, error) {
+	switch {
+	case !verify && len(files) > 0:
+		return nil, failure.New(failure.Usage, "--trusted-keys is set but --verify-commits is not: commits would not be verified")
+	case !verify:
+		return nil, nil
+	case len(files) == 0:
+		return nil, failure.New(failure.Usage, "--verify-commits needs --trusted-keys (CERTOPS_TRUSTED_KEYS)")
+	}
+	keys, err := gitsource.LoadTrustedKeys(files)
+	if err != nil {
+		return nil, failure.Wrap(failure.Usage, fmt.Errorf("--trusted-keys: %w", err))
+	}
+	return keys, nil
+}
+
 // openSource picks the source for --repo: a plain local directory (no git
 // repository in it) is watched; anything else is cloned with go-git when
-// first needed. The
-// channel, if any, signals file changes until ctx ends; closeSource releases
-// the source.
-func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (src reconcile.Source, changes <-chan struct{}, closeSource func(), err error) {
+// first needed, and its commits are verified against keys when keys is not
+// nil. The channel, if any, signals file changes until ctx ends;
+// closeSource releases the source.
+func openSource(ctx context.Context, cfg serveConfig, keys *gitsource.TrustedKeys, logger *slog.Logger) (src reconcile.Source, verifier reconcile.CommitVerifier, changes <-chan struct{}, closeSource func(), err error) {
 	if localdir.IsPlainDir(cfg.Repo) {
 		dir := filepath.Join(cfg.Repo, filepath.FromSlash(cfg.Path))
 		src, changes, err := localdir.Open(ctx, dir, logger)
-		return src, changes, func() {}, err
+		return src, nil, changes, func() {}, err
 	}
 	// The repository is opened by the leader's first fetch and reopened
 	// after failures: a replica started while the remote is unreachable
@@ -318,9 +354,12 @@ func openSource(ctx context.Context, cfg serveConfig, logger *slog.Logger) (src 
 	repo, err := gitsource.NewLazySource(gitsource.Config{URL: cfg.Repo, Ref: cfg.Ref, Path: cfg.Path,
 		Auth: cfg.Git, CABundleFile: cfg.GitCAFile, CacheDir: cfg.CacheDir}, logger)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return repo, nil, func() {
+	if keys != nil {
+		verifier = repo.Verifier(keys)
+	}
+	return repo, verifier, nil, func() {
 		if err := repo.Close(); err != nil {
 			logger.Warn("close the git repository", "err", err)
 		}
