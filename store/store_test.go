@@ -18,6 +18,7 @@ import (
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
+	"github.com/certops/certops/testkit"
 )
 
 func TestApplyCreateUpdateDelete(t *testing.T) {
@@ -553,13 +554,7 @@ func waitRenewed(t *testing.T, admin *pgxpool.Pool) {
 		return at
 	}
 	first := expiry()
-	deadline := time.Now().Add(10 * time.Second)
-	for !expiry().After(first) {
-		if time.Now().After(deadline) {
-			t.Fatal("the lease was not renewed within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, "a renewal of the lease", func() bool { return expiry().After(first) })
 }
 
 // TestStaleLeaderIsFenced: every write of desired state made with the fence
@@ -651,17 +646,11 @@ func TestFrozenApplyCannotCommitAfterTakeover(t *testing.T) {
 	<-frozen
 	l1.Release() // stands for the renewals a frozen process does not make
 	var l2 *store.Lease
-	deadline := time.Now().Add(10 * time.Second)
-	for l2 == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("no takeover within 10s of a frozen apply")
-		}
+	testkit.WaitFor(t, 10*time.Second, "a takeover from the frozen apply", func() bool {
 		l, ok, err := s2.TryLeader(ctx)
-		if err == nil && ok {
-			l2 = l
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		l2 = l
+		return err == nil && ok
+	})
 	defer l2.Release()
 	close(thaw)
 	if err := <-applied; err == nil {
