@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -1004,5 +1005,36 @@ func BenchmarkSignECDSA(b *testing.B) {
 		if _, err := ca.Sign(csr, s, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestIssueServing(t *testing.T) {
+	ca, caPEM, _ := newCA(t, CAOptions{})
+	now := time.Now()
+	chain, keyPEM, err := ca.IssueServing([]string{"localhost", "127.0.0.1"}, time.Hour, true, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(chain, keyPEM); err != nil {
+		t.Fatalf("not a key pair: %v", err)
+	}
+	certs, err := ParseCertificatesPEM(chain)
+	if err != nil || len(certs) != 2 {
+		t.Fatalf("chain: %d certificates, %v; want leaf and CA", len(certs), err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	leaf := certs[0]
+	for _, name := range []string{"localhost", "127.0.0.1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("verify for %s: %v", name, err)
+		}
+	}
+	if got := leaf.NotAfter.Sub(now); got > time.Hour || got < 59*time.Minute {
+		t.Errorf("validity %s, want an hour", got)
+	}
+	if _, _, err := ca.IssueServing(nil, time.Hour, false, now); err == nil {
+		t.Error("no names: issued")
 	}
 }

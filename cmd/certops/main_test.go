@@ -568,7 +568,7 @@ func TestDemo(t *testing.T) {
 
 // server is a `certops serve` running in the background.
 type server struct {
-	url  string      // http://127.0.0.1:PORT
+	url  string      // http://127.0.0.1:PORT, or https:// with TLS
 	logs *syncBuffer // its JSON log (stderr)
 	done <-chan int  // its exit code
 }
@@ -591,20 +591,25 @@ func startServe(t *testing.T, ctx context.Context, env map[string]string) *serve
 			t.Fatalf("serve exited early with %d:\n%s", code, s.logs.String())
 		default:
 		}
-		if addr := servingAddr(s.logs.String()); addr != "" {
-			s.url = "http://" + addr
-		}
+		s.url = servingURL(s.logs.String())
 		return s.url != ""
 	})
 	return s
 }
 
-// servingAddr is the address in serve's "serving" log line, or "".
-func servingAddr(jsonLog string) string {
+// servingURL is the base URL of serve's "serving" log line (http:// or,
+// when it says tls, https://), or "".
+func servingURL(jsonLog string) string {
 	for line := range strings.Lines(jsonLog) {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-			return rec.Addr
+		var rec struct {
+			Msg, Addr string
+			TLS       bool
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" && rec.Addr != "" {
+			if rec.TLS {
+				return "https://" + rec.Addr
+			}
+			return "http://" + rec.Addr
 		}
 	}
 	return ""

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,7 @@ type serveConfig struct {
 	APITokenFile          string
 	Hooks                 webhook.Config
 	HTTP                  httpLimits
+	TLS                   tlsFiles
 	// VerifyCommits applies only revisions whose commits since the last
 	// applied one are all signed by a key in the TrustedKeys files.
 	VerifyCommits bool
@@ -109,6 +111,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.BoolEnv(&c.VerifyCommits, "verify-commits", false, "apply a revision only if every commit since the last applied one is signed by a trusted key (refused: Stalled, reason UntrustedCommit)")
 	f.StringsEnv(&c.TrustedKeys, "trusted-keys", "with --verify-commits: an armored OpenPGP public keyring or an SSH allowed_signers file")
 	declareHTTPLimits(f, &c.HTTP)
+	declareTLS(f, &c.TLS)
 	return c
 }
 
@@ -131,6 +134,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	if keys != nil && localdir.IsPlainDir(cfg.Repo) {
 		return failure.New(failure.Usage, "--verify-commits needs a git repository; --repo is a plain directory")
+	}
+	var tlsConfig *tls.Config
+	switch {
+	case cfg.TLS.enabled():
+		if tlsConfig, err = cfg.TLS.serverTLSConfig(logger); err != nil {
+			return err
+		}
+	case cfg.TLS.ClientCAFile != "":
+		return failure.New(failure.Usage, "--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
 	}
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
@@ -185,16 +197,28 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			return agents.snapshot.Ready()
 		}}, logger)
 	mux := http.NewServeMux()
-	mux.Handle(agentproto.PathPrefix, agents.handler)
+	var agentHandler http.Handler = agents.handler
+	if cfg.TLS.ClientCAFile != "" {
+		agentHandler = requireClientCert(agentHandler)
+	}
+	mux.Handle(agentproto.PathPrefix, agentHandler)
 	mux.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := newHTTPServer(mux, cfg.HTTP, logger)
+	srv.TLSConfig = tlsConfig
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.HTTP.MaxConnections)) }()
-	logger.Info("serving", "addr", ln.Addr().String(), "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
+	go func() {
+		limited := limitListener(ln, cfg.HTTP.MaxConnections)
+		if tlsConfig != nil {
+			serveErr <- srv.ServeTLS(limited, "", "")
+		} else {
+			serveErr <- srv.Serve(limited)
+		}
+	}()
+	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "clientCerts", cfg.TLS.ClientCAFile != "", "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}

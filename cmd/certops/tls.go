@@ -1,0 +1,162 @@
+package main
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/failure"
+	"github.com/certops/certops/pki"
+)
+
+// tlsFiles is serve's TLS configuration: a certificate (with its chain)
+// and key file, re-read when they change, and optionally a CA bundle that
+// agents' client certificates must chain to.
+type tlsFiles struct {
+	CertFile     string
+	KeyFile      string
+	ClientCAFile string
+}
+
+// declareTLS declares the TLS flags of t on f.
+func declareTLS(f *flagSet, t *tlsFiles) {
+	f.StringEnv(&t.CertFile, "tls-cert-file", "", "PEM certificate (followed by its chain) to serve HTTPS with; re-read when it changes")
+	f.StringEnv(&t.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; re-read when it changes")
+	f.StringEnv(&t.ClientCAFile, "tls-client-ca-file", "", "PEM CA bundle: the agent routes (/agent/v1/) then require a client certificate that chains to it")
+}
+
+// enabled reports whether serve listens with TLS.
+func (t tlsFiles) enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// certReloadInterval is how often, at most, the handshake checks whether
+// the certificate or key file changed.
+const certReloadInterval = 2 * time.Second
+
+// serverTLSConfig is the tls.Config of t: TLS 1.2 at least, the key pair
+// from the files (re-read when they change), client certificates verified
+// against ClientCAFile when it is set. A missing or broken pair at start is
+// a usage error.
+func (t tlsFiles) serverTLSConfig(logger *slog.Logger) (*tls.Config, error) {
+	if t.CertFile == "" || t.KeyFile == "" {
+		return nil, failure.New(failure.Usage, "--tls-cert-file and --tls-key-file go together")
+	}
+	r := &certReloader{certFile: t.CertFile, keyFile: t.KeyFile, every: certReloadInterval, logger: logger, now: time.Now}
+	if err := r.load(); err != nil {
+		return nil, failure.Wrap(failure.Usage, err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.getCertificate}
+	if t.ClientCAFile != "" {
+		pool, err := pki.LoadCertPool(t.ClientCAFile)
+		if err != nil {
+			return nil, failure.Wrap(failure.Usage, fmt.Errorf("--tls-client-ca-file: %w", err))
+		}
+		cfg.ClientCAs = pool
+		// Verified when given; requireClientCert insists on the agent
+		// routes only, so probes and the status API need none.
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
+}
+
+// certReloader serves a key pair from two files and re-reads them when
+// their size or modification time changes, checked at most every `every`.
+// A pair that does not load keeps the previous one in service (logged once
+// per change), so a half-written rotation never breaks the listener.
+type certReloader struct {
+	certFile, keyFile string
+	every             time.Duration
+	logger            *slog.Logger
+	now               func() time.Time
+
+	mu        sync.Mutex
+	cert      *tls.Certificate
+	seen      [2]fileStamp // of the files as last read, loaded or not
+	checkedAt time.Time
+}
+
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: fi.Size(), modTime: fi.ModTime()}, nil
+}
+
+// load reads the pair (under r.mu or before r is shared).
+func (r *certReloader) load() error {
+	var stamps [2]fileStamp
+	for i, p := range []string{r.certFile, r.keyFile} {
+		s, err := stampOf(p)
+		if err != nil {
+			return fmt.Errorf("TLS key pair: %w", err)
+		}
+		stamps[i] = s
+	}
+	r.seen = stamps
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("TLS key pair %s, %s: %w", r.certFile, r.keyFile, err)
+	}
+	r.cert = &cert
+	return nil
+}
+
+func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := r.now(); now.Sub(r.checkedAt) >= r.every {
+		r.checkedAt = now
+		r.reloadIfChanged()
+	}
+	return r.cert, nil
+}
+
+// reloadIfChanged re-reads the pair when either file's stamp changed.
+func (r *certReloader) reloadIfChanged() {
+	var stamps [2]fileStamp
+	for i, p := range []string{r.certFile, r.keyFile} {
+		s, err := stampOf(p)
+		if err != nil {
+			if r.seen[i] != (fileStamp{}) {
+				r.logger.Warn("TLS key pair unreadable: serving the previous certificate", "err", err)
+				r.seen[i] = fileStamp{}
+			}
+			return
+		}
+		stamps[i] = s
+	}
+	if stamps == r.seen {
+		return
+	}
+	if err := r.load(); err != nil { // r.cert stays
+		r.logger.Warn("new TLS key pair does not load: serving the previous certificate", "err", err)
+		return
+	}
+	r.logger.Info("TLS key pair reloaded", "cert", r.certFile)
+}
+
+// requireClientCert answers 401 on requests that came without a verified
+// client certificate, and passes the others to h.
+func requireClientCert(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(agentproto.ErrorBody{Error: agentproto.ErrorDetail{
+				Code: agentproto.CodeUnauthorized, Message: "a client certificate signed by the configured client CA is required"}})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
