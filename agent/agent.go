@@ -84,6 +84,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -111,6 +112,10 @@ type Config struct {
 	// CABundleFile, when set, holds the PEM CAs trusted for the server's
 	// TLS certificate instead of the system pool.
 	CABundleFile string
+	// InsecurePlaintext allows an http:// Server that is not a loopback
+	// address. Without it New refuses one: the token and the certificates
+	// would cross the network in the clear.
+	InsecurePlaintext bool
 	// AllowedDirs, when set, are the only directories the agent writes
 	// certificate files and http-01 challenge files under (each a clean
 	// absolute path); a deploy path or webroot elsewhere is refused. Empty
@@ -198,6 +203,9 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server))
 	}
+	if base.Scheme == "http" && !cfg.InsecurePlaintext && !isLoopbackHost(base.Hostname()) {
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: plain HTTP to a host that is not loopback would send the token in the clear; use https:// (with --ca-file for a private CA) or, knowingly, --insecure-plaintext", cfg.Server))
+	}
 	c := &client{base: base, hc: hc, tokenFile: cfg.TokenFile, userAgent: "certops-agent/" + cfg.Version}
 	if _, err := c.token(); err != nil {
 		return nil, err
@@ -259,6 +267,17 @@ func (c *Config) defaults() error {
 		c.Version = "dev"
 	}
 	return nil
+}
+
+// isLoopbackHost reports whether host (a URL's host name, without port) is
+// localhost or a loopback IP address (127.0.0.0/8, ::1). Names are not
+// resolved: the check is done before anything is sent.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func newHTTPClient(caFile string) (*http.Client, error) {

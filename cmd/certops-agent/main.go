@@ -108,6 +108,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringEnv(&c.TokenFile, "token-file", "", "file holding the agent's bearer token")
 	fs.StringEnv(&c.StateDir, "state-dir", "", "directory for private keys, state and the install journal")
 	fs.StringEnv(&c.CABundleFile, "ca-file", "", "PEM CA bundle trusted for the server's TLS certificate (default: system roots)")
+	fs.BoolEnv(&c.InsecurePlaintext, "insecure-plaintext", false, "allow an http:// --server that is not a loopback address (the token then crosses the network in the clear)")
 	fs.StringEnv(&c.AllowDirs, "allow-dirs", "", "comma-separated directories the agent may write certificate and challenge files under (default: anywhere the server says)")
 	fs.DurationEnv(&c.PollInterval, "interval", agent.DefaultPollInterval, "how often to poll for assignments")
 	fs.DurationEnv(&c.ReloadTimeout, "reload-timeout", agent.DefaultReloadTimeout, "how long a reload command may run")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -154,4 +155,53 @@ func tokenDir(t *testing.T) (dir, token string) {
 		t.Fatal(err)
 	}
 	return dir, token
+}
+
+// Plain HTTP off loopback is refused before anything is dialled: the name
+// below does not resolve, so a dial would fail with exit 1, not 2.
+func TestPlaintextOffLoopbackRefused(t *testing.T) {
+	dir, token := tokenDir(t)
+	env := map[string]string{
+		"CERTOPS_AGENT_NAME":       "web-01",
+		"CERTOPS_AGENT_TOKEN_FILE": token,
+		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
+	}
+	code, _, errOut := runCmd(t, env, "--once", "--server", "http://certops.example.test:8080")
+	if code != 2 || !strings.Contains(errOut, "--insecure-plaintext") || strings.Contains(errOut, "sync failed") {
+		t.Errorf("http:// off loopback: code %d, stderr %s; want 2 naming --insecure-plaintext", code, errOut)
+	}
+	code, _, errOut = runCmd(t, env, "--once", "--insecure-plaintext", "--server", "http://certops.example.test:8080")
+	if code != 1 || !strings.Contains(errOut, "sync failed") {
+		t.Errorf("with --insecure-plaintext: code %d, stderr %s; want the sync tried and failed (1)", code, errOut)
+	}
+}
+
+// --ca-file is what the agent trusts the server's certificate with.
+func TestCAFile(t *testing.T) {
+	dir, token := tokenDir(t)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == agentproto.PathAssignments {
+			json.NewEncoder(w).Encode(agentproto.Assignments{Agent: "web-01"})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"CERTOPS_AGENT_SERVER":     srv.URL,
+		"CERTOPS_AGENT_NAME":       "web-01",
+		"CERTOPS_AGENT_TOKEN_FILE": token,
+		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
+	}
+	if code, _, errOut := runCmd(t, env, "--once"); code != 1 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("without --ca-file: code %d, stderr %s; want 1, the certificate not trusted", code, errOut)
+	}
+	env["CERTOPS_AGENT_CA_FILE"] = caFile
+	if code, _, errOut := runCmd(t, env, "--once"); code != 0 {
+		t.Errorf("with --ca-file: code %d, stderr %s", code, errOut)
+	}
 }
