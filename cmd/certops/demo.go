@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,7 +49,13 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	if dir == "" {
+	if dir != "" {
+		// A new --dir is made as the temporary one is, reachable by the
+		// postgres user.
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return env.fail("certops demo", err)
+		}
+	} else {
 		if dir, err = os.MkdirTemp("", "certops-demo-"); err != nil {
 			return env.fail("certops demo", err)
 		}
@@ -89,16 +98,28 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 		return env.fail("certops demo", err)
 	}
 
+	// The reconciler serves HTTPS with a certificate of the demo CA; the
+	// agent trusts that CA.
+	tlsDir := filepath.Join(dir, "tls")
+	serving, err := writeServingPair(ca.ca, tlsDir, listen)
+	if err != nil {
+		return env.fail("certops demo", err)
+	}
+	hc, err := demoHTTPClient(ca.certFile)
+	if err != nil {
+		return env.fail("certops demo", err)
+	}
 	cfg := serveConfig{DatabaseURL: cluster.URL("certops"), Repo: repoDir, Ref: "main", Path: ".",
-		Interval: 5 * time.Second, FullCompare: 10 * time.Minute, Listen: listen, PerCertificateMetrics: true}
+		Interval: 5 * time.Second, FullCompare: 10 * time.Minute, Listen: listen, PerCertificateMetrics: true,
+		TLS: serving}
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
 	var agentDone chan error // set once the agent runs
 	err = serve(ctx, cfg, logger, func(addr string) {
-		base := "http://" + addr
+		base := "https://" + addr
 		ag, err := agent.New(agent.Config{Server: base, Name: demoAgent, TokenFile: tokenFile,
 			StateDir: filepath.Join(dir, "agent-state"), PollInterval: 5 * time.Second,
-			Logger: logger, Version: version})
+			CABundleFile: ca.certFile, Logger: logger, Version: version})
 		if err != nil {
 			logger.Error("demo agent not started", "err", err)
 		} else {
@@ -106,7 +127,7 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 			go func() {
 				// Start once the reconciler knows the agent, rather than
 				// have its first requests refused.
-				waitForAgent(agentCtx, base, demoAgent)
+				waitForAgent(agentCtx, hc, base, demoAgent)
 				agentDone <- ag.Run(agentCtx)
 			}()
 		}
@@ -119,12 +140,13 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
   metrics       %[1]s/metrics
 
   config repo   %[2]s   (edit, git commit: applied within seconds)
-  local CA      %[3]s
+  local CA      %[3]s   (trust it: curl --cacert %[3]s ...)
+  serving cert  %[7]s
   agent         %[4]s installs its certificates under %[5]s
   database      %[6]s
 
 Press Ctrl-C to stop.
-`, base, repoDir, ca.certFile, demoAgent, filepath.Join(hostRoot, "etc", "ssl"), cfg.DatabaseURL)
+`, base, repoDir, ca.certFile, demoAgent, filepath.Join(hostRoot, "etc", "ssl"), cfg.DatabaseURL, serving.CertFile)
 	})
 	stopAgent()
 	if agentDone != nil {
@@ -140,7 +162,7 @@ Press Ctrl-C to stop.
 
 // waitForAgent waits (up to a minute) until the reconciler is ready and
 // serves the named Agent object, plus a moment for the agent API to pick it up.
-func waitForAgent(ctx context.Context, base, name string) {
+func waitForAgent(ctx context.Context, hc *http.Client, base, name string) {
 	deadline := time.Now().Add(time.Minute)
 	for _, path := range []string{"/readyz", "/api/v1/agents/" + name} {
 		for time.Now().Before(deadline) {
@@ -148,7 +170,7 @@ func waitForAgent(ctx context.Context, base, name string) {
 			if err != nil {
 				return
 			}
-			if resp, err := http.DefaultClient.Do(req); err == nil {
+			if resp, err := hc.Do(req); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					break
@@ -165,6 +187,44 @@ func waitForAgent(ctx context.Context, base, name string) {
 	case <-ctx.Done():
 	case <-time.After(1500 * time.Millisecond): // the agent API refreshes every second
 	}
+}
+
+// writeServingPair issues the demo reconciler's serving certificate from
+// ca, for 127.0.0.1, ::1, localhost and the host of listen when it names
+// one, into dir/tls.crt and dir/tls.key.
+func writeServingPair(ca *pki.CA, dir, listen string) (tlsFiles, error) {
+	names := []string{"127.0.0.1", "localhost", "::1"}
+	if host, _, err := net.SplitHostPort(listen); err == nil && host != "" && !slices.Contains(names, host) {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			names = append(names, host)
+		}
+	}
+	chain, key, err := ca.IssueServing(names, 30*24*time.Hour, false, time.Now())
+	if err != nil {
+		return tlsFiles{}, fmt.Errorf("issue the serving certificate: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tlsFiles{}, err
+	}
+	t := tlsFiles{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+	if err := os.WriteFile(t.KeyFile, key, 0o600); err != nil {
+		return tlsFiles{}, err
+	}
+	if err := os.WriteFile(t.CertFile, chain, 0o644); err != nil {
+		return tlsFiles{}, err
+	}
+	return t, nil
+}
+
+// demoHTTPClient trusts the demo CA only.
+func demoHTTPClient(caFile string) (*http.Client, error) {
+	pool, err := pki.LoadCertPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
 }
 
 // The demo's agent: the example's web-01 with its documented demo token.

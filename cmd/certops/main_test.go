@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -255,9 +256,13 @@ type apiStatus struct {
 	Errors []string `json:"errors"`
 }
 
+// testClient is what getJSON asks with; TestDemo swaps in one that trusts
+// the demo CA (no test of this package runs in parallel).
+var testClient = http.DefaultClient
+
 func getJSON(t *testing.T, url string, v any) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := testClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,7 +519,7 @@ func TestDemo(t *testing.T) {
 		done <- run(ctx, []string{"certops", "demo", "--listen", "127.0.0.1:0"},
 			func(string) string { return "" }, &out, &errOut)
 	}()
-	re := regexp.MustCompile(`status\s+(http://\S+)`)
+	re := regexp.MustCompile(`status\s+(https://\S+)`)
 	var statusURL string
 	testkit.WaitFor(t, waitTimeout, "the demo to print its URLs", func() bool {
 		select {
@@ -529,6 +534,20 @@ func TestDemo(t *testing.T) {
 		return m != nil
 	})
 	base := strings.TrimSuffix(statusURL, "/api/v1/status")
+	// It serves HTTPS with a certificate of the demo CA it names.
+	ca := regexp.MustCompile(`local CA\s+(\S+)`).FindStringSubmatch(out.String())
+	if ca == nil {
+		t.Fatalf("demo output does not name its CA file:\n%s", out.String())
+	}
+	hc, err := demoHTTPClient(ca[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	testClient = hc
+	t.Cleanup(func() { testClient = http.DefaultClient })
+	if out, err := exec.Command("curl", "-sS", "--fail", "--cacert", ca[1], base+"/healthz").CombinedOutput(); err != nil {
+		t.Fatalf("curl --cacert %s %s/healthz: %v\n%s", ca[1], base, err, out)
+	}
 	waitStatus(t, base, "the example repo to be applied", appliedPrefix("main@sha1:"))
 	var list struct{ Items []any }
 	getJSON(t, base+"/api/v1/certificates", &list)
