@@ -135,14 +135,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if keys != nil && localdir.IsPlainDir(cfg.Repo) {
 		return failure.New(failure.Usage, "--verify-commits needs a git repository; --repo is a plain directory")
 	}
+	if err := cfg.TLS.check(); err != nil {
+		return err
+	}
 	var tlsConfig *tls.Config
-	switch {
-	case cfg.TLS.enabled():
+	if cfg.TLS.CertFile != "" {
 		if tlsConfig, err = cfg.TLS.serverTLSConfig(logger); err != nil {
 			return err
 		}
-	case cfg.TLS.ClientCAFile != "":
-		return failure.New(failure.Usage, "--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
 	}
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
@@ -186,6 +186,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	legolog.SetDefault(logger.With("component", "lego"))
 	registry := issuer.NewRegistry(logger, issuer.WithACME(issuer.ACMEOptions{Metrics: issuer.NewACMEMetrics(reg)}))
 	agents := newAgentAPI(st, registry, notifier, reg, cfg.PerCertificateMetrics, logger)
+	var self *selfIssued
+	if cfg.TLS.SelfIssuer != "" {
+		if self, err = newSelfIssued(cfg.TLS.SelfIssuer, cfg.TLS.DNSNames, registry, logger); err != nil {
+			return err
+		}
+		if tlsConfig, err = cfg.TLS.tlsConfig(self.getCertificate); err != nil {
+			return err
+		}
+	}
 
 	var starting atomic.Bool
 	starting.Store(true)
@@ -218,6 +227,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			serveErr <- srv.Serve(limited)
 		}
 	}()
+	if self != nil {
+		selfCtx, stopSelf := context.WithCancel(ctx)
+		selfDone := make(chan struct{})
+		go func() { defer close(selfDone); self.Run(selfCtx) }()
+		defer func() { stopSelf(); <-selfDone }()
+	}
 	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "clientCerts", cfg.TLS.ClientCAFile != "", "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())

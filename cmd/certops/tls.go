@@ -22,17 +22,38 @@ type tlsFiles struct {
 	CertFile     string
 	KeyFile      string
 	ClientCAFile string
+	// SelfIssuer names a localCA Issuer that issues serve's own serving
+	// certificate for DNSNames, instead of the files.
+	SelfIssuer string
+	DNSNames   []string
 }
 
 // declareTLS declares the TLS flags of t on f.
 func declareTLS(f *flagSet, t *tlsFiles) {
 	f.StringEnv(&t.CertFile, "tls-cert-file", "", "PEM certificate (followed by its chain) to serve HTTPS with; re-read when it changes")
 	f.StringEnv(&t.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file; re-read when it changes")
+	f.StringEnv(&t.SelfIssuer, "tls-self-issuer", "", "serve HTTPS with a certificate this localCA Issuer of the config issues for --tls-dns-names (key kept in memory, renewed at 2/3 of its life); instead of --tls-cert-file")
+	f.StringsEnv(&t.DNSNames, "tls-dns-names", "with --tls-self-issuer: the names (DNS names or IP addresses) of the serving certificate")
 	f.StringEnv(&t.ClientCAFile, "tls-client-ca-file", "", "PEM CA bundle: the agent routes (/agent/v1/) then require a client certificate that chains to it")
 }
 
-// enabled reports whether serve listens with TLS.
-func (t tlsFiles) enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+// check rejects combinations that make no sense.
+func (t tlsFiles) check() error {
+	files := t.CertFile != "" || t.KeyFile != ""
+	switch {
+	case files && t.SelfIssuer != "":
+		return failure.New(failure.Usage, "--tls-self-issuer and --tls-cert-file/--tls-key-file exclude each other")
+	case t.SelfIssuer != "" && len(t.DNSNames) == 0:
+		return failure.New(failure.Usage, "--tls-self-issuer needs --tls-dns-names")
+	case t.SelfIssuer == "" && len(t.DNSNames) > 0:
+		return failure.New(failure.Usage, "--tls-dns-names is only for --tls-self-issuer")
+	case files && (t.CertFile == "" || t.KeyFile == ""):
+		return failure.New(failure.Usage, "--tls-cert-file and --tls-key-file go together")
+	case !files && t.SelfIssuer == "" && t.ClientCAFile != "":
+		return failure.New(failure.Usage, "--tls-client-ca-file needs --tls-cert-file and --tls-key-file, or --tls-self-issuer")
+	}
+	return nil
+}
 
 // certReloadInterval is how often, at most, the handshake checks whether
 // the certificate or key file changed.
@@ -43,14 +64,17 @@ const certReloadInterval = 2 * time.Second
 // against ClientCAFile when it is set. A missing or broken pair at start is
 // a usage error.
 func (t tlsFiles) serverTLSConfig(logger *slog.Logger) (*tls.Config, error) {
-	if t.CertFile == "" || t.KeyFile == "" {
-		return nil, failure.New(failure.Usage, "--tls-cert-file and --tls-key-file go together")
-	}
 	r := &certReloader{certFile: t.CertFile, keyFile: t.KeyFile, every: certReloadInterval, logger: logger, now: time.Now}
 	if err := r.load(); err != nil {
 		return nil, failure.Wrap(failure.Usage, err)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.getCertificate}
+	return t.tlsConfig(r.getCertificate)
+}
+
+// tlsConfig is the tls.Config serving getCertificate's certificates, with
+// the client CA of t.
+func (t tlsFiles) tlsConfig(getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate}
 	if t.ClientCAFile != "" {
 		pool, err := pki.LoadCertPool(t.ClientCAFile)
 		if err != nil {

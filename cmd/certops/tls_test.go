@@ -260,6 +260,10 @@ func TestServeTLSFlagErrors(t *testing.T) {
 		{"client CA without a pair", map[string]string{"CERTOPS_TLS_CLIENT_CA_FILE": ca.certFile}},
 		{"missing key file", map[string]string{"CERTOPS_TLS_CERT_FILE": certFile, "CERTOPS_TLS_KEY_FILE": keyFile + ".missing"}},
 		{"key of another pair", map[string]string{"CERTOPS_TLS_CERT_FILE": certFile, "CERTOPS_TLS_KEY_FILE": ca.certFile}},
+		{"self issuer without names", map[string]string{"CERTOPS_TLS_SELF_ISSUER": "internal-ca"}},
+		{"names without self issuer", map[string]string{"CERTOPS_TLS_DNS_NAMES": "localhost"}},
+		{"self issuer and files", map[string]string{"CERTOPS_TLS_SELF_ISSUER": "internal-ca", "CERTOPS_TLS_DNS_NAMES": "localhost",
+			"CERTOPS_TLS_CERT_FILE": certFile, "CERTOPS_TLS_KEY_FILE": keyFile}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"CERTOPS_DATABASE_URL": "postgres://127.0.0.1:1/none", "CERTOPS_REPO": dir}
@@ -273,5 +277,46 @@ func TestServeTLSFlagErrors(t *testing.T) {
 				t.Fatalf("exit %d, want 2:\n%s", code, errOut.String())
 			}
 		})
+	}
+}
+
+// --tls-self-issuer: serve gets its serving certificate from the localCA
+// Issuer of its config, serving a temporary self-signed one until then.
+func TestServeTLSSelfIssuer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{CommonName: "self ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	replaceFile(t, caCert, certPEM)
+	replaceFile(t, caKey, keyPEM)
+	repo := filepath.Join(dir, "repo")
+	writeFiles(t, repo, map[string]string{"base.yaml": strings.NewReplacer(
+		"/etc/certops/ca/tls.crt", caCert, "/etc/certops/ca/tls.key", caKey).Replace(issuerDoc)})
+	srv := startServe(t, ctx, map[string]string{
+		"CERTOPS_DATABASE_URL": pgtest.EmptyDB(t), "CERTOPS_REPO": repo,
+		"CERTOPS_TLS_SELF_ISSUER": "internal-ca", "CERTOPS_TLS_DNS_NAMES": "localhost,127.0.0.1"})
+	addr := strings.TrimPrefix(srv.url, "https://")
+	pool, err := pki.LoadCertPool(caCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaf *x509.Certificate
+	testkit.WaitFor(t, waitTimeout, "serve to present a certificate of its issuer", func() bool {
+		leaf, err = handshake(addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		return err == nil
+	})
+	if _, err := handshake(addr, &tls.Config{RootCAs: pool}); err != nil {
+		t.Fatalf("for 127.0.0.1: %v", err)
+	}
+	if leaf.Issuer.CommonName != "self ca" {
+		t.Errorf("issuer %q", leaf.Issuer.CommonName)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if out, err := exec.CommandContext(ctx, "curl", "-sS", "--fail", "--cacert", caCert, "https://localhost:"+port+"/healthz").CombinedOutput(); err != nil {
+		t.Fatalf("curl: %v\n%s", err, out)
 	}
 }
