@@ -410,6 +410,10 @@ func TestAgentDaemonSet(t *testing.T) {
 	if got, want := envValue(t, c, "CERTOPS_AGENT_SERVER"), "http://rel-certops.certops.svc:8080"; got != want {
 		t.Errorf("CERTOPS_AGENT_SERVER %q, want %q", got, want)
 	}
+	// The in-cluster Service is plain HTTP: the agent must be told it may.
+	if got := envValue(t, c, "CERTOPS_AGENT_INSECURE_PLAINTEXT"); got != "true" {
+		t.Errorf("CERTOPS_AGENT_INSECURE_PLAINTEXT %q, want true for the default http:// Service", got)
+	}
 	checkAgentFiles(t, pod, c)
 	if got := hostPaths(pod); !slices.Equal(got, []string{"/etc/ssl/certops", "/var/lib/certops-agent"}) {
 		t.Errorf("hostPaths %v, want only the state dir and the configured target", got)

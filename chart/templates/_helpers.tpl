@@ -315,6 +315,11 @@ completed by the DaemonSet and Deployment templates.
 {{- define "certops.agentEnv" -}}
 - name: CERTOPS_AGENT_SERVER
   value: {{ include "certops.serverURL" . | quote }}
+{{- if not .Values.agent.server }}
+{{- /* The default in-cluster Service is plain HTTP (the chart does not serve TLS yet): allowed explicitly, as the agent refuses http:// off loopback otherwise. */}}
+- name: CERTOPS_AGENT_INSECURE_PLAINTEXT
+  value: "true"
+{{- end }}
 {{- /* A subdirectory the agent creates (and owns) in the mounted volume: it enforces 0700. */}}
 - name: CERTOPS_AGENT_STATE_DIR
   value: /var/lib/certops-agent/state
