@@ -28,6 +28,7 @@ import (
 	"github.com/certops/certops/localdir"
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/redact"
 	"github.com/certops/certops/secret"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/webhook"
@@ -194,7 +195,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	srv := newHTTPServer(mux, cfg.HTTP, logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.HTTP.MaxConnections)) }()
-	logger.Info("serving", "addr", ln.Addr().String(), "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
+	logger.Info("serving", "addr", ln.Addr().String(), "repo", redact.URL(cfg.Repo), "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
