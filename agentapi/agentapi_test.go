@@ -36,6 +36,13 @@ func TestUnauthorized(t *testing.T) {
 	check("no token", e.do("GET", agentproto.PathAssignments, "", nil))
 	check("wrong token", e.do("GET", agentproto.PathAssignments, "not-a-token", nil))
 	check("other scheme", e.do("GET", agentproto.PathAssignments, "", nil, "Authorization", "Basic "+tokenOf("web-01")))
+	check("empty bearer", e.do("GET", agentproto.PathAssignments, "", nil, "Authorization", "Bearer "))
+	// One rule with the API (package bearer): the scheme is case-insensitive.
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer "} {
+		if r := e.do("GET", agentproto.PathAssignments, "", nil, "Authorization", scheme+" "+tokenOf("web-01")); r.status != http.StatusOK {
+			t.Errorf("scheme %q: got %d %s, want 200", scheme, r.status, r.body)
+		}
+	}
 	check("issue without token", e.do("POST", issuePath("shop"), "", agentproto.IssueRequest{}))
 
 	if r := e.do("GET", agentproto.PathAssignments, tokenOf("web-02"), nil); r.status != http.StatusOK {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/bearer"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/textlimit"
 )
@@ -61,10 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // with it. Missing, unknown and revoked tokens get the same bare 401.
 func (h *Handler) authenticated(serve func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			token = ""
-		}
+		token, _ := bearer.Token(r) // "" when missing: a bare 401
 		agent, err := h.parts.Snapshot.Authenticate(token)
 		if err != nil {
 			if failure.KindOf(err) == failure.Unauthorized {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/certops/certops/redact"
 )
 
 // Set is a flag.FlagSet whose *Env flags default to environment variables
@@ -160,7 +162,7 @@ func Logger(format, level string, w io.Writer) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -169,4 +171,22 @@ func Logger(format, level string, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
 	}
+}
+
+// redactAttr masks the credentials of every URL in a string or error
+// attribute of a log record (see package redact).
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); strings.Contains(s, "://") {
+			a.Value = slog.StringValue(redact.Text(s))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok && err != nil {
+			if s := err.Error(); strings.Contains(s, "://") {
+				a.Value = slog.StringValue(redact.Text(s))
+			}
+		}
+	}
+	return a
 }

@@ -14,8 +14,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	redactpkg "github.com/certops/certops/redact"
 	"log/slog"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -98,6 +98,11 @@ type Repo struct {
 // the full history of that branch so that ChangedFiles can diff the last
 // applied commit against a new head without another round trip.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Repo, error) {
+	r, err := open(ctx, cfg, logger)
+	return r, redactpkg.Error(err)
+}
+
+func open(ctx context.Context, cfg Config, logger *slog.Logger) (*Repo, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -548,17 +553,11 @@ func normalizeURL(u string) string {
 	return u
 }
 
-// redact renders an endpoint without any password in it.
+// redact renders an endpoint without its credentials: no password, no
+// token in the user name or the query (see package redact).
 func redact(ep *transport.Endpoint) string {
 	if ep.Protocol == "file" {
 		return ep.Path
 	}
-	u := url.URL{Scheme: ep.Protocol, Host: ep.Host, Path: ep.Path}
-	if ep.Port != 0 {
-		u.Host = fmt.Sprintf("%s:%d", ep.Host, ep.Port)
-	}
-	if ep.User != "" {
-		u.User = url.User(ep.User)
-	}
-	return u.String()
+	return redactpkg.URL(ep.String())
 }

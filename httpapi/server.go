@@ -6,7 +6,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/certops/certops/alert"
+	"github.com/certops/certops/bearer"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
@@ -320,10 +320,9 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 	if token == "" {
 		return next
 	}
-	want := []byte("Bearer " + token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		got, ok := bearer.Token(r)
+		if !bearer.Equal(got, token) || !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="certops"`)
 			failure.WriteHTTP(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
 			return

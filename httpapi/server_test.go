@@ -242,6 +242,18 @@ func TestBearerToken(t *testing.T) {
 		if code, _ := do(t, "GET", srv.URL+path, "t0ken", nil); code != 200 {
 			t.Errorf("%s with the token: got %d, want 200", path, code)
 		}
+		// One rule with the agent routes (package bearer): the scheme is
+		// case-insensitive; a prefix or an extension of the token is not it.
+		for _, h := range []string{"bearer t0ken", "BEARER t0ken", "Bearer  t0ken"} {
+			if code := doAuth(t, srv.URL+path, h); code != 200 {
+				t.Errorf("%s with %q: got %d, want 200", path, h, code)
+			}
+		}
+		for _, h := range []string{"Bearer t0ke", "Bearer t0ken0", "Bearer ", "Bearer t0ken x"} {
+			if code := doAuth(t, srv.URL+path, h); code != 401 {
+				t.Errorf("%s with %q: got %d, want 401", path, h, code)
+			}
+		}
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, _ := do(t, "GET", srv.URL+path, "", nil); code != 200 {

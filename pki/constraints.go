@@ -14,12 +14,18 @@ import (
 )
 
 // noMailboxOrURIHost is the one email and URI name a DNS-constrained CA
-// made by NewCA permits: the reserved top-level domain "invalid" (RFC 6761
-// §6.4), which no real mailbox or URI host has. A permitted subtree of a
+// made by NewCA permits: a host under the reserved top-level domain
+// "invalid" (RFC 6761 §6.4), which no real mailbox or URI host has. It has
+// two labels because RFC 5280 §4.2.1.10 wants a URI constraint to be a
+// fully qualified domain name (zlint's e_name_constraint_not_fqdn); CAs
+// made before carry the bare "invalid" (oldNoMailboxOrURIHost). A permitted subtree of a
 // kind is what closes that kind under RFC 5280 (a kind without one is
 // unconstrained), and unlike an empty excluded name it is understood by
 // Go's and OpenSSL's verifiers alike.
-const noMailboxOrURIHost = "invalid"
+const (
+	noMailboxOrURIHost    = "none.invalid"
+	oldNoMailboxOrURIHost = "invalid"
+)
 
 // allIPs are the excluded ranges of a DNS-constrained CA made by NewCA:
 // every IPv4 and IPv6 address.
@@ -53,7 +59,8 @@ func (ca *CA) CheckNames(c *spec.CertificateSpec) error {
 			problems = append(problems, fmt.Sprintf("%s %q is not permitted (excluded: %s)", kind, name, strings.Join(excluded, ", ")))
 		case len(permitted) > 0 && anyMatch(name, permitted, match):
 		case len(permitted) == 0 && !anyPermitted:
-		case len(permitted) == 0 || slices.Equal(permitted, []string{noMailboxOrURIHost}):
+		case len(permitted) == 0 || slices.Equal(permitted, []string{noMailboxOrURIHost}) ||
+			slices.Equal(permitted, []string{oldNoMailboxOrURIHost}):
 			problems = append(problems, fmt.Sprintf("%s %q is not permitted (the CA permits no %s)", kind, name, kind))
 		default:
 			problems = append(problems, fmt.Sprintf("%s %q is not permitted (permitted: %s)", kind, name, strings.Join(permitted, ", ")))

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 
+	"github.com/certops/certops/redact"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 )
@@ -32,5 +33,5 @@ func (e *TransientError) Error() string { return e.Err.Error() }
 func (e *TransientError) Unwrap() error { return e.Err }
 
 func transient(reason state.Reason, format string, args ...any) *TransientError {
-	return &TransientError{Reason: reason, Err: fmt.Errorf(format, args...)}
+	return &TransientError{Reason: reason, Err: redact.Error(fmt.Errorf(format, args...))}
 }

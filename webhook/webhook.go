@@ -36,6 +36,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -83,7 +85,23 @@ type Config struct {
 	GitHubSecretFile  string
 	GitLabTokenFile   string
 	GenericSecretFile string
+
+	// MinWakeInterval is the least time between two wake-ups: accepted
+	// requests closer than that coalesce into one wake-up at the end of
+	// the interval, so a flood of valid webhooks cannot drive one fetch per
+	// request. 0 means DefaultMinWakeInterval.
+	MinWakeInterval time.Duration
+	// RejectLogInterval is the least time between two warnings about
+	// rejected requests; the next warning counts the ones left out. 0 means
+	// DefaultRejectLogInterval.
+	RejectLogInterval time.Duration
 }
+
+// Defaults of Config's intervals.
+const (
+	DefaultMinWakeInterval   = time.Second
+	DefaultRejectLogInterval = 10 * time.Second
+)
 
 // Metrics counts webhook requests by receiver and result.
 type Metrics struct {
@@ -121,8 +139,10 @@ func (m *Metrics) observe(receiver, result string) {
 
 // NewHandler returns the handler serving /hooks/github, /hooks/gitlab and
 // /hooks/generic. Secrets are read from their files now; a file that cannot be
-// read or holds only whitespace is an error. wake is called once for every
-// authenticated request (except GitHub's ping) and must not block. metrics may
+// read or holds only whitespace is an error. wake is called for
+// authenticated requests (except GitHub's ping), at most once per
+// cfg.MinWakeInterval, and must not block. Warnings about rejected requests
+// are limited to one per cfg.RejectLogInterval. metrics may
 // be nil.
 func NewHandler(cfg Config, wake func(), logger *slog.Logger, metrics *Metrics) (http.Handler, error) {
 	if wake == nil {
@@ -131,7 +151,14 @@ func NewHandler(cfg Config, wake func(), logger *slog.Logger, metrics *Metrics) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{wake: wake, logger: logger, metrics: metrics}
+	if cfg.MinWakeInterval <= 0 {
+		cfg.MinWakeInterval = DefaultMinWakeInterval
+	}
+	if cfg.RejectLogInterval <= 0 {
+		cfg.RejectLogInterval = DefaultRejectLogInterval
+	}
+	h := &handler{wake: &throttle{fn: wake, every: cfg.MinWakeInterval},
+		rejects: &logLimiter{every: cfg.RejectLogInterval}, logger: logger, metrics: metrics}
 	for _, r := range []struct {
 		name, file string
 		dst        *[]byte
@@ -154,7 +181,8 @@ func NewHandler(cfg Config, wake func(), logger *slog.Logger, metrics *Metrics) 
 
 type handler struct {
 	github, gitlab, generic []byte
-	wake                    func()
+	wake                    *throttle
+	rejects                 *logLimiter // warnings about rejected requests
 	logger                  *slog.Logger
 	metrics                 *Metrics
 }
@@ -191,18 +219,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.observe(receiver, ResultBadRequest)
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			log.Warn("webhook body too large", "limit", MaxBodyBytes)
+			h.warn(log, "webhook body too large", "limit", MaxBodyBytes)
 			failure.WriteHTTP(w, failure.New(failure.TooLarge, fmt.Sprintf("body exceeds %d bytes", MaxBodyBytes)))
 			return
 		}
-		log.Warn("webhook body unreadable", "err", err)
+		h.warn(log, "webhook body unreadable", "err", err)
 		failure.WriteHTTP(w, failure.New(failure.Invalid, "cannot read request body"))
 		return
 	}
 
 	if !verify(secret, body, r.Header) {
 		h.metrics.observe(receiver, ResultUnauthorized)
-		log.Warn("webhook rejected: invalid signature")
+		h.warn(log, "webhook rejected: invalid signature")
 		failure.WriteHTTP(w, failure.New(failure.Unauthorized, "invalid signature"))
 		return
 	}
@@ -216,11 +244,81 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("webhook ping accepted")
 	} else {
 		log.Debug("webhook accepted; waking reconciler", "event", event)
-		h.wake()
+		h.wake.call()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = io.WriteString(w, `{"status":"accepted"}`+"\n")
+}
+
+// warn logs a rejected request unless another was logged less than
+// RejectLogInterval ago; the ones left out are counted in the next one.
+func (h *handler) warn(log *slog.Logger, msg string, args ...any) {
+	ok, suppressed := h.rejects.allow(time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	log.Warn(msg, args...)
+}
+
+// logLimiter lets one event through per interval and counts the others.
+type logLimiter struct {
+	every time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now and how many events were left out
+// since the last one logged.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
+}
+
+// throttle calls fn at most once per interval: a call within the interval
+// of the last one is deferred to the end of it, and further calls meanwhile
+// join that deferred one. No call is lost, so a push that arrives while the
+// previous fetch is running is still fetched.
+type throttle struct {
+	fn    func()
+	every time.Duration
+
+	mu      sync.Mutex
+	last    time.Time
+	pending bool
+}
+
+func (t *throttle) call() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pending {
+		return
+	}
+	now := time.Now()
+	if wait := t.every - now.Sub(t.last); !t.last.IsZero() && wait > 0 {
+		t.pending = true
+		time.AfterFunc(wait, func() {
+			t.mu.Lock()
+			t.pending, t.last = false, time.Now()
+			t.mu.Unlock()
+			t.fn()
+		})
+		return
+	}
+	t.last = now
+	t.fn()
 }
 
 func verifyGitHub(secret, body []byte, header http.Header) bool {

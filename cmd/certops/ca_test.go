@@ -53,7 +53,7 @@ func TestCAInit(t *testing.T) {
 		t.Errorf("PermittedDNSDomains (-got +want):\n%s", diff)
 	}
 	// The other kinds are closed in the certificate itself (pki tests verify with Go and OpenSSL).
-	if len(c.ExcludedIPRanges) != 2 || !slices.Equal(c.PermittedEmailAddresses, []string{"invalid"}) || !slices.Equal(c.PermittedURIDomains, []string{"invalid"}) {
+	if len(c.ExcludedIPRanges) != 2 || !slices.Equal(c.PermittedEmailAddresses, []string{"none.invalid"}) || !slices.Equal(c.PermittedURIDomains, []string{"none.invalid"}) {
 		t.Errorf("a --permitted-dns CA leaves IPs, emails or URIs open: excluded IPs %v, emails %v, URIs %v",
 			c.ExcludedIPRanges, c.PermittedEmailAddresses, c.PermittedURIDomains)
 	}

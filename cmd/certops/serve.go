@@ -29,6 +29,7 @@ import (
 	"github.com/certops/certops/localdir"
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/reconcile"
+	"github.com/certops/certops/redact"
 	"github.com/certops/certops/secret"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/webhook"
@@ -233,7 +234,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		go func() { defer close(selfDone); self.Run(selfCtx) }()
 		defer func() { stopSelf(); <-selfDone }()
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "clientCerts", cfg.TLS.ClientCAFile != "", "repo", cfg.Repo, "ref", cfg.Ref, "path", cfg.Path)
+	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "clientCerts", cfg.TLS.ClientCAFile != "", "repo", redact.URL(cfg.Repo), "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
