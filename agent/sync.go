@@ -44,6 +44,15 @@ func (a *Agent) syncOne(ctx context.Context, as agentproto.Assignment) error {
 		return nil
 	}
 	log := a.log.With("certificate", as.Name)
+	// The host policy first: nothing is issued for files that cannot be
+	// installed, nothing written, no reload run.
+	if err := a.checkPolicy(as.Files, as.Reload); err != nil {
+		if f := a.failure(as); f != nil && f.Serial == "" && a.now().Before(f.RetryAt) {
+			log.Debug("refused by the host policy before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
+			return nil
+		}
+		return a.fail(ctx, as, "", agentproto.StagePolicy, err)
+	}
 	if f := a.failure(as); f != nil && a.now().Before(f.RetryAt) && (d.act == actIssue || d.cur.Serial == f.Serial) {
 		log.Debug("deployment failed before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
 		return nil
@@ -149,16 +158,6 @@ func (a *Agent) heldKey(name string, cur *issuedCert) *hostKey {
 
 // issueAndDeploy gets a certificate for a key held here and deploys it.
 func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) error {
-	// Refuse paths outside the allowed directories before a certificate is
-	// issued for nothing.
-	for _, p := range []string{as.Files.Cert, as.Files.Chain, as.Files.Fullchain, as.Files.Key} {
-		if p == "" {
-			continue
-		}
-		if err := a.allowed(p); err != nil {
-			return a.fail(ctx, as, "", agentproto.StageInstall, err)
-		}
-	}
 	key, err := a.keyForIssue(as)
 	if err != nil {
 		return a.fail(ctx, as, "", agentproto.StageIssue, fmt.Errorf("private key: %w", err))
