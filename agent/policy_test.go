@@ -1,13 +1,16 @@
 package agent
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/examples"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -237,3 +240,47 @@ func TestHostPolicyRefusesAssignment(t *testing.T) {
 		})
 	}
 }
+
+// The example policy decodes and allows every reload and path of the
+// example config repository's certificates.
+func TestExamplePolicy(t *testing.T) {
+	p, err := LoadPolicy("../examples/agent-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{Policy: p}, dirs: p.AllowedDirs}
+	n := 0
+	err = fs.WalkDir(examples.Config(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(examples.Config(), path)
+		if err != nil {
+			return err
+		}
+		for _, m := range reloadLine.FindAllStringSubmatch(string(b), -1) {
+			n++
+			var argv []string
+			for _, s := range strings.Split(m[1], ",") {
+				argv = append(argv, strings.TrimSpace(s))
+			}
+			if err := a.reloadAllowed(argv); err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+		}
+		for _, m := range pathLine.FindAllStringSubmatch(string(b), -1) {
+			if err := a.allowed(filepath.Join(m[1], "x")); err != nil { // a webroot is the parent of the files
+				t.Errorf("%s: %v", path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("walk: %v, %d reloads found", err, n)
+	}
+}
+
+var (
+	reloadLine = regexp.MustCompile(`(?m)^\s*reload: \[(.*)\]`)
+	pathLine   = regexp.MustCompile(`(?m)^\s*(?:cert|chain|fullchain|key|webroot): (/\S+)`)
+)
