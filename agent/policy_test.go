@@ -284,3 +284,24 @@ var (
 	reloadLine = regexp.MustCompile(`(?m)^\s*reload: \[(.*)\]`)
 	pathLine   = regexp.MustCompile(`(?m)^\s*(?:cert|chain|fullchain|key|webroot): (/\S+)`)
 )
+
+// After a refusal, the failure backoff (kept in state.json) holds while the
+// policy refuses; an agent restarted with a policy that allows the
+// assignment installs it at once, same spec, no clock advance.
+func TestWidenedPolicyInstallsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Policy = &Policy{AllowedDirs: []string{e.dir}}
+	if err := e.newAgent().SyncOnce(t.Context()); err == nil {
+		t.Fatal("SyncOnce succeeded with a reload outside the policy")
+	}
+	a := e.newAgent() // restarted with the same policy: still refused, quietly, within the backoff
+	e.sync(a)
+	if reports, _, _, _ := e.srv.snapshot(); len(reports) != 1 {
+		t.Errorf("%d reports, want the one refusal (then waiting for the backoff)", len(reports))
+	}
+	e.cfg.Policy.AllowedReloads = [][]string{e.srv.assignments[0].Reload}
+	e.sync(e.newAgent())
+	if e.fileSet()["cert.pem"] == "" || e.reloadCount() != 1 {
+		t.Errorf("after widening the policy: cert written %v, %d reloads", e.fileSet()["cert.pem"] != "", e.reloadCount())
+	}
+}

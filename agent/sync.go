@@ -47,13 +47,14 @@ func (a *Agent) syncOne(ctx context.Context, as agentproto.Assignment) error {
 	// The host policy first: nothing is issued for files that cannot be
 	// installed, nothing written, no reload run.
 	if err := a.checkPolicy(as.Files, as.Reload); err != nil {
-		if f := a.failure(as); f != nil && f.Serial == "" && a.now().Before(f.RetryAt) {
+		if f := a.failure(as); f != nil && f.Policy && a.now().Before(f.RetryAt) {
 			log.Debug("refused by the host policy before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
 			return nil
 		}
-		return a.fail(ctx, as, "", agentproto.StagePolicy, err)
+		return a.refuse(ctx, as, err)
 	}
-	if f := a.failure(as); f != nil && a.now().Before(f.RetryAt) && (d.act == actIssue || d.cur.Serial == f.Serial) {
+	// A refusal by a policy that now allows the assignment holds nothing back.
+	if f := a.failure(as); f != nil && !f.Policy && a.now().Before(f.RetryAt) && (d.act == actIssue || d.cur.Serial == f.Serial) {
 		log.Debug("deployment failed before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
 		return nil
 	}
@@ -298,6 +299,20 @@ func (a *Agent) fail(ctx context.Context, as agentproto.Assignment, serial, stag
 		Result: agentproto.ResultFailed, Stage: stage, Error: cause.Error(),
 	})
 	return fmt.Errorf("%s: %w", stage, cause)
+}
+
+// refuse records and reports an assignment the host policy refuses:
+// failed at stage policy, nothing issued, written or run.
+func (a *Agent) refuse(ctx context.Context, as agentproto.Assignment, cause error) error {
+	a.recordFailure(as, "", time.Time{})
+	if err := a.state.update(as.Name, func(s *certState) { s.Failure.Policy = true }); err != nil {
+		a.log.Error("save state", "err", err)
+	}
+	a.report(ctx, agentproto.Report{
+		Certificate: as.Name, SpecHash: as.SpecHash,
+		Result: agentproto.ResultFailed, Stage: agentproto.StagePolicy, Error: cause.Error(),
+	})
+	return fmt.Errorf("%s: %w", agentproto.StagePolicy, cause)
 }
 
 // rollback restores the previous files after a failed reload or verify,
