@@ -195,19 +195,27 @@ func (a *Agent) reloadAllowed(argv []string) error {
 
 // checkPolicy is the host policy's verdict on an assignment, before
 // anything is issued, written or run.
-func (a *Agent) checkPolicy(f agentproto.Files, reload []string) error {
+func (a *Agent) checkPolicy(as agentproto.Assignment) error {
 	var errs []error
+	f := as.Files
 	for _, p := range []struct{ field, path string }{
 		{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key},
 	} {
 		if p.path == "" || !filepath.IsAbs(p.path) || filepath.Clean(p.path) != p.path {
 			continue // fileSet reports an unusable path
 		}
-		if err := a.allowed(p.path); err != nil {
+		err := a.allowed(p.path)
+		if err == nil && f.Layout == layoutSymlink {
+			// The files are written under D/.certops.NAME/current/: that
+			// directory must not lead out either.
+			dir, base := filepath.Split(p.path)
+			err = a.allowed(filepath.Join(dir, versionsPrefix+as.Name, currentLink, base))
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("files.%s: %w", p.field, err))
 		}
 	}
-	if err := a.reloadAllowed(reload); err != nil {
+	if err := a.reloadAllowed(as.Reload); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

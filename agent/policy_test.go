@@ -305,3 +305,27 @@ func TestWidenedPolicyInstallsAtOnce(t *testing.T) {
 		t.Errorf("after widening the policy: cert written %v, %d reloads", e.fileSet()["cert.pem"] != "", e.reloadCount())
 	}
 }
+
+// Under the symlink layout the files go to D/.certops.NAME/: a symlink
+// there leading out of the allowed directory is refused too.
+func TestSymlinkLayoutVersionsDirMustStayInside(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Policy = &Policy{AllowedDirs: []string{e.dir}, AllowedReloads: [][]string{e.srv.assignments[0].Reload}}
+	out := t.TempDir()
+	if err := os.MkdirAll(e.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(out, filepath.Join(e.dir, versionsPrefix+"shop")); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.Layout = layoutSymlink })
+	if err := e.newAgent().SyncOnce(t.Context()); err == nil {
+		t.Fatal("SyncOnce succeeded through a versions directory leading out")
+	}
+	if r := e.srv.lastReport(t); r.Stage != agentproto.StagePolicy || !strings.HasPrefix(r.Error, "HostPolicyRefused: files.cert: path "+filepath.Join(e.dir, versionsPrefix+"shop")) {
+		t.Errorf("report = %+v", r)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("%d entries written outside the allowed directory", len(ents))
+	}
+}

@@ -46,7 +46,7 @@ func (a *Agent) syncOne(ctx context.Context, as agentproto.Assignment) error {
 	log := a.log.With("certificate", as.Name)
 	// The host policy first: nothing is issued for files that cannot be
 	// installed, nothing written, no reload run.
-	if err := a.checkPolicy(as.Files, as.Reload); err != nil {
+	if err := a.checkPolicy(as); err != nil {
 		if f := a.failure(as); f != nil && f.Policy && a.now().Before(f.RetryAt) {
 			log.Debug("refused by the host policy before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
 			return nil
