@@ -66,6 +66,20 @@
 // set whole. Version directories the current link does not name are pruned
 // when a journal is committed or rolled back.
 //
+// # Host policy
+//
+// Config.Policy (certops-agent --policy-file) and Config.AllowedDirs bound
+// what the config repository may make the agent do: every written path
+// must resolve inside an allowed directory (existing directories on the
+// way resolved with os.Root, so a symlink out is refused), every reload
+// argv must be in AllowedReloads, file modes are capped by MaxFileMode.
+// An assignment outside the policy is refused before a certificate is
+// requested: reported failed at stage policy with an error starting with
+// "HostPolicyRefused: ". Keys are never written more open than 0600,
+// with or without a policy. The checks happen before the install; the
+// install itself writes by path, so a host user who can swap a directory
+// for a symlink between the check and the write is not defended against.
+//
 // # Verify
 //
 // Verification dials Verify.Address with SNI and compares the SHA-256 of the
