@@ -66,6 +66,20 @@
 // set whole. Version directories the current link does not name are pruned
 // when a journal is committed or rolled back.
 //
+// # Host policy
+//
+// Config.Policy (certops-agent --policy-file) and Config.AllowedDirs bound
+// what the config repository may make the agent do: every written path
+// must resolve inside an allowed directory (existing directories on the
+// way resolved with os.Root, so a symlink out is refused), every reload
+// argv must be in AllowedReloads, file modes are capped by MaxFileMode.
+// An assignment outside the policy is refused before a certificate is
+// requested: reported failed at stage policy with an error starting with
+// "HostPolicyRefused: ". Keys are never written more open than 0600,
+// with or without a policy. The checks happen before the install; the
+// install itself writes by path, so a host user who can swap a directory
+// for a symlink between the check and the write is not defended against.
+//
 // # Verify
 //
 // Verification dials Verify.Address with SNI and compares the SHA-256 of the
@@ -121,6 +135,12 @@ type Config struct {
 	// absolute path); a deploy path or webroot elsewhere is refused. Empty
 	// allows any absolute path, as the server says.
 	AllowedDirs []string
+	// Policy, when set, is the host policy (see Policy): its AllowedDirs
+	// are added to AllowedDirs, its AllowedReloads bound the reload argv,
+	// its MaxFileMode caps the certificate files' modes. An assignment
+	// outside it is refused before anything is issued, written or run.
+	// Keys are capped at 0600 with or without a policy.
+	Policy *Policy
 	// HTTPClient overrides the client built from CABundleFile.
 	HTTPClient *http.Client
 	Logger     *slog.Logger // default: discard
@@ -169,19 +189,8 @@ type Agent struct {
 	crashAt      int           // fail with errCrash at the crashAt-th install mutation (1-based); 0 never
 	mutations    int
 	geteuid      func() int
-}
 
-// allowed checks path against cfg.AllowedDirs.
-func (a *Agent) allowed(path string) error {
-	if len(a.cfg.AllowedDirs) == 0 {
-		return nil
-	}
-	for _, d := range a.cfg.AllowedDirs {
-		if rel, err := filepath.Rel(d, path); err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s is outside the directories this agent may write (%s)", path, strings.Join(a.cfg.AllowedDirs, ", "))
+	dirs []string // Config.AllowedDirs ∪ Policy.AllowedDirs
 }
 
 // New validates cfg, prepares the state dir, reads the token once (so a
@@ -223,6 +232,7 @@ func New(cfg Config) (*Agent, error) {
 		backoffBase:  time.Second,
 		verifyWindow: verifyWindow,
 		geteuid:      os.Geteuid,
+		dirs:         cfg.allowedDirs(),
 	}
 	if err := a.recoverJournal(); err != nil {
 		return nil, fmt.Errorf("recover interrupted install: %w", err)
@@ -246,6 +256,11 @@ func (c *Config) defaults() error {
 	for _, d := range c.AllowedDirs {
 		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
 			return fmt.Errorf("agent config: allowed directory %q is not a clean absolute path", d)
+		}
+	}
+	if c.Policy != nil {
+		if err := c.Policy.validate(); err != nil {
+			return fmt.Errorf("agent config: policy: %w", err)
 		}
 	}
 	if c.PollInterval <= 0 {
@@ -375,7 +390,9 @@ func (a *Agent) sync(ctx context.Context) (deployErr, serverErr error) {
 	if len(a.reloadAfter) > 0 {
 		argv := a.reloadAfter
 		a.reloadAfter = nil
-		if err := a.reload(ctx, argv); err != nil {
+		if err := a.reloadAllowed(argv); err != nil {
+			a.log.Error("not reloading after recovering an interrupted install", "err", err)
+		} else if err := a.reload(ctx, argv); err != nil {
 			a.log.Error("reload after recovering an interrupted install failed", "err", err)
 		}
 	}

@@ -700,8 +700,12 @@ func TestOwnerGroupAndMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		if st.Uid != 65534 || st.Gid != 65534 || fi.Mode().Perm() != 0o640 {
-			t.Errorf("%s: uid %d gid %d mode %v, want nobody:nogroup 0640", p, st.Uid, st.Gid, fi.Mode().Perm())
+		want := os.FileMode(0o640)
+		if p == e.files.Key {
+			want = 0o600 // keys are capped at 0600 whatever files.mode says
+		}
+		if st.Uid != 65534 || st.Gid != 65534 || fi.Mode().Perm() != want {
+			t.Errorf("%s: uid %d gid %d mode %v, want nobody:nogroup %v", p, st.Uid, st.Gid, fi.Mode().Perm(), want)
 		}
 	}
 }
@@ -797,7 +801,7 @@ func TestDeployOutsideAllowedDirsIsRefused(t *testing.T) {
 		t.Fatal("SyncOnce succeeded with a deploy path outside the allowed directories")
 	}
 	r := e.srv.lastReport(t)
-	if r.Result != agentproto.ResultFailed || r.Stage != agentproto.StageInstall || !strings.Contains(r.Error, "outside the directories") {
+	if r.Result != agentproto.ResultFailed || r.Stage != agentproto.StagePolicy || !strings.HasPrefix(r.Error, "HostPolicyRefused: files.cert: path ") || !strings.Contains(r.Error, "is outside allowedDirs") {
 		t.Errorf("report = %+v, want a failed install naming the allowed directories", r)
 	}
 	if _, issued, _, _ := e.srv.snapshot(); len(issued) != 0 {

@@ -69,6 +69,7 @@ func (a *Agent) fileSet(as agentproto.Assignment, cert *issuedCert, key *hostKey
 		if m == 0 {
 			m = def
 		}
+		m = a.capMode(m, field == "key")
 		out = append(out, targetFile{path: path, data: []byte(data), mode: m, uid: uid, gid: gid})
 		return nil
 	}

@@ -34,6 +34,10 @@ type deployFailure struct {
 	Serial   string    `json:"serial,omitempty"` // the certificate that failed to deploy; empty: issue failed
 	Count    int       `json:"count"`
 	RetryAt  time.Time `json:"retryAt"`
+	// Policy: the host policy refused it. The backoff holds only while the
+	// policy still refuses: an agent restarted with a policy that allows
+	// the assignment deploys it at once.
+	Policy bool `json:"policy,omitempty"`
 }
 
 // stateStore is the state dir.

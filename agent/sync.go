@@ -44,7 +44,17 @@ func (a *Agent) syncOne(ctx context.Context, as agentproto.Assignment) error {
 		return nil
 	}
 	log := a.log.With("certificate", as.Name)
-	if f := a.failure(as); f != nil && a.now().Before(f.RetryAt) && (d.act == actIssue || d.cur.Serial == f.Serial) {
+	// The host policy first: nothing is issued for files that cannot be
+	// installed, nothing written, no reload run.
+	if err := a.checkPolicy(as); err != nil {
+		if f := a.failure(as); f != nil && f.Policy && a.now().Before(f.RetryAt) {
+			log.Debug("refused by the host policy before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
+			return nil
+		}
+		return a.refuse(ctx, as, err)
+	}
+	// A refusal by a policy that now allows the assignment holds nothing back.
+	if f := a.failure(as); f != nil && !f.Policy && a.now().Before(f.RetryAt) && (d.act == actIssue || d.cur.Serial == f.Serial) {
 		log.Debug("deployment failed before; waiting", "retry_at", f.RetryAt, "failures", f.Count)
 		return nil
 	}
@@ -149,16 +159,6 @@ func (a *Agent) heldKey(name string, cur *issuedCert) *hostKey {
 
 // issueAndDeploy gets a certificate for a key held here and deploys it.
 func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) error {
-	// Refuse paths outside the allowed directories before a certificate is
-	// issued for nothing.
-	for _, p := range []string{as.Files.Cert, as.Files.Chain, as.Files.Fullchain, as.Files.Key} {
-		if p == "" {
-			continue
-		}
-		if err := a.allowed(p); err != nil {
-			return a.fail(ctx, as, "", agentproto.StageInstall, err)
-		}
-	}
 	key, err := a.keyForIssue(as)
 	if err != nil {
 		return a.fail(ctx, as, "", agentproto.StageIssue, fmt.Errorf("private key: %w", err))
@@ -299,6 +299,20 @@ func (a *Agent) fail(ctx context.Context, as agentproto.Assignment, serial, stag
 		Result: agentproto.ResultFailed, Stage: stage, Error: cause.Error(),
 	})
 	return fmt.Errorf("%s: %w", stage, cause)
+}
+
+// refuse records and reports an assignment the host policy refuses:
+// failed at stage policy, nothing issued, written or run.
+func (a *Agent) refuse(ctx context.Context, as agentproto.Assignment, cause error) error {
+	a.recordFailure(as, "", time.Time{})
+	if err := a.state.update(as.Name, func(s *certState) { s.Failure.Policy = true }); err != nil {
+		a.log.Error("save state", "err", err)
+	}
+	a.report(ctx, agentproto.Report{
+		Certificate: as.Name, SpecHash: as.SpecHash,
+		Result: agentproto.ResultFailed, Stage: agentproto.StagePolicy, Error: cause.Error(),
+	})
+	return fmt.Errorf("%s: %w", agentproto.StagePolicy, cause)
 }
 
 // rollback restores the previous files after a failed reload or verify,

@@ -438,6 +438,13 @@ func TestReportsAreRecorded(t *testing.T) {
 		t.Errorf("after rollback: %+v", d)
 	}
 	report(agentproto.Report{Result: agentproto.ResultFailed, Stage: agentproto.StageVerify, Error: "served serial differs"})
+	// A host policy refusal: failed, no serial, stage policy; it is the
+	// deployment's lastError and counted by stage.
+	refusal := "HostPolicyRefused: reload [\"bash\" \"-c\" \"id\"] is not in allowedReloads [[\"systemctl\" \"reload\" \"nginx\"]]"
+	report(agentproto.Report{Result: agentproto.ResultFailed, Stage: agentproto.StagePolicy, Error: refusal})
+	if d = deployment(); d.State != state.DeploymentFailed || d.InstalledSerial != issued.Serial || d.LastError != "policy: "+refusal {
+		t.Errorf("after a policy refusal: %+v", d)
+	}
 	for _, m := range []struct {
 		name   string
 		labels map[string]string
@@ -445,8 +452,9 @@ func TestReportsAreRecorded(t *testing.T) {
 	}{
 		{"certops_deployments_total", map[string]string{"result": "installed"}, 1},
 		{"certops_deployments_total", map[string]string{"result": "rolled-back"}, 1},
-		{"certops_deployments_total", map[string]string{"result": "failed"}, 1},
+		{"certops_deployments_total", map[string]string{"result": "failed"}, 2},
 		{"certops_deployment_failures_total", map[string]string{"stage": "reload"}, 1},
+		{"certops_deployment_failures_total", map[string]string{"stage": "policy"}, 1},
 		{"certops_deployment_failures_total", map[string]string{"stage": "verify"}, 1},
 		{"certops_deployment_failures_total", map[string]string{"stage": "install"}, 0},
 		{"certops_rollbacks_total", nil, 1},

@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		deploymentFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certops_deployment_failures_total",
-			Help: "Failed deployment attempts reported by agents, by the stage that failed (install, reload, verify).",
+			Help: "Failed deployment attempts reported by agents, by the stage that failed (policy, install, reload, verify).",
 		}, []string{"stage"}),
 		rollbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "certops_rollbacks_total",
@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack} {
 		m.deployments.WithLabelValues(r)
 	}
-	for _, st := range []string{agentproto.StageInstall, agentproto.StageReload, agentproto.StageVerify} {
+	for _, st := range []string{agentproto.StagePolicy, agentproto.StageInstall, agentproto.StageReload, agentproto.StageVerify} {
 		m.deploymentFailure.WithLabelValues(st)
 	}
 	reg.MustRegister(m.issuance, m.issuanceDuration, m.deployments, m.deploymentFailure, m.rollbacks)
@@ -65,7 +65,7 @@ func (m *Metrics) report(rep agentproto.Report) {
 		return
 	}
 	switch rep.Stage {
-	case agentproto.StageInstall, agentproto.StageReload, agentproto.StageVerify:
+	case agentproto.StagePolicy, agentproto.StageInstall, agentproto.StageReload, agentproto.StageVerify:
 		m.deploymentFailure.WithLabelValues(rep.Stage).Inc()
 	}
 	if rep.Result == agentproto.ResultRolledBack {

@@ -222,6 +222,11 @@ const (
 	StageInstall = "install"
 	StageReload  = "reload"
 	StageVerify  = "verify"
+	// StagePolicy: the host policy (certops-agent --policy-file, or
+	// --allow-dirs) refused the assignment before anything was issued,
+	// written or run; the error starts with "HostPolicyRefused: " and names
+	// the rule. The result is failed, without a serial.
+	StagePolicy = "policy"
 )
 
 // Report is the outcome of one deployment attempt.

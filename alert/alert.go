@@ -16,6 +16,10 @@ const (
 	ReconcileStalled          = "CertopsReconcileStalled"
 	SourceStale               = "CertopsSourceStale"
 	BackupTooOld              = "CertopsBackupTooOld"
+	// HostPolicyRefused is a Prometheus rule only (certops does not
+	// evaluate it itself; each refusal is a DeployFailed event): an
+	// agent's host policy refused an assignment.
+	HostPolicyRefused = "CertopsHostPolicyRefused"
 )
 
 // Event names for notifications that are not threshold alerts: one-off

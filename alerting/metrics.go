@@ -29,6 +29,8 @@ const (
 	metricJobsFailedInWindow  = "certops_jobs_failed_in_window"
 	metricIssuanceFailuresWin = "certops_issuance_failures_in_window"
 	metricNotReadySince       = "certops_reconcile_not_ready_since_timestamp_seconds"
+	// Of package agentapi: failed deployment reports by stage.
+	metricDeploymentFailures = "certops_deployment_failures_total"
 )
 
 // Metrics the rules read that other packages export.

@@ -122,7 +122,8 @@ func TestEveryAlertHasRuleAnnotationsAndRunbook(t *testing.T) {
 		}
 	}
 	for _, n := range []string{alert.CertificateExpiringSoon, alert.CertificateRenewalOverdue, alert.AgentOffline,
-		alert.JobFailureRateHigh, alert.IssuanceFailures, alert.ReconcileStalled, alert.SourceStale, alert.BackupTooOld} {
+		alert.JobFailureRateHigh, alert.IssuanceFailures, alert.ReconcileStalled, alert.SourceStale, alert.BackupTooOld,
+		alert.HostPolicyRefused} {
 		if !names[n] {
 			t.Errorf("no rule for %s", n)
 		}
@@ -428,6 +429,20 @@ func TestRulesFireAtThresholds(t *testing.T) {
 			AlertRuleTest: []alertCheck{
 				check("10m", alert.IssuanceFailures),
 				check("25m", alert.IssuanceFailures, warning("3")),
+			},
+		},
+		{
+			// Replica a counts a refusal at 10m; replica b's series stays flat.
+			Name: "host policy refused: fires on a refusal, clears after the window",
+			InputSeries: []series{
+				{metricDeploymentFailures + `{stage="policy",instance="a"}`, "0x10 1x80"},
+				{metricDeploymentFailures + `{stage="policy",instance="b"}`, "0x90"},
+				{metricDeploymentFailures + `{stage="reload",instance="a"}`, "0+1x90"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("9m", alert.HostPolicyRefused),
+				check("12m", alert.HostPolicyRefused, warning("")),
+				check("60m", alert.HostPolicyRefused),
 			},
 		},
 		{

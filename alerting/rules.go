@@ -184,6 +184,18 @@ and on()
 			},
 		},
 		{
+			// No threshold: a refusal is a configuration error worth a look
+			// whatever the AlertPolicy, and not retried faster than the
+			// agent's backoff, so a window catches each one.
+			Alert:  alert.HostPolicyRefused,
+			Expr:   fmt.Sprintf(`sum(increase(%s{stage="policy"}[30m])) > 0`, metricDeploymentFailures),
+			Labels: map[string]string{labelSeverity: string(alert.Warning)},
+			Annotations: map[string]string{
+				"summary":     "An agent's host policy refused a deployment",
+				"description": "Agents reported deployments refused by their host policy (HostPolicyRefused, stage policy) within 30 minutes: the config repository asks an agent to write outside its allowedDirs or run a reload not in its allowedReloads. The certificate's lastError names the agent and the rule.",
+			},
+		},
+		{
 			Alert: alert.ReconcileStalled,
 			Expr: fmt.Sprintf("time() - max(%s > 0)\n  >= on() max(%s)",
 				metricNotReadySince, metricReconcileStalled),

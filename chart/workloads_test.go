@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+
+	"github.com/certops/certops/agent"
 )
 
 // TestDefaults: what a plain install with git.url creates.
@@ -621,5 +623,39 @@ func TestGoMemLimit(t *testing.T) {
 				t.Errorf("GOMEMLIMIT %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// agent.policy renders the host policy into a ConfigMap the agent reads
+// with --policy-file; the file decodes strictly as the agent does. Without
+// it there is no policy file.
+func TestAgentPolicy(t *testing.T) {
+	m := render(t, "-f", "chart/ci/agent-daemonset-values.yaml", "--set-json",
+		`agent.policy={"allowedReloads":[["nginx","-s","reload"],["/usr/local/bin/hook","*"]],"maxFileMode":"0644"}`)
+	cm := get[corev1.ConfigMap](t, m, fullname+"-agent-policy")
+	p, err := agent.ParsePolicy([]byte(cm.Data["policy.yaml"]))
+	if err != nil {
+		t.Fatalf("policy.yaml %q: %v", cm.Data["policy.yaml"], err)
+	}
+	if len(p.AllowedReloads) != 2 || p.MaxFileMode != "0644" {
+		t.Errorf("policy %+v", p)
+	}
+	pod := &get[appsv1.DaemonSet](t, m, fullname+"-agent").Spec.Template
+	c := container(t, pod, "agent")
+	if got := envValue(t, c, "CERTOPS_AGENT_POLICY_FILE"); got != "/etc/certops-agent/policy/policy.yaml" {
+		t.Errorf("CERTOPS_AGENT_POLICY_FILE %q", got)
+	}
+	if v := volume(t, pod, "policy"); v.ConfigMap == nil || v.ConfigMap.Name != fullname+"-agent-policy" {
+		t.Errorf("policy volume %+v", v.VolumeSource)
+	}
+	if got := envValue(t, c, "CERTOPS_AGENT_ALLOW_DIRS"); got != "/etc/ssl/certops" {
+		t.Errorf("CERTOPS_AGENT_ALLOW_DIRS %q, want the deploy targets beside the policy", got)
+	}
+	if _, err := helmTemplate("-f", "chart/ci/agent-daemonset-values.yaml", "--set-json", `agent.policy={"allowedReload":[]}`); err == nil {
+		t.Error("a misspelt policy field passed the values schema")
+	}
+	plain := container(t, &get[appsv1.DaemonSet](t, renderScenario(t, "agent-daemonset-values.yaml", false), fullname+"-agent").Spec.Template, "agent")
+	if env(plain, "CERTOPS_AGENT_POLICY_FILE") != nil {
+		t.Error("CERTOPS_AGENT_POLICY_FILE set without agent.policy")
 	}
 }

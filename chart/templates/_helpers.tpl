@@ -333,6 +333,10 @@ completed by the DaemonSet and Deployment templates.
 - name: CERTOPS_AGENT_CA_FILE
   value: /etc/certops-agent/ca/ca.crt
 {{- end }}
+{{- if .Values.agent.policy }}
+- name: CERTOPS_AGENT_POLICY_FILE
+  value: /etc/certops-agent/policy/policy.yaml
+{{- end }}
 {{- $targets := list }}
 {{- range .Values.agent.hostPaths }}{{ $targets = append $targets .path }}{{ end }}
 {{- range .Values.agent.volumes }}{{ $targets = append $targets .mountPath }}{{ end }}
@@ -357,6 +361,11 @@ completed by the DaemonSet and Deployment templates.
   mountPath: /etc/certops-agent/ca
   readOnly: true
 {{- end }}
+{{- if .Values.agent.policy }}
+- name: policy
+  mountPath: /etc/certops-agent/policy
+  readOnly: true
+{{- end }}
 {{- range .Values.agent.hostPaths }}
 - name: host-{{ .name }}
   mountPath: {{ .path }}
@@ -376,6 +385,11 @@ completed by the DaemonSet and Deployment templates.
 - name: ca
   configMap:
     name: {{ include "certops.componentName" (list . "agent-ca") }}
+{{- end }}
+{{- if .Values.agent.policy }}
+- name: policy
+  configMap:
+    name: {{ include "certops.componentName" (list . "agent-policy") }}
 {{- end }}
 {{- range .Values.agent.hostPaths }}
 - name: host-{{ .name }}

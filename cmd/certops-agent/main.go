@@ -39,10 +39,11 @@ Flags:
 // config is everything the command reads from flags and the environment.
 type config struct {
 	agent.Config
-	AllowDirs string // comma-separated, split into Config.AllowedDirs
-	Once      bool
-	LogFormat string
-	LogLevel  string
+	AllowDirs  string // comma-separated, split into Config.AllowedDirs
+	PolicyFile string // the host policy, loaded into Config.Policy
+	Once       bool
+	LogFormat  string
+	LogLevel   string
 }
 
 // run is the whole program; it returns the process exit code, through
@@ -70,8 +71,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fail(failure.Wrap(failure.Usage, err))
 	}
 	cfg.Logger, cfg.Version = logger, version
-	if len(cfg.AllowedDirs) == 0 {
-		logger.Warn("no --allow-dirs: this agent writes certificate files wherever the config repository says")
+	if len(cfg.AllowedDirs) == 0 && (cfg.Policy == nil || len(cfg.Policy.AllowedDirs) == 0) {
+		logger.Warn("no --allow-dirs and no allowedDirs in a --policy-file: this agent writes certificate files wherever the config repository says")
+	}
+	if cfg.Policy == nil {
+		logger.Warn("no --policy-file: this agent runs whatever reload command the config repository says")
 	}
 	a, err := agent.New(cfg.Config)
 	if err != nil {
@@ -109,7 +113,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringEnv(&c.StateDir, "state-dir", "", "directory for private keys, state and the install journal")
 	fs.StringEnv(&c.CABundleFile, "ca-file", "", "PEM CA bundle trusted for the server's TLS certificate (default: system roots)")
 	fs.BoolEnv(&c.InsecurePlaintext, "insecure-plaintext", false, "allow an http:// --server that is not a loopback address (the token then crosses the network in the clear)")
-	fs.StringEnv(&c.AllowDirs, "allow-dirs", "", "comma-separated directories the agent may write certificate and challenge files under (default: anywhere the server says)")
+	fs.StringEnv(&c.AllowDirs, "allow-dirs", "", "comma-separated directories the agent may write certificate and challenge files under, added to the policy file's allowedDirs (default: anywhere the server says)")
+	fs.StringEnv(&c.PolicyFile, "policy-file", "", "host policy YAML (allowedDirs, allowedReloads, maxFileMode) bounding what the config repository may make this agent write or run")
 	fs.DurationEnv(&c.PollInterval, "interval", agent.DefaultPollInterval, "how often to poll for assignments")
 	fs.DurationEnv(&c.ReloadTimeout, "reload-timeout", agent.DefaultReloadTimeout, "how long a reload command may run")
 	fs.DurationEnv(&c.VerifyTimeout, "verify-timeout", agent.DefaultVerifyTimeout, "timeout of one verification dial")
@@ -133,6 +138,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		if d = strings.TrimSpace(d); d != "" {
 			c.AllowedDirs = append(c.AllowedDirs, d)
 		}
+	}
+	if c.PolicyFile != "" {
+		p, err := agent.LoadPolicy(c.PolicyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--policy-file: %w", err))
+		}
+		c.Policy = p
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -205,3 +205,42 @@ func TestCAFile(t *testing.T) {
 		t.Errorf("with --ca-file: code %d, stderr %s", code, errOut)
 	}
 }
+
+// --policy-file (or CERTOPS_AGENT_POLICY_FILE) is strictly decoded: an
+// unknown field or a bad value exits 2 naming the file; a good one loads,
+// its allowedDirs joined by --allow-dirs.
+func TestPolicyFile(t *testing.T) {
+	dir, token := tokenDir(t)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := []string{"--server", "http://127.0.0.1:1", "--name", "n", "--token-file", token, "--state-dir", filepath.Join(dir, "state")}
+	for _, c := range []struct{ body, want string }{
+		{"allowedDirs: [/etc/ssl]\nallowedReload: [[true]]\n", "field allowedReload not found"},
+		{"allowedDirs: [etc/ssl]\n", "not a clean absolute path"},
+		{"maxFileMode: rw\n", "maxFileMode"},
+	} {
+		p := write("bad.yaml", c.body)
+		code, _, errOut := runCmd(t, nil, append(base, "--policy-file", p)...)
+		if code != 2 || !strings.Contains(errOut, "--policy-file") || !strings.Contains(errOut, p) || !strings.Contains(errOut, c.want) {
+			t.Errorf("policy %q: code %d, stderr %q; want 2 and %q", c.body, code, errOut, c.want)
+		}
+	}
+	if code, _, errOut := runCmd(t, nil, append(base, "--policy-file", filepath.Join(dir, "absent.yaml"))...); code != 2 || !strings.Contains(errOut, "absent.yaml") {
+		t.Errorf("absent policy file: code %d, stderr %q", code, errOut)
+	}
+	good := write("good.yaml", "allowedDirs: [/etc/ssl/shop]\nallowedReloads:\n  - [systemctl, reload, nginx]\nmaxFileMode: \"0644\"\n")
+	c, err := parseFlags(append(base, "--allow-dirs", "/var/www/acme"), func(k string) string {
+		return map[string]string{"CERTOPS_AGENT_POLICY_FILE": good}[k]
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy == nil || len(c.Policy.AllowedReloads) != 1 || c.Policy.AllowedDirs[0] != "/etc/ssl/shop" || c.AllowedDirs[0] != "/var/www/acme" {
+		t.Errorf("config = %+v, policy %+v", c.Config, c.Policy)
+	}
+}
