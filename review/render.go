@@ -53,8 +53,32 @@ func (r Report) Text(w io.Writer) error {
 			}
 		}
 	}
+	if len(r.Hosts) > 0 {
+		b.WriteString("\nOn the hosts (what the agents will write and run; each host's policy decides):\n")
+		for _, h := range r.Hosts {
+			fmt.Fprintf(&b, "  Certificate/%s (%s) on %s\n", h.Certificate, strings.Join(h.Changed, ", "), listOrNone(h.Agents))
+			fmt.Fprintf(&b, "    files:  %s\n", listOrNone(h.Paths))
+			fmt.Fprintf(&b, "    reload: %s\n", argvOrNone(h.Reload))
+		}
+	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// listOrNone renders a list for people, or "(none)".
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "(none)"
+	}
+	return strings.Join(l, ", ")
+}
+
+// argvOrNone renders an argv as the JSON list it is (no shell runs it).
+func argvOrNone(argv []string) string {
+	if len(argv) == 0 {
+		return "(none)"
+	}
+	return renderJSON(argv)
 }
 
 // Markdown writes the plan as a PR comment: a heading, a per-kind summary
@@ -81,6 +105,19 @@ func (r Report) Markdown(w io.Writer) error {
 			break
 		}
 		writeMarkdownObject(&b, c)
+	}
+	if len(r.Hosts) > 0 {
+		var hosts strings.Builder
+		for i, h := range r.Hosts {
+			if i == maxDetailedObjects {
+				fmt.Fprintf(&hosts, "… and %d more certificates\n", len(r.Hosts)-i)
+				break
+			}
+			fmt.Fprintf(&hosts, "Certificate/%s (%s) on %s\n  files:  %s\n  reload: %s\n",
+				h.Certificate, strings.Join(h.Changed, ", "), listOrNone(h.Agents), listOrNone(h.Paths), argvOrNone(h.Reload))
+		}
+		fence := strings.Repeat("`", max(3, longestRun(hosts.String(), '`')+1))
+		fmt.Fprintf(&b, "\n#### On the hosts\n\nWhat the agents will write and run (each host's policy decides):\n\n%s\n%s%s\n", fence, hosts.String(), fence)
 	}
 	_, err := w.Write(b.Bytes())
 	return err

@@ -28,6 +28,9 @@ type Report struct {
 	// PruneWarnings are shown prominently above the changes. Build leaves
 	// them empty: the caller that knows the deletion guard fills them in.
 	PruneWarnings []string `json:"pruneWarnings"`
+	// Hosts lists what changes on the hosts: per certificate, the files its
+	// agents write and the reload they run, where those or the agents change.
+	Hosts []HostChange `json:"hosts"`
 }
 
 // ObjectChange is one created, updated or deleted object and its changed fields.
@@ -56,7 +59,7 @@ type FieldDiff struct {
 // two revisions; plan is reconcile.Compute of head against base's hashes.
 // Changes come in kind order (spec.KeyLess), each object's fields by path.
 func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
-	r := Report{Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes))}
+	r := Report{Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head)}
 	for _, c := range plan.Changes {
 		cur := c.Object
 		if cur == nil {

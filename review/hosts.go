@@ -1,0 +1,97 @@
+package review
+
+import (
+	"slices"
+
+	"github.com/certops/certops/spec"
+)
+
+// HostChange is what a certificate makes its agents write and run, when that
+// changes between base and head: the files, the reload argv and the agents.
+// It is the reviewer's view of what a merge does on the hosts (where each
+// agent's host policy has the last word; `certops validate` cannot see it).
+type HostChange struct {
+	Certificate string   `json:"certificate"`
+	Agents      []string `json:"agents"` // the agents deploying it at head, sorted
+	Paths       []string `json:"paths"`  // the files written, at head
+	Reload      []string `json:"reload"` // the argv run after an install, at head
+	// Changed lists what differs from base: "new", or any of "agents",
+	// "paths", "reload".
+	Changed []string `json:"changed"`
+}
+
+// hostEffect is what one certificate makes its agents do.
+type hostEffect struct {
+	agents, paths, reload []string
+}
+
+// hostEffects computes every certificate's effect on the hosts in a state.
+func hostEffects(objs map[spec.Key]*spec.Object) map[string]hostEffect {
+	ix := spec.NewAgentIndex()
+	for _, o := range objs {
+		if o.Kind == spec.KindAgent {
+			ix.Add(o.Name, o.Labels)
+		}
+	}
+	out := map[string]hostEffect{}
+	for _, o := range objs {
+		c := o.Certificate()
+		if c == nil || c.Deploy == nil {
+			continue
+		}
+		f := c.Deploy.Files
+		var paths []string
+		for _, p := range []string{f.Cert, f.Chain, f.Fullchain, f.Key} {
+			if p != "" {
+				paths = append(paths, p)
+			}
+		}
+		out[o.Name] = hostEffect{agents: ix.Targets(c.Deploy), paths: paths, reload: c.Deploy.Reload}
+	}
+	return out
+}
+
+// hostChanges lists, by certificate name, the certificates of head whose
+// files, reload or agents differ from base (all of them for new ones).
+func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
+	before, after := hostEffects(base), hostEffects(head)
+	out := []HostChange{}
+	for name, e := range after {
+		var changed []string
+		if b, ok := before[name]; !ok {
+			changed = []string{"new"}
+		} else {
+			if !slices.Equal(b.agents, e.agents) {
+				changed = append(changed, "agents")
+			}
+			if !slices.Equal(b.paths, e.paths) {
+				changed = append(changed, "paths")
+			}
+			if !slices.Equal(b.reload, e.reload) {
+				changed = append(changed, "reload")
+			}
+		}
+		if len(changed) == 0 {
+			continue
+		}
+		out = append(out, HostChange{Certificate: name, Agents: nonNil(e.agents), Paths: nonNil(e.paths),
+			Reload: nonNil(e.reload), Changed: changed})
+	}
+	slices.SortFunc(out, func(a, b HostChange) int {
+		switch {
+		case a.Certificate < b.Certificate:
+			return -1
+		case a.Certificate > b.Certificate:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
