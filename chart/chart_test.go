@@ -198,6 +198,7 @@ var apiTypes = map[string]func() any{
 	"policy/v1/PodDisruptionBudget":           func() any { return new(policyv1.PodDisruptionBudget) },
 	"monitoring.coreos.com/v1/PrometheusRule": func() any { return new(prometheusRule) },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return new(serviceMonitor) },
+	"cert-manager.io/v1/Certificate":          func() any { return new(certificate) },
 }
 
 // decodeManifest splits helm's output into documents and decodes each
@@ -670,6 +671,9 @@ func checkReferences(t *testing.T, m *manifest, external []string) {
 			if a := ep.Authorization; a != nil && a.Credentials != nil {
 				check("ServiceMonitor "+sm.Name, "Secret", a.Credentials.Name, a.Credentials.Key, false)
 			}
+			if c := ep.TLSConfig; c != nil && c.CA.Secret != nil {
+				check("ServiceMonitor "+sm.Name+" tlsConfig", "Secret", c.CA.Secret.Name, c.CA.Secret.Key, false)
+			}
 		}
 	}
 	for _, sts := range all[appsv1.StatefulSet](m) {
@@ -735,6 +739,8 @@ func TestRequiredValues(t *testing.T) {
 		{"local CA without Secret", []string{"--set", "git.url=https://x/y.git", "--set", "localCA.enabled=true"}, "localCA.existingSecret"},
 		{"ssh without known_hosts", []string{"--set", "git.url=git@github.com:x/y.git", "--set", "git.auth.method=ssh", "--set", "git.auth.sshPrivateKey=k"}, "git.auth.knownHosts"},
 		{"token over ssh", []string{"--set", "git.url=git@github.com:x/y.git", "--set", "git.auth.method=token", "--set", "git.auth.token=t"}, "https:// git.url"},
+		{"tls secret without a name", []string{"--set", "git.url=https://x/y.git", "--set", "tls.mode=secret"}, "tls.secretName"},
+		{"cert-manager without an issuer", []string{"--set", "git.url=https://x/y.git", "--set", "tls.mode=certManager"}, "tls.certManager.issuerRef.name"},
 		{"webhook without secret", []string{"--set", "git.url=https://x/y.git", "--set", "webhooks.github.enabled=true"}, "webhooks.github.secret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
