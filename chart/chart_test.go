@@ -782,6 +782,8 @@ func TestNotes(t *testing.T) {
 		{"defaults-values.yaml", []string{
 			"kubectl -n certops port-forward service/rel-certops 8080:8080",
 			"kubectl -n certops get secret rel-certops-api",
+			`get secret rel-certops-tls -o jsonpath='{.data.ca\.crt}'`,
+			"--cacert ca.crt --resolve rel-certops:8080:127.0.0.1 https://rel-certops:8080/api/v1/status",
 			"Backups are OFF",
 		}},
 		{"external-db-values.yaml", []string{"External database: postgres://certops@db.example.com:5432/certops?sslmode=verify-full"}},
