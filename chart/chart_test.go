@@ -102,6 +102,8 @@ var scenarios = []scenario{
 	{file: "agent-deployment-values.yaml", external: []string{"certops-agent-web-02", "shop-certs"}},
 	{file: "external-db-values.yaml", external: []string{"certops-db", "certops-db-ca", "certops-git-ssh"}},
 	{file: "all-on-values.yaml", external: []string{"certops-api", "certops-ca", "certops-acme-account"}},
+	// The Secret is cert-manager's to write.
+	{file: "tls-cert-manager-values.yaml", external: []string{"rel-certops-tls"}},
 }
 
 // helm runs the pinned helm in the module root.
@@ -691,6 +693,9 @@ func TestSchemaRejects(t *testing.T) {
 		want string // part of helm's message: the offending value's path
 	}{
 		{"agent.kind=Foo", "/agent/kind"},
+		{"tls.mode=acme", "/tls/mode"},
+		{"tls.enabled=yes", "/tls/enabled"},
+		{"tls.certManager.issuerRef.kind=Vault", "/tls/certManager/issuerRef/kind"},
 		{"backup.sink=ftp", "/backup/sink"},
 		{"git.auth.method=oauth", "/git/auth/method"},
 		{"server.replicas=two", "/server/replicas"},

@@ -166,8 +166,7 @@ func TestTLSSecret(t *testing.T) {
 // TestTLSCertManager: tls.mode certManager renders a Certificate for the
 // Service names into the Secret the reconciler mounts.
 func TestTLSCertManager(t *testing.T) {
-	m := renderScenario(t, "defaults-values.yaml", false, "tls.mode=certManager",
-		"tls.certManager.issuerRef.name=certops-ca", "tls.certManager.issuerRef.kind=ClusterIssuer", "tls.extraDNSNames[0]=certops.example.com")
+	m := renderScenario(t, "tls-cert-manager-values.yaml", false)
 	if o := m.lookup("Secret", fullname+"-tls"); o != nil {
 		t.Errorf("tls.mode certManager renders %s itself", o)
 	}
@@ -185,6 +184,11 @@ func TestTLSCertManager(t *testing.T) {
 		t.Errorf("usages %v lack server auth", c.Spec.Usages)
 	}
 	checkServerTLS(t, m, fullname+"-tls")
+	for _, d := range all[appsv1.Deployment](m) {
+		if d.Name != fullname {
+			checkAgentTLS(t, &d.Spec.Template, container(t, &d.Spec.Template, "agent"))
+		}
+	}
 }
 
 // TestTLSDisabled: tls.enabled=false serves plain HTTP, and only then are
