@@ -102,6 +102,8 @@ var scenarios = []scenario{
 	{file: "agent-deployment-values.yaml", external: []string{"certops-agent-web-02", "shop-certs"}},
 	{file: "external-db-values.yaml", external: []string{"certops-db", "certops-db-ca", "certops-git-ssh"}},
 	{file: "all-on-values.yaml", external: []string{"certops-api", "certops-ca", "certops-acme-account"}},
+	// The Secret is cert-manager's to write.
+	{file: "tls-cert-manager-values.yaml", external: []string{"rel-certops-tls"}},
 }
 
 // helm runs the pinned helm in the module root.
@@ -198,6 +200,7 @@ var apiTypes = map[string]func() any{
 	"policy/v1/PodDisruptionBudget":           func() any { return new(policyv1.PodDisruptionBudget) },
 	"monitoring.coreos.com/v1/PrometheusRule": func() any { return new(prometheusRule) },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return new(serviceMonitor) },
+	"cert-manager.io/v1/Certificate":          func() any { return new(certificate) },
 }
 
 // decodeManifest splits helm's output into documents and decodes each
@@ -670,6 +673,9 @@ func checkReferences(t *testing.T, m *manifest, external []string) {
 			if a := ep.Authorization; a != nil && a.Credentials != nil {
 				check("ServiceMonitor "+sm.Name, "Secret", a.Credentials.Name, a.Credentials.Key, false)
 			}
+			if c := ep.TLSConfig; c != nil && c.CA.Secret != nil {
+				check("ServiceMonitor "+sm.Name+" tlsConfig", "Secret", c.CA.Secret.Name, c.CA.Secret.Key, false)
+			}
 		}
 	}
 	for _, sts := range all[appsv1.StatefulSet](m) {
@@ -687,6 +693,9 @@ func TestSchemaRejects(t *testing.T) {
 		want string // part of helm's message: the offending value's path
 	}{
 		{"agent.kind=Foo", "/agent/kind"},
+		{"tls.mode=acme", "/tls/mode"},
+		{"tls.enabled=yes", "/tls/enabled"},
+		{"tls.certManager.issuerRef.kind=Vault", "/tls/certManager/issuerRef/kind"},
 		{"backup.sink=ftp", "/backup/sink"},
 		{"git.auth.method=oauth", "/git/auth/method"},
 		{"server.replicas=two", "/server/replicas"},
@@ -735,6 +744,8 @@ func TestRequiredValues(t *testing.T) {
 		{"local CA without Secret", []string{"--set", "git.url=https://x/y.git", "--set", "localCA.enabled=true"}, "localCA.existingSecret"},
 		{"ssh without known_hosts", []string{"--set", "git.url=git@github.com:x/y.git", "--set", "git.auth.method=ssh", "--set", "git.auth.sshPrivateKey=k"}, "git.auth.knownHosts"},
 		{"token over ssh", []string{"--set", "git.url=git@github.com:x/y.git", "--set", "git.auth.method=token", "--set", "git.auth.token=t"}, "https:// git.url"},
+		{"tls secret without a name", []string{"--set", "git.url=https://x/y.git", "--set", "tls.mode=secret"}, "tls.secretName"},
+		{"cert-manager without an issuer", []string{"--set", "git.url=https://x/y.git", "--set", "tls.mode=certManager"}, "tls.certManager.issuerRef.name"},
 		{"webhook without secret", []string{"--set", "git.url=https://x/y.git", "--set", "webhooks.github.enabled=true"}, "webhooks.github.secret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -776,6 +787,8 @@ func TestNotes(t *testing.T) {
 		{"defaults-values.yaml", []string{
 			"kubectl -n certops port-forward service/rel-certops 8080:8080",
 			"kubectl -n certops get secret rel-certops-api",
+			`get secret rel-certops-tls -o jsonpath='{.data.ca\.crt}'`,
+			"--cacert ca.crt --resolve rel-certops:8080:127.0.0.1 https://rel-certops:8080/api/v1/status",
 			"Backups are OFF",
 		}},
 		{"external-db-values.yaml", []string{"External database: postgres://certops@db.example.com:5432/certops?sslmode=verify-full"}},

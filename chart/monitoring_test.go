@@ -77,6 +77,15 @@ type endpoint struct {
 	Interval      string         `json:"interval"`
 	ScrapeTimeout string         `json:"scrapeTimeout"`
 	Authorization *authorization `json:"authorization,omitempty"`
+	TLSConfig     *tlsConfig     `json:"tlsConfig,omitempty"`
+}
+
+// tlsConfig is the Prometheus Operator's SafeTLSConfig, the fields the chart sets.
+type tlsConfig struct {
+	ServerName string `json:"serverName"`
+	CA         struct {
+		Secret *corev1.SecretKeySelector `json:"secret"`
+	} `json:"ca"`
 }
 
 type authorization struct {
@@ -227,6 +236,15 @@ func TestServiceMonitor(t *testing.T) {
 		LocalObjectReference: corev1.LocalObjectReference{Name: fullname + "-api"}, Key: "token"}}
 	if diff := cmp.Diff(want, ep.Authorization); diff != "" {
 		t.Errorf("authorization (-want +got):\n%s", diff)
+	}
+	// Scraped over HTTPS, verified with the CA of the reconciler's TLS Secret.
+	if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.ServerName != fullname ||
+		ep.TLSConfig.CA.Secret == nil || ep.TLSConfig.CA.Secret.Name != fullname+"-tls" || ep.TLSConfig.CA.Secret.Key != "ca.crt" {
+		t.Errorf("endpoint scheme %q tlsConfig %+v, want https with ca.crt of %s-tls and serverName %s", ep.Scheme, ep.TLSConfig, fullname, fullname)
+	}
+	plain := renderScenario(t, "prometheus-rules-values.yaml", false, "tls.enabled=false")
+	if ep := get[serviceMonitor](t, plain, fullname).Spec.Endpoints[0]; ep.Scheme != "http" || ep.TLSConfig != nil {
+		t.Errorf("tls.enabled=false: scheme %q tlsConfig %+v, want http and none", ep.Scheme, ep.TLSConfig)
 	}
 	// The reconciler reads the token from the same Secret.
 	dep := get[appsv1.Deployment](t, m, fullname)

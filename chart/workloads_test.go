@@ -26,6 +26,7 @@ func TestDefaults(t *testing.T) {
 		"PodDisruptionBudget/rel-certops",
 		"Secret/rel-certops-api",
 		"Secret/rel-certops-postgresql",
+		"Secret/rel-certops-tls",
 		"Service/rel-certops",
 		"Service/rel-certops-postgresql",
 		"Service/rel-certops-postgresql-hl",
@@ -41,7 +42,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("replicas %d, want 1", got)
 	}
 	c := container(t, &dep.Spec.Template, "certops")
-	if diff := cmp.Diff([]string{"serve"}, c.Args); diff != "" {
+	if diff := cmp.Diff([]string{"serve", "--tls-cert-file=/etc/certops/tls/tls.crt", "--tls-key-file=/etc/certops/tls/tls.key"}, c.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
@@ -409,13 +410,10 @@ func TestAgentDaemonSet(t *testing.T) {
 	if v := volume(t, pod, "token"); v.Secret == nil || v.Secret.SecretName != "certops-agent-tokens" {
 		t.Errorf("token volume %+v, want Secret certops-agent-tokens", v.VolumeSource)
 	}
-	if got, want := envValue(t, c, "CERTOPS_AGENT_SERVER"), "http://rel-certops.certops.svc:8080"; got != want {
+	if got, want := envValue(t, c, "CERTOPS_AGENT_SERVER"), "https://rel-certops.certops.svc:8080"; got != want {
 		t.Errorf("CERTOPS_AGENT_SERVER %q, want %q", got, want)
 	}
-	// The in-cluster Service is plain HTTP: the agent must be told it may.
-	if got := envValue(t, c, "CERTOPS_AGENT_INSECURE_PLAINTEXT"); got != "true" {
-		t.Errorf("CERTOPS_AGENT_INSECURE_PLAINTEXT %q, want true for the default http:// Service", got)
-	}
+	checkAgentTLS(t, pod, c)
 	checkAgentFiles(t, pod, c)
 	if got := hostPaths(pod); !slices.Equal(got, []string{"/etc/ssl/certops", "/var/lib/certops-agent"}) {
 		t.Errorf("hostPaths %v, want only the state dir and the configured target", got)
@@ -572,7 +570,7 @@ func TestAllOn(t *testing.T) {
 	}
 
 	np := get[networkingv1.NetworkPolicy](t, m, fullname)
-	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 2 || np.Spec.Ingress[0].Ports[0].Port.String() != "http" {
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 3 || np.Spec.Ingress[0].Ports[0].Port.String() != "http" {
 		t.Errorf("reconciler NetworkPolicy ingress %+v", np.Spec.Ingress)
 	}
 	pgnp := get[networkingv1.NetworkPolicy](t, m, fullname+"-postgresql")

@@ -251,13 +251,37 @@ Memory: GOMEMLIMIT from the memory limit.
 {{- end -}}
 
 {{/*
+TLS of the reconciler (tls.*): the Secret with tls.crt, tls.key and ca.crt.
+*/}}
+{{- define "certops.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" -}}
+{{- required "tls.mode secret needs tls.secretName: a Secret with the keys tls.crt, tls.key and ca.crt" .Values.tls.secretName -}}
+{{- else -}}
+{{- default (include "certops.componentName" (list . "tls")) .Values.tls.secretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The DNS names of the serving certificate: the Service's, then tls.extraDNSNames. */}}
+{{- define "certops.tlsDNSNames" -}}
+{{- $svc := include "certops.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- concat $names .Values.tls.extraDNSNames | toJson -}}
+{{- end -}}
+
+{{/* Whether the chart's agents talk TLS to the in-cluster Service with the chart's CA ("true" or ""). */}}
+{{- define "certops.agentChartCA" -}}
+{{- if and .Values.tls.enabled (not .Values.agent.server) (not .Values.agent.caBundle) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 The reconciler's Service URL inside the cluster.
 */}}
 {{- define "certops.serverURL" -}}
 {{- if .Values.agent.server -}}
 {{- .Values.agent.server -}}
 {{- else -}}
-{{- printf "http://%s.%s.svc:%v" (include "certops.fullname" .) .Release.Namespace .Values.service.port -}}
+{{- printf "%s://%s.%s.svc:%v" (ternary "https" "http" .Values.tls.enabled) (include "certops.fullname" .) .Release.Namespace .Values.service.port -}}
 {{- end -}}
 {{- end -}}
 
@@ -284,6 +308,10 @@ the Deployment template.
 {{- if and .Values.webhooks.gitlab.enabled (not .Values.webhooks.gitlab.token) -}}{{- fail "webhooks.gitlab.enabled needs webhooks.gitlab.token or webhooks.existingSecret" -}}{{- end -}}
 {{- if and .Values.webhooks.generic.enabled (not .Values.webhooks.generic.secret) -}}{{- fail "webhooks.generic.enabled needs webhooks.generic.secret or webhooks.existingSecret" -}}{{- end -}}
 {{- end -}}
+{{- if and .Values.tls.enabled (eq .Values.tls.mode "certManager") (not .Values.tls.certManager.issuerRef.name) -}}
+{{- fail "tls.mode certManager needs tls.certManager.issuerRef.name: the cert-manager Issuer or ClusterIssuer that signs the serving certificate" -}}
+{{- end -}}
+{{- if and .Values.tls.enabled (eq .Values.tls.mode "secret") -}}{{- $_ := include "certops.tlsSecretName" . -}}{{- end -}}
 {{- if and .Values.localCA.enabled (not .Values.localCA.existingSecret) -}}
 {{- fail "localCA.enabled needs localCA.existingSecret: a kubernetes.io/tls Secret (kubectl create secret tls certops-ca --cert=ca.crt --key=ca.key)" -}}
 {{- end -}}
@@ -315,8 +343,8 @@ completed by the DaemonSet and Deployment templates.
 {{- define "certops.agentEnv" -}}
 - name: CERTOPS_AGENT_SERVER
   value: {{ include "certops.serverURL" . | quote }}
-{{- if not .Values.agent.server }}
-{{- /* The default in-cluster Service is plain HTTP (the chart does not serve TLS yet): allowed explicitly, as the agent refuses http:// off loopback otherwise. */}}
+{{- if and (not .Values.agent.server) (not .Values.tls.enabled) }}
+{{- /* tls.enabled=false: the in-cluster Service is plain HTTP, allowed explicitly, as the agent refuses http:// off loopback otherwise. */}}
 - name: CERTOPS_AGENT_INSECURE_PLAINTEXT
   value: "true"
 {{- end }}
@@ -329,7 +357,7 @@ completed by the DaemonSet and Deployment templates.
   value: {{ .Values.agent.logFormat | quote }}
 - name: CERTOPS_AGENT_LOG_LEVEL
   value: {{ .Values.agent.logLevel | quote }}
-{{- if .Values.agent.caBundle }}
+{{- if or .Values.agent.caBundle (include "certops.agentChartCA" .) }}
 - name: CERTOPS_AGENT_CA_FILE
   value: /etc/certops-agent/ca/ca.crt
 {{- end }}
@@ -356,7 +384,7 @@ completed by the DaemonSet and Deployment templates.
   mountPath: /var/lib/certops-agent
 - name: tmp
   mountPath: /tmp
-{{- if .Values.agent.caBundle }}
+{{- if or .Values.agent.caBundle (include "certops.agentChartCA" .) }}
 - name: ca
   mountPath: /etc/certops-agent/ca
   readOnly: true
@@ -385,6 +413,15 @@ completed by the DaemonSet and Deployment templates.
 - name: ca
   configMap:
     name: {{ include "certops.componentName" (list . "agent-ca") }}
+{{- else if include "certops.agentChartCA" . }}
+{{- /* Only the CA of the reconciler's TLS Secret, never its key. */}}
+- name: ca
+  secret:
+    secretName: {{ include "certops.tlsSecretName" . }}
+    defaultMode: 0444
+    items:
+      - key: ca.crt
+        path: ca.crt
 {{- end }}
 {{- if .Values.agent.policy }}
 - name: policy
