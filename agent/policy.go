@@ -17,9 +17,8 @@ import (
 	"github.com/certops/certops/agentproto"
 )
 
-// ReasonHostPolicyRefused starts the error of a report about an assignment
-// the host policy does not allow; the rule that refused it follows.
-const ReasonHostPolicyRefused = "HostPolicyRefused"
+// ReasonHostPolicyRefused is agentproto.ReasonHostPolicyRefused.
+const ReasonHostPolicyRefused = agentproto.ReasonHostPolicyRefused
 
 // Policy is the host's bound on what the config repository may make this
 // agent write or run (certops-agent --policy-file). The host owns it, not

@@ -229,6 +229,11 @@ const (
 	StagePolicy = "policy"
 )
 
+// ReasonHostPolicyRefused starts the error of a report about an assignment
+// the host policy does not allow (stage policy); the rule that refused it
+// follows after ": ".
+const ReasonHostPolicyRefused = "HostPolicyRefused"
+
 // Report is the outcome of one deployment attempt.
 type Report struct {
 	Certificate string    `json:"certificate"`

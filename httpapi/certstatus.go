@@ -3,8 +3,11 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
@@ -15,6 +18,7 @@ import (
 // *store.Store implements it.
 type StatusReader interface {
 	CertificateDeployments(ctx context.Context, certificate string) ([]state.Deployment, error)
+	AgentDeployments(ctx context.Context, agent string) ([]state.Deployment, error)
 	DeploymentSummaries(ctx context.Context, certificates []string) (map[string]store.DeploymentSummary, error)
 	AgentsSeen(ctx context.Context, names []string) (map[string]store.AgentSeen, error)
 	AgentAssignments(ctx context.Context, agent string, labels map[string]string) ([]string, error)
@@ -71,6 +75,17 @@ type agentStatus struct {
 	Version     string     `json:"version,omitempty"`
 	Hostname    string     `json:"hostname,omitempty"`
 	Assignments []string   `json:"assignments"`
+	// PolicyRefusals are the assignments the agent's host policy refused
+	// (reported with stage policy and reason HostPolicyRefused), with the
+	// rule that refused each.
+	PolicyRefusals []policyRefusal `json:"policyRefusals"`
+}
+
+// policyRefusal is one assignment an agent's host policy refused.
+type policyRefusal struct {
+	Certificate string     `json:"certificate"`
+	Error       string     `json:"error"`
+	At          *time.Time `json:"at,omitempty"`
 }
 
 type agentWithStatus struct {
@@ -197,6 +212,18 @@ func (a *api) agentStatus(ctx context.Context, o store.StoredObject) (*agentStat
 	}
 	if st.Assignments == nil {
 		st.Assignments = []string{}
+	}
+	deps, err := a.r.AgentDeployments(ctx, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	st.PolicyRefusals = []policyRefusal{}
+	for _, d := range deps {
+		if d.State == state.DeploymentFailed && slices.Contains(st.Assignments, d.Certificate) &&
+			strings.HasPrefix(d.LastError, agentproto.StagePolicy+": "+agentproto.ReasonHostPolicyRefused) {
+			st.PolicyRefusals = append(st.PolicyRefusals, policyRefusal{Certificate: d.Certificate, Error: d.LastError,
+				At: timePtr(d.LastAttempt)})
+		}
 	}
 	return st, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/assign"
 	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/spec"
@@ -41,11 +42,12 @@ type certificateResponse struct {
 type agentResponse struct {
 	Name   string
 	Status struct {
-		State       string
-		LastSeen    *time.Time
-		Version     string
-		Hostname    string
-		Assignments []string
+		State          string
+		LastSeen       *time.Time
+		Version        string
+		Hostname       string
+		Assignments    []string
+		PolicyRefusals []struct{ Certificate, Error string }
 	}
 }
 
@@ -149,6 +151,22 @@ func TestCertificateAndAgentStatus(t *testing.T) {
 	do(t, "GET", srv.URL+"/api/v1/agents/db-01", "", &a)
 	if a.Status.State != "offline" || a.Status.LastSeen != nil || strings.Join(a.Status.Assignments, ",") != "other" {
 		t.Errorf("db-01: %+v", a.Status)
+	}
+	// A refusal by db-01's host policy shows on the agent.
+	refused := "policy: HostPolicyRefused: reload [bash -c x] is not in allowedReloads"
+	if _, err := st.RecordReport(ctx, store.DeploymentReport{Certificate: "other", Agent: "db-01", SpecHash: "h",
+		Result: state.DeploymentFailed, Stage: agentproto.StagePolicy, Error: refused, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	a = agentResponse{}
+	do(t, "GET", srv.URL+"/api/v1/agents/db-01", "", &a)
+	if len(a.Status.PolicyRefusals) != 1 || a.Status.PolicyRefusals[0].Certificate != "other" || a.Status.PolicyRefusals[0].Error != refused {
+		t.Errorf("db-01's policy refusals: %+v", a.Status.PolicyRefusals)
+	}
+	a = agentResponse{}
+	do(t, "GET", srv.URL+"/api/v1/agents/web-01", "", &a)
+	if a.Status.PolicyRefusals == nil || len(a.Status.PolicyRefusals) != 0 {
+		t.Errorf("web-01's policy refusals: %+v, want []", a.Status.PolicyRefusals)
 	}
 	var al struct {
 		Items []struct {

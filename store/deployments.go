@@ -226,6 +226,21 @@ func (s *Store) CertificateDeployments(ctx context.Context, certificate string) 
 	return out, nil
 }
 
+// AgentDeployments returns every deployment of the named agent, by
+// certificate.
+func (s *Store) AgentDeployments(ctx context.Context, agent string) ([]state.Deployment, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+
+		" WHERE d.agent = $1 ORDER BY d.certificate", agent)
+	if err != nil {
+		return nil, fmt.Errorf("store: deployments on %s: %w", agent, err)
+	}
+	out, err := pgx.CollectRows(rows, scanDeployment)
+	if err != nil {
+		return nil, fmt.Errorf("store: deployments on %s: %w", agent, err)
+	}
+	return out, nil
+}
+
 // DeploymentSummary counts one certificate's deployments by state.
 type DeploymentSummary struct {
 	Deployments int            `json:"deployments"`
