@@ -93,7 +93,7 @@ func (s *Set) BoolEnv(p *bool, name string, def bool, help string) {
 // variable, a comma-separated list. Giving the flag replaces that default;
 // giving it again adds to the list. Empty items are dropped.
 func (s *Set) StringsEnv(p *[]string, name, help string) {
-	*p = splitList(s.getenv(s.EnvName(name)))
+	*p = SplitList(s.getenv(s.EnvName(name)))
 	s.Var(&stringList{p: p}, name, s.help(name, help+"; repeatable, or comma-separated"))
 }
 
@@ -114,11 +114,13 @@ func (l *stringList) Set(v string) error {
 	if !l.set {
 		*l.p, l.set = nil, true
 	}
-	*l.p = append(*l.p, splitList(v)...)
+	*l.p = append(*l.p, SplitList(v)...)
 	return nil
 }
 
-func splitList(v string) []string {
+// SplitList splits a comma-separated value, trimming items and dropping
+// empty ones.
+func SplitList(v string) []string {
 	var out []string
 	for item := range strings.SplitSeq(v, ",") {
 		if item = strings.TrimSpace(item); item != "" {

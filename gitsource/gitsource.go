@@ -106,31 +106,22 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (*Repo, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := cfg.check(); err != nil {
-		return nil, err
-	}
-	base, err := cleanBase(cfg.Path)
+	p, err := cfg.prepare()
 	if err != nil {
 		return nil, err
-	}
-	url := normalizeURL(cfg.URL)
-	ep, err := transport.NewEndpoint(url)
-	if err != nil {
-		return nil, fmt.Errorf("gitsource: parse repository URL: %w", err)
 	}
 	r := &Repo{
-		logger:  logger.With("repo", redact(ep)),
-		base:    base,
-		display: redact(ep),
-	}
-	if r.auth, err = cfg.Auth.method(ep); err != nil {
-		return nil, fmt.Errorf("gitsource: %s: %w", r.display, err)
+		logger:  logger.With("repo", p.display),
+		base:    p.base,
+		display: p.display,
+		auth:    p.auth,
 	}
 	if cfg.CABundleFile != "" {
 		if r.caBundle, err = os.ReadFile(cfg.CABundleFile); err != nil {
 			return nil, fmt.Errorf("gitsource: CA bundle: %w", err)
 		}
 	}
+	url := p.url
 	if err := r.openStorage(cfg.CacheDir, url); err != nil {
 		return nil, err
 	}
@@ -147,28 +138,38 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (*Repo, error) {
 	return r, nil
 }
 
-// check checks what can be checked without the network: the URL, the path,
-// the credentials and the CA bundle.
-func (cfg Config) check() error {
+// prepared is a Config checked as far as it can be without the network.
+type prepared struct {
+	url, base, display string
+	auth               transport.AuthMethod
+}
+
+// prepare checks what can be checked without the network — the URL, the
+// path, the credentials and the CA bundle — and returns what Open needs of
+// it.
+func (cfg Config) prepare() (prepared, error) {
 	if cfg.URL == "" {
-		return errors.New("gitsource: repository URL is empty")
+		return prepared{}, errors.New("gitsource: repository URL is empty")
 	}
-	if _, err := cleanBase(cfg.Path); err != nil {
-		return err
-	}
-	ep, err := transport.NewEndpoint(normalizeURL(cfg.URL))
+	base, err := cleanBase(cfg.Path)
 	if err != nil {
-		return fmt.Errorf("gitsource: parse repository URL: %w", err)
+		return prepared{}, err
 	}
-	if _, err := cfg.Auth.method(ep); err != nil {
-		return fmt.Errorf("gitsource: %s: %w", redact(ep), err)
+	url := normalizeURL(cfg.URL)
+	ep, err := transport.NewEndpoint(url)
+	if err != nil {
+		return prepared{}, fmt.Errorf("gitsource: parse repository URL: %w", err)
+	}
+	p := prepared{url: url, base: base, display: redact(ep)}
+	if p.auth, err = cfg.Auth.method(ep); err != nil {
+		return prepared{}, fmt.Errorf("gitsource: %s: %w", p.display, err)
 	}
 	if cfg.CABundleFile != "" {
 		if _, err := os.Stat(cfg.CABundleFile); err != nil {
-			return fmt.Errorf("gitsource: CA bundle: %w", err)
+			return prepared{}, fmt.Errorf("gitsource: CA bundle: %w", err)
 		}
 	}
-	return nil
+	return p, nil
 }
 
 // OpenLocal opens an existing repository in dir (a work tree, a directory

@@ -44,7 +44,7 @@ type LazySource struct {
 // NewLazySource checks cfg as far as it can without the network (the URL,
 // the path, the credentials and CA files) and returns the source.
 func NewLazySource(cfg Config, logger *slog.Logger) (*LazySource, error) {
-	if err := cfg.check(); err != nil {
+	if _, err := cfg.prepare(); err != nil {
 		return nil, err
 	}
 	return &LazySource{cfg: cfg, logger: logger}, nil

@@ -214,29 +214,25 @@ func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]state.Deploy
 
 // CertificateDeployments returns the deployments of one certificate, by agent.
 func (s *Store) CertificateDeployments(ctx context.Context, certificate string) ([]state.Deployment, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+
-		" WHERE d.certificate = $1 ORDER BY d.agent", certificate)
-	if err != nil {
-		return nil, fmt.Errorf("store: deployments of %s: %w", certificate, err)
-	}
-	out, err := pgx.CollectRows(rows, scanDeployment)
-	if err != nil {
-		return nil, fmt.Errorf("store: deployments of %s: %w", certificate, err)
-	}
-	return out, nil
+	return s.deploymentsOf(ctx, "d.certificate = $1 ORDER BY d.agent", certificate)
 }
 
 // AgentDeployments returns every deployment of the named agent, by
 // certificate.
 func (s *Store) AgentDeployments(ctx context.Context, agent string) ([]state.Deployment, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+
-		" WHERE d.agent = $1 ORDER BY d.certificate", agent)
+	return s.deploymentsOf(ctx, "d.agent = $1 ORDER BY d.certificate", agent)
+}
+
+// deploymentsOf returns the deployments where (a constant condition on d,
+// with its order) holds for name.
+func (s *Store) deploymentsOf(ctx context.Context, where, name string) ([]state.Deployment, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+" WHERE "+where, name)
 	if err != nil {
-		return nil, fmt.Errorf("store: deployments on %s: %w", agent, err)
+		return nil, fmt.Errorf("store: deployments of %s: %w", name, err)
 	}
 	out, err := pgx.CollectRows(rows, scanDeployment)
 	if err != nil {
-		return nil, fmt.Errorf("store: deployments on %s: %w", agent, err)
+		return nil, fmt.Errorf("store: deployments of %s: %w", name, err)
 	}
 	return out, nil
 }

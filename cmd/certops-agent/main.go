@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/certops/certops/agent"
@@ -134,11 +133,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 			errs = append(errs, fmt.Errorf("--%s (or %s) is required", req.name, fs.EnvName(req.name)))
 		}
 	}
-	for _, d := range strings.Split(c.AllowDirs, ",") {
-		if d = strings.TrimSpace(d); d != "" {
-			c.AllowedDirs = append(c.AllowedDirs, d)
-		}
-	}
+	c.AllowedDirs = append(c.AllowedDirs, envflag.SplitList(c.AllowDirs)...)
 	if c.PolicyFile != "" {
 		p, err := agent.LoadPolicy(c.PolicyFile)
 		if err != nil {

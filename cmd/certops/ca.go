@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/certops/certops/atomicfile"
+	"github.com/certops/certops/envflag"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 )
@@ -64,7 +64,7 @@ func caInitCmd(env cliEnv, args []string) int {
 		CommonName:          commonName,
 		KeyType:             keyType,
 		Validity:            validity,
-		PermittedDNSDomains: splitList(permitted),
+		PermittedDNSDomains: envflag.SplitList(permitted),
 	}
 	ca, err := initCA(out, opts, force)
 	if err != nil {
@@ -149,15 +149,4 @@ spec:
   localCA: {certFile: %s, keyFile: %s}
 `, cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.DateOnly),
 		c.certFile, c.keyFile, c.certFile, c.keyFile, c.certFile, c.keyFile)
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

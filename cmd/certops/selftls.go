@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
@@ -29,7 +28,7 @@ import (
 // retried, the current certificate stays in service meanwhile.
 type selfIssued struct {
 	issuer   string
-	names    []string
+	spec     *spec.CertificateSpec // what is asked of the issuer: the names, a server certificate
 	registry *issuer.Registry
 	logger   *slog.Logger
 	now      func() time.Time
@@ -42,17 +41,27 @@ type selfIssued struct {
 }
 
 func newSelfIssued(issuerName string, names []string, registry *issuer.Registry, logger *slog.Logger) (*selfIssued, error) {
-	s := &selfIssued{issuer: issuerName, names: names, registry: registry, logger: logger.With("tlsSelfIssuer", issuerName),
+	c := &spec.CertificateSpec{IssuerRef: issuerName, CommonName: names[0], Usages: []string{"digital signature", "server auth"}}
+	for _, n := range names {
+		if net.ParseIP(n) != nil {
+			c.IPAddresses = append(c.IPAddresses, n)
+		} else {
+			c.DNSNames = append(c.DNSNames, n)
+		}
+	}
+	s := &selfIssued{issuer: issuerName, spec: c, registry: registry, logger: logger.With("tlsSelfIssuer", issuerName),
 		now: time.Now, retry: 2 * time.Second}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := pki.GenerateKey(serveKey)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: names[0]},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour),
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: c.CommonName},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour), DNSNames: c.DNSNames,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	sortNames(tmpl, names)
+	for _, ip := range c.IPAddresses {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("temporary serving certificate: %w", err)
@@ -61,15 +70,8 @@ func newSelfIssued(issuerName string, names []string, registry *issuer.Registry,
 	return s, nil
 }
 
-func sortNames(tmpl *x509.Certificate, names []string) {
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-}
+// serveKey is the serving certificate's key, made in memory.
+var serveKey = agentproto.KeySpec{Algorithm: "ECDSA", Size: 256}
 
 func (s *selfIssued) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	s.mu.Lock()
@@ -117,7 +119,7 @@ func (s *selfIssued) issue(ctx context.Context) error {
 	if signer.Type() != issuer.TypeLocalCA {
 		return fmt.Errorf("issuer %q is of type %s; --tls-self-issuer needs a localCA issuer", s.issuer, signer.Type())
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := pki.GenerateKey(serveKey)
 	if err != nil {
 		return err
 	}
@@ -129,15 +131,7 @@ func (s *selfIssued) issue(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c := &spec.CertificateSpec{IssuerRef: s.issuer, CommonName: s.names[0], Usages: []string{"digital signature", "server auth"}}
-	for _, n := range s.names {
-		if net.ParseIP(n) != nil {
-			c.IPAddresses = append(c.IPAddresses, n)
-		} else {
-			c.DNSNames = append(c.DNSNames, n)
-		}
-	}
-	issued, err := signer.Sign(ctx, c, csr, now)
+	issued, err := signer.Sign(ctx, s.spec, csr, now)
 	if err != nil {
 		return err
 	}
@@ -149,7 +143,7 @@ func (s *selfIssued) issue(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("issued serving certificate: %w", err)
 	}
-	renew := issued.NotBefore.Add(issued.NotAfter.Sub(issued.NotBefore) * 2 / 3)
+	renew := s.spec.RenewalTime(issued.NotBefore, issued.NotAfter) // the default: two thirds of its life
 	s.mu.Lock()
 	s.cert, s.issued, s.renew = &pair, true, renew
 	s.mu.Unlock()

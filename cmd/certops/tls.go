@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 )
@@ -175,10 +173,7 @@ func (r *certReloader) reloadIfChanged() {
 func requireClientCert(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(agentproto.ErrorBody{Error: agentproto.ErrorDetail{
-				Code: agentproto.CodeUnauthorized, Message: "a client certificate signed by the configured client CA is required"}})
+			failure.WriteHTTP(w, failure.New(failure.Unauthorized, "a client certificate signed by the configured client CA is required"))
 			return
 		}
 		h.ServeHTTP(w, r)
