@@ -108,6 +108,7 @@ import (
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/redact"
 	"github.com/certops/certops/textlimit"
 )
 
@@ -210,10 +211,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	base, err := url.Parse(cfg.Server)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: want an http:// or https:// URL", cfg.Server))
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: want an http:// or https:// URL", redact.URL(cfg.Server)))
 	}
 	if base.Scheme == "http" && !cfg.InsecurePlaintext && !isLoopbackHost(base.Hostname()) {
-		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: plain HTTP to a host that is not loopback would send the token in the clear; use https:// (with --ca-file for a private CA) or, knowingly, --insecure-plaintext", cfg.Server))
+		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("server %q: plain HTTP to a host that is not loopback would send the token in the clear; use https:// (with --ca-file for a private CA) or, knowingly, --insecure-plaintext", redact.URL(cfg.Server)))
 	}
 	c := &client{base: base, hc: hc, tokenFile: cfg.TokenFile, userAgent: "certops-agent/" + cfg.Version}
 	if _, err := c.token(); err != nil {
@@ -316,7 +317,7 @@ func newHTTPClient(caFile string) (*http.Client, error) {
 // exponential backoff and jitter (capped at five minutes, at least
 // Retry-After when the server sent one).
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("agent started", "server", a.cfg.Server, "version", a.cfg.Version, "interval", a.cfg.PollInterval)
+	a.log.Info("agent started", "server", redact.URL(a.cfg.Server), "version", a.cfg.Version, "interval", a.cfg.PollInterval)
 	failures := 0
 	for {
 		deployErr, serverErr := a.sync(ctx)

@@ -16,6 +16,7 @@ import (
 	"github.com/certops/certops/agent"
 	"github.com/certops/certops/envflag"
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/redact"
 )
 
 func main() {
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 0
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "certops-agent:", err)
+		fmt.Fprintln(stderr, "certops-agent:", redact.Text(err.Error())) // a --server URL may hold a password
 		return failure.ExitCode(err)
 	}
 	cfg, err := parseFlags(args[1:], getenv, stderr)

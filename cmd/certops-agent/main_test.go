@@ -176,6 +176,27 @@ func TestPlaintextOffLoopbackRefused(t *testing.T) {
 	}
 }
 
+// A password in --server never reaches the output: neither the refusal
+// of plain HTTP nor a failed sync prints it.
+func TestServerURLPasswordIsNotPrinted(t *testing.T) {
+	dir, token := tokenDir(t)
+	env := map[string]string{
+		"CERTOPS_AGENT_NAME":       "web-01",
+		"CERTOPS_AGENT_TOKEN_FILE": token,
+		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
+	}
+	for _, args := range [][]string{
+		{"--once", "--server", "http://bob:S3CRETPW@certops.example.test:8080"},
+		{"--once", "--insecure-plaintext", "--server", "http://bob:S3CRETPW@certops.example.test:8080"},
+		{"--once", "--server", "ftp://bob:S3CRETPW@certops.example.test"},
+	} {
+		code, out, errOut := runCmd(t, env, args...)
+		if code == 0 || strings.Contains(out+errOut, "S3CRETPW") || !strings.Contains(errOut, "certops.example.test") {
+			t.Errorf("%v: code %d, output %s%s; want a failure naming the host without the password", args, code, out, errOut)
+		}
+	}
+}
+
 // --ca-file is what the agent trusts the server's certificate with.
 func TestCAFile(t *testing.T) {
 	dir, token := tokenDir(t)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/redact"
 )
 
 func main() {
@@ -88,9 +89,9 @@ type cliEnv struct {
 	stdout, stderr io.Writer
 }
 
-// fail reports err on stderr under the command's name and returns the
-// exit code for it.
+// fail reports err on stderr under the command's name, with the
+// credentials of any URL in it masked, and returns the exit code for it.
 func (env cliEnv) fail(cmd string, err error) int {
-	fmt.Fprintln(env.stderr, cmd+":", err)
+	fmt.Fprintln(env.stderr, cmd+":", redact.Text(err.Error()))
 	return failure.ExitCode(err)
 }
