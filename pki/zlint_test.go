@@ -52,6 +52,7 @@ func TestZlintCAAndLeaves(t *testing.T) {
 	leafKeys := map[string]func() crypto.Signer{
 		"ecdsa-p256": func() crypto.Signer { return ecKey(t, elliptic.P256()) },
 		"ecdsa-p384": func() crypto.Signer { return ecKey(t, elliptic.P384()) },
+		"ecdsa-p521": func() crypto.Signer { return ecKey(t, elliptic.P521()) },
 		"rsa-2048":   func() crypto.Signer { return rsaKey(t, 2048) },
 		"rsa-3072":   func() crypto.Signer { return rsaKey(t, 3072) },
 		"rsa-4096":   func() crypto.Signer { return rsaKey(t, 4096) },
@@ -85,6 +86,22 @@ func TestZlintCAAndLeaves(t *testing.T) {
 			name := fmt.Sprintf("ca-%s-constrained=%v", caType, constrained)
 			if f := zlintFindings(t, reg, block.Bytes); len(f) > 0 {
 				t.Errorf("%s: %d finding(s):\n%s", name, len(f), joinLines(f))
+			}
+			// The serving certificates certops issues itself (serve
+			// --tls-self-issuer, the demo), with and without client auth.
+			names := []string{"certops.example.com", "127.0.0.1"}
+			if constrained {
+				names = names[:1] // the constraints close IP addresses
+			}
+			for _, client := range []bool{false, true} {
+				chain, _, err := ca.IssueServing(names, time.Hour, client, time.Now())
+				if err != nil {
+					t.Fatalf("%s: IssueServing: %v", name, err)
+				}
+				leaf := parseCertPEM(t, string(chain))
+				if f := zlintFindings(t, reg, leaf.Raw); len(f) > 0 {
+					t.Errorf("%s/serving client=%v: %d finding(s):\n%s", name, client, len(f), joinLines(f))
+				}
 			}
 			for keyName, newKey := range leafKeys {
 				key := newKey()
