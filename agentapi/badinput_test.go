@@ -214,3 +214,30 @@ func TestIssueIsRateLimitedPerSpec(t *testing.T) {
 		t.Fatalf("renewal due: %d %s", r.status, r.body)
 	}
 }
+
+// A CA with less life left than renewBefore signs leaves shorter than
+// renewBefore (a leaf never outlives its CA). Renewal then falls at 2/3 of
+// the leaf's actual life, not at once, so the reissue limit still holds:
+// every poll does not issue another certificate.
+func TestIssueUnderAShortLivedCAIsRateLimited(t *testing.T) {
+	shop := certObj("shop", []string{"web-01"}, nil)
+	shop.Certificate().RenewBefore = "720h"
+	e := newEnv(t, envOptions{cfg: agentapi.Config{ReissueInterval: 10 * time.Minute}, caValidity: 24 * time.Hour},
+		issuerObj("internal-ca"), agentObj("web-01", nil), shop)
+	if r := e.issue("web-01", "shop"); r.status != http.StatusOK {
+		t.Fatalf("first issue: %d %s", r.status, r.body)
+	}
+	a := e.assignment("web-01", "shop")
+	if a.Current == nil || !a.RenewAt.After(e.clock.Now()) {
+		t.Fatalf("want a current certificate not yet due for renewal; assignment %+v", a)
+	}
+	for range 5 {
+		if r := e.issue("web-01", "shop"); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "600" {
+			t.Fatalf("repeat: %d %s (Retry-After %q), want 429 with Retry-After 600", r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	e.clock.Advance(10 * time.Minute)
+	if r := e.issue("web-01", "shop"); r.status != http.StatusOK {
+		t.Fatalf("after the interval: %d %s", r.status, r.body)
+	}
+}

@@ -56,6 +56,7 @@ type env struct {
 type envOptions struct {
 	perCertificate bool
 	cfg            agentapi.Config
+	caValidity     time.Duration // of the local CA; 0 is pki's default
 }
 
 func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
@@ -69,7 +70,7 @@ func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
 	t.Cleanup(st.Close)
 	e := &env{t: t, st: st, url: url, clock: testkit.NewClock(time.Now().UTC().Truncate(time.Second)),
 		reg: prometheus.NewRegistry(), caDir: t.TempDir(), desired: map[spec.Key]*spec.Object{}}
-	e.caCert, _ = writeCA(t, e.caDir)
+	e.caCert, _ = writeCA(t, e.caDir, opts.caValidity)
 	e.apply(objs...)
 	registry := issuer.NewRegistry(nil)
 	cfg := opts.cfg
@@ -82,10 +83,11 @@ func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
 	return e
 }
 
-// writeCA creates a CA in dir (ca.crt, ca.key) with pki.NewCA.
-func writeCA(t testing.TB, dir string) (certPEM, keyPEM []byte) {
+// writeCA creates a CA in dir (ca.crt, ca.key) with pki.NewCA, valid for
+// validity (0: pki's default).
+func writeCA(t testing.TB, dir string, validity time.Duration) (certPEM, keyPEM []byte) {
 	t.Helper()
-	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{})
+	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{Validity: validity})
 	if err != nil {
 		t.Fatal(err)
 	}
