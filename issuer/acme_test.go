@@ -217,7 +217,7 @@ func TestACMEDNS01Scripts(t *testing.T) {
 			requests("newOrder", "201"), requests("finalize", "200"), requests("newAccount", "201"), dumpMetrics(t, e.reg))
 	}
 	if n := testutil.CollectAndCount(e.reg, "certops_acme_requests_total"); n == 0 || !strings.Contains(dumpMetrics(t, e.reg), `status="400"`) {
-		t.Errorf("no badNonce (400) answer counted; Pebble rejects 30 % of the nonces:\n%s", dumpMetrics(t, e.reg))
+		t.Errorf("no badNonce (400) answer counted; Pebble rejects 30%% of the nonces:\n%s", dumpMetrics(t, e.reg))
 	}
 
 	// A new process with the same key file finds the account (no EAB needed).
