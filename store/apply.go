@@ -13,14 +13,6 @@ import (
 	"github.com/certops/certops/textlimit"
 )
 
-// Revision outcomes (state.RevisionRecord.Outcome).
-const (
-	OutcomeApplied      = "applied"
-	OutcomeInvalid      = "invalid"
-	OutcomePruneBlocked = "prune-blocked"
-	OutcomeFailed       = "failed"
-)
-
 // Apply applies plan as revision rev in one transaction: the revision record
 // with its per-object actions, the object creates, updates and deletes, and
 // the status. The transaction commits only while fence is the current lease

@@ -1,7 +1,23 @@
-// Package store keeps certops' state in PostgreSQL: the applied desired state
-// (objects), the revision history and the reconciler's status, shared by
-// every replica. Its exported methods are the transaction boundaries; the
-// unexported helpers take the pgx.Tx they run in.
+// Package store keeps certops' state in PostgreSQL, shared by every replica:
+//
+//   - the applied desired state (objects, decoded by StoredObject.Decode),
+//     the revision history with its actions, and the reconciler's status;
+//   - the reconcile lease (the leader_lease row with its epoch, renewed by
+//     heartbeat), whose fence every write of desired state checks, so a
+//     replica that lost the lease writes nothing;
+//   - the agents' liveness and the agent change counter their polls are
+//     answered from, and the certificates each agent is assigned;
+//   - the deployments of every certificate on every agent: issued versions,
+//     issue failures with their backoff, and the agents' reports;
+//   - ACME order claims and the http-01 challenges the agents serve;
+//   - the facts alerting reads, and the notification state and outbox;
+//   - the backup history;
+//   - the webhook wake-up relay between replicas (LISTEN/NOTIFY).
+//
+// It also opens the database (with session timeouts, waiting for it to
+// come up) and migrates its schema. Its exported methods are the
+// transaction boundaries; the unexported helpers take the pgx.Tx they run
+// in.
 package store
 
 import (
