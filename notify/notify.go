@@ -71,7 +71,7 @@ const (
 type Store interface {
 	SyncNotifications(ctx context.Context, at time.Time, decide func(current []store.NotificationState) (store.NotificationUpdate, error)) (bool, error)
 	EnqueueNotifications(ctx context.Context, msgs []store.NewNotification) (int, error)
-	NotificationRoutes(ctx context.Context) (policy json.RawMessage, channels map[string]json.RawMessage, err error)
+	NotificationRoutes(ctx context.Context) (*spec.AlertPolicySpec, map[string]*spec.NotificationChannelSpec, error)
 	DueNotificationChannels(ctx context.Context, now time.Time) ([]string, error)
 	ClaimNotification(ctx context.Context, channel string, now time.Time, lease time.Duration) (store.Notification, bool, error)
 	RecordNotificationResult(ctx context.Context, id int64, attempt int, r store.NotificationResult) (bool, error)
@@ -217,7 +217,7 @@ func (n *Notifier) Sync(ctx context.Context, policy *spec.AlertPolicySpec, chann
 // SyncApplied is Sync with the AlertPolicy and NotificationChannels applied
 // from Git, as Event uses them.
 func (n *Notifier) SyncApplied(ctx context.Context, firing []alert.Alert, now time.Time) error {
-	policy, channels, err := n.routes(ctx)
+	policy, channels, err := n.st.NotificationRoutes(ctx)
 	if err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
@@ -233,7 +233,7 @@ func (n *Notifier) Event(ctx context.Context, a alert.Alert) error {
 	if a.Since.IsZero() {
 		return fmt.Errorf("notify: event %s has no Since", a.Key())
 	}
-	policy, channels, err := n.routes(ctx)
+	policy, channels, err := n.st.NotificationRoutes(ctx)
 	if err != nil {
 		return fmt.Errorf("notify: event %s: %w", a.Key(), err)
 	}
@@ -261,30 +261,6 @@ func (n *Notifier) Event(ctx context.Context, a alert.Alert) error {
 		n.wakeUp()
 	}
 	return nil
-}
-
-// routes reads the AlertPolicy and NotificationChannels applied from Git.
-func (n *Notifier) routes(ctx context.Context) (*spec.AlertPolicySpec, map[string]*spec.NotificationChannelSpec, error) {
-	rawPolicy, rawChannels, err := n.st.NotificationRoutes(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if rawPolicy == nil {
-		return nil, nil, nil
-	}
-	var policy spec.AlertPolicySpec
-	if err := json.Unmarshal(rawPolicy, &policy); err != nil {
-		return nil, nil, fmt.Errorf("decode stored AlertPolicy: %w", err)
-	}
-	channels := make(map[string]*spec.NotificationChannelSpec, len(rawChannels))
-	for name, raw := range rawChannels {
-		var c spec.NotificationChannelSpec
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, nil, fmt.Errorf("decode stored NotificationChannel %s: %w", name, err)
-		}
-		channels[name] = &c
-	}
-	return &policy, channels, nil
 }
 
 // targets are the channels policy notifies, in the policy's order. A name

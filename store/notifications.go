@@ -226,24 +226,37 @@ func (s *Store) EnqueueNotifications(ctx context.Context, msgs []NewNotification
 }
 
 // NotificationRoutes returns, from the applied desired state, the spec of
-// the AlertPolicy (nil when there is none) and the spec of every
-// NotificationChannel by name, read in one snapshot.
-func (s *Store) NotificationRoutes(ctx context.Context) (policy json.RawMessage, channels map[string]json.RawMessage, err error) {
-	err = s.inReadTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, "SELECT spec FROM objects WHERE kind = $1 ORDER BY name LIMIT 1",
-			string(spec.KindAlertPolicy)).Scan(&policy)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+// the AlertPolicy (nil when none is applied) and of every
+// NotificationChannel by name, decoded as every stored object is.
+func (s *Store) NotificationRoutes(ctx context.Context) (*spec.AlertPolicySpec, map[string]*spec.NotificationChannelSpec, error) {
+	var policy *spec.AlertPolicySpec
+	channels := make(map[string]*spec.NotificationChannelSpec)
+	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
+		var name string
+		var raw json.RawMessage
+		err := tx.QueryRow(ctx, "SELECT name, spec FROM objects WHERE kind = $1 ORDER BY name LIMIT 1",
+			string(spec.KindAlertPolicy)).Scan(&name, &raw)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
 			return err
+		default:
+			o, err := decodeObject(spec.KindAlertPolicy, name, nil, nil, raw)
+			if err != nil {
+				return err
+			}
+			policy = o.AlertPolicy()
 		}
 		rows, err := tx.Query(ctx, "SELECT name, spec FROM objects WHERE kind = $1", string(spec.KindNotificationChannel))
 		if err != nil {
 			return err
 		}
-		channels = make(map[string]json.RawMessage)
-		var name string
-		var raw json.RawMessage
 		_, err = pgx.ForEachRow(rows, []any{&name, &raw}, func() error {
-			channels[name] = append(json.RawMessage(nil), raw...)
+			o, err := decodeObject(spec.KindNotificationChannel, name, nil, nil, raw)
+			if err != nil {
+				return err
+			}
+			channels[name] = o.NotificationChannel()
 			return nil
 		})
 		return err
