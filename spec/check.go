@@ -119,6 +119,12 @@ func (c *checker) absPath(path, p string) {
 	if p == "" {
 		return
 	}
+	if secretFields[path] {
+		if msg := secretPathProblem(p); msg != "" {
+			c.errorf(path, "%s", msg)
+		}
+		return
+	}
 	if msg := absPathProblem(p); msg != "" {
 		c.errorf(path, "%q %s", p, msg)
 	}
@@ -150,9 +156,10 @@ func (c *checker) email(path, s string) {
 }
 
 // httpURL checks an http or https URL; https only unless loopbackHTTP allows
-// http for loopback hosts (local test servers).
+// http for loopback hosts (local test servers). The message names the
+// URL's scheme and host, never the URL: it may carry credentials.
 func (c *checker) httpURL(path, s string, loopbackHTTP bool) {
 	if msg := httpURLProblem(s, loopbackHTTP); msg != "" {
-		c.errorf(path, "%q %s", s, msg)
+		c.errorf(path, "%s", msg)
 	}
 }

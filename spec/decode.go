@@ -70,7 +70,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, at int) {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
 			msg := "expected a string, got " + describe(n)
-			if n.Kind == yaml.ScalarNode {
+			switch {
+			case n.Kind == yaml.ScalarNode && secretFields[path]:
+				msg = "expected a string, got " + describeType(n) + " " + notShown
+			case n.Kind == yaml.ScalarNode:
 				msg += fmt.Sprintf(" (quote it: %q)", n.Value)
 			}
 			d.errorf(n.Line, path, msg)
@@ -209,6 +212,22 @@ func describe(n *yaml.Node) string {
 		return n.ShortTag() + " value"
 	}
 	return "an unsupported YAML node"
+}
+
+// describeType names a scalar node's type without its value, for values
+// that may be secrets.
+func describeType(n *yaml.Node) string {
+	switch n.ShortTag() {
+	case "!!int":
+		return "an integer"
+	case "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	case "!!timestamp":
+		return "a timestamp"
+	}
+	return "a " + n.ShortTag() + " value"
 }
 
 func join(path, name string) string {

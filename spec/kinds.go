@@ -121,7 +121,7 @@ func (c *checker) agent(s *AgentSpec) {
 	switch {
 	case s.TokenSHA256 == "":
 	case !isLowerHex64(s.TokenSHA256):
-		c.errorf("spec.tokenSHA256", "must be exactly 64 lowercase hex digits (the SHA-256 of the agent's token), got %d characters %q", len(s.TokenSHA256), s.TokenSHA256)
+		c.errorf("spec.tokenSHA256", "%s", tokenHashProblem(s.TokenSHA256))
 	case s.TokenSHA256 == emptySHA256:
 		c.errorf("spec.tokenSHA256", "is the SHA-256 of the empty string, so the token it was made from was empty (an empty token file?); hash the real token")
 	}
@@ -171,7 +171,7 @@ func (c *checker) certificate(s *CertificateSpec) {
 	}
 	for i, u := range s.URIs {
 		if p, err := url.Parse(u); err != nil || p.Scheme == "" || strings.ContainsAny(u, " \t\r\n") {
-			c.errorf(fmt.Sprintf("spec.uris[%d]", i), "%q is not an absolute URI with a scheme", u)
+			c.errorf(fmt.Sprintf("spec.uris[%d]", i), "%q is not an absolute URI with a scheme", maskURL(u))
 		}
 	}
 	for i, e := range s.EmailAddresses {
@@ -179,19 +179,7 @@ func (c *checker) certificate(s *CertificateSpec) {
 	}
 	c.lifetime(s)
 	c.privateKey(&s.PrivateKey)
-	for i, u := range s.Usages {
-		path := fmt.Sprintf("spec.usages[%d]", i)
-		switch canonical := canonicalUsage(u); canonical {
-		case "":
-			c.errorf(path, "%q is not a known usage (e.g. \"digital signature\", \"key encipherment\", \"server auth\", \"client auth\")", u)
-		case "cert sign", "crl sign":
-			c.errorf(path, "%q is for CA certificates; certops issues leaf certificates, which must not carry it (RFC 5280, 4.2.1.3)", u)
-		default:
-			if why := usageKeyConflict(canonical, s.PrivateKey.Algorithm); why != "" {
-				c.errorf(path, "%q %s", u, why)
-			}
-		}
-	}
+	c.usages(s.Usages, s.PrivateKey.Algorithm)
 	if sub := s.Subject; sub != nil {
 		for i, country := range sub.Countries {
 			if len(country) != 2 {
@@ -204,14 +192,65 @@ func (c *checker) certificate(s *CertificateSpec) {
 	}
 }
 
+// usages checks spec.usages: each is known, fits a leaf certificate and
+// its key (see usageKeyConflict), and "encipher only" or "decipher only"
+// comes with the "key agreement" it restricts, never both of them.
+func (c *checker) usages(usages []string, algorithm string) {
+	canonical := make([]string, len(usages))
+	for i, u := range usages {
+		canonical[i] = canonicalUsage(u)
+	}
+	keyAgreement := slices.Contains(canonical, "key agreement")
+	only := -1 // index of the first "encipher only" or "decipher only"
+	for i, u := range usages {
+		path := fmt.Sprintf("spec.usages[%d]", i)
+		switch canonical[i] {
+		case "":
+			c.errorf(path, "%q is not a known usage (e.g. \"digital signature\", \"key encipherment\", \"server auth\", \"client auth\")", u)
+			continue
+		case "cert sign", "crl sign":
+			c.errorf(path, "%q is for CA certificates; certops issues leaf certificates, which must not carry it (RFC 5280, 4.2.1.3)", u)
+			continue
+		}
+		if why := usageKeyConflict(canonical[i], algorithm); why != "" {
+			c.errorf(path, "%q %s", u, why)
+			continue
+		}
+		if canonical[i] != "encipher only" && canonical[i] != "decipher only" {
+			continue
+		}
+		switch {
+		case !keyAgreement:
+			c.errorf(path, "%q only restricts \"key agreement\", which spec.usages does not list, so it means nothing on its own (RFC 5280, 4.2.1.3); add \"key agreement\" or drop it", u)
+		case only >= 0 && canonical[only] != canonical[i]:
+			c.errorf(path, "%q contradicts %q at spec.usages[%d]: the key may be restricted to enciphering or to deciphering during key agreement, not both (RFC 5480, section 3); keep one of them", u, usages[only], only)
+		}
+		if only < 0 {
+			only = i
+		}
+	}
+}
+
 // usageKeyConflict says why a (canonical) key usage contradicts a private
-// key algorithm, or returns "". ECDSA and Ed25519 keys sign; they cannot
-// encipher, and Ed25519 keys cannot agree keys either.
+// key algorithm, or returns "". ECDSA keys sign and agree keys but cannot
+// encipher (RFC 5480, RFC 8813); RSA keys sign and encipher but cannot
+// agree keys (RFC 3279, 2.3.1), so "encipher only" and "decipher only",
+// which restrict key agreement, contradict them too; Ed25519 keys only sign
+// (RFC 8410). pki signs any usage the spec lists (and, without usages,
+// gives only RSA keys key encipherment), so this is the one place these
+// contradictions are caught.
 func usageKeyConflict(usage, algorithm string) string {
 	switch algorithm {
 	case "", AlgorithmECDSA:
 		if usage == "key encipherment" || usage == "data encipherment" {
 			return "contradicts the ECDSA key, which cannot encipher (RFC 8813); use \"digital signature\""
+		}
+	case AlgorithmRSA:
+		switch usage {
+		case "key agreement":
+			return "contradicts the RSA key, which can sign and encipher but not agree keys (RFC 3279, section 2.3.1); use \"key encipherment\" or \"digital signature\""
+		case "encipher only", "decipher only":
+			return "contradicts the RSA key: it restricts key agreement, which an RSA key cannot do (RFC 3279, section 2.3.1); drop it"
 		}
 	case AlgorithmEd25519:
 		switch usage {
@@ -304,8 +343,12 @@ func (c *checker) deploy(d *Deployment) {
 	case d.Reload != nil && (len(d.Reload) == 0 || d.Reload[0] == ""):
 		c.errorf(path+".reload", "must be a non-empty argv list whose first element is the command")
 	case len(d.Reload) > 0 && strings.ContainsAny(d.Reload[0], " \t\n"):
+		// The command line may hold a URL with credentials: mask them.
 		split := append(strings.Fields(d.Reload[0]), d.Reload[1:]...)
-		c.errorf(path+".reload[0]", "%q is a whole command line in one element, but reload is an argv list run without a shell, so no program of that name exists; write %s", d.Reload[0], flowList(split))
+		for i := range split {
+			split[i] = maskURLs(split[i])
+		}
+		c.errorf(path+".reload[0]", "%q is a whole command line in one element, but reload is an argv list run without a shell, so no program of that name exists; write %s", maskURLs(d.Reload[0]), flowList(split))
 	}
 	if v := d.Verify; v != nil {
 		if msg := hostPortProblem(v.Address); v.Address != "" && msg != "" {
@@ -449,7 +492,12 @@ func (c *checker) notificationChannel(s *NotificationChannelSpec) {
 	}
 	if m := s.SMTP; m != nil {
 		if _, err := netip.ParseAddr(m.Host); m.Host != "" && err != nil && !isDNSName(m.Host, false) {
-			c.errorf("spec.smtp.host", "%q is not a valid host name or IP address: %s", m.Host, dnsNameProblem(m.Host, false))
+			if strings.ContainsAny(m.Host, "@/") {
+				// smtp://user:password@host:port pasted whole
+				c.errorf("spec.smtp.host", "must be a bare host name or IP address, not a URL or user@host; set port, username and passwordFile on their own (value not shown: it may hold credentials)")
+			} else {
+				c.errorf("spec.smtp.host", "%q is not a valid host name or IP address: %s", m.Host, dnsNameProblem(m.Host, false))
+			}
 		}
 		if m.Port < 1 || m.Port > 65535 {
 			c.errorf("spec.smtp.port", "%d is out of range 1-65535", m.Port)

@@ -151,12 +151,18 @@ func isEmail(s string) bool {
 }
 
 // httpURLProblem describes what is wrong with an http(s) URL, or returns "".
+// It quotes no more of the URL than its scheme and host name, as the rest
+// (userinfo, path, query) may hold credentials.
 func httpURLProblem(s string, loopbackHTTP bool) string {
+	const want = " (want https://host/path; value not shown: a URL may hold credentials)"
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "is not a valid absolute URL"
-	}
 	switch {
+	case err != nil:
+		return "is not a valid absolute URL" + want
+	case u.Scheme == "":
+		return "is not a valid absolute URL: it has no scheme" + want
+	case u.Host == "" || u.Opaque != "":
+		return "is not a valid absolute URL: it has no host" + want
 	case u.Scheme == "https":
 		return ""
 	case u.Scheme == "http" && !loopbackHTTP:
@@ -164,9 +170,9 @@ func httpURLProblem(s string, loopbackHTTP bool) string {
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 		return ""
 	case u.Scheme == "http":
-		return "must use https (http is allowed only for loopback hosts)"
+		return fmt.Sprintf("must use https: http is allowed only for loopback hosts, and %q is not one", u.Hostname())
 	}
-	return "must be an http or https URL"
+	return fmt.Sprintf("must be an http or https URL, not %s", u.Scheme)
 }
 
 func isLoopback(host string) bool {
