@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"strings"
+	"sync"
 )
 
 // ParsedFile is what ParseFile made of one file.
@@ -69,13 +71,38 @@ func Load(fsys fs.FS) (State, error) {
 // ReadFiles reads and parses every config file of fsys. Problems with the
 // tree itself (unreadable directories, symbolic links leaving it) are
 // recorded as errors of the offending path.
+//
+// The tree is walked and read on the calling goroutine (an fs.FS need not
+// be safe for concurrent use), while parsing, and hashing what was parsed,
+// run on one goroutine per CPU. At most two files per parser wait between
+// reading and parsing, so a large tree is never held in memory as bytes.
 func ReadFiles(fsys fs.FS) Files {
-	files := Files{}
-	fail := func(name, msg string) {
-		pf := files[name]
-		pf.Errors = append(pf.Errors, Error{File: name, Message: msg})
-		files[name] = pf
+	type parsed struct {
+		name string
+		file ParsedFile
 	}
+	workers := runtime.GOMAXPROCS(0)
+	todo := make(chan readFile, 2*workers)
+	done := make(chan parsed, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for f := range todo {
+				done <- parsed{f.name, f.parse()}
+			}
+		})
+	}
+	files := Files{}
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for p := range done {
+			files[p.name] = p.file
+		}
+	}()
+
+	var treeErrs []Error
+	fail := func(name, msg string) { treeErrs = append(treeErrs, Error{File: name, Message: msg}) }
 	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			fail(name, "cannot read: "+describeFSError(err))
@@ -100,12 +127,21 @@ func ReadFiles(fsys fs.FS) Files {
 			return nil
 		}
 		if IsConfigFile(name) {
-			files[name] = ReadFile(fsys, name)
+			todo <- readConfigFile(fsys, name)
 		}
 		return nil
 	})
 	if err != nil {
 		fail(".", "cannot read: "+describeFSError(err))
+	}
+	close(todo)
+	wg.Wait()
+	close(done)
+	<-collected
+	for _, e := range treeErrs {
+		pf := files[e.File]
+		pf.Errors = append(pf.Errors, e)
+		files[e.File] = pf
 	}
 	return files
 }
@@ -129,22 +165,44 @@ func IsConfigFile(name string) bool {
 // ReadFile reads one file of fsys, refusing files larger than MaxFileSize
 // before reading them whole, and parses it with ParseFile.
 func ReadFile(fsys fs.FS, name string) ParsedFile {
-	fail := func(msg string) ParsedFile {
-		return ParsedFile{Errors: ErrorList{{File: name, Message: msg}}}
-	}
+	return readConfigFile(fsys, name).parse()
+}
+
+// readFile is one config file read, or the reason it could not be.
+type readFile struct {
+	name string
+	data []byte
+	err  string // set when the file could not be read
+}
+
+// readConfigFile reads name from fsys, refusing a file larger than
+// MaxFileSize before reading it whole.
+func readConfigFile(fsys fs.FS, name string) readFile {
 	f, err := fsys.Open(name)
 	if err != nil {
-		return fail(describeFSError(err))
+		return readFile{name: name, err: describeFSError(err)}
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return fail("cannot read: " + describeFSError(err))
+		return readFile{name: name, err: "cannot read: " + describeFSError(err)}
 	}
 	if len(data) > MaxFileSize {
-		return fail(fmt.Sprintf("file is larger than the limit of %d bytes", MaxFileSize))
+		return readFile{name: name, err: fmt.Sprintf("file is larger than the limit of %d bytes", MaxFileSize)}
 	}
-	objs, errs := ParseFile(name, data)
+	return readFile{name: name, data: data}
+}
+
+// parse parses the file with ParseFile and computes the hash of every
+// object, so that work is spread over ReadFiles' parsers too.
+func (f readFile) parse() ParsedFile {
+	if f.err != "" {
+		return ParsedFile{Errors: ErrorList{{File: f.name, Message: f.err}}}
+	}
+	objs, errs := ParseFile(f.name, f.data)
+	for _, o := range objs {
+		o.Hash()
+	}
 	return ParsedFile{Objects: objs, Errors: errs}
 }
 
