@@ -23,6 +23,10 @@ bench:
 bench-quick:
     CERTOPS_BENCH_MAX=5000 go test -run '^$' -bench 'Reconcile|Floor' -benchtime 3x ./bench/
 
+# A real `certops serve` at SIZE certificates and SIZE/5 agents, against the packed floor (flags after SIZE: -keep, -timeout 30m).
+bench-serve SIZE *FLAGS:
+    go run ./bench/serve {{FLAGS}} {{SIZE}}
+
 # Fuzz the YAML loader for a minute.
 fuzz:
     go test -run '^$' -fuzz FuzzParseFile -fuzztime 60s ./spec

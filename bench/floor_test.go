@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -12,35 +10,7 @@ import (
 
 	"github.com/certops/certops/fleet"
 	"github.com/certops/certops/pgtest"
-	"github.com/certops/certops/spec"
 )
-
-// floorRows loads the fleet at dir and renders every object (issuers, agents,
-// certificates) as a row of measureFloor's columns, spec as its canonical
-// JSON: the
-// rows a full reconcile writes, built before any timer starts.
-func floorRows(dir string) ([][]any, error) {
-	st, err := spec.LoadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	objs := st.Sorted()
-	rows := make([][]any, len(objs))
-	for i, o := range objs {
-		labels := []byte("{}")
-		if len(o.Labels) > 0 {
-			if labels, err = json.Marshal(o.Labels); err != nil {
-				return nil, fmt.Errorf("%s: labels: %w", o.Key(), err)
-			}
-		}
-		specJSON, err := spec.CanonicalJSON(o.Spec)
-		if err != nil {
-			return nil, fmt.Errorf("%s: spec: %w", o.Key(), err)
-		}
-		rows[i] = []any{string(o.Kind), o.Name, labels, []byte("{}"), specJSON, o.Hash(), o.Source.File, int32(o.Source.Line)}
-	}
-	return rows, nil
-}
 
 // floorTimes is one measurement of the floor.
 type floorTimes struct {
@@ -55,8 +25,6 @@ func (f floorTimes) total() time.Duration { return f.clone + f.copy }
 // Creating the database, connecting and cleaning up are not timed.
 func measureFloor(ctx context.Context, b *testing.B, dir string, rows [][]any) floorTimes {
 	b.Helper()
-	// The columns the store's own COPY fills, less revision_id.
-	columns := []string{"kind", "name", "labels", "annotations", "spec", "hash", "source_file", "source_line"}
 	parent, err := os.MkdirTemp(b.TempDir(), "clone-")
 	if err != nil {
 		b.Fatal(err)
@@ -73,7 +41,7 @@ func measureFloor(ctx context.Context, b *testing.B, dir string, rows [][]any) f
 		b.Fatal(err)
 	}
 	cloned := time.Now()
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{"objects"}, columns, pgx.CopyFromRows(rows))
+	n, err := conn.CopyFrom(ctx, pgx.Identifier{"objects"}, FloorColumns(), pgx.CopyFromRows(rows))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +59,7 @@ func BenchmarkFloor(b *testing.B) {
 	forEachSize(b, func(b *testing.B, size fleet.Size) {
 		ctx := b.Context()
 		dir := newFleet(ctx, b, size)
-		rows, err := floorRows(dir)
+		rows, err := FloorRows(dir)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 // dropped and the memory returned to the OS before it returns.
 func floorOnce(ctx context.Context, b *testing.B, dir string) floorTimes {
 	b.Helper()
-	rows, err := floorRows(dir)
+	rows, err := FloorRows(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
