@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -294,4 +295,26 @@ func TestFakeOutcomesAreSorted(t *testing.T) {
 			t.Fatalf("new term: got %s with %d changes, want success creating wiki and blog again", out.Result, len(out.Plan.Changes))
 		}
 	})
+}
+
+// Shutting down ends the pass and the lease together: that is logged as a
+// shutdown, not as another replica taking over, and nothing is written.
+func TestFakeShutdownIsNotALostLease(t *testing.T) {
+	src, st := &fakeSource{}, &fakeStore{}
+	src.commit("c1", baseFiles())
+	var logs strings.Builder
+	rec := reconcile.New(src, st, fakeElector{}, reconcile.NewMetrics(prometheus.NewRegistry()),
+		slog.New(slog.NewTextHandler(&logs, nil)), reconcile.Options{})
+	lease := newFakeLease(1)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	lease.lose()
+	out := rec.ReconcileOnce(ctx, lease)
+	if out.Result != state.ResultTransient || !errors.Is(out.Err, state.ErrFenced) || st.applies != 0 || st.statusSaves != 0 {
+		t.Fatalf("got %s %v with %d applies and %d status saves; want transient, fenced, nothing written",
+			out.Result, out.Err, st.applies, st.statusSaves)
+	}
+	if strings.Contains(logs.String(), "lost reconcile lease") || !strings.Contains(logs.String(), "interrupted by shutdown") {
+		t.Errorf("logs:\n%s\nwant the shutdown, not a lost lease", logs.String())
+	}
 }

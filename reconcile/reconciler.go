@@ -248,6 +248,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outco
 	if f := lease.Fence(); f != r.fence {
 		r.fence, r.started = f, false // a new term
 	}
+	shutdown := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -264,6 +265,12 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context, lease Lease) state.Outco
 	}
 	if err != nil && !errors.Is(err, state.ErrFenced) && leaseLost(lease) != nil {
 		err = fmt.Errorf("%w: %w", state.ErrFenced, err) // cancelled by the lease's end
+	}
+	if errors.Is(err, state.ErrFenced) && shutdown.Err() != nil {
+		// Shutting down ends the lease too: not another replica's doing.
+		r.started = false
+		r.log.Info("reconcile pass interrupted by shutdown; it wrote nothing more", "revision", p.head.String())
+		return state.Outcome{Revision: p.head, Result: state.ResultTransient, Reason: state.ReasonLeaseLost, Err: err}
 	}
 	return r.finalize(ctx, p, err)
 }
