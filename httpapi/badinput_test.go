@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -56,5 +58,35 @@ func TestBadBytesInPathAndQuery(t *testing.T) {
 	// Clean requests still work.
 	if code, _ := do(t, "GET", srv.URL+"/api/v1/certificates?prefix=caf%C3%A9&label=team%3Da", "", &list{}); code != 200 {
 		t.Errorf("clean list: %d", code)
+	}
+}
+
+// Before the schema is migrated (serve at boot), the read API answers 503
+// "starting" with Retry-After, and logs no ERROR for it.
+func TestNotReadyAnswersStarting(t *testing.T) {
+	st, err := store.Open(context.Background(), pgtest.EmptyDB(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	var logs bytes.Buffer
+	h := httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry(),
+		Ready: func() error { return errors.New("schema not migrated yet") }},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/api/v1/status", "/api/v1/certificates", "/api/v1/agents/web-01", "/api/v1/revisions"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "starting: schema not migrated yet") {
+			t.Errorf("GET %s: %d %s (Retry-After %q), want 503 starting with Retry-After", path, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+		}
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("logged:\n%s", logs.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -308,7 +309,15 @@ func parseLimit(s string) (int, error) {
 }
 
 // fail logs an unexpected error and answers without leaking its details.
+// While the replica is not ready yet (the schema still being migrated at
+// boot), a failed read is expected: it answers 503 "starting", unlogged.
 func (a *api) fail(w http.ResponseWriter, err error) {
+	if failure.KindOf(err) == failure.Internal && a.readyFn != nil {
+		if notReady := a.readyFn(); notReady != nil {
+			failure.WriteHTTP(w, failure.WithRetryAfter(failure.Wrap(failure.Unavailable, fmt.Errorf("starting: %w", notReady)), time.Second))
+			return
+		}
+	}
 	if failure.KindOf(err) == failure.Internal {
 		a.log.Error("api request failed", "err", err)
 		err = failure.Wrap(failure.Unavailable, errors.New("status temporarily unavailable"))
