@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/assign"
@@ -12,18 +14,22 @@ import (
 	"github.com/certops/certops/store"
 )
 
-// objects is the applied desired state as the agent API needs it, built
-// from one revision. It is immutable.
+// objects is the applied desired state as the agent API needs it, as of
+// one revision. It is immutable: with makes the next revision's from the
+// objects that changed, sharing every entry that did not.
 type objects struct {
 	revision int64
 	tokens   map[[sha256.Size]byte]string // SHA-256 of a token → agent name
 	agents   map[string]*agentEntry
 	certs    map[string]*certEntry
+	issuers  map[string]*spec.Object
+	index    *assign.Index // the agents, for targeting
 }
 
 type agentEntry struct {
 	labels map[string]string
-	certs  []string // assigned certificates, sorted
+	token  [sha256.Size]byte // the decoded tokenSHA256
+	certs  []string          // assigned certificates, sorted
 }
 
 type certEntry struct {
@@ -43,18 +49,51 @@ func (o *objects) assigned(cert, agent string) (*certEntry, bool) {
 	return c, ok
 }
 
-// buildObjects indexes the Agent and Certificate objects of a revision and
-// returns its Issuer objects. Objects that do not decode are skipped and logged by the caller (the
-// reconciler only stores validated specs).
-func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*spec.Object, []error) {
-	o := &objects{revision: revision, tokens: map[[sha256.Size]byte]string{},
-		agents: map[string]*agentEntry{}, certs: map[string]*certEntry{}}
+// issuerList returns the Issuer objects, by name.
+func (o *objects) issuerList() []*spec.Object {
+	return slices.SortedFunc(maps.Values(o.issuers), func(a, b *spec.Object) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// with returns the objects of revision: o's, less deleted, with written
+// added or replaced (rows that do not decode are skipped and returned as
+// errors; the reconciler only stores validated specs). Entries nothing
+// changed are shared with o. When no Agent changed, only the certificates
+// written or deleted are targeted again and only their agents' entries are
+// rebuilt; otherwise every certificate is targeted again (from its decoded
+// spec: nothing is decoded or hashed again).
+func (o *objects) with(revision int64, written []store.AssignmentObject, deleted []spec.Key) (*objects, []error) {
+	n := &objects{revision: revision, tokens: o.tokens, agents: o.agents, index: o.index,
+		certs: maps.Clone(o.certs), issuers: maps.Clone(o.issuers)}
+	if n.certs == nil {
+		n.certs, n.issuers = map[string]*certEntry{}, map[string]*spec.Object{}
+	}
 	var errs []error
-	var issuers []*spec.Object
-	index := assign.NewIndex() // the agents, for targeting
-	var certNames []string
-	shared := map[[sha256.Size]byte]bool{} // token hashes of more than one agent
-	for _, row := range rows {
+	var agents map[string]*agentEntry // the new agent set, when an Agent changed
+	changeAgents := func() {
+		if agents == nil {
+			agents = make(map[string]*agentEntry, len(o.agents))
+			for name, a := range o.agents {
+				agents[name] = &agentEntry{labels: a.labels, token: a.token}
+			}
+		}
+	}
+	if o.index == nil {
+		changeAgents() // the first load: the agent set is new
+	}
+	touched := map[string]bool{} // certificates written or deleted
+	for _, k := range deleted {
+		switch k.Kind {
+		case spec.KindIssuer:
+			delete(n.issuers, k.Name)
+		case spec.KindAgent:
+			changeAgents()
+			delete(agents, k.Name)
+		case spec.KindCertificate:
+			delete(n.certs, k.Name)
+			touched[k.Name] = true
+		}
+	}
+	for _, row := range written {
 		obj, err := row.Decode()
 		if err != nil {
 			errs = append(errs, err)
@@ -62,44 +101,101 @@ func buildObjects(revision int64, rows []store.AssignmentObject) (*objects, []*s
 		}
 		switch sp := obj.Spec.(type) {
 		case *spec.IssuerSpec:
-			issuers = append(issuers, obj)
+			n.issuers[row.Name] = obj
 		case *spec.AgentSpec:
-			var sum [sha256.Size]byte
-			if n, err := hex.Decode(sum[:], []byte(sp.TokenSHA256)); err != nil || n != sha256.Size {
+			changeAgents()
+			a := &agentEntry{labels: row.Labels}
+			if k, err := hex.Decode(a.token[:], []byte(sp.TokenSHA256)); err != nil || k != sha256.Size {
 				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
+				delete(agents, row.Name)
 				continue
 			}
-			// A token shared by two agents would let either act as the
-			// other: it authenticates neither.
-			if other, dup := o.tokens[sum]; dup || shared[sum] {
-				if dup {
-					errs = append(errs, fmt.Errorf("agents %s and %s have the same tokenSHA256: neither is let in until each has its own token", other, row.Name))
-				} else {
-					errs = append(errs, fmt.Errorf("agent %s shares its tokenSHA256 with other agents: it is not let in until it has its own token", row.Name))
-				}
-				delete(o.tokens, sum)
-				shared[sum] = true
-			} else {
-				o.tokens[sum] = row.Name
-			}
-			o.agents[row.Name] = &agentEntry{labels: row.Labels}
-			index.Add(row.Name, row.Labels)
+			agents[row.Name] = a
 		case *spec.CertificateSpec:
 			base := baseAssignment(row.Name, sp)
 			base.SpecHash = assign.SpecHash(sp)
-			o.certs[row.Name] = &certEntry{spec: sp, specHash: base.SpecHash, base: base}
-			certNames = append(certNames, row.Name)
+			n.certs[row.Name] = &certEntry{spec: sp, specHash: base.SpecHash, base: base}
+			touched[row.Name] = true
 		}
 	}
-	slices.Sort(certNames)
-	for _, name := range certNames {
-		c := o.certs[name]
-		c.targets = index.Targets(c.spec.Deploy)
+	if agents != nil {
+		errs = append(errs, n.setAgents(agents)...)
+		return n, errs
+	}
+	n.retarget(o, touched)
+	return n, errs
+}
+
+// setAgents makes agents (with empty certificate lists) the agent set:
+// tokens, the targeting index, every certificate's targets and every
+// agent's certificates are made anew.
+func (n *objects) setAgents(agents map[string]*agentEntry) []error {
+	var errs []error
+	n.agents, n.tokens, n.index = agents, map[[sha256.Size]byte]string{}, assign.NewIndex()
+	shared := map[[sha256.Size]byte]bool{} // token hashes of more than one agent
+	for _, name := range slices.Sorted(maps.Keys(agents)) {
+		a := agents[name]
+		n.index.Add(name, a.labels)
+		// A token shared by two agents would let either act as the other:
+		// it authenticates neither.
+		if other, dup := n.tokens[a.token]; dup || shared[a.token] {
+			if dup {
+				errs = append(errs, fmt.Errorf("agents %s and %s have the same tokenSHA256: neither is let in until each has its own token", other, name))
+			} else {
+				errs = append(errs, fmt.Errorf("agent %s shares its tokenSHA256 with other agents: it is not let in until it has its own token", name))
+			}
+			delete(n.tokens, a.token)
+			shared[a.token] = true
+			continue
+		}
+		n.tokens[a.token] = name
+	}
+	for _, name := range slices.Sorted(maps.Keys(n.certs)) {
+		c := n.certs[name]
+		if targets := n.index.Targets(c.spec.Deploy); !slices.Equal(targets, c.targets) {
+			c = &certEntry{spec: c.spec, specHash: c.specHash, base: c.base, targets: targets}
+			n.certs[name] = c
+		}
 		for _, a := range c.targets {
-			o.agents[a].certs = append(o.agents[a].certs, name)
+			n.agents[a].certs = append(n.agents[a].certs, name)
 		}
 	}
-	return o, issuers, errs
+	return errs
+}
+
+// retarget targets the touched certificates (written or deleted since o)
+// among the unchanged agents, and rebuilds the entries of the agents they
+// leave or reach.
+func (n *objects) retarget(o *objects, touched map[string]bool) {
+	moved := map[string]bool{} // agents whose certificate list may change
+	for name := range touched {
+		if old := o.certs[name]; old != nil {
+			for _, a := range old.targets {
+				moved[a] = true
+			}
+		}
+		if c := n.certs[name]; c != nil {
+			c.targets = n.index.Targets(c.spec.Deploy) // a new entry: not shared yet
+			for _, a := range c.targets {
+				moved[a] = true
+			}
+		}
+	}
+	if len(moved) == 0 {
+		return
+	}
+	n.agents = maps.Clone(o.agents)
+	for a := range moved {
+		old := o.agents[a]
+		certs := slices.DeleteFunc(slices.Clone(old.certs), func(c string) bool { return touched[c] })
+		for name := range touched {
+			if _, ok := n.assigned(name, a); ok {
+				certs = append(certs, name)
+			}
+		}
+		slices.Sort(certs)
+		n.agents[a] = &agentEntry{labels: old.labels, token: old.token, certs: certs}
+	}
 }
 
 // baseAssignment is the part of an assignment common to every agent

@@ -25,7 +25,7 @@ import (
 // SnapshotStore is what the snapshot reads; *store.Store implements it.
 type SnapshotStore interface {
 	AgentChanges(ctx context.Context) (revision, seq int64, err error)
-	AssignmentObjects(ctx context.Context) (int64, []store.AssignmentObject, error)
+	AssignmentObjects(ctx context.Context, since int64) (store.AssignmentChanges, error)
 	DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error)
 	ACMEChallenges(ctx context.Context, now time.Time) ([]store.ACMEChallenge, error)
 }
@@ -323,30 +323,57 @@ func (s *Snapshot) Refresh(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	if o := s.objs.Load(); o == nil || o.revision != revision {
-		return s.reloadObjects(ctx)
+		return s.loadObjects(ctx, o)
 	}
 	return nil
 }
 
-func (s *Snapshot) reloadObjects(ctx context.Context) error {
+// loadObjects brings the objects from o's revision (all of them when o is
+// nil, or when the database went back to an earlier revision, as after a
+// restore) to the newest one: it reads and decodes only what the
+// revisions since wrote or deleted, and keeps the rest. Only the agents
+// whose assignments may have changed lose their cached ETag.
+func (s *Snapshot) loadObjects(ctx context.Context, o *objects) error {
 	start := time.Now()
-	revision, rows, err := s.store.AssignmentObjects(ctx)
+	var since int64
+	if o != nil {
+		since = o.revision
+	}
+	ch, err := s.store.AssignmentObjects(ctx, since)
 	if err != nil {
 		return err
 	}
-	o, issuers, errs := buildObjects(revision, rows)
+	if ch.Revision < since {
+		o, since = nil, 0
+		if ch, err = s.store.AssignmentObjects(ctx, 0); err != nil {
+			return err
+		}
+	}
+	if o == nil {
+		o = &objects{}
+	}
+	n, errs := o.with(ch.Revision, ch.Objects, ch.Deleted)
 	for _, err := range errs {
 		s.log.Warn("agent API: skipping object", "err", err)
 	}
 	if s.issuers != nil {
-		s.issuers.Sync(issuers)
+		s.issuers.Sync(n.issuerList())
 	}
 	s.mu.Lock()
-	s.objs.Store(o)
-	clear(s.etags)
+	s.objs.Store(n)
+	for name, a := range o.agents {
+		if n.agents[name] != a {
+			delete(s.etags, name)
+		}
+	}
+	for name := range n.agents {
+		if o.agents[name] == nil {
+			delete(s.etags, name)
+		}
+	}
 	s.gen++
 	s.mu.Unlock()
-	s.log.Debug("agent API: snapshot loaded", "revision", revision, "agents", len(o.agents),
-		"certificates", len(o.certs), "took", time.Since(start))
+	s.log.Debug("agent API: snapshot loaded", "revision", ch.Revision, "since", since, "written", len(ch.Objects),
+		"deleted", len(ch.Deleted), "agents", len(n.agents), "certificates", len(n.certs), "took", time.Since(start))
 	return nil
 }

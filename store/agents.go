@@ -40,17 +40,38 @@ func (o AssignmentObject) Decode() (*spec.Object, error) {
 	return decodeObject(o.Kind, o.Name, o.Labels, o.Annotations, o.Spec)
 }
 
-// AssignmentObjects returns every Issuer, Agent and Certificate object with
-// the id of the newest revision, read in one snapshot.
-func (s *Store) AssignmentObjects(ctx context.Context) (int64, []AssignmentObject, error) {
-	var revision int64
-	var out []AssignmentObject
+// AssignmentChanges is what AssignmentObjects read: the Issuer, Agent and
+// Certificate objects written after a revision, and those deleted since.
+type AssignmentChanges struct {
+	// Revision is the id of the newest revision: pass it as since next time.
+	Revision int64
+	// Objects are every object (since 0) or those written by a revision
+	// after since.
+	Objects []AssignmentObject
+	// Deleted are the objects a revision after since deleted that are not
+	// there now (always empty for since 0).
+	Deleted []spec.Key
+}
+
+// assignmentKinds are the kinds the agent API reads.
+var assignmentKinds = []string{string(spec.KindIssuer), string(spec.KindAgent), string(spec.KindCertificate)}
+
+// AssignmentObjects returns the Issuer, Agent and Certificate objects
+// written after revision since (every one for since 0) and those deleted
+// since, with the id of the newest revision, read in one snapshot. Every
+// write of objects is a revision's (Apply), so what it returns brings a
+// copy of the objects as of since up to date.
+func (s *Store) AssignmentObjects(ctx context.Context, since int64) (AssignmentChanges, error) {
+	var out AssignmentChanges
 	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM revisions").Scan(&revision); err != nil {
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM revisions").Scan(&out.Revision); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, "SELECT kind, name, labels, annotations, spec FROM objects WHERE kind = ANY($1)",
-			[]string{string(spec.KindIssuer), string(spec.KindAgent), string(spec.KindCertificate)})
+		if out.Revision == since {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT kind, name, labels, annotations, spec FROM objects
+			WHERE kind = ANY($1) AND ($2 = 0 OR revision_id > $2)`, assignmentKinds, since)
 		if err != nil {
 			return err
 		}
@@ -64,14 +85,28 @@ func (s *Store) AssignmentObjects(ctx context.Context) (int64, []AssignmentObjec
 			if err := json.Unmarshal(jsonbText(v[3]), &o.Annotations); err != nil {
 				return fmt.Errorf("annotations of %s/%s: %w", o.Kind, o.Name, err)
 			}
-			out = append(out, o)
+			out.Objects = append(out.Objects, o)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil || since == 0 {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT DISTINCT a.kind, a.name FROM revision_actions a
+			WHERE a.revision_id > $2 AND a.action = 'delete' AND a.kind = ANY($1)
+			  AND NOT EXISTS (SELECT FROM objects o WHERE o.kind = a.kind AND o.name = a.name)`, assignmentKinds, since)
+		if err != nil {
+			return err
+		}
+		out.Deleted, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (spec.Key, error) {
+			var k spec.Key
+			err := row.Scan(&k.Kind, &k.Name)
+			return k, err
+		})
+		return err
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("store: assignment objects: %w", err)
+		return AssignmentChanges{}, fmt.Errorf("store: assignment objects since revision %d: %w", since, err)
 	}
-	return revision, out, nil
+	return out, nil
 }
 
 // jsonbText is the JSON of a binary-format jsonb value (a copy: raw values

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -157,9 +158,46 @@ func TestAgentAssignments(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != "shop" {
 		t.Errorf("AgentAssignments by selector = %v, %v", got, err)
 	}
-	rev, objs, err := s.AssignmentObjects(ctx)
-	if err != nil || rev == 0 || len(objs) != 4 {
-		t.Errorf("AssignmentObjects = %d, %d objects, %v", rev, len(objs), err)
+	all, err := s.AssignmentObjects(ctx, 0)
+	if err != nil || all.Revision == 0 || len(all.Objects) != 4 {
+		t.Errorf("AssignmentObjects = %d, %d objects, %v", all.Revision, len(all.Objects), err)
+	}
+}
+
+// AssignmentObjects since a revision returns what later revisions wrote and
+// deleted, so a copy as of that revision is brought up to date; objects
+// deleted and written again count as written, refused revisions change
+// nothing, and other kinds are left out.
+func TestAssignmentObjectsSince(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	policy := &spec.Object{Kind: spec.KindAlertPolicy, Name: "default", Spec: &spec.AlertPolicySpec{RenotifyInterval: "2h"}}
+	base := []*spec.Object{issuer("internal-ca"), agent("web-01", nil), agent("web-02", nil),
+		cert("shop", nil, "shop.example.com"), cert("blog", nil, "blog.example.com"), policy}
+	_, first := converge(t, s, "1", desiredOf(base...))
+	if got, err := s.AssignmentObjects(ctx, first); err != nil || got.Revision != first || len(got.Objects)+len(got.Deleted) != 0 {
+		t.Fatalf("since the newest revision = %+v, %v; want nothing", got, err)
+	}
+	// Revision 2 deletes web-02 and blog, changes shop and the policy;
+	// revision 3 brings blog back and adds wiki.
+	shop := cert("shop", nil, "shop2.example.com")
+	policy2 := &spec.Object{Kind: spec.KindAlertPolicy, Name: "default", Spec: &spec.AlertPolicySpec{RenotifyInterval: "3h"}}
+	converge(t, s, "2", desiredOf(issuer("internal-ca"), agent("web-01", nil), shop, policy2))
+	_, last := converge(t, s, "3", desiredOf(issuer("internal-ca"), agent("web-01", nil), shop, policy2,
+		cert("blog", nil, "blog.example.com"), cert("wiki", nil, "wiki.example.com")))
+	got, err := s.AssignmentObjects(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written []string
+	for _, o := range got.Objects {
+		written = append(written, string(o.Kind)+"/"+o.Name)
+	}
+	slices.Sort(written)
+	if got.Revision != last || !slices.Equal(written, []string{"Certificate/blog", "Certificate/shop", "Certificate/wiki"}) ||
+		!slices.Equal(got.Deleted, []spec.Key{{Kind: spec.KindAgent, Name: "web-02"}}) {
+		t.Errorf("since %d = revision %d, written %v, deleted %v; want %d, [blog shop wiki], [Agent/web-02]",
+			first, got.Revision, written, got.Deleted, last)
 	}
 }
 
@@ -169,7 +207,8 @@ func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
 	is := issuer("internal-ca")
 	is.Annotations = map[string]string{"owner": "pki-team"}
 	converge(t, s, "1", desiredOf(is))
-	_, objs, err := s.AssignmentObjects(ctx)
+	all, err := s.AssignmentObjects(ctx, 0)
+	objs := all.Objects
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("AssignmentObjects = %+v, %v", objs, err)
 	}

@@ -1,0 +1,131 @@
+package agentapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/certops/certops/spec"
+	"github.com/certops/certops/store"
+)
+
+// Objects brought from one revision to the next by with equal objects
+// built from nothing out of the next revision's rows, over random series of
+// revisions that add, change and delete issuers, agents (labels, tokens,
+// shared tokens) and certificates (by name and by selector); and every
+// entry nothing changed is shared, not copied.
+func TestIncrementalObjectsEqualAFullBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for series := range 30 {
+		desired := map[spec.Key]store.AssignmentObject{}
+		cur := &objects{}
+		for rev := int64(1); rev <= 15; rev++ {
+			var written []store.AssignmentObject
+			var deleted []spec.Key
+			for range 1 + rng.IntN(6) {
+				row := randomRow(t, rng)
+				k := spec.Key{Kind: row.Kind, Name: row.Name}
+				if _, ok := desired[k]; ok && rng.IntN(3) == 0 {
+					delete(desired, k)
+					written = slices.DeleteFunc(written, func(r store.AssignmentObject) bool { return r.Kind == k.Kind && r.Name == k.Name })
+					deleted = append(deleted, k)
+					continue
+				}
+				desired[k] = row
+				deleted = slices.DeleteFunc(deleted, func(d spec.Key) bool { return d == k })
+				written = append(slices.DeleteFunc(written, func(r store.AssignmentObject) bool { return r.Kind == k.Kind && r.Name == k.Name }), row)
+			}
+			next, _ := cur.with(rev, written, deleted)
+			full, _ := (&objects{}).with(rev, slices.Collect(maps.Values(desired)), nil)
+			if diff := cmp.Diff(view(full), view(next), cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("series %d, revision %d: incremental differs from a full build (-full +incremental):\n%s", series, rev, diff)
+			}
+			for name, c := range next.certs {
+				if old := cur.certs[name]; old != nil && !writes(written, spec.KindCertificate, name) && !agentsChanged(written, deleted) && old != c {
+					t.Fatalf("series %d, revision %d: certificate %s was not changed but its entry was copied", series, rev, name)
+				}
+			}
+			cur = next
+		}
+	}
+}
+
+func writes(rows []store.AssignmentObject, kind spec.Kind, name string) bool {
+	return slices.ContainsFunc(rows, func(r store.AssignmentObject) bool { return r.Kind == kind && r.Name == name })
+}
+
+func agentsChanged(written []store.AssignmentObject, deleted []spec.Key) bool {
+	return slices.ContainsFunc(written, func(r store.AssignmentObject) bool { return r.Kind == spec.KindAgent }) ||
+		slices.ContainsFunc(deleted, func(k spec.Key) bool { return k.Kind == spec.KindAgent })
+}
+
+// randomRow is an Issuer, Agent or Certificate among a few names, so that
+// series add, change and delete the same objects.
+func randomRow(t *testing.T, rng *rand.Rand) store.AssignmentObject {
+	t.Helper()
+	roles := []string{"web", "db", "cache"}
+	var kind spec.Kind
+	var name string
+	var labels map[string]string
+	var sp any
+	switch rng.IntN(3) {
+	case 0:
+		kind, name = spec.KindIssuer, fmt.Sprintf("ca-%d", rng.IntN(2))
+		sp = &spec.IssuerSpec{LocalCA: &spec.LocalCAIssuer{CertFile: "/ca/" + name + ".crt", KeyFile: fmt.Sprintf("/ca/%d.key", rng.IntN(3))}}
+	case 1:
+		kind, name = spec.KindAgent, fmt.Sprintf("agent-%d", rng.IntN(6))
+		labels = map[string]string{"role": roles[rng.IntN(len(roles))]}
+		sp = &spec.AgentSpec{TokenSHA256: fmt.Sprintf("%064x", rng.IntN(8))} // some shared
+	default:
+		kind, name = spec.KindCertificate, fmt.Sprintf("cert-%d", rng.IntN(8))
+		d := &spec.Deployment{Files: spec.DeployFiles{Cert: "/etc/ssl/" + name + ".pem", Key: "/etc/ssl/" + name + ".key"}}
+		if rng.IntN(2) == 0 {
+			d.Agents = []string{fmt.Sprintf("agent-%d", rng.IntN(6)), fmt.Sprintf("agent-%d", rng.IntN(6))}
+		}
+		if rng.IntN(2) == 0 {
+			d.AgentSelector = &spec.LabelSelector{MatchLabels: map[string]string{"role": roles[rng.IntN(len(roles))]}}
+		}
+		sp = &spec.CertificateSpec{IssuerRef: "ca-0", CommonName: name + ".example.com", Duration: fmt.Sprintf("%dh", 24*(1+rng.IntN(3))),
+			PrivateKey: spec.PrivateKey{Algorithm: "ECDSA", Size: 256}, Deploy: d}
+	}
+	raw, err := json.Marshal(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.AssignmentObject{Kind: kind, Name: name, Labels: labels, Spec: raw}
+}
+
+// objectsView is what objects hold, as plain values to compare.
+type objectsView struct {
+	Revision int64
+	Tokens   map[string]string
+	Agents   map[string][]string // agent → its certificates
+	Labels   map[string]map[string]string
+	Certs    map[string][]string // certificate → its targets
+	Hashes   map[string]string
+	Issuers  []string
+}
+
+func view(o *objects) objectsView {
+	v := objectsView{Revision: o.revision, Tokens: map[string]string{}, Agents: map[string][]string{},
+		Labels: map[string]map[string]string{}, Certs: map[string][]string{}, Hashes: map[string]string{}}
+	for sum, name := range o.tokens {
+		v.Tokens[fmt.Sprintf("%x", sum)] = name
+	}
+	for name, a := range o.agents {
+		v.Agents[name], v.Labels[name] = a.certs, a.labels
+	}
+	for name, c := range o.certs {
+		v.Certs[name], v.Hashes[name] = c.targets, c.specHash
+	}
+	for _, is := range o.issuerList() {
+		v.Issuers = append(v.Issuers, is.Name+" "+is.Issuer().LocalCA.KeyFile)
+	}
+	return v
+}
