@@ -731,3 +731,40 @@ func TestWebhookToFollowerWakesLeader(t *testing.T) {
 	<-a.done
 	<-b.done
 }
+
+// Without --cache-dir the clone is in a temporary directory, on disk, and
+// removed when serve exits; --debug-listen serves the runtime profiles.
+func TestServeClonesToATemporaryDirectory(t *testing.T) {
+	repo := newConfigRepo(t, map[string]string{"base.yaml": issuerDoc})
+	env := repo.serveEnv() // the test database first: pgtest's cluster lives under the usual TMPDIR
+	env["CERTOPS_DEBUG_LISTEN"] = "127.0.0.1:0"
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := startServe(t, ctx, env)
+	waitStatus(t, srv.url, "the first revision to be applied", appliedPrefix("main@sha1:"))
+	clones, _ := filepath.Glob(filepath.Join(tmp, "certops-clone-*", "objects"))
+	if len(clones) != 1 {
+		t.Errorf("bare clones in TMPDIR while serving: %v, want one", clones)
+	}
+	var profiles string
+	for line := range strings.Lines(srv.logs.String()) {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving profiles" {
+			profiles = "http://" + rec.Addr + "/debug/pprof/heap"
+		}
+	}
+	if resp, err := http.Get(profiles); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %q: %v %v, want a heap profile", profiles, resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	if code := <-srv.done; code != 0 {
+		t.Fatalf("serve exited %d:\n%s", code, srv.logs.String())
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "certops-clone-*")); len(left) != 0 {
+		t.Errorf("left after exit: %v", left)
+	}
+}

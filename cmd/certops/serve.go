@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ type serveConfig struct {
 	FullCompare           time.Duration
 	Listen                string
 	CacheDir              string
+	DebugListen           string
 	DatabaseWait          time.Duration
 	Database              store.Options // session timeouts and the lease TTL
 	MigrationsViaHook     bool
@@ -89,7 +91,8 @@ func declareServe(f *flagSet) *serveConfig {
 	f.StringEnv(&c.Ref, "ref", "", "branch, tag or commit to follow (default: the remote's default branch)")
 	f.StringEnv(&c.Path, "path", ".", "directory of the config inside the repository")
 	f.StringEnv(&c.Listen, "listen", ":8080", "HTTP listen address")
-	f.StringEnv(&c.CacheDir, "cache-dir", "", "where the git clone is kept (default: in memory)")
+	f.StringEnv(&c.CacheDir, "cache-dir", "", "where the git clone is kept and reused across restarts (default: a temporary directory, removed on exit)")
+	f.StringEnv(&c.DebugListen, "debug-listen", "", "serve Go's runtime profiles (/debug/pprof/) on this address, unauthenticated: keep it on loopback (default: off)")
 	f.StringEnv(&c.Git.Username, "git-username", "", "HTTPS username")
 	f.StringEnv(&c.Git.PasswordFile, "git-password-file", "", "file holding the HTTPS password")
 	f.StringEnv(&c.Git.TokenFile, "git-token-file", "", "file holding an HTTPS access token")
@@ -148,6 +151,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	token, err := readSecret(cfg.APITokenFile)
 	if err != nil {
 		return fmt.Errorf("--api-token-file: %w", err)
+	}
+	if cfg.DebugListen != "" {
+		if err := serveDebug(ctx, cfg.DebugListen, logger); err != nil {
+			return err
+		}
 	}
 	st, err := store.OpenWait(ctx, cfg.DatabaseURL, cfg.DatabaseWait, cfg.Database, logger)
 	if err != nil {
@@ -388,12 +396,27 @@ func openSource(ctx context.Context, cfg serveConfig, keys *gitsource.TrustedKey
 		src, changes, err := localdir.Open(ctx, dir, logger)
 		return src, nil, changes, func() {}, err
 	}
+	// Without --cache-dir the clone goes to a temporary directory, removed
+	// on exit: on disk, not in memory, where a large repository's objects
+	// would stay on the heap.
+	cacheDir, removeCache := cfg.CacheDir, func() {}
+	if cacheDir == "" {
+		if cacheDir, err = os.MkdirTemp("", "certops-clone-"); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("temporary clone directory: %w", err)
+		}
+		removeCache = func() {
+			if err := os.RemoveAll(cacheDir); err != nil {
+				logger.Warn("remove the temporary clone", "err", err)
+			}
+		}
+	}
 	// The repository is opened by the leader's first fetch and reopened
 	// after failures: a replica started while the remote is unreachable
 	// serves from the database meanwhile (FetchFailed, retried).
 	repo, err := gitsource.NewLazySource(gitsource.Config{URL: cfg.Repo, Ref: cfg.Ref, Path: cfg.Path,
-		Auth: cfg.Git, CABundleFile: cfg.GitCAFile, CacheDir: cfg.CacheDir}, logger)
+		Auth: cfg.Git, CABundleFile: cfg.GitCAFile, CacheDir: cacheDir}, logger)
 	if err != nil {
+		removeCache()
 		return nil, nil, nil, nil, err
 	}
 	if keys != nil {
@@ -403,6 +426,7 @@ func openSource(ctx context.Context, cfg serveConfig, keys *gitsource.TrustedKey
 		if err := repo.Close(); err != nil {
 			logger.Warn("close the git repository", "err", err)
 		}
+		removeCache()
 	}, nil
 }
 
