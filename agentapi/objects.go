@@ -61,7 +61,9 @@ func (o *objects) issuerList() []*spec.Object {
 // written or deleted are targeted again and only their agents' entries are
 // rebuilt; otherwise every certificate is targeted again (from its decoded
 // spec: nothing is decoded or hashed again).
-func (o *objects) with(revision int64, written []store.AssignmentObject, deleted []spec.Key) (*objects, []error) {
+// A written row whose object shared holds with the same hash takes that
+// object instead of decoding its own copy.
+func (o *objects) with(revision int64, written []store.AssignmentObject, deleted []spec.Key, shared *spec.Latest) (*objects, []error) {
 	n := &objects{revision: revision, tokens: o.tokens, agents: o.agents, index: o.index,
 		certs: maps.Clone(o.certs), issuers: maps.Clone(o.issuers)}
 	if n.certs == nil {
@@ -94,17 +96,20 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 		}
 	}
 	for _, row := range written {
-		obj, err := row.Decode()
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		obj := shared.Object(spec.Key{Kind: row.Kind, Name: row.Name}, row.Hash)
+		if obj == nil {
+			var err error
+			if obj, err = row.Decode(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		switch sp := obj.Spec.(type) {
 		case *spec.IssuerSpec:
 			n.issuers[row.Name] = obj
 		case *spec.AgentSpec:
 			changeAgents()
-			a := &agentEntry{labels: row.Labels}
+			a := &agentEntry{labels: obj.Labels}
 			if k, err := hex.Decode(a.token[:], []byte(sp.TokenSHA256)); err != nil || k != sha256.Size {
 				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
 				delete(agents, row.Name)

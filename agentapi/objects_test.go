@@ -41,8 +41,8 @@ func TestIncrementalObjectsEqualAFullBuild(t *testing.T) {
 				deleted = slices.DeleteFunc(deleted, func(d spec.Key) bool { return d == k })
 				written = append(slices.DeleteFunc(written, func(r store.AssignmentObject) bool { return r.Kind == k.Kind && r.Name == k.Name }), row)
 			}
-			next, _ := cur.with(rev, written, deleted)
-			full, _ := (&objects{}).with(rev, slices.Collect(maps.Values(desired)), nil)
+			next, _ := cur.with(rev, written, deleted, nil)
+			full, _ := (&objects{}).with(rev, slices.Collect(maps.Values(desired)), nil, nil)
 			if diff := cmp.Diff(view(full), view(next), cmpopts.EquateEmpty()); diff != "" {
 				t.Fatalf("series %d, revision %d: incremental differs from a full build (-full +incremental):\n%s", series, rev, diff)
 			}
@@ -128,4 +128,27 @@ func view(o *objects) objectsView {
 		v.Issuers = append(v.Issuers, is.Name+" "+is.Issuer().LocalCA.KeyFile)
 	}
 	return v
+}
+
+// Rows whose object the process already loaded (same key and hash) take
+// that object; rows with other content are decoded.
+func TestObjectsShareLoadedObjects(t *testing.T) {
+	loaded := &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: &spec.CertificateSpec{IssuerRef: "ca",
+		CommonName: "shop.example.com", Duration: "24h", PrivateKey: spec.PrivateKey{Algorithm: "ECDSA", Size: 256}}}
+	var latest spec.Latest
+	latest.Set(spec.State{Objects: map[spec.Key]*spec.Object{loaded.Key(): loaded}})
+	raw, err := json.Marshal(loaded.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []store.AssignmentObject{{Kind: spec.KindCertificate, Name: "shop", Spec: raw, Hash: loaded.Hash()}}
+	o, errs := (&objects{}).with(1, rows, nil, &latest)
+	if len(errs) != 0 || o.certs["shop"].spec != loaded.Spec {
+		t.Errorf("with the loaded hash: errors %v, spec %p; want the loaded spec %p", errs, o.certs["shop"].spec, loaded.Spec)
+	}
+	rows[0].Hash = "stale"
+	o, errs = (&objects{}).with(1, rows, nil, &latest)
+	if len(errs) != 0 || o.certs["shop"].spec == loaded.Spec || o.certs["shop"].spec.CommonName != "shop.example.com" {
+		t.Errorf("with another hash: errors %v, spec %+v; want a decoded copy", errs, o.certs["shop"].spec)
+	}
 }

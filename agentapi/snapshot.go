@@ -65,6 +65,9 @@ type Snapshot struct {
 	challenges map[string][]agentproto.Challenge
 
 	chains interner
+	// shared, when set, has this process's loaded objects, which the
+	// snapshot takes instead of decoding copies (see ShareObjects).
+	shared *spec.Latest
 }
 
 type depKey struct{ cert, agent string }
@@ -77,6 +80,11 @@ func NewSnapshot(st SnapshotStore, issuers IssuerSync, cfg Config, logger *slog.
 		deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
 		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}}}
 }
+
+// ShareObjects makes the snapshot take the objects latest holds (the
+// reconciler's loaded revision, on the replica that leads) instead of
+// decoding copies of the same content. Call it before Run.
+func (s *Snapshot) ShareObjects(latest *spec.Latest) { s.shared = latest }
 
 // Ready returns an error until the first snapshot is loaded (for /readyz).
 func (s *Snapshot) Ready() error {
@@ -352,7 +360,7 @@ func (s *Snapshot) loadObjects(ctx context.Context, o *objects) error {
 	if o == nil {
 		o = &objects{}
 	}
-	n, errs := o.with(ch.Revision, ch.Objects, ch.Deleted)
+	n, errs := o.with(ch.Revision, ch.Objects, ch.Deleted, s.shared)
 	for _, err := range errs {
 		s.log.Warn("agent API: skipping object", "err", err)
 	}

@@ -89,7 +89,10 @@ type Options struct {
 	Events EventSink
 	// Verifier, when set, makes every new head wait for its commits since
 	// the last applied revision to be verified (see VerifyRevision).
-	Verifier            CommitVerifier
+	Verifier CommitVerifier
+	// Latest, when set, is given every revision loaded whole and valid,
+	// so other parts of the process share its objects.
+	Latest              *spec.Latest
 	Interval            time.Duration // poll interval (default 1m)
 	Jitter              float64       // ± fraction of the interval (default 0.1)
 	FullCompareInterval time.Duration // drift check against the database (default 10m)
@@ -363,6 +366,9 @@ func (r *Reconciler) attempt(ctx context.Context) (pass, error) {
 	}
 	r.m.validationErrors.Set(0)
 	p.desired = desired.State
+	if r.opt.Latest != nil {
+		r.opt.Latest.Set(desired.State)
+	}
 
 	// Plan against what the store holds.
 	t = time.Now()

@@ -26,13 +26,15 @@ func (s *Store) AgentChanges(ctx context.Context) (revision, seq int64, err erro
 }
 
 // AssignmentObject is an Issuer, Agent or Certificate object as the agent
-// API needs it: name, labels, annotations and the spec's JSON.
+// API needs it: name, labels, annotations, the spec's JSON and the content
+// hash (spec.Object.Hash) the reconciler stored with it.
 type AssignmentObject struct {
 	Kind        spec.Kind
 	Name        string
 	Labels      map[string]string
 	Annotations map[string]string
 	Spec        json.RawMessage
+	Hash        string
 }
 
 // Decode returns the object with its spec decoded (see StoredObject.Decode).
@@ -70,7 +72,7 @@ func (s *Store) AssignmentObjects(ctx context.Context, since int64) (AssignmentC
 		if out.Revision == since {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `SELECT kind, name, labels, annotations, spec FROM objects
+		rows, err := tx.Query(ctx, `SELECT kind, name, labels, annotations, spec, hash FROM objects
 			WHERE kind = ANY($1) AND ($2 = 0 OR revision_id > $2)`, assignmentKinds, since)
 		if err != nil {
 			return err
@@ -78,7 +80,7 @@ func (s *Store) AssignmentObjects(ctx context.Context, since int64) (AssignmentC
 		defer rows.Close()
 		for rows.Next() {
 			v := rows.RawValues() // text is UTF-8; jsonb is a version byte then the JSON text
-			o := AssignmentObject{Kind: spec.Kind(v[0]), Name: string(v[1]), Spec: json.RawMessage(jsonbText(v[4]))}
+			o := AssignmentObject{Kind: spec.Kind(v[0]), Name: string(v[1]), Spec: json.RawMessage(jsonbText(v[4])), Hash: string(v[5])}
 			if err := json.Unmarshal(jsonbText(v[2]), &o.Labels); err != nil {
 				return fmt.Errorf("labels of %s/%s: %w", o.Kind, o.Name, err)
 			}

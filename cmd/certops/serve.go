@@ -32,6 +32,7 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/redact"
 	"github.com/certops/certops/secret"
+	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
 	"github.com/certops/certops/webhook"
 )
@@ -195,6 +196,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	legolog.SetDefault(logger.With("component", "lego"))
 	registry := issuer.NewRegistry(logger, issuer.WithACME(issuer.ACMEOptions{Metrics: issuer.NewACMEMetrics(reg)}))
 	agents := newAgentAPI(st, registry, notifier, reg, cfg.PerCertificateMetrics, logger)
+	// The agent API's snapshot shares the objects the reconciler loads (on
+	// the leader) instead of decoding a second copy of each.
+	latest := new(spec.Latest)
+	agents.snapshot.ShareObjects(latest)
 	var self *selfIssued
 	if cfg.TLS.SelfIssuer != "" {
 		if self, err = newSelfIssued(cfg.TLS.SelfIssuer, cfg.TLS.DNSNames, registry, logger); err != nil {
@@ -281,7 +286,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		logger.Info("applying only commits signed by trusted keys", "keys", keys.Len(), "files", cfg.TrustedKeys)
 	}
 	rec := reconcile.New(src, st, reconcile.ElectorOf(st.TryLeader), metrics, logger, reconcile.Options{
-		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier, Verifier: verifier})
+		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier, Verifier: verifier, Latest: latest})
 	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)

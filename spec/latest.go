@@ -1,0 +1,34 @@
+package spec
+
+import "sync/atomic"
+
+// Latest holds the State most recently loaded in this process, so that
+// other parts of the process (the agent API's snapshot of the applied
+// objects) share its decoded objects instead of decoding copies of their
+// own. It is safe for concurrent use; the zero value holds nothing.
+type Latest struct{ state atomic.Pointer[State] }
+
+// Set makes s the latest State. Its objects must not change afterwards.
+func (l *Latest) Set(s State) {
+	for _, o := range s.Objects {
+		o.Hash() // cached now, so concurrent readers never compute it
+	}
+	l.state.Store(&s)
+}
+
+// Object returns the latest State's object of key k when its content hash
+// is hash (the same labels, annotations and spec), else nil. A nil Latest
+// holds nothing.
+func (l *Latest) Object(k Key, hash string) *Object {
+	if l == nil {
+		return nil
+	}
+	s := l.state.Load()
+	if s == nil {
+		return nil
+	}
+	if o := s.Objects[k]; o != nil && o.Hash() == hash {
+		return o
+	}
+	return nil
+}
