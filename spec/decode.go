@@ -79,7 +79,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, at int) {
 			d.errorf(n.Line, path, msg)
 			return
 		}
-		v.SetString(n.Value)
+		v.SetString(d.p.intern(n.Value))
 	case reflect.Int:
 		d.decodeScalar(n, v, path, "an integer", "!!int")
 	case reflect.Float64:
@@ -182,7 +182,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 		seen[k.Value] = k.Line
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.decode(n.Content[i+1], e, kpath, k.Line)
-		m.SetMapIndex(reflect.ValueOf(k.Value), e)
+		m.SetMapIndex(reflect.ValueOf(d.p.intern(k.Value)), e)
 	}
 	v.Set(m)
 }

@@ -113,6 +113,23 @@ type fileParser struct {
 	visits int
 	// fieldCache holds fields(t) of the struct types decoded so far.
 	fieldCache map[reflect.Type][]fieldInfo
+	// strings holds one copy of each string value and map key decoded from
+	// the file: the objects of a file repeat many (issuer names, key
+	// algorithms, durations, reload commands, label keys and values), and
+	// the loaded state is kept for the next revision.
+	strings map[string]string
+}
+
+// intern returns the file's copy of s.
+func (p *fileParser) intern(s string) string {
+	if v, ok := p.strings[s]; ok {
+		return v
+	}
+	if p.strings == nil {
+		p.strings = map[string]string{}
+	}
+	p.strings[s] = s
+	return s
 }
 
 func (p *fileParser) fileError(line int, msg string) {
@@ -182,7 +199,7 @@ func (p *fileParser) document(doc *yaml.Node) *Object {
 		Spec:        spec,
 		Source:      Position{File: p.file, Line: root.Line},
 	}
-	o.refLines = referenceLines(root, o)
+	o.refLines = p.referenceLines(root, o)
 	return o
 }
 
@@ -240,26 +257,32 @@ func isNull(n *yaml.Node) bool {
 }
 
 // referenceLines records the lines Validate needs for cross-object errors.
-func referenceLines(root *yaml.Node, o *Object) []refLine {
-	lines := []refLine{{"metadata.name", lineOf(root, "metadata.name")}}
-	add := func(path string) { lines = append(lines, refLine{path, lineOf(root, path)}) }
+// The loaded state is kept between revisions, so the slice is sized
+// exactly and the paths, the same in every object, are the file's copies.
+func (p *fileParser) referenceLines(root *yaml.Node, o *Object) []refLine {
+	var paths []string
+	paths = append(paths, "metadata.name")
 	switch s := o.Spec.(type) {
 	case *AgentSpec:
-		add("spec.tokenSHA256")
+		paths = append(paths, "spec.tokenSHA256")
 	case *CertificateSpec:
-		add("spec.issuerRef")
+		paths = append(paths, "spec.issuerRef")
 		if s.Deploy != nil {
 			for i := range s.Deploy.Agents {
-				add(fmt.Sprintf("spec.deploy.agents[%d]", i))
+				paths = append(paths, p.intern(fmt.Sprintf("spec.deploy.agents[%d]", i)))
 			}
 			for _, f := range deployFiles(&s.Deploy.Files) {
-				add("spec.deploy.files." + f.field)
+				paths = append(paths, p.intern("spec.deploy.files."+f.field))
 			}
 		}
 	case *AlertPolicySpec:
 		for i := range s.Notify {
-			add(fmt.Sprintf("spec.notify[%d]", i))
+			paths = append(paths, p.intern(fmt.Sprintf("spec.notify[%d]", i)))
 		}
+	}
+	lines := make([]refLine, len(paths))
+	for i, path := range paths {
+		lines[i] = refLine{path, lineOf(root, path)}
 	}
 	return lines
 }
