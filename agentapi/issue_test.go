@@ -17,7 +17,7 @@ func TestCheckIssue(t *testing.T) {
 	sp := &spec.CertificateSpec{IssuerRef: "internal-ca", CommonName: "shop.example.com",
 		DNSNames:   []string{"shop.example.com"},
 		PrivateKey: spec.PrivateKey{Algorithm: "ECDSA", Size: 256, RotationPolicy: "Always"}}
-	c := &certEntry{spec: sp, specHash: assign.SpecHash(sp), base: baseAssignment("shop", sp)}
+	c := &certEntry{spec: sp, specHash: assign.SpecHash(sp)}
 	csrFor := func(a agentproto.Assignment) string {
 		key, err := pki.GenerateKey(a.Key)
 		if err != nil {
@@ -29,8 +29,8 @@ func TestCheckIssue(t *testing.T) {
 		}
 		return string(csr)
 	}
-	good := csrFor(c.base)
-	other := c.base
+	good := csrFor(c.assignment("shop"))
+	other := c.assignment("shop")
 	other.DNSNames = []string{"evil.example.com"}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	backingOff := &state.Deployment{SpecHash: c.specHash, Failures: 2, LastError: "CA down", NotBefore: now.Add(90 * time.Second)}

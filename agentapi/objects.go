@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/assign"
@@ -35,8 +37,16 @@ type agentEntry struct {
 type certEntry struct {
 	spec     *spec.CertificateSpec
 	specHash string
-	base     agentproto.Assignment // without the per-agent fields
-	targets  []string              // agents deploying it, sorted
+	targets  []string // agents deploying it, sorted
+}
+
+// assignment is the part of the certificate's assignment common to every
+// agent (made when asked: kept for every certificate it would double the
+// snapshot).
+func (c *certEntry) assignment(name string) agentproto.Assignment {
+	a := baseAssignment(name, c.spec)
+	a.SpecHash = c.specHash
+	return a
 }
 
 // assigned returns the certificate if it is assigned to agent.
@@ -95,14 +105,11 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 			touched[k.Name] = true
 		}
 	}
-	for _, row := range written {
-		obj := shared.Object(spec.Key{Kind: row.Kind, Name: row.Name}, row.Hash)
-		if obj == nil {
-			var err error
-			if obj, err = row.Decode(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+	for i, r := range resolve(written, shared) {
+		row, obj := written[i], r.obj
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
 		}
 		switch sp := obj.Spec.(type) {
 		case *spec.IssuerSpec:
@@ -117,9 +124,7 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 			}
 			agents[row.Name] = a
 		case *spec.CertificateSpec:
-			base := baseAssignment(row.Name, sp)
-			base.SpecHash = assign.SpecHash(sp)
-			n.certs[row.Name] = &certEntry{spec: sp, specHash: base.SpecHash, base: base}
+			n.certs[row.Name] = &certEntry{spec: sp, specHash: r.specHash}
 			touched[row.Name] = true
 		}
 	}
@@ -129,6 +134,57 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 	}
 	n.retarget(o, touched)
 	return n, errs
+}
+
+// resolved is a written row's object (shared or decoded) and, for a
+// certificate, its spec hash; or why it could not be decoded.
+type resolved struct {
+	obj      *spec.Object
+	specHash string
+	err      error
+}
+
+// resolve takes each row's object from shared or decodes it, and hashes
+// certificate specs, on one goroutine per CPU for many rows (a replica's
+// first load decodes every object).
+func resolve(rows []store.AssignmentObject, shared *spec.Latest) []resolved {
+	out := make([]resolved, len(rows))
+	one := func(i int) {
+		row := rows[i]
+		r := &out[i]
+		if r.obj = shared.Object(spec.Key{Kind: row.Kind, Name: row.Name}, row.Hash); r.obj == nil {
+			if r.obj, r.err = row.Decode(); r.err != nil {
+				return
+			}
+		}
+		if c := r.obj.Certificate(); c != nil {
+			r.specHash = assign.SpecHash(c)
+		}
+	}
+	const chunk = 512
+	if len(rows) <= chunk {
+		for i := range rows {
+			one(i)
+		}
+		return out
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for start := range next {
+				for i := start; i < min(start+chunk, len(rows)); i++ {
+					one(i)
+				}
+			}
+		})
+	}
+	for start := 0; start < len(rows); start += chunk {
+		next <- start
+	}
+	close(next)
+	wg.Wait()
+	return out
 }
 
 // setAgents makes agents (with empty certificate lists) the agent set:
@@ -158,7 +214,7 @@ func (n *objects) setAgents(agents map[string]*agentEntry) []error {
 	for _, name := range slices.Sorted(maps.Keys(n.certs)) {
 		c := n.certs[name]
 		if targets := n.index.Targets(c.spec.Deploy); !slices.Equal(targets, c.targets) {
-			c = &certEntry{spec: c.spec, specHash: c.specHash, base: c.base, targets: targets}
+			c = &certEntry{spec: c.spec, specHash: c.specHash, targets: targets}
 			n.certs[name] = c
 		}
 		for _, a := range c.targets {

@@ -169,7 +169,7 @@ func (s *Snapshot) assignmentsLocked(o *objects, agent string) agentproto.Assign
 	}
 	for _, name := range ae.certs {
 		c := o.certs[name]
-		a := c.base
+		a := c.assignment(name)
 		if d := s.deps[depKey{name, agent}]; d != nil {
 			if v := d.Current; v != nil && v.SpecHash == c.specHash {
 				a.Current = &agentproto.Issued{Serial: v.Serial, SHA256: v.SHA256, NotBefore: v.NotBefore,
