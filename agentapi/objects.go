@@ -72,8 +72,9 @@ func (o *objects) issuerList() []*spec.Object {
 // rebuilt; otherwise every certificate is targeted again (from its decoded
 // spec: nothing is decoded or hashed again).
 // A written row whose object shared holds with the same hash takes that
-// object instead of decoding its own copy.
-func (o *objects) with(revision int64, written []store.AssignmentObject, deleted []spec.Key, shared *spec.Latest) (*objects, []error) {
+// object instead of decoding its own copy (rows that came without their
+// content must be there).
+func (o *objects) with(revision int64, written []store.AssignmentObject, deleted []spec.Key, shared *spec.State) (*objects, []error) {
 	n := &objects{revision: revision, tokens: o.tokens, agents: o.agents, index: o.index,
 		certs: maps.Clone(o.certs), issuers: maps.Clone(o.issuers)}
 	if n.certs == nil {
@@ -147,12 +148,12 @@ type resolved struct {
 // resolve takes each row's object from shared or decodes it, and hashes
 // certificate specs, on one goroutine per CPU for many rows (a replica's
 // first load decodes every object).
-func resolve(rows []store.AssignmentObject, shared *spec.Latest) []resolved {
+func resolve(rows []store.AssignmentObject, shared *spec.State) []resolved {
 	out := make([]resolved, len(rows))
 	one := func(i int) {
 		row := rows[i]
 		r := &out[i]
-		if r.obj = shared.Object(spec.Key{Kind: row.Kind, Name: row.Name}, row.Hash); r.obj == nil {
+		if r.obj = shared.WithHash(spec.Key{Kind: row.Kind, Name: row.Name}, row.Hash); r.obj == nil {
 			if r.obj, r.err = row.Decode(); r.err != nil {
 				return
 			}

@@ -142,12 +142,12 @@ func TestObjectsShareLoadedObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := []store.AssignmentObject{{Kind: spec.KindCertificate, Name: "shop", Spec: raw, Hash: loaded.Hash()}}
-	o, errs := (&objects{}).with(1, rows, nil, &latest)
+	o, errs := (&objects{}).with(1, rows, nil, latest.Current())
 	if len(errs) != 0 || o.certs["shop"].spec != loaded.Spec {
 		t.Errorf("with the loaded hash: errors %v, spec %p; want the loaded spec %p", errs, o.certs["shop"].spec, loaded.Spec)
 	}
 	rows[0].Hash = "stale"
-	o, errs = (&objects{}).with(1, rows, nil, &latest)
+	o, errs = (&objects{}).with(1, rows, nil, latest.Current())
 	if len(errs) != 0 || o.certs["shop"].spec == loaded.Spec || o.certs["shop"].spec.CommonName != "shop.example.com" {
 		t.Errorf("with another hash: errors %v, spec %+v; want a decoded copy", errs, o.certs["shop"].spec)
 	}

@@ -25,7 +25,7 @@ import (
 // SnapshotStore is what the snapshot reads; *store.Store implements it.
 type SnapshotStore interface {
 	AgentChanges(ctx context.Context) (revision, seq int64, err error)
-	AssignmentObjects(ctx context.Context, since int64) (store.AssignmentChanges, error)
+	AssignmentObjects(ctx context.Context, since int64, known func(k spec.Key, hash string) bool) (store.AssignmentChanges, error)
 	DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error)
 	ACMEChallenges(ctx context.Context, now time.Time) ([]store.ACMEChallenge, error)
 }
@@ -347,20 +347,24 @@ func (s *Snapshot) loadObjects(ctx context.Context, o *objects) error {
 	if o != nil {
 		since = o.revision
 	}
-	ch, err := s.store.AssignmentObjects(ctx, since)
+	// The objects this process loaded come without their content: the
+	// snapshot takes them from that State.
+	shared := s.shared.Current()
+	known := func(k spec.Key, hash string) bool { return shared.WithHash(k, hash) != nil }
+	ch, err := s.store.AssignmentObjects(ctx, since, known)
 	if err != nil {
 		return err
 	}
 	if ch.Revision < since {
 		o, since = nil, 0
-		if ch, err = s.store.AssignmentObjects(ctx, 0); err != nil {
+		if ch, err = s.store.AssignmentObjects(ctx, 0, known); err != nil {
 			return err
 		}
 	}
 	if o == nil {
 		o = &objects{}
 	}
-	n, errs := o.with(ch.Revision, ch.Objects, ch.Deleted, s.shared)
+	n, errs := o.with(ch.Revision, ch.Objects, ch.Deleted, shared)
 	for _, err := range errs {
 		s.log.Warn("agent API: skipping object", "err", err)
 	}

@@ -70,7 +70,7 @@ type NameChecker interface {
 
 // Pagination limits of list endpoints.
 const (
-	DefaultLimit = 100
+	DefaultLimit = 500
 	MaxLimit     = 1000
 )
 

@@ -16,14 +16,18 @@ func (l *Latest) Set(s State) {
 	l.state.Store(&s)
 }
 
-// Object returns the latest State's object of key k when its content hash
-// is hash (the same labels, annotations and spec), else nil. A nil Latest
-// holds nothing.
-func (l *Latest) Object(k Key, hash string) *Object {
+// Current returns the latest State, or nil when there is none (or l is
+// nil): look up a series of objects in it to see one State throughout.
+func (l *Latest) Current() *State {
 	if l == nil {
 		return nil
 	}
-	s := l.state.Load()
+	return l.state.Load()
+}
+
+// WithHash returns the object of key k when its content hash is hash (the
+// same labels, annotations and spec), else nil. A nil State has none.
+func (s *State) WithHash(k Key, hash string) *Object {
 	if s == nil {
 		return nil
 	}

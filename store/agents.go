@@ -62,8 +62,10 @@ var assignmentKinds = []string{string(spec.KindIssuer), string(spec.KindAgent), 
 // written after revision since (every one for since 0) and those deleted
 // since, with the id of the newest revision, read in one snapshot. Every
 // write of objects is a revision's (Apply), so what it returns brings a
-// copy of the objects as of since up to date.
-func (s *Store) AssignmentObjects(ctx context.Context, since int64) (AssignmentChanges, error) {
+// copy of the objects as of since up to date. An object known says the
+// caller has already (by key and content hash) comes back with its name,
+// kind and hash only.
+func (s *Store) AssignmentObjects(ctx context.Context, since int64, known func(k spec.Key, hash string) bool) (AssignmentChanges, error) {
 	var out AssignmentChanges
 	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM revisions").Scan(&out.Revision); err != nil {
@@ -80,7 +82,12 @@ func (s *Store) AssignmentObjects(ctx context.Context, since int64) (AssignmentC
 		defer rows.Close()
 		for rows.Next() {
 			v := rows.RawValues() // text is UTF-8; jsonb is a version byte then the JSON text
-			o := AssignmentObject{Kind: spec.Kind(v[0]), Name: string(v[1]), Spec: json.RawMessage(jsonbText(v[4])), Hash: string(v[5])}
+			o := AssignmentObject{Kind: spec.Kind(v[0]), Name: string(v[1]), Hash: string(v[5])}
+			if known != nil && known(spec.Key{Kind: o.Kind, Name: o.Name}, o.Hash) {
+				out.Objects = append(out.Objects, o)
+				continue
+			}
+			o.Spec = json.RawMessage(jsonbText(v[4]))
 			if err := json.Unmarshal(jsonbText(v[2]), &o.Labels); err != nil {
 				return fmt.Errorf("labels of %s/%s: %w", o.Kind, o.Name, err)
 			}

@@ -158,7 +158,7 @@ func TestAgentAssignments(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != "shop" {
 		t.Errorf("AgentAssignments by selector = %v, %v", got, err)
 	}
-	all, err := s.AssignmentObjects(ctx, 0)
+	all, err := s.AssignmentObjects(ctx, 0, nil)
 	if err != nil || all.Revision == 0 || len(all.Objects) != 4 {
 		t.Errorf("AssignmentObjects = %d, %d objects, %v", all.Revision, len(all.Objects), err)
 	}
@@ -175,7 +175,7 @@ func TestAssignmentObjectsSince(t *testing.T) {
 	base := []*spec.Object{issuer("internal-ca"), agent("web-01", nil), agent("web-02", nil),
 		cert("shop", nil, "shop.example.com"), cert("blog", nil, "blog.example.com"), policy}
 	_, first := converge(t, s, "1", desiredOf(base...))
-	if got, err := s.AssignmentObjects(ctx, first); err != nil || got.Revision != first || len(got.Objects)+len(got.Deleted) != 0 {
+	if got, err := s.AssignmentObjects(ctx, first, nil); err != nil || got.Revision != first || len(got.Objects)+len(got.Deleted) != 0 {
 		t.Fatalf("since the newest revision = %+v, %v; want nothing", got, err)
 	}
 	// Revision 2 deletes web-02 and blog, changes shop and the policy;
@@ -185,7 +185,7 @@ func TestAssignmentObjectsSince(t *testing.T) {
 	converge(t, s, "2", desiredOf(issuer("internal-ca"), agent("web-01", nil), shop, policy2))
 	_, last := converge(t, s, "3", desiredOf(issuer("internal-ca"), agent("web-01", nil), shop, policy2,
 		cert("blog", nil, "blog.example.com"), cert("wiki", nil, "wiki.example.com")))
-	got, err := s.AssignmentObjects(ctx, first)
+	got, err := s.AssignmentObjects(ctx, first, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +199,17 @@ func TestAssignmentObjectsSince(t *testing.T) {
 		t.Errorf("since %d = revision %d, written %v, deleted %v; want %d, [blog shop wiki], [Agent/web-02]",
 			first, got.Revision, written, got.Deleted, last)
 	}
+	// What the caller knows by key and hash comes without its content.
+	known := func(k spec.Key, hash string) bool { return k.Name == "shop" && hash == shop.Hash() }
+	got, err = s.AssignmentObjects(ctx, first, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range got.Objects {
+		if bare := o.Spec == nil && o.Labels == nil; bare != (o.Name == "shop") || o.Hash == "" {
+			t.Errorf("%s/%s: spec %s, hash %q; want content only for what the caller does not know", o.Kind, o.Name, o.Spec, o.Hash)
+		}
+	}
 }
 
 func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
@@ -207,7 +218,7 @@ func TestAssignmentObjectsHashLikeTheLoader(t *testing.T) {
 	is := issuer("internal-ca")
 	is.Annotations = map[string]string{"owner": "pki-team"}
 	converge(t, s, "1", desiredOf(is))
-	all, err := s.AssignmentObjects(ctx, 0)
+	all, err := s.AssignmentObjects(ctx, 0, nil)
 	objs := all.Objects
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("AssignmentObjects = %+v, %v", objs, err)
