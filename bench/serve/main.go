@@ -470,37 +470,61 @@ func (h *harness) push(ctx context.Context, p *serveProc, base string, res *resu
 }
 
 // walk lists every certificate through /api/v1/certificates with its
-// default settings, following next, and checks the count.
+// default settings, following next, and checks the count; then, for the
+// record, walks again at pages of 100 and 1000.
 func (h *harness) walk(ctx context.Context, base string, res *results) error {
+	var err error
+	if res.walk, res.walkPages, err = h.walkAt(ctx, base, 0); err != nil {
+		return err
+	}
+	for _, limit := range []int{100, 1000} {
+		took, pages, err := h.walkAt(ctx, base, limit)
+		if err != nil {
+			return err
+		}
+		h.logger.Info("API walk at a set page size", "limit", limit, "walk", took.Round(time.Millisecond), "pages", pages)
+	}
+	return nil
+}
+
+// walkAt walks the certificates with ?limit=limit (0: the default).
+func (h *harness) walkAt(ctx context.Context, base string, limit int) (took time.Duration, pages int, err error) {
 	start := time.Now()
 	count, next := 0, ""
 	for {
-		u := base + "/api/v1/certificates"
+		q := url.Values{}
 		if next != "" {
-			u += "?after=" + url.QueryEscape(next)
+			q.Set("after", next)
+		}
+		if limit > 0 {
+			q.Set("limit", strconv.Itoa(limit))
+		}
+		u := base + "/api/v1/certificates"
+		if len(q) > 0 {
+			u += "?" + q.Encode()
 		}
 		var page struct {
 			Items []json.RawMessage `json:"items"`
 			Next  string            `json:"next"`
 		}
 		if err := h.getJSON(ctx, u, &page); err != nil {
-			return fmt.Errorf("API walk, page %d: %w", res.walkPages+1, err)
+			return 0, pages, fmt.Errorf("API walk, page %d: %w", pages+1, err)
 		}
-		res.walkPages++
+		pages++
 		count += len(page.Items)
 		if page.Next == "" {
 			break
 		}
-		if page.Next == next || res.walkPages > h.cfg.size.Certificates {
-			return fmt.Errorf("API walk: next %q does not advance (page %d)", page.Next, res.walkPages)
+		if page.Next == next || pages > h.cfg.size.Certificates {
+			return 0, pages, fmt.Errorf("API walk: next %q does not advance (page %d)", page.Next, pages)
 		}
 		next = page.Next
 	}
-	res.walk = time.Since(start)
+	took = time.Since(start)
 	if count != h.cfg.size.Certificates {
-		return fmt.Errorf("API walk listed %d certificates in %d pages, want %d", count, res.walkPages, h.cfg.size.Certificates)
+		return 0, pages, fmt.Errorf("API walk listed %d certificates in %d pages, want %d", count, pages, h.cfg.size.Certificates)
 	}
-	return nil
+	return took, pages, nil
 }
 
 // scrape reads /metrics a few times and times each read of the whole body.
