@@ -70,7 +70,7 @@ type NameChecker interface {
 
 // Pagination limits of list endpoints.
 const (
-	DefaultLimit = 500
+	DefaultLimit = 100
 	MaxLimit     = 1000
 )
 
