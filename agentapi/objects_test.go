@@ -1,17 +1,21 @@
 package agentapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
 
@@ -150,5 +154,41 @@ func TestObjectsShareLoadedObjects(t *testing.T) {
 	o, errs = (&objects{}).with(1, rows, nil, latest.Current())
 	if len(errs) != 0 || o.certs["shop"].spec == loaded.Spec || o.certs["shop"].spec.CommonName != "shop.example.com" {
 		t.Errorf("with another hash: errors %v, spec %+v; want a decoded copy", errs, o.certs["shop"].spec)
+	}
+}
+
+// snapshotStoreFake has one revision with one agent, and no deployments.
+type snapshotStoreFake struct{}
+
+func (snapshotStoreFake) AgentChanges(context.Context) (int64, int64, error) { return 1, 0, nil }
+func (snapshotStoreFake) AssignmentObjects(context.Context, int64, func(spec.Key, string) bool) (store.AssignmentChanges, error) {
+	raw := json.RawMessage(`{"tokenSHA256":"` + strings.Repeat("ab", 32) + `"}`)
+	return store.AssignmentChanges{Revision: 1, Objects: []store.AssignmentObject{{Kind: spec.KindAgent, Name: "web-01", Spec: raw}}}, nil
+}
+func (snapshotStoreFake) DeploymentsSince(context.Context, int64) ([]state.Deployment, int64, error) {
+	return nil, 0, nil
+}
+func (snapshotStoreFake) ACMEChallenges(context.Context, time.Time) ([]store.ACMEChallenge, error) {
+	return nil, nil
+}
+
+// Loaded is closed by the first load, not before.
+func TestSnapshotLoaded(t *testing.T) {
+	s := NewSnapshot(snapshotStoreFake{}, nil, Config{}, nil)
+	select {
+	case <-s.Loaded():
+		t.Fatal("Loaded before any load")
+	default:
+	}
+	if err := s.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Loaded():
+	default:
+		t.Fatal("Loaded still open after the first load")
+	}
+	if err := s.Ready(); err != nil {
+		t.Errorf("Ready after the first load: %v", err)
 	}
 }

@@ -68,6 +68,9 @@ type Snapshot struct {
 	// shared, when set, has this process's loaded objects, which the
 	// snapshot takes instead of decoding copies (see ShareObjects).
 	shared *spec.Latest
+	// loaded is closed by the first load of the objects.
+	loaded     chan struct{}
+	loadedOnce sync.Once
 }
 
 type depKey struct{ cert, agent string }
@@ -78,8 +81,13 @@ func NewSnapshot(st SnapshotStore, issuers IssuerSync, cfg Config, logger *slog.
 	cfg = cfg.withDefaults()
 	return &Snapshot{store: st, issuers: issuers, now: cfg.Now, interval: cfg.RefreshInterval, log: orDiscard(logger),
 		deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
-		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}}}
+		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}},
+		loaded: make(chan struct{})}
 }
+
+// Loaded is closed once the objects are first loaded: from then on the
+// snapshot serves agents.
+func (s *Snapshot) Loaded() <-chan struct{} { return s.loaded }
 
 // ShareObjects makes the snapshot take the objects latest holds (the
 // reconciler's loaded revision, on the replica that leads) instead of
@@ -385,6 +393,7 @@ func (s *Snapshot) loadObjects(ctx context.Context, o *objects) error {
 	}
 	s.gen++
 	s.mu.Unlock()
+	s.loadedOnce.Do(func() { close(s.loaded) })
 	s.log.Debug("agent API: snapshot loaded", "revision", ch.Revision, "since", since, "written", len(ch.Objects),
 		"deleted", len(ch.Deleted), "agents", len(n.agents), "certificates", len(n.certs), "took", time.Since(start))
 	return nil

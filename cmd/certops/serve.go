@@ -308,8 +308,20 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 			}
 		})
 	}
-	background.Go(func() { _ = rec.Run(runCtx) })
 	background.Go(func() { _ = agents.snapshot.Run(runCtx) })
+	background.Go(func() {
+		// A restarted replica serves agents from the database first: its
+		// first load of the repository would compete for the CPU with
+		// the snapshot's first load. The reconciler starts once the
+		// snapshot is loaded, or after a while if the database is slow.
+		select {
+		case <-agents.snapshot.Loaded():
+		case <-time.After(10 * time.Second):
+		case <-runCtx.Done():
+			return
+		}
+		_ = rec.Run(runCtx)
+	})
 	background.Go(func() { _ = agents.presence.Run(runCtx) }) // flushes once more at the end
 	background.Go(func() { _ = agents.orders.Run(runCtx) })   // waits for the orders to release their claims
 	background.Go(func() { _ = agents.events.Run(runCtx) })
