@@ -171,7 +171,7 @@ func (c *checker) certificate(s *CertificateSpec) {
 	}
 	for i, u := range s.URIs {
 		if p, err := url.Parse(u); err != nil || p.Scheme == "" || strings.ContainsAny(u, " \t\r\n") {
-			c.errorf(fmt.Sprintf("spec.uris[%d]", i), "%q is not an absolute URI with a scheme", maskURL(u))
+			c.errorf(fmt.Sprintf("spec.uris[%d]", i), "%q is not an absolute URI with a scheme", RedactURL(u))
 		}
 	}
 	for i, e := range s.EmailAddresses {
@@ -346,9 +346,9 @@ func (c *checker) deploy(d *Deployment) {
 		// The command line may hold a URL with credentials: mask them.
 		split := append(strings.Fields(d.Reload[0]), d.Reload[1:]...)
 		for i := range split {
-			split[i] = maskURLs(split[i])
+			split[i] = RedactText(split[i])
 		}
-		c.errorf(path+".reload[0]", "%q is a whole command line in one element, but reload is an argv list run without a shell, so no program of that name exists; write %s", maskURLs(d.Reload[0]), flowList(split))
+		c.errorf(path+".reload[0]", "%q is a whole command line in one element, but reload is an argv list run without a shell, so no program of that name exists; write %s", RedactText(d.Reload[0]), flowList(split))
 	}
 	if v := d.Verify; v != nil {
 		if msg := hostPortProblem(v.Address); v.Address != "" && msg != "" {

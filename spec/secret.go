@@ -83,27 +83,39 @@ func tokenHashProblem(s string) string {
 	return ""
 }
 
-// secretMask replaces a secret that maskURL removes.
-const secretMask = "REDACTED"
+// RedactMask replaces every secret RedactURL removes.
+const RedactMask = "REDACTED"
 
-// maskURL returns s with what may be credentials masked: the userinfo of a
-// URL and the values of query parameters whose names suggest a secret
-// (token, password, key, signature, ...). Text that does not parse as a URL
-// with a scheme keeps all but a userinfo after "://". Like redact.URL.
-func maskURL(s string) string {
-	u, err := url.Parse(s)
+// RedactURL returns raw with what may be credentials masked: the userinfo
+// (a password, or a user name that may be a token; the user of an ssh URL
+// without a password, as git@host, is kept) and the values of query
+// parameters whose names suggest a secret (token, password, key,
+// signature, ...). Text that does not parse as a URL with a scheme is
+// returned as is, except that a userinfo after "://" is masked. A URL with
+// nothing to mask is returned as written. It is the one rule for messages
+// of this package and, through package redact, for logs and errors.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Opaque != "" {
-		if i := strings.Index(s, "://"); i >= 0 {
-			rest := s[i+3:]
+		if i := strings.Index(raw, "://"); i >= 0 {
+			rest := raw[i+3:]
 			if at := strings.LastIndexByte(rest, '@'); at >= 0 && !strings.ContainsAny(rest[:at], "/?#") {
-				return s[:i+3] + secretMask + "@" + rest[at+1:]
+				return raw[:i+3] + RedactMask + "@" + rest[at+1:]
 			}
 		}
-		return s
+		return raw
 	}
 	masked := false
 	if u.User != nil {
-		u.User, masked = url.User(secretMask), true
+		_, hasPass := u.User.Password()
+		ssh := u.Scheme == "ssh" || strings.HasSuffix(u.Scheme, "+ssh")
+		switch {
+		case ssh && !hasPass:
+		case ssh:
+			u.User, masked = url.UserPassword(u.User.Username(), RedactMask), true
+		default:
+			u.User, masked = url.User(RedactMask), true
+		}
 	}
 	if u.RawQuery != "" {
 		params := strings.Split(u.RawQuery, "&")
@@ -113,16 +125,16 @@ func maskURL(s string) string {
 				name = dec
 			}
 			if hasValue && secretParam(name) {
-				params[i], masked = p[:strings.IndexByte(p, '=')+1]+secretMask, true
+				params[i], masked = p[:strings.IndexByte(p, '=')+1]+RedactMask, true
 			}
 		}
 		u.RawQuery = strings.Join(params, "&")
 	}
 	if strings.Contains(u.Fragment, "=") {
-		u.Fragment, u.RawFragment, masked = secretMask, "", true
+		u.Fragment, u.RawFragment, masked = RedactMask, "", true
 	}
 	if !masked {
-		return s // as written
+		return raw // as written
 	}
 	return u.String()
 }
@@ -138,13 +150,14 @@ func secretParam(name string) bool {
 	return false
 }
 
-// urlInText finds URLs with a scheme in free text.
+// urlInText finds URLs with a scheme in free text, up to a space, a quote
+// or an angle bracket.
 var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>` + "`" + `]+`)
 
-// maskURLs returns s with every URL in it passed through maskURL.
-func maskURLs(s string) string {
+// RedactText returns s with every URL in it passed through RedactURL.
+func RedactText(s string) string {
 	if !strings.Contains(s, "://") {
 		return s
 	}
-	return urlInText.ReplaceAllStringFunc(s, maskURL)
+	return urlInText.ReplaceAllStringFunc(s, RedactURL)
 }

@@ -134,8 +134,8 @@ func TestMaskURL(t *testing.T) {
 		{"not a url", "not a url"},
 		{"https://h/a b?x=1", "https://h/a b?x=1"},
 	} {
-		if got := maskURL(c.in); got != c.want {
-			t.Errorf("maskURL(%q) = %q, want %q", c.in, got, c.want)
+		if got := RedactURL(c.in); got != c.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
