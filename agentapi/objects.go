@@ -71,6 +71,7 @@ func (o *objects) issuerList() []*spec.Object {
 // written or deleted are targeted again and only their agents' entries are
 // rebuilt; otherwise every certificate is targeted again (from its decoded
 // spec: nothing is decoded or hashed again).
+//
 // A written row whose object shared holds with the same hash takes that
 // object instead of decoding its own copy (rows that came without their
 // content must be there).
@@ -94,7 +95,7 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 		changeAgents() // the first load: the agent set is new
 	}
 	touched := map[string]bool{} // certificates written or deleted
-	for _, k := range deleted {
+	drop := func(k spec.Key) {
 		switch k.Kind {
 		case spec.KindIssuer:
 			delete(n.issuers, k.Name)
@@ -106,10 +107,14 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 			touched[k.Name] = true
 		}
 	}
+	for _, k := range deleted {
+		drop(k)
+	}
 	for i, r := range resolve(written, shared) {
 		row, obj := written[i], r.obj
-		if r.err != nil {
+		if r.err != nil { // skipped: whatever o had under that name goes too
 			errs = append(errs, r.err)
+			drop(spec.Key{Kind: row.Kind, Name: row.Name})
 			continue
 		}
 		switch sp := obj.Spec.(type) {
@@ -120,7 +125,7 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 			a := &agentEntry{labels: obj.Labels}
 			if k, err := hex.Decode(a.token[:], []byte(sp.TokenSHA256)); err != nil || k != sha256.Size {
 				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
-				delete(agents, row.Name)
+				drop(spec.Key{Kind: row.Kind, Name: row.Name})
 				continue
 			}
 			agents[row.Name] = a
