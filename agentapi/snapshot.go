@@ -55,8 +55,12 @@ type Snapshot struct {
 	mu sync.RWMutex
 	// deps holds every deployment row, keyed by certificate and agent.
 	deps map[depKey]*state.Deployment
-	// seq is the agent change counter deps is loaded up to.
-	seq int64
+	// mark is where the next read of changed deployments starts (see
+	// store.DeploymentsSince).
+	mark int64
+	// challengeSeq is the challenge change counter the challenges are
+	// loaded at (-1 before the first load).
+	challengeSeq int64
 	// etags caches each agent's current ETag; gen counts invalidations, so
 	// an ETag computed before one is not cached after it.
 	etags map[string]string
@@ -81,7 +85,7 @@ func NewSnapshot(st SnapshotStore, issuers IssuerSync, cfg Config, logger *slog.
 	cfg = cfg.withDefaults()
 	return &Snapshot{store: st, issuers: issuers, now: cfg.Now, interval: cfg.RefreshInterval, log: orDiscard(logger),
 		deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
-		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}},
+		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}}, challengeSeq: -1,
 		loaded: make(chan struct{})}
 }
 
@@ -210,29 +214,33 @@ func (s *Snapshot) applyDeployments(rows []state.Deployment) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	changed := false
 	for i := range rows {
 		d := &rows[i]
 		k := depKey{d.Certificate, d.Agent}
-		if old := s.deps[k]; old != nil && old.ChangeSeq > d.ChangeSeq {
-			continue
+		if old := s.deps[k]; old != nil && old.ChangeSeq >= d.ChangeSeq {
+			continue // older, or this very version read again
 		}
 		if d.Current != nil {
 			d.Current.ChainPEM = s.chains.intern(d.Current.ChainPEM)
 		}
 		s.deps[k] = d
 		delete(s.etags, d.Agent)
+		changed = true
 	}
-	s.gen++
+	if changed {
+		s.gen++
+	}
 }
 
 // reloadChallenges loads the published challenges into the snapshot and
 // invalidates the ETag of every agent whose list changed. A failure is
-// logged: the next Refresh retries.
-func (s *Snapshot) reloadChallenges(ctx context.Context) {
+// logged and reported as false: the next Refresh retries.
+func (s *Snapshot) reloadChallenges(ctx context.Context) bool {
 	rows, err := s.store.ACMEChallenges(ctx, s.now())
 	if err != nil {
 		s.log.Warn("agent API: load ACME challenges", "err", err)
-		return
+		return false
 	}
 	next := map[string][]agentproto.Challenge{}
 	for _, c := range rows {
@@ -260,6 +268,7 @@ func (s *Snapshot) reloadChallenges(ctx context.Context) {
 		s.challenges = next
 		s.gen++
 	}
+	return true
 }
 
 // CertificateState is one certificate's readiness, for the metrics.
@@ -314,28 +323,31 @@ func (s *Snapshot) Run(ctx context.Context) error {
 	}
 }
 
-// Refresh brings the snapshot up to date with Postgres: one query when
-// nothing changed; the objects are reloaded after a new revision, and the
-// deployments changed since the last refresh are loaded.
+// Refresh brings the snapshot up to date with Postgres: the deployments
+// written since the last refresh (one indexed query, usually empty), the
+// challenges when their counter moved, and the objects after a new
+// revision.
 func (s *Snapshot) Refresh(ctx context.Context) error {
-	revision, seq, err := s.store.AgentChanges(ctx)
+	revision, challengeSeq, err := s.store.AgentChanges(ctx)
 	if err != nil {
 		return err
 	}
 	// Deployments first: agents must never see an assignment without the
 	// certificate already issued for it.
 	s.mu.RLock()
-	loaded := s.seq
+	mark, loadedChallenges := s.mark, s.challengeSeq
 	s.mu.RUnlock()
-	if seq != loaded {
-		rows, now, err := s.store.DeploymentsSince(ctx, loaded)
-		if err != nil {
-			return err
-		}
-		s.applyDeployments(rows)
-		s.reloadChallenges(ctx)
+	rows, next, err := s.store.DeploymentsSince(ctx, mark)
+	if err != nil {
+		return err
+	}
+	s.applyDeployments(rows)
+	s.mu.Lock()
+	s.mark = max(s.mark, next)
+	s.mu.Unlock()
+	if challengeSeq != loadedChallenges && s.reloadChallenges(ctx) {
 		s.mu.Lock()
-		s.seq = max(s.seq, now)
+		s.challengeSeq = challengeSeq
 		s.mu.Unlock()
 	}
 	if o := s.objs.Load(); o == nil || o.revision != revision {

@@ -119,17 +119,26 @@ func (s *Store) ACMEChallenges(ctx context.Context, now time.Time) ([]ACMEChalle
 	return out, nil
 }
 
-// ConfirmACMEChallenge records that agent serves the challenge. It reports
-// false when there is no such challenge for that agent.
+// ConfirmACMEChallenge records that agent serves the challenge, bumping
+// the challenge change counter (the agent's list shows it ready). It
+// reports false when there is no such challenge for that agent.
 func (s *Store) ConfirmACMEChallenge(ctx context.Context, token, agent string, at time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO acme_challenge_ready (token, agent, ready_at)
-		SELECT token, $2, $3 FROM acme_challenges WHERE token = $1 AND $2 = ANY (agents)
-		ON CONFLICT (token, agent) DO UPDATE SET ready_at = excluded.ready_at`, token, agent, at)
+	var confirmed bool
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO acme_challenge_ready (token, agent, ready_at)
+			SELECT token, $2, $3 FROM acme_challenges WHERE token = $1 AND $2 = ANY (agents)
+			ON CONFLICT (token, agent) DO UPDATE SET ready_at = excluded.ready_at`, token, agent, at)
+		if err != nil || tag.RowsAffected() != 1 {
+			return err
+		}
+		confirmed = true
+		return bumpAgentChanges(ctx, tx)
+	})
 	if err != nil {
 		return false, fmt.Errorf("store: confirm ACME challenge for %s: %w", agent, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return confirmed, nil
 }
 
 // ACMEChallengeReady lists the agents that confirmed the challenge.
@@ -146,16 +155,14 @@ func (s *Store) ACMEChallengeReady(ctx context.Context, token string) ([]string,
 }
 
 // ExtendIssueBackoff moves the deployment's next accepted issue attempt to
-// notBefore when that is later (a CA's Retry-After), bumping the agent
-// change counter. It returns the deployment as written.
+// notBefore when that is later (a CA's Retry-After). It returns the
+// deployment as written.
 func (s *Store) ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (state.Deployment, error) {
 	rows, err := s.pool.Query(ctx, `
-		WITH bump AS (
-			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
-		), dep AS (
+		WITH dep AS (
 			UPDATE deployments AS d SET not_before = greatest(d.not_before, $3::timestamptz),
-				updated_at = now(), change_seq = bump.seq
-			FROM bump WHERE d.certificate = $1 AND d.agent = $2
+				updated_at = now(), `+changeSet+`
+			WHERE d.certificate = $1 AND d.agent = $2
 			RETURNING d.*
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
@@ -170,8 +177,9 @@ func (s *Store) ExtendIssueBackoff(ctx context.Context, certificate, agent strin
 	return d, nil
 }
 
-// bumpAgentChanges tells every replica that what agents see changed; it
-// is the last statement of its transaction.
+// bumpAgentChanges tells every replica that the published challenges
+// changed; it is the last statement of its transaction. (Deployments have
+// their own change feed, see DeploymentsSince.)
 func bumpAgentChanges(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `UPDATE agent_changes SET seq = seq + 1 WHERE id = 1`)
 	return err

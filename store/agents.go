@@ -12,9 +12,11 @@ import (
 	"github.com/certops/certops/textlimit"
 )
 
-// AgentChanges returns the id of the newest revision and the agent change
-// counter: when neither moved, nothing an agent sees has changed. It is one
-// cheap query, made every second by each replica.
+// AgentChanges returns the id of the newest revision and the challenge
+// change counter (agent_changes.seq, bumped by every write of the ACME
+// challenges): when one moved, the objects or the challenges are to be
+// read again. It is one cheap query, made every second by each replica;
+// deployments have their own feed (DeploymentsSince).
 func (s *Store) AgentChanges(ctx context.Context) (revision, seq int64, err error) {
 	err = s.pool.QueryRow(ctx, `
 		SELECT coalesce((SELECT max(id) FROM revisions), 0),

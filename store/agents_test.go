@@ -10,7 +10,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
@@ -26,30 +29,102 @@ func TestDeploymentsSinceIsIncremental(t *testing.T) {
 	s := newStore(t)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
-	all, seq0, err := s.DeploymentsSince(ctx, 0)
-	if err != nil || len(all) != 0 || seq0 != 0 {
-		t.Fatalf("empty: %v %d %v", all, seq0, err)
+	all, mark0, err := s.DeploymentsSince(ctx, 0)
+	if err != nil || len(all) != 0 || mark0 == 0 {
+		t.Fatalf("empty: %v, mark %d, %v", all, mark0, err)
 	}
 	d, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "01", now), RenewAt: now.Add(40 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Current == nil || d.Current.Serial != "01" || d.State != state.DeploymentIssued || d.ChangeSeq != 1 || !d.RenewAt.Equal(now.Add(40*time.Minute)) {
+	if d.Current == nil || d.Current.Serial != "01" || d.State != state.DeploymentIssued || d.ChangeSeq == 0 || !d.RenewAt.Equal(now.Add(40*time.Minute)) {
 		t.Fatalf("RecordIssuance returned %+v", d)
 	}
+	_, mark1, err := s.DeploymentsSince(ctx, mark0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := s.RecordIssuance(ctx, store.Issuance{Version: version("db", "db-01", "02", now), RenewAt: now})
+	if err != nil || db.ChangeSeq <= d.ChangeSeq {
+		t.Fatalf("second issuance: %+v %v; want a higher change_seq than %d", db, err, d.ChangeSeq)
+	}
+	// Transactions of other tests on the cluster may hold the mark back, so
+	// a row already read may come again, unchanged; nothing new is missed.
+	seen := map[string]int64{"shop": d.ChangeSeq, "db": db.ChangeSeq}
+	onlySeen := func(rows []state.Deployment) bool {
+		for _, r := range rows {
+			if seen[r.Certificate] != r.ChangeSeq {
+				return false
+			}
+		}
+		return true
+	}
+	rows, mark2, err := s.DeploymentsSince(ctx, mark1)
+	if err != nil || !slices.ContainsFunc(rows, func(r state.Deployment) bool { return r.Certificate == "db" }) || !onlySeen(rows) || mark2 < mark1 {
+		t.Fatalf("since %d: %+v, mark %d, %v; want db (and nothing but what was written)", mark1, rows, mark2, err)
+	}
+	if rows, _, err := s.DeploymentsSince(ctx, mark2); err != nil || !onlySeen(rows) {
+		t.Fatalf("since %d: %+v %v; want nothing new", mark2, rows, err)
+	}
+	if rows, _, err := s.DeploymentsSince(ctx, 0); err != nil || len(rows) != 2 {
+		t.Fatalf("since 0: %+v %v; want both", rows, err)
+	}
+	// The challenge counter is not moved by deployments.
+	if rev, seq, err := s.AgentChanges(ctx); err != nil || rev != 0 || seq != 0 {
+		t.Fatalf("AgentChanges = %d, %d, %v; want 0, 0", rev, seq, err)
+	}
+}
+
+// A write that commits after a later write was read is not skipped: the
+// mark of a read stays below every transaction still running, so the next
+// read returns it. Writers do not wait for each other.
+func TestDeploymentsSinceNeverSkipsALateCommit(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	s := openStore(t, url)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-01", "01", now), RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	_, mark, err := s.DeploymentsSince(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A slow writer: its transaction changes shop/web-01 and stays open.
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	slow, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Rollback(ctx)
+	if _, err := slow.Exec(ctx, `UPDATE deployments SET last_error = 'slow',
+		change_seq = nextval('agent_change_seq'), change_xid = pg_current_xact_id()
+		WHERE certificate = 'shop' AND agent = 'web-01'`); err != nil {
+		t.Fatal(err)
+	}
+	// A fast writer commits meanwhile, without waiting for the slow one.
 	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("db", "db-01", "02", now), RenewAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	rows, seq, err := s.DeploymentsSince(ctx, 1)
-	if err != nil || seq != 2 || len(rows) != 1 || rows[0].Certificate != "db" {
-		t.Fatalf("since 1: %+v seq %d %v", rows, seq, err)
+	rows, next, err := s.DeploymentsSince(ctx, mark)
+	if err != nil || !slices.ContainsFunc(rows, func(r state.Deployment) bool { return r.Certificate == "db" }) ||
+		slices.ContainsFunc(rows, func(r state.Deployment) bool { return r.LastError == "slow" }) {
+		t.Fatalf("while the slow writer runs: %+v %v; want db, and not the uncommitted change", rows, err)
 	}
-	if rows, same, err := s.DeploymentsSince(ctx, 2); err != nil || same != 2 || len(rows) != 0 {
-		t.Fatalf("since 2: %+v seq %d %v", rows, same, err)
+	if err := slow.Commit(ctx); err != nil {
+		t.Fatal(err)
 	}
-	rev, seq, err := s.AgentChanges(ctx)
-	if err != nil || rev != 0 || seq != 2 {
-		t.Fatalf("AgentChanges = %d, %d, %v", rev, seq, err)
+	rows, _, err = s.DeploymentsSince(ctx, next)
+	found := false
+	for _, r := range rows {
+		found = found || r.Certificate == "shop" && r.LastError == "slow"
+	}
+	if err != nil || !found {
+		t.Fatalf("after the slow writer committed: %+v %v; want shop with its change", rows, err)
 	}
 }
 
@@ -265,7 +340,7 @@ func TestReportOfUnknownSerialIsRefused(t *testing.T) {
 	if _, err := s.RecordIssuance(ctx, store.Issuance{Version: version("shop", "web-02", "02", now), RenewAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	_, seq0, _ := s.DeploymentsSince(ctx, 0)
+	_, mark0, _ := s.DeploymentsSince(ctx, 0)
 	for _, r := range []store.DeploymentReport{
 		{Serial: "deadbeef", Result: state.DeploymentInstalled, At: now},
 		{Serial: "02", Result: state.DeploymentInstalled, At: now},                                           // another agent's
@@ -277,9 +352,12 @@ func TestReportOfUnknownSerialIsRefused(t *testing.T) {
 			t.Errorf("RecordReport(%+v) = %v, want ErrUnknownSerial", r, err)
 		}
 	}
-	deps, seq, err := s.DeploymentsSince(ctx, 0)
-	if err != nil || seq != seq0 {
-		t.Errorf("refused reports moved the change counter %d → %d (%v)", seq0, seq, err)
+	if changed, _, err := s.DeploymentsSince(ctx, mark0); err != nil || len(changed) != 0 {
+		t.Errorf("refused reports wrote %+v (%v)", changed, err)
+	}
+	deps, _, err := s.DeploymentsSince(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, d := range deps {
 		if d.InstalledSerial != "" || d.State != state.DeploymentIssued {

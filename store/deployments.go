@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,15 @@ const deploymentColumns = `d.certificate, d.agent, d.spec_hash, d.renew_at, d.in
 
 const deploymentFrom = ` FROM deployments d LEFT JOIN certificate_versions v ON v.id = d.current_version`
 
+// Every write of a deployment row takes the next change_seq and records its
+// transaction in change_xid (see DeploymentsSince): nextChange in the
+// inserted values, changeSet in ON CONFLICT's update, where the sequence is
+// read once the row is locked, so a row's change_seq only grows.
+const (
+	nextChange = `nextval('agent_change_seq'), pg_current_xact_id()`
+	changeSet  = `change_seq = nextval('agent_change_seq'), change_xid = pg_current_xact_id()`
+)
+
 // RecordIssuance stores a new version and makes it the deployment's current
 // one (resetting failures and backoff), in one statement that also bumps the
 // agent change counter. It returns the deployment as written.
@@ -60,17 +70,15 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 				(certificate, agent, spec_hash, serial, sha256, not_before, not_after, cert_pem, chain_pem, issuer, issued_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			RETURNING *
-		), bump AS (
-			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, spec_hash, current_version, renew_at, state,
-				state_spec_hash, last_error, last_attempt, failures, not_before, updated_at, change_seq)
-			SELECT $1, $2, $3, v.id, $12, 'issued', $3, '', $11, 0, NULL, now(), bump.seq FROM v, bump
+				state_spec_hash, last_error, last_attempt, failures, not_before, updated_at, change_seq, change_xid)
+			SELECT $1, $2, $3, v.id, $12, 'issued', $3, '', $11, 0, NULL, now(), `+nextChange+` FROM v
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				spec_hash = excluded.spec_hash, current_version = excluded.current_version,
 				renew_at = excluded.renew_at, state = excluded.state, state_spec_hash = excluded.state_spec_hash, last_error = '',
 				last_attempt = excluded.last_attempt, failures = 0, not_before = NULL,
-				updated_at = now(), change_seq = excluded.change_seq
+				updated_at = now(), `+changeSet+`
 			RETURNING *
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d, v`,
@@ -92,12 +100,10 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 // from zero. It returns the deployment as written.
 func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.Deployment, error) {
 	rows, err := s.pool.Query(ctx, `
-		WITH bump AS (
-			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq
-		), dep AS (
+		WITH dep AS (
 			INSERT INTO deployments AS d (certificate, agent, spec_hash, state, state_spec_hash, last_error, last_attempt,
-				failures, not_before, updated_at, change_seq)
-			SELECT $1, $2, $3, 'issue-failed', $3, $4, $5::timestamptz, 1, $5::timestamptz + make_interval(secs => least($6::float8, $7::float8)), now(), bump.seq FROM bump
+				failures, not_before, updated_at, change_seq, change_xid)
+			SELECT $1, $2, $3, 'issue-failed', $3, $4, $5::timestamptz, 1, $5::timestamptz + make_interval(secs => least($6::float8, $7::float8)), now(), `+nextChange+`
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				spec_hash = excluded.spec_hash, state = excluded.state, state_spec_hash = excluded.state_spec_hash,
 				last_error = excluded.last_error,
@@ -105,7 +111,7 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.D
 				failures = CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures + 1 ELSE 1 END,
 				not_before = excluded.last_attempt + make_interval(secs => least($7::float8,
 					$6::float8 * power(2, least(CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures ELSE 0 END, 40)))),
-				updated_at = now(), change_seq = excluded.change_seq
+				updated_at = now(), `+changeSet+`
 			RETURNING *
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
@@ -153,13 +159,11 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 			SELECT max(not_after) AS not_after FROM certificate_versions
 			WHERE certificate = $1 AND agent = $2 AND serial = $4
 			HAVING $4 = '' OR min(issued_at) <= $8::timestamptz + make_interval(secs => $9::float8)
-		), bump AS (
-			UPDATE agent_changes SET seq = seq + 1 WHERE id = 1 AND EXISTS (SELECT FROM known) RETURNING seq
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, installed_serial, installed_spec_hash,
-				installed_not_after, state, state_spec_hash, last_error, last_attempt, updated_at, change_seq)
+				installed_not_after, state, state_spec_hash, last_error, last_attempt, updated_at, change_seq, change_xid)
 			SELECT $1, $2, CASE WHEN $7 THEN $4 ELSE '' END, CASE WHEN $7 THEN $3 ELSE '' END,
-				CASE WHEN $7 THEN known.not_after END, $5, $3, $6, $8, now(), bump.seq FROM known, bump
+				CASE WHEN $7 THEN known.not_after END, $5, $3, $6, $8, now(), `+nextChange+` FROM known
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				installed_serial    = CASE WHEN $7 THEN excluded.installed_serial ELSE d.installed_serial END,
 				installed_spec_hash = CASE WHEN $7 THEN excluded.installed_spec_hash ELSE d.installed_spec_hash END,
@@ -168,7 +172,7 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 				state_spec_hash = excluded.state_spec_hash,
 				last_error      = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_error ELSE excluded.last_error END,
 				last_attempt    = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_attempt ELSE excluded.last_attempt END,
-				updated_at = now(), change_seq = excluded.change_seq
+				updated_at = now(), `+changeSet+`
 			RETURNING *
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
@@ -186,20 +190,22 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 	return d, nil
 }
 
-// DeploymentsSince returns every deployment written after the agent change
-// counter was at seq, with the counter's current value: load with 0, then
-// pass the returned seq to get only what changed since.
-func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]state.Deployment, int64, error) {
+// DeploymentsSince returns every deployment written by a transaction that
+// may not have been visible to the read that returned mark (every one for
+// mark 0), and the mark to pass next time: the xmin of this read's
+// snapshot. Every transaction below it has finished, so a deployment is
+// returned at least once after its write commits, and rows written by
+// transactions still running are returned again later (callers keep the
+// version with the higher ChangeSeq). Writers take no shared lock.
+func (s *Store) DeploymentsSince(ctx context.Context, mark int64) ([]state.Deployment, int64, error) {
 	var out []state.Deployment
-	var now int64
+	var next int64
 	err := s.inReadTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, "SELECT seq FROM agent_changes WHERE id = 1").Scan(&now); err != nil {
-			return fmt.Errorf("read agent change counter: %w", err)
+		if err := tx.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").Scan(&next); err != nil {
+			return fmt.Errorf("read the snapshot's xmin: %w", err)
 		}
-		if now == seq {
-			return nil
-		}
-		rows, err := tx.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+" WHERE d.change_seq > $1", seq)
+		rows, err := tx.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+" WHERE d.change_xid >= $1::text::xid8",
+			strconv.FormatInt(mark, 10))
 		if err != nil {
 			return err
 		}
@@ -207,9 +213,9 @@ func (s *Store) DeploymentsSince(ctx context.Context, seq int64) ([]state.Deploy
 		return err
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: deployments since %d: %w", seq, err)
+		return nil, 0, fmt.Errorf("store: deployments since mark %d: %w", mark, err)
 	}
-	return out, now, nil
+	return out, next, nil
 }
 
 // CertificateDeployments returns the deployments of one certificate, by agent.
