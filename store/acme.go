@@ -60,7 +60,7 @@ type ACMEChallenge struct {
 }
 
 // PutACMEChallenge publishes a challenge (replacing one with its token)
-// and drops challenges expired at now, bumping the agent change counter.
+// and drops challenges expired at now, bumping the challenge change counter.
 func (s *Store) PutACMEChallenge(ctx context.Context, ch ACMEChallenge, now time.Time) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM acme_challenges WHERE expires_at < $1 OR token = $2`, now, ch.Token); err != nil {
@@ -80,7 +80,7 @@ func (s *Store) PutACMEChallenge(ctx context.Context, ch ACMEChallenge, now time
 	return nil
 }
 
-// DeleteACMEChallenge withdraws a challenge, bumping the agent change
+// DeleteACMEChallenge withdraws a challenge, bumping the challenge change
 // counter when there was one.
 func (s *Store) DeleteACMEChallenge(ctx context.Context, token string) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {

@@ -60,8 +60,8 @@ const (
 )
 
 // RecordIssuance stores a new version and makes it the deployment's current
-// one (resetting failures and backoff), in one statement that also bumps the
-// agent change counter. It returns the deployment as written.
+// one (resetting failures and backoff), in one statement (see nextChange).
+// It returns the deployment as written.
 func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployment, error) {
 	v := in.Version
 	rows, err := s.pool.Query(ctx, `
@@ -95,9 +95,9 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 }
 
 // RecordIssueFailure counts a failed issue attempt against the deployment
-// and sets its backoff, in one statement that also bumps the agent change
-// counter. Failures of an older spec do not count: a spec change starts
-// from zero. It returns the deployment as written.
+// and sets its backoff, in one statement. Failures of an older spec do not
+// count: a spec change starts from zero. It returns the deployment as
+// written.
 func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.Deployment, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH dep AS (
@@ -143,8 +143,7 @@ const ReportClockSkew = 5 * time.Minute
 // ErrUnknownSerial and nothing changes. A failed report of the issue stage
 // for the spec whose issue attempt the server recorded as issue-failed is
 // the agent's account of that same attempt: the server's state and error,
-// which say why, stay. It bumps the agent change counter and returns the
-// deployment as written.
+// which say why, stay. It returns the deployment as written.
 func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Deployment, error) {
 	switch r.Result {
 	case state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack:

@@ -5,11 +5,12 @@
 //   - the reconcile lease (the leader_lease row with its epoch, renewed by
 //     heartbeat), whose fence every write of desired state checks, so a
 //     replica that lost the lease writes nothing;
-//   - the agents' liveness and the agent change counter their polls are
-//     answered from, and the certificates each agent is assigned;
+//   - the agents' liveness and the certificates each agent is assigned;
 //   - the deployments of every certificate on every agent: issued versions,
-//     issue failures with their backoff, and the agents' reports;
-//   - ACME order claims and the http-01 challenges the agents serve;
+//     issue failures with their backoff, and the agents' reports, with the
+//     change feed replicas follow them by (DeploymentsSince);
+//   - ACME order claims and the http-01 challenges the agents serve, with
+//     their change counter;
 //   - the facts alerting reads, and the notification state and outbox;
 //   - the backup history;
 //   - the webhook wake-up relay between replicas (LISTEN/NOTIFY).
