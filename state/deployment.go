@@ -45,7 +45,8 @@ type Deployment struct {
 	Failures      int
 	NotBefore     time.Time
 	UpdatedAt     time.Time
-	// ChangeSeq is the agent change counter of the last write.
+	// ChangeSeq orders the writes of the row: each takes the next value of
+	// the sequence agent_change_seq once the row is locked.
 	ChangeSeq int64
 }
 
