@@ -13,8 +13,10 @@ CREATE SEQUENCE agent_change_seq;
 SELECT setval('agent_change_seq', (SELECT seq FROM agent_changes WHERE id = 1) + 1, false);
 ALTER TABLE deployments ADD COLUMN change_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX deployments_change_xid_idx ON deployments (change_xid);
+DROP INDEX deployments_change_seq_idx; -- no query reads rows by change_seq any more
 
 -- +goose Down
+CREATE INDEX deployments_change_seq_idx ON deployments (change_seq);
 DROP INDEX deployments_change_xid_idx;
 ALTER TABLE deployments DROP COLUMN change_xid;
 DROP SEQUENCE agent_change_seq;
