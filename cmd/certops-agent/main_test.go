@@ -86,7 +86,6 @@ func TestBadUsageExitsTwo(t *testing.T) {
 }
 
 func TestOnce(t *testing.T) {
-	dir, token := tokenDir(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -99,13 +98,8 @@ func TestOnce(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
-	env := map[string]string{
-		"CERTOPS_AGENT_SERVER":     srv.URL,
-		"CERTOPS_AGENT_NAME":       "web-01",
-		"CERTOPS_AGENT_TOKEN_FILE": token,
-		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
-		"CERTOPS_AGENT_LOG_FORMAT": "json",
-	}
+	dir, env := agentEnv(t, "web-01", srv.URL)
+	env["CERTOPS_AGENT_LOG_FORMAT"] = "json"
 	if code, _, errOut := runCmd(t, env, "--once"); code != 0 {
 		t.Errorf("--once against a healthy server: code %d, stderr %s", code, errOut)
 	}
@@ -124,7 +118,6 @@ func TestOnce(t *testing.T) {
 // With another agent's token (the server answers for web-01) and --name
 // db-01, the agent exits 1 with a clear message, in --once and in the loop.
 func TestAnotherAgentsTokenExitsNonZero(t *testing.T) {
-	dir, token := tokenDir(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != agentproto.PathAssignments {
 			t.Errorf("%s %s after the server named another agent", r.Method, r.URL.Path)
@@ -132,12 +125,7 @@ func TestAnotherAgentsTokenExitsNonZero(t *testing.T) {
 		json.NewEncoder(w).Encode(agentproto.Assignments{Agent: "web-01"})
 	}))
 	defer srv.Close()
-	env := map[string]string{
-		"CERTOPS_AGENT_SERVER":     srv.URL,
-		"CERTOPS_AGENT_NAME":       "db-01",
-		"CERTOPS_AGENT_TOKEN_FILE": token,
-		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
-	}
+	_, env := agentEnv(t, "db-01", srv.URL)
 	for _, args := range [][]string{{"--once"}, {}} {
 		code, _, errOut := runCmd(t, env, args...)
 		if code != 1 || !strings.Contains(errOut, "the server knows it as agent") || !strings.Contains(errOut, "web-01") {
@@ -157,15 +145,27 @@ func tokenDir(t *testing.T) (dir, token string) {
 	return dir, token
 }
 
-// Plain HTTP off loopback is refused before anything is dialled: the name
-// below does not resolve, so a dial would fail with exit 1, not 2.
-func TestPlaintextOffLoopbackRefused(t *testing.T) {
+// agentEnv is the environment of an agent named name with the token "tok"
+// and its state under dir (a new temporary directory); server, when set,
+// is CERTOPS_AGENT_SERVER.
+func agentEnv(t *testing.T, name, server string) (dir string, env map[string]string) {
+	t.Helper()
 	dir, token := tokenDir(t)
-	env := map[string]string{
-		"CERTOPS_AGENT_NAME":       "web-01",
+	env = map[string]string{
+		"CERTOPS_AGENT_NAME":       name,
 		"CERTOPS_AGENT_TOKEN_FILE": token,
 		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
 	}
+	if server != "" {
+		env["CERTOPS_AGENT_SERVER"] = server
+	}
+	return dir, env
+}
+
+// Plain HTTP off loopback is refused before anything is dialled: the name
+// below does not resolve, so a dial would fail with exit 1, not 2.
+func TestPlaintextOffLoopbackRefused(t *testing.T) {
+	_, env := agentEnv(t, "web-01", "")
 	code, _, errOut := runCmd(t, env, "--once", "--server", "http://certops.example.test:8080")
 	if code != 2 || !strings.Contains(errOut, "--insecure-plaintext") || strings.Contains(errOut, "sync failed") {
 		t.Errorf("http:// off loopback: code %d, stderr %s; want 2 naming --insecure-plaintext", code, errOut)
@@ -179,12 +179,7 @@ func TestPlaintextOffLoopbackRefused(t *testing.T) {
 // A password in --server never reaches the output: neither the refusal
 // of plain HTTP nor a failed sync prints it.
 func TestServerURLPasswordIsNotPrinted(t *testing.T) {
-	dir, token := tokenDir(t)
-	env := map[string]string{
-		"CERTOPS_AGENT_NAME":       "web-01",
-		"CERTOPS_AGENT_TOKEN_FILE": token,
-		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
-	}
+	_, env := agentEnv(t, "web-01", "")
 	for _, args := range [][]string{
 		{"--once", "--server", "http://bob:S3CRETPW@certops.example.test:8080"},
 		{"--once", "--insecure-plaintext", "--server", "http://bob:S3CRETPW@certops.example.test:8080"},
@@ -199,7 +194,6 @@ func TestServerURLPasswordIsNotPrinted(t *testing.T) {
 
 // --ca-file is what the agent trusts the server's certificate with.
 func TestCAFile(t *testing.T) {
-	dir, token := tokenDir(t)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == agentproto.PathAssignments {
 			json.NewEncoder(w).Encode(agentproto.Assignments{Agent: "web-01"})
@@ -208,15 +202,10 @@ func TestCAFile(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
+	dir, env := agentEnv(t, "web-01", srv.URL)
 	caFile := filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	env := map[string]string{
-		"CERTOPS_AGENT_SERVER":     srv.URL,
-		"CERTOPS_AGENT_NAME":       "web-01",
-		"CERTOPS_AGENT_TOKEN_FILE": token,
-		"CERTOPS_AGENT_STATE_DIR":  filepath.Join(dir, "state"),
 	}
 	if code, _, errOut := runCmd(t, env, "--once"); code != 1 || !strings.Contains(errOut, "certificate") {
 		t.Errorf("without --ca-file: code %d, stderr %s; want 1, the certificate not trusted", code, errOut)
