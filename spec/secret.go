@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -12,9 +11,9 @@ import (
 // Error messages go to CI logs and pull-request comments, so they never
 // show a value that may be a secret. A field that should hold a reference
 // to a secret (a hash, a file path) may hold the secret itself by mistake,
-// and a URL may carry credentials. Package redact does this for the rest
-// of certops; spec imports nothing else of certops, so the little it needs
-// is here.
+// and a URL may carry credentials. The URL rule here (RedactURL) is also
+// the one package redact applies to the logs and errors of the rest of
+// certops.
 
 // secretFields are the field paths whose value may be a secret pasted in by
 // mistake: the agent token instead of its hash, and the secret itself
@@ -41,19 +40,19 @@ var secretFields = map[string]bool{
 const notShown = "(value not shown: it may be a secret)"
 
 // secretPathProblem is absPathProblem for a path naming a file that holds
-// a secret: it never quotes the value.
+// a secret, worded so that it never shows the value: a relative "path" may
+// be the secret itself, and a clean path is not suggested.
 func secretPathProblem(p string) string {
-	switch {
+	switch msg := absPathProblem(p); {
+	case msg == "":
+		return ""
 	case !strings.HasPrefix(p, "/"):
 		return "is not an absolute path; give the path of the file that holds the secret, not the secret itself " + notShown
-	case absPathProblem(p) == "":
-		return ""
-	case strings.ContainsRune(p, 0):
-		return "must not contain a NUL byte"
-	case slices.Contains(strings.Split(p, "/"), ".."):
-		return `must not contain ".."`
+	case strings.HasPrefix(msg, "is not a clean path"): // its suggestion shows the path
+		return `is not a clean path (no "//", "." elements or trailing "/")`
+	default:
+		return msg
 	}
-	return `is not a clean path (no "//", "." elements or trailing "/")`
 }
 
 // tokenHashProblem says why s is not the lowercase hex SHA-256 of a token
