@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/apiv1"
 	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
@@ -27,86 +28,7 @@ type StatusReader interface {
 // DefaultAgentOfflineAfter is Config.AgentOfflineAfter's default.
 const DefaultAgentOfflineAfter = 5 * time.Minute
 
-// certificateStatus is the status block of GET /api/v1/certificates/{name}.
-type certificateStatus struct {
-	Ready    bool   `json:"ready"`
-	Reason   string `json:"reason"`
-	SpecHash string `json:"specHash"`
-	// NotAfter is the earliest expiry of what the agents have installed;
-	// RenewAt the earliest renewal time of the current certificates.
-	NotAfter *time.Time `json:"notAfter,omitempty"`
-	RenewAt  *time.Time `json:"renewAt,omitempty"`
-	// IssuerError says why the issuer cannot sign the certificate's names
-	// (a local CA's name constraints), before any agent asks.
-	IssuerError string             `json:"issuerError,omitempty"`
-	Deployments []deploymentStatus `json:"deployments"`
-}
-
-// deploymentStatus is the certificate's state on one agent.
-type deploymentStatus struct {
-	Agent string `json:"agent"`
-	// State is pending (nothing asked yet), issued, issue-failed,
-	// installed, failed or rolled-back, for the current spec (see
-	// assign.CurrentState), and LastError its error.
-	State state.DeploymentState `json:"state"`
-	// Serial and NotAfter are what the agent reported installed.
-	Serial   string     `json:"serial,omitempty"`
-	NotAfter *time.Time `json:"notAfter,omitempty"`
-	// CurrentSerial is the newest certificate issued to the agent.
-	CurrentSerial string     `json:"currentSerial,omitempty"`
-	RenewAt       *time.Time `json:"renewAt,omitempty"`
-	LastError     string     `json:"lastError,omitempty"`
-	LastAttempt   *time.Time `json:"lastAttempt,omitempty"`
-	Failures      int        `json:"failures,omitempty"`
-	// RetryAfter is when the server accepts the next issue request.
-	RetryAfter *time.Time `json:"retryAfter,omitempty"`
-}
-
-// certificateWithStatus is a stored certificate with its status block.
-type certificateWithStatus struct {
-	store.StoredObject
-	Status *certificateStatus `json:"status"`
-}
-
-// agentStatus is the status block of GET /api/v1/agents/{name}.
-type agentStatus struct {
-	State       string     `json:"state"` // online | offline
-	LastSeen    *time.Time `json:"lastSeen,omitempty"`
-	Version     string     `json:"version,omitempty"`
-	Hostname    string     `json:"hostname,omitempty"`
-	Assignments []string   `json:"assignments"`
-	// PolicyRefusals are the assignments the agent's host policy refused
-	// (reported with stage policy and reason HostPolicyRefused), with the
-	// rule that refused each.
-	PolicyRefusals []policyRefusal `json:"policyRefusals"`
-}
-
-// policyRefusal is one assignment an agent's host policy refused.
-type policyRefusal struct {
-	Certificate string     `json:"certificate"`
-	Error       string     `json:"error"`
-	At          *time.Time `json:"at,omitempty"`
-}
-
-type agentWithStatus struct {
-	store.StoredObject
-	Status *agentStatus `json:"status"`
-}
-
-// withStatus adds the status block to one object.
-func (a *api) withStatus(ctx context.Context, o store.StoredObject) (any, error) {
-	switch o.Kind {
-	case spec.KindCertificate:
-		st, err := a.certificateStatus(ctx, o)
-		return certificateWithStatus{o, st}, err
-	case spec.KindAgent:
-		st, err := a.agentStatus(ctx, o)
-		return agentWithStatus{o, st}, err
-	}
-	return o, nil
-}
-
-func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*certificateStatus, error) {
+func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (*apiv1.CertificateStatus, error) {
 	obj, err := o.Decode()
 	if err != nil {
 		return nil, err
@@ -126,8 +48,8 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	}
 	hash := assign.SpecHash(c)
 	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, time.Now())
-	st := &certificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
-		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []deploymentStatus{}}
+	st := &apiv1.CertificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
+		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []apiv1.Deployment{}}
 	if a.issuers != nil {
 		if err := a.issuers.CheckNames(c.IssuerRef, c); err != nil {
 			// No agent can get it issued (or renewed): say so first.
@@ -140,10 +62,10 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 	for _, agent := range targets {
 		d := byAgent[agent]
 		if d == nil {
-			st.Deployments = append(st.Deployments, deploymentStatus{Agent: agent, State: state.DeploymentPending})
+			st.Deployments = append(st.Deployments, apiv1.Deployment{Agent: agent, State: state.DeploymentPending})
 			continue
 		}
-		ds := deploymentStatus{Agent: agent, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
+		ds := apiv1.Deployment{Agent: agent, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
 			LastAttempt: timePtr(d.LastAttempt)}
 		ds.State, ds.LastError = assign.CurrentState(hash, d)
 		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
@@ -160,7 +82,7 @@ func (a *api) certificateStatus(ctx context.Context, o store.StoredObject) (*cer
 // targets lists the existing agents a deploy block names or selects: the
 // candidates are read from the store (by name, and by the selector's labels),
 // and assign decides.
-func (a *api) targets(ctx context.Context, d *spec.Deployment) ([]string, error) {
+func (a *Service) targets(ctx context.Context, d *spec.Deployment) ([]string, error) {
 	if d == nil {
 		return nil, nil
 	}
@@ -196,7 +118,7 @@ func (a *api) targets(ctx context.Context, d *spec.Deployment) ([]string, error)
 	return ix.Targets(d), nil
 }
 
-func (a *api) agentStatus(ctx context.Context, o store.StoredObject) (*agentStatus, error) {
+func (a *Service) agentStatus(ctx context.Context, o store.StoredObject) (*apiv1.AgentStatus, error) {
 	seen, err := a.r.AgentsSeen(ctx, []string{o.Name})
 	if err != nil {
 		return nil, err
@@ -205,7 +127,7 @@ func (a *api) agentStatus(ctx context.Context, o store.StoredObject) (*agentStat
 	if err != nil {
 		return nil, err
 	}
-	st := &agentStatus{State: "offline", Assignments: assignments}
+	st := &apiv1.AgentStatus{State: apiv1.Offline, Assignments: assignments}
 	if s, ok := seen[o.Name]; ok {
 		st.LastSeen, st.Version, st.Hostname = timePtr(s.LastSeen), s.Version, s.Hostname
 		st.State = a.liveness(s.LastSeen)
@@ -217,74 +139,23 @@ func (a *api) agentStatus(ctx context.Context, o store.StoredObject) (*agentStat
 	if err != nil {
 		return nil, err
 	}
-	st.PolicyRefusals = []policyRefusal{}
+	st.PolicyRefusals = []apiv1.PolicyRefusal{}
 	for _, d := range deps {
 		if d.State == state.DeploymentFailed && slices.Contains(st.Assignments, d.Certificate) &&
 			strings.HasPrefix(d.LastError, agentproto.StagePolicy+": "+agentproto.ReasonHostPolicyRefused) {
-			st.PolicyRefusals = append(st.PolicyRefusals, policyRefusal{Certificate: d.Certificate, Error: d.LastError,
+			st.PolicyRefusals = append(st.PolicyRefusals, apiv1.PolicyRefusal{Certificate: d.Certificate, Error: d.LastError,
 				At: timePtr(d.LastAttempt)})
 		}
 	}
 	return st, nil
 }
 
-func (a *api) liveness(lastSeen time.Time) string {
+// liveness is whether an agent last heard from at lastSeen is online.
+func (a *Service) liveness(lastSeen time.Time) string {
 	if time.Since(lastSeen) <= a.offlineAfter {
-		return "online"
+		return apiv1.Online
 	}
-	return "offline"
-}
-
-// certificateSummary is the compact status of a certificate in a list.
-type certificateSummary struct {
-	store.StoredObject
-	Status store.DeploymentSummary `json:"status"`
-}
-
-// agentSummary is the compact status of an agent in a list.
-type agentSummary struct {
-	store.StoredObject
-	Status struct {
-		State    string     `json:"state"`
-		LastSeen *time.Time `json:"lastSeen,omitempty"`
-	} `json:"status"`
-}
-
-// listWithStatus adds a compact status to a page of a list, with one query.
-func (a *api) listWithStatus(ctx context.Context, kind spec.Kind, objs []store.StoredObject) ([]any, error) {
-	names := make([]string, len(objs))
-	for i, o := range objs {
-		names[i] = o.Name
-	}
-	out := make([]any, len(objs))
-	switch kind {
-	case spec.KindCertificate:
-		sums, err := a.r.DeploymentSummaries(ctx, names)
-		if err != nil {
-			return nil, err
-		}
-		for i, o := range objs {
-			out[i] = certificateSummary{o, sums[o.Name]}
-		}
-	case spec.KindAgent:
-		seen, err := a.r.AgentsSeen(ctx, names)
-		if err != nil {
-			return nil, err
-		}
-		for i, o := range objs {
-			s := agentSummary{StoredObject: o}
-			s.Status.State = "offline"
-			if v, ok := seen[o.Name]; ok {
-				s.Status.State, s.Status.LastSeen = a.liveness(v.LastSeen), timePtr(v.LastSeen)
-			}
-			out[i] = s
-		}
-	default:
-		for i, o := range objs {
-			out[i] = o
-		}
-	}
-	return out, nil
+	return apiv1.Offline
 }
 
 func timePtr(t time.Time) *time.Time {

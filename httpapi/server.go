@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/certops/certops/alert"
+	"github.com/certops/certops/apiv1"
 	"github.com/certops/certops/bearer"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/spec"
@@ -68,18 +69,9 @@ type NameChecker interface {
 	CheckNames(issuer string, c *spec.CertificateSpec) error
 }
 
-// Pagination limits of list endpoints.
-const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
-)
-
 // NewHandler returns the HTTP handler of the reconciler.
 func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
-	a := &api{r: r, log: logger, readyFn: cfg.Ready, alerts: cfg.Alerts, offlineAfter: cfg.AgentOfflineAfter, issuers: cfg.Issuers}
-	if a.offlineAfter <= 0 {
-		a.offlineAfter = DefaultAgentOfflineAfter
-	}
+	a := &api{svc: NewService(r, cfg), r: r, log: logger, readyFn: cfg.Ready}
 	mux := http.NewServeMux()
 	get := func(pattern string, h http.HandlerFunc) {
 		mux.HandleFunc("GET "+pattern, h)
@@ -92,10 +84,10 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 	metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
 	get("/metrics", authorize(cfg.BearerToken, metrics.ServeHTTP))
 	get("/api/v1/status", authorize(cfg.BearerToken, a.status))
-	get("/api/v1/certificates", authorize(cfg.BearerToken, a.list(spec.KindCertificate)))
-	get("/api/v1/certificates/{name}", authorize(cfg.BearerToken, a.get(spec.KindCertificate)))
-	get("/api/v1/agents", authorize(cfg.BearerToken, a.list(spec.KindAgent)))
-	get("/api/v1/agents/{name}", authorize(cfg.BearerToken, a.get(spec.KindAgent)))
+	get("/api/v1/certificates", authorize(cfg.BearerToken, list(a, a.svc.Certificates)))
+	get("/api/v1/certificates/{name}", authorize(cfg.BearerToken, one(a, a.svc.Certificate)))
+	get("/api/v1/agents", authorize(cfg.BearerToken, list(a, a.svc.Agents)))
+	get("/api/v1/agents/{name}", authorize(cfg.BearerToken, one(a, a.svc.Agent)))
 	get("/api/v1/revisions", authorize(cfg.BearerToken, a.revisions))
 	if cfg.Hooks != nil {
 		mux.Handle("/hooks/", cfg.Hooks)
@@ -148,12 +140,10 @@ func checkRequestText(next http.Handler) http.Handler {
 }
 
 type api struct {
-	r            Reader
-	log          *slog.Logger
-	readyFn      func() error
-	alerts       func() []alert.Alert
-	offlineAfter time.Duration
-	issuers      NameChecker // nil: names are not checked
+	svc     *Service
+	r       Reader
+	log     *slog.Logger
+	readyFn func() error
 }
 
 func (a *api) ready(w http.ResponseWriter, r *http.Request) {
@@ -172,102 +162,59 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// statusResponse is the body of GET /api/v1/status.
-type statusResponse struct {
-	LastAppliedRevision   string            `json:"lastAppliedRevision"`
-	LastAppliedAt         *time.Time        `json:"lastAppliedAt,omitempty"`
-	LastAttemptedRevision string            `json:"lastAttemptedRevision"`
-	LastAttemptedAt       *time.Time        `json:"lastAttemptedAt,omitempty"`
-	LastFetchAt           *time.Time        `json:"lastFetchAt,omitempty"`
-	Conditions            []state.Condition `json:"conditions"`
-	Errors                []string          `json:"errors"`
-	Alerts                []alert.Alert     `json:"alerts"`
-}
-
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
-	st, err := a.r.Status(r.Context())
+	st, err := a.svc.Status(r.Context())
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	resp := statusResponse{
-		LastAppliedRevision: st.LastAppliedRevision, LastAppliedAt: st.LastAppliedAt,
-		LastAttemptedRevision: st.LastAttemptedRevision, LastAttemptedAt: st.LastAttemptedAt,
-		LastFetchAt: st.LastFetchAt, Conditions: st.Conditions, Errors: make([]string, len(st.Errors)),
-		Alerts: []alert.Alert{},
-	}
-	if a.alerts != nil {
-		resp.Alerts = append(resp.Alerts, a.alerts()...)
-	}
-	if resp.Conditions == nil {
-		resp.Conditions = unknownConditions()
-	}
-	for i, e := range st.Errors {
-		resp.Errors[i] = e.Error()
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// unknownConditions is the status before the first reconcile.
-func unknownConditions() []state.Condition {
-	var out []state.Condition
-	for _, t := range []state.ConditionType{state.ConditionReady, state.ConditionReconciling, state.ConditionStalled} {
-		out = append(out, state.Condition{Type: t, Status: state.Unknown, Reason: "NotReconciled", Message: "no revision attempted yet"})
-	}
-	return out
+	writeJSON(w, http.StatusOK, st)
 }
 
 // list serves a paginated, filterable list: ?limit=N&after=NAME&prefix=P&label=k=v (repeatable).
-func (a *api) list(kind spec.Kind) http.HandlerFunc {
+func list[T any](a *api, page func(context.Context, apiv1.ListQuery) (T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		limit, err := parseLimit(q.Get("limit"))
+		q, err := ParseListQuery(r.URL.Query())
 		if err != nil {
 			failure.WriteHTTP(w, err)
 			return
 		}
-		labels := map[string]string{}
-		for _, l := range q["label"] {
-			k, v, ok := strings.Cut(l, "=")
-			if !ok || k == "" {
-				failure.WriteHTTP(w, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l)))
-				return
-			}
-			labels[k] = v
-		}
-		objs, next, err := a.r.ListObjects(r.Context(), store.ObjectQuery{
-			Kind: kind, Labels: labels, NamePrefix: q.Get("prefix"), After: q.Get("after"), Limit: limit})
+		out, err := page(r.Context(), q)
 		if err != nil {
 			a.fail(w, err)
 			return
 		}
-		items, err := a.listWithStatus(r.Context(), kind, objs)
-		if err != nil {
-			a.fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 
-func (a *api) get(kind spec.Kind) http.HandlerFunc {
+// ParseListQuery reads a list's query parameters: limit, after, prefix and
+// label=key=value (repeatable). Errors are Invalid.
+func ParseListQuery(q url.Values) (apiv1.ListQuery, error) {
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		return apiv1.ListQuery{}, err
+	}
+	labels := map[string]string{}
+	for _, l := range q["label"] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return apiv1.ListQuery{}, failure.New(failure.Invalid, "label filter must be key=value, got "+strconv.Quote(l))
+		}
+		labels[k] = v
+	}
+	return apiv1.ListQuery{Limit: limit, After: q.Get("after"), Prefix: q.Get("prefix"), Labels: labels}, nil
+}
+
+// one serves one object by the {name} in the path.
+func one[T any](a *api, get func(context.Context, string) (T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		o, err := a.r.GetObject(r.Context(), kind, name)
-		if errors.Is(err, store.ErrNotFound) {
-			failure.WriteHTTP(w, failure.New(failure.NotFound, strings.ToLower(string(kind))+" "+strconv.Quote(name)+" not found"))
-			return
-		}
+		out, err := get(r.Context(), r.PathValue("name"))
 		if err != nil {
 			a.fail(w, err)
 			return
 		}
-		withStatus, err := a.withStatus(r.Context(), o)
-		if err != nil {
-			a.fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, withStatus)
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 
@@ -286,24 +233,21 @@ func (a *api) revisions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	revs, err := a.r.ListRevisions(r.Context(), limit, before)
+	revs, err := a.svc.Revisions(r.Context(), limit, before)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	if revs == nil {
-		revs = []state.RevisionRecord{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": revs})
+	writeJSON(w, http.StatusOK, revs)
 }
 
 func parseLimit(s string) (int, error) {
 	if s == "" {
-		return DefaultLimit, nil
+		return apiv1.DefaultLimit, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxLimit {
-		return 0, failure.New(failure.Invalid, "limit must be an integer from 1 to "+strconv.Itoa(MaxLimit))
+	if err != nil || n < 1 || n > apiv1.MaxLimit {
+		return 0, failure.New(failure.Invalid, "limit must be an integer from 1 to "+strconv.Itoa(apiv1.MaxLimit))
 	}
 	return n, nil
 }

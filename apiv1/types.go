@@ -1,0 +1,186 @@
+// Package apiv1 holds the wire types of the read-only status API under
+// /api/v1/: what `certops serve` writes (httpapi), what the dashboard
+// renders, what the operator CLI reads, and what the OpenAPI document
+// describes. It holds types only, so a client links no server code.
+package apiv1
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/certops/certops/alert"
+	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
+)
+
+// Status is the body of GET /api/v1/status.
+type Status struct {
+	LastAppliedRevision   string            `json:"lastAppliedRevision"`
+	LastAppliedAt         *time.Time        `json:"lastAppliedAt,omitempty"`
+	LastAttemptedRevision string            `json:"lastAttemptedRevision"`
+	LastAttemptedAt       *time.Time        `json:"lastAttemptedAt,omitempty"`
+	LastFetchAt           *time.Time        `json:"lastFetchAt,omitempty"`
+	Conditions            []state.Condition `json:"conditions"`
+	Errors                []string          `json:"errors"`
+	Alerts                []alert.Alert     `json:"alerts"`
+}
+
+// Condition returns the condition of type t, and whether there is one.
+func (s Status) Condition(t state.ConditionType) (state.Condition, bool) {
+	for _, c := range s.Conditions {
+		if c.Type == t {
+			return c, true
+		}
+	}
+	return state.Condition{}, false
+}
+
+// Object is a stored object of the desired state as the API shows it: its
+// metadata, its spec as committed (canonical JSON), where it came from.
+type Object struct {
+	Kind        spec.Kind         `json:"kind"`
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Spec        json.RawMessage   `json:"spec"`
+	Hash        string            `json:"hash"`
+	Generation  int64             `json:"generation"`
+	SourceFile  string            `json:"sourceFile,omitempty"`
+	SourceLine  int               `json:"sourceLine,omitempty"`
+	RevisionID  int64             `json:"revisionID,omitempty"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	UpdatedAt   time.Time         `json:"updatedAt"`
+}
+
+// DeploymentSummary is the compact status of a certificate in a list.
+type DeploymentSummary struct {
+	Deployments int            `json:"deployments"`
+	States      map[string]int `json:"states,omitempty"`
+	// EarliestNotAfter is the soonest expiry of what is installed.
+	EarliestNotAfter *time.Time `json:"earliestNotAfter,omitempty"`
+}
+
+// CertificateSummary is a certificate in GET /api/v1/certificates.
+type CertificateSummary struct {
+	Object
+	Status DeploymentSummary `json:"status"`
+}
+
+// CertificateList is a page of GET /api/v1/certificates; Next, when not
+// empty, is the `after` of the next page.
+type CertificateList struct {
+	Items []CertificateSummary `json:"items"`
+	Next  string               `json:"next"`
+}
+
+// Liveness is an agent's state and when it was last heard from.
+type Liveness struct {
+	State    string     `json:"state"` // online | offline
+	LastSeen *time.Time `json:"lastSeen,omitempty"`
+}
+
+// Agent liveness states.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// AgentSummary is an agent in GET /api/v1/agents.
+type AgentSummary struct {
+	Object
+	Status Liveness `json:"status"`
+}
+
+// AgentList is a page of GET /api/v1/agents.
+type AgentList struct {
+	Items []AgentSummary `json:"items"`
+	Next  string         `json:"next"`
+}
+
+// Certificate is the body of GET /api/v1/certificates/{name}.
+type Certificate struct {
+	Object
+	Status *CertificateStatus `json:"status"`
+}
+
+// CertificateStatus is a certificate's status block.
+type CertificateStatus struct {
+	Ready    bool   `json:"ready"`
+	Reason   string `json:"reason"`
+	SpecHash string `json:"specHash"`
+	// NotAfter is the earliest expiry of what the agents have installed;
+	// RenewAt the earliest renewal time of the current certificates.
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+	RenewAt  *time.Time `json:"renewAt,omitempty"`
+	// IssuerError says why the issuer cannot sign the certificate's names
+	// (a local CA's name constraints), before any agent asks.
+	IssuerError string       `json:"issuerError,omitempty"`
+	Deployments []Deployment `json:"deployments"`
+}
+
+// Deployment is the certificate's state on one agent.
+type Deployment struct {
+	Agent string `json:"agent"`
+	// State is pending (nothing asked yet), issued, issue-failed,
+	// installed, failed or rolled-back, for the current spec (see
+	// assign.CurrentState), and LastError its error.
+	State state.DeploymentState `json:"state"`
+	// Serial and NotAfter are what the agent reported installed.
+	Serial   string     `json:"serial,omitempty"`
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+	// CurrentSerial is the newest certificate issued to the agent.
+	CurrentSerial string     `json:"currentSerial,omitempty"`
+	RenewAt       *time.Time `json:"renewAt,omitempty"`
+	LastError     string     `json:"lastError,omitempty"`
+	LastAttempt   *time.Time `json:"lastAttempt,omitempty"`
+	Failures      int        `json:"failures,omitempty"`
+	// RetryAfter is when the server accepts the next issue request.
+	RetryAfter *time.Time `json:"retryAfter,omitempty"`
+}
+
+// Agent is the body of GET /api/v1/agents/{name}.
+type Agent struct {
+	Object
+	Status *AgentStatus `json:"status"`
+}
+
+// AgentStatus is an agent's status block.
+type AgentStatus struct {
+	State       string     `json:"state"` // online | offline
+	LastSeen    *time.Time `json:"lastSeen,omitempty"`
+	Version     string     `json:"version,omitempty"`
+	Hostname    string     `json:"hostname,omitempty"`
+	Assignments []string   `json:"assignments"`
+	// PolicyRefusals are the assignments the agent's host policy refused
+	// (reported with stage policy and reason HostPolicyRefused), with the
+	// rule that refused each.
+	PolicyRefusals []PolicyRefusal `json:"policyRefusals"`
+}
+
+// PolicyRefusal is one assignment an agent's host policy refused.
+type PolicyRefusal struct {
+	Certificate string     `json:"certificate"`
+	Error       string     `json:"error"`
+	At          *time.Time `json:"at,omitempty"`
+}
+
+// RevisionList is a page of GET /api/v1/revisions, newest first.
+type RevisionList struct {
+	Items []state.RevisionRecord `json:"items"`
+}
+
+// ListQuery selects a page of a list: at most Limit objects (DefaultLimit
+// when 0) whose names sort after After, start with Prefix and carry every
+// label of Labels.
+type ListQuery struct {
+	Limit  int
+	After  string
+	Prefix string
+	Labels map[string]string
+}
+
+// Pagination limits of list endpoints.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
