@@ -25,7 +25,8 @@
 // The server's error answers are decided on by their code (the table in
 // package agentproto), not their status: on an issue request, backoff,
 // issuer_unavailable and unavailable hold that certificate back until
-// Retry-After while the pass goes on; conflict polls the assignments again;
+// Retry-After while the pass goes on; conflict and suspended poll the
+// assignments again;
 // unauthorized and internal (like an unreachable server) stop the pass and
 // Run backs off, honouring Retry-After; any other code fails the deployment.
 //
@@ -36,8 +37,13 @@
 // certificate not yet installed. A pending key is written before its CSR is
 // sent, so a crash between issue and install loses nothing: the next pass
 // finds Current matching the pending key and installs it. rotationPolicy
-// Never reuses NAME.key while its type matches the spec; Always uses a new
-// key for every certificate: a pending key (never deployed) or a fresh one.
+// Never reuses NAME.key while its type matches the spec and spec.reissue
+// has not changed since it was installed (a new reissue value is a forced
+// rotation: a new key); Always uses a new key for every certificate: a
+// pending key (never deployed) or a fresh one.
+//
+// A suspended assignment (the certificate or the agent has spec.suspend) is
+// left alone: nothing is issued, installed or renewed, and the files stay.
 //
 // # Install
 //

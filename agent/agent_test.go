@@ -247,6 +247,68 @@ func TestRotationNeverKeepsTheKey(t *testing.T) {
 	}
 }
 
+// A new spec.reissue value is a forced rotation: even with rotationPolicy
+// Never, the next certificate has a new key, and the one after it keeps
+// that new key again.
+func TestReissueRotatesTheKeyDespiteNever(t *testing.T) {
+	e := newEnv(t)
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Key.RotationPolicy = "Never" })
+	a := e.newAgent()
+	e.sync(a)
+	first := e.fileSet()
+	e.srv.edit("shop", func(as *agentproto.Assignment) {
+		as.SpecHash, as.Reissue, as.Current, as.RenewAt = "spec-reissued", "2026-12-05 key compromise", nil, time.Time{}
+	})
+	e.sync(a)
+	second := e.fileSet()
+	if second["cert.pem"] == first["cert.pem"] {
+		t.Fatal("a new reissue value did not reissue")
+	}
+	if second["key.pem"] == first["key.pem"] {
+		t.Fatal("a new reissue value kept the old key under rotationPolicy Never")
+	}
+	var renewAt time.Time
+	e.srv.edit("shop", func(as *agentproto.Assignment) { renewAt = as.RenewAt })
+	e.clock.Set(renewAt)
+	e.sync(a)
+	if third := e.fileSet(); third["cert.pem"] == second["cert.pem"] || third["key.pem"] != second["key.pem"] {
+		t.Error("after the reissue, a renewal under rotationPolicy Never must keep the new key")
+	}
+}
+
+// A suspended assignment is left alone: not issued when new, not renewed
+// when due, its files kept; resuming it renews at once.
+func TestSuspendedAssignmentIsLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Suspended = true })
+	a := e.newAgent()
+	e.sync(a)
+	if _, issued, _, _ := e.srv.snapshot(); len(issued) != 0 {
+		t.Fatalf("issued %d certificates for a suspended assignment", len(issued))
+	}
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Suspended = false })
+	e.sync(a)
+	installed := e.fileSet()
+	if installed["cert.pem"] == "" {
+		t.Fatal("not installed once resumed")
+	}
+	var renewAt time.Time
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Suspended, renewAt = true, as.RenewAt })
+	e.clock.Set(renewAt.Add(time.Hour))
+	e.sync(a)
+	if _, issued, _, _ := e.srv.snapshot(); len(issued) != 1 {
+		t.Fatalf("issued %d certificates; a suspended assignment due for renewal must not be renewed", len(issued))
+	}
+	if got := e.fileSet(); got["cert.pem"] != installed["cert.pem"] || got["key.pem"] != installed["key.pem"] {
+		t.Fatal("a suspended assignment's files changed")
+	}
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Suspended = false })
+	e.sync(a)
+	if _, issued, _, _ := e.srv.snapshot(); len(issued) != 2 {
+		t.Fatalf("issued %d certificates; resuming an assignment due for renewal renews it", len(issued))
+	}
+}
+
 // renewWith installs a first certificate, then makes renewal due and runs
 // one more pass with prepare applied; it returns the first set and the
 // pass's error.

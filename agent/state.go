@@ -19,10 +19,14 @@ type state struct {
 
 // certState is one certificate's installed version.
 type certState struct {
-	Serial      string    `json:"serial,omitempty"`
-	SHA256      string    `json:"sha256,omitempty"`
-	SpecHash    string    `json:"specHash,omitempty"`
-	KeyFile     string    `json:"keyFile,omitempty"`
+	Serial   string `json:"serial,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
+	SpecHash string `json:"specHash,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	// Reissue is the spec.reissue the installed certificate was issued
+	// under: with rotationPolicy Never its key is reused only while the
+	// assignment's is the same.
+	Reissue     string    `json:"reissue,omitempty"`
 	InstalledAt time.Time `json:"installedAt,omitzero"`
 	// Failure is the last failed deployment, retried at RetryAt unless the
 	// spec or Current changes first.

@@ -39,6 +39,10 @@ func (a *Agent) syncOne(ctx context.Context, as agentproto.Assignment) error {
 	if !certName.MatchString(as.Name) {
 		return fmt.Errorf("invalid certificate name %q", as.Name)
 	}
+	if as.Suspended {
+		a.log.Debug("suspended: nothing is issued, installed or renewed", "certificate", as.Name)
+		return nil
+	}
 	d := a.decide(as)
 	if d.act == actNone {
 		return nil
@@ -185,9 +189,9 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 		return fmt.Errorf("%s: %v", agentproto.StageIssue, err)
 	case isServerTrouble(err):
 		return err
-	case code == agentproto.CodeConflict:
+	case code == agentproto.CodeConflict || code == agentproto.CodeSuspended:
 		a.etag = "" // our spec is outdated: fetch the assignments again
-		a.log.Info("server says the spec changed; polling again", "certificate", as.Name)
+		a.log.Info("server says the spec changed; polling again", "certificate", as.Name, "code", code)
 		return nil
 	default:
 		return a.fail(ctx, as, "", agentproto.StageIssue, err)
@@ -203,10 +207,11 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 }
 
 // keyForIssue picks the key of the next certificate: with rotationPolicy
-// Never the installed key while its type matches; otherwise a pending key
-// of the right type (generated earlier, never deployed), or a new one.
+// Never the installed key while its type matches and spec.reissue has not
+// changed since it was installed; otherwise a pending key of the right
+// type (generated earlier, never deployed), or a new one.
 func (a *Agent) keyForIssue(as agentproto.Assignment) (*hostKey, error) {
-	if strings.EqualFold(as.Key.RotationPolicy, "Never") {
+	if st := a.state.get(as.Name); strings.EqualFold(as.Key.RotationPolicy, "Never") && (st == nil || st.Reissue == as.Reissue) {
 		k, err := loadKey(a.state.keyPath(as.Name))
 		if err != nil {
 			a.log.Warn("unreadable installed key; generating a new one", "certificate", as.Name, "err", err)
@@ -282,7 +287,7 @@ func (a *Agent) commit(as agentproto.Assignment, cert *issuedCert, key *hostKey,
 		return err
 	}
 	err := a.state.update(as.Name, func(s *certState) {
-		*s = certState{Serial: cert.Serial, SHA256: cert.sha256, SpecHash: as.SpecHash, KeyFile: keyPath, InstalledAt: a.now().UTC()}
+		*s = certState{Serial: cert.Serial, SHA256: cert.sha256, SpecHash: as.SpecHash, KeyFile: keyPath, Reissue: as.Reissue, InstalledAt: a.now().UTC()}
 	})
 	if err != nil {
 		a.log.Error("save state", "err", err)

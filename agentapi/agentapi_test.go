@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -532,5 +533,65 @@ func TestMetricsPerCertificateSwitch(t *testing.T) {
 				t.Error("series of a deleted certificate still exported")
 			}
 		})
+	}
+}
+
+// spec.reissue changes the spec hash: every deploying agent issues anew.
+// spec.suspend does not: the assignments say Suspended and the server
+// refuses issue requests with the code suspended, for a suspended
+// certificate on every agent and for every certificate of a suspended
+// agent, until the field is removed.
+func TestReissueAndSuspendFromGit(t *testing.T) {
+	e := newEnv(t, envOptions{}, fleetObjs()...)
+	before := e.assignment("web-01", "pool")
+	if r := e.issue("web-01", "pool"); r.status != http.StatusOK {
+		t.Fatalf("issue: %d %s", r.status, r.body)
+	}
+	reissued := certObj("pool", nil, map[string]string{"role": "web"})
+	reissued.Certificate().Reissue = "2026-12-05 key compromise"
+	e.apply(reissued)
+	e.refresh()
+	for _, agent := range []string{"web-01", "web-02"} {
+		if a := e.assignment(agent, "pool"); a.SpecHash == before.SpecHash || a.Current != nil || a.Reissue != "2026-12-05 key compromise" {
+			t.Errorf("%s after reissue: hash %s (was %s), current %v, reissue %q; want a new hash, no current", agent, a.SpecHash, before.SpecHash, a.Current, a.Reissue)
+		}
+	}
+
+	suspendedCert := certObj("pool", nil, map[string]string{"role": "web"})
+	suspendedCert.Certificate().Reissue = reissued.Certificate().Reissue
+	suspendedCert.Certificate().Suspend = true
+	suspendedAgent := agentObj("db-01", map[string]string{"role": "db"})
+	suspendedAgent.Agent().Suspend = true
+	e.apply(suspendedCert, suspendedAgent)
+	e.refresh()
+	hash := e.assignment("web-01", "pool").SpecHash
+	for _, tc := range []struct{ agent, cert string }{{"web-01", "pool"}, {"web-02", "pool"}, {"db-01", "db"}} {
+		a := e.assignment(tc.agent, tc.cert)
+		if !a.Suspended {
+			t.Errorf("%s/%s: assignment not marked suspended", tc.agent, tc.cert)
+		}
+		r := e.issue(tc.agent, tc.cert)
+		var body agentproto.ErrorBody
+		_ = json.Unmarshal(r.body, &body)
+		if r.status != http.StatusConflict || body.Error.Code != agentproto.CodeSuspended || !strings.Contains(body.Error.Message, "suspended") {
+			t.Errorf("%s/%s: issue while suspended = %d %s; want 409 suspended", tc.agent, tc.cert, r.status, r.body)
+		}
+	}
+	if hash != e.assignment("web-02", "pool").SpecHash || hash == before.SpecHash {
+		t.Error("suspend changed the spec hash")
+	}
+	if a := e.assignment("web-01", "shop"); a.Suspended {
+		t.Error("a certificate neither suspended nor on a suspended agent is marked suspended")
+	}
+
+	e.apply(reissued, agentObj("db-01", map[string]string{"role": "db"}))
+	e.refresh()
+	for _, tc := range []struct{ agent, cert string }{{"web-02", "pool"}, {"db-01", "db"}} {
+		if a := e.assignment(tc.agent, tc.cert); a.Suspended {
+			t.Errorf("%s/%s still suspended after resume", tc.agent, tc.cert)
+		}
+		if r := e.issue(tc.agent, tc.cert); r.status != http.StatusOK {
+			t.Errorf("%s/%s: issue after resume = %d %s", tc.agent, tc.cert, r.status, r.body)
+		}
 	}
 }

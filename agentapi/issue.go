@@ -58,6 +58,9 @@ func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto
 	if err != nil {
 		return nil, err
 	}
+	if why := s.snapshot.suspension(name, agent); why != "" {
+		return nil, failure.WithCode(failure.New(failure.Conflict, why), agentproto.CodeSuspended)
+	}
 	if mismatch != nil {
 		return nil, s.refuse(ctx, c, name, agent, now, resultRejected, mismatch)
 	}

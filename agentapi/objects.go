@@ -29,9 +29,10 @@ type objects struct {
 }
 
 type agentEntry struct {
-	labels map[string]string
-	token  [sha256.Size]byte // the decoded tokenSHA256
-	certs  []string          // assigned certificates, sorted
+	labels    map[string]string
+	token     [sha256.Size]byte // the decoded tokenSHA256
+	suspended bool              // spec.suspend: its assignments are frozen
+	certs     []string          // assigned certificates, sorted
 }
 
 type certEntry struct {
@@ -57,6 +58,19 @@ func (o *objects) assigned(cert, agent string) (*certEntry, bool) {
 	}
 	_, ok := slices.BinarySearch(c.targets, agent)
 	return c, ok
+}
+
+// suspension says why nothing may be issued or deployed for cert on
+// agent: the certificate or the agent is suspended (spec.suspend); "" when
+// neither is.
+func (o *objects) suspension(cert, agent string) string {
+	switch {
+	case o.certs[cert] != nil && o.certs[cert].spec.Suspend:
+		return "certificate " + cert + " is suspended (spec.suspend); remove the field to resume it"
+	case o.agents[agent] != nil && o.agents[agent].suspended:
+		return "agent " + agent + " is suspended (spec.suspend); remove the field to resume it"
+	}
+	return ""
 }
 
 // issuerList returns the Issuer objects, by name.
@@ -87,7 +101,7 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 		if agents == nil {
 			agents = make(map[string]*agentEntry, len(o.agents))
 			for name, a := range o.agents {
-				agents[name] = &agentEntry{labels: a.labels, token: a.token}
+				agents[name] = &agentEntry{labels: a.labels, token: a.token, suspended: a.suspended}
 			}
 		}
 	}
@@ -122,7 +136,7 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 			n.issuers[row.Name] = obj
 		case *spec.AgentSpec:
 			changeAgents()
-			a := &agentEntry{labels: obj.Labels}
+			a := &agentEntry{labels: obj.Labels, suspended: sp.Suspend}
 			if k, err := hex.Decode(a.token[:], []byte(sp.TokenSHA256)); err != nil || k != sha256.Size {
 				errs = append(errs, fmt.Errorf("agent %s: tokenSHA256 is not 64 hex digits", row.Name))
 				drop(spec.Key{Kind: row.Kind, Name: row.Name})
@@ -261,7 +275,7 @@ func (n *objects) retarget(o *objects, touched map[string]bool) {
 			}
 		}
 		slices.Sort(certs)
-		n.agents[a] = &agentEntry{labels: old.labels, token: old.token, certs: certs}
+		n.agents[a] = &agentEntry{labels: old.labels, token: old.token, suspended: old.suspended, certs: certs}
 	}
 }
 
@@ -271,7 +285,8 @@ func baseAssignment(name string, c *spec.CertificateSpec) agentproto.Assignment 
 	a := agentproto.Assignment{
 		Name: name, CommonName: c.CommonName, DNSNames: c.DNSNames,
 		IPAddresses: c.IPAddresses, URIs: c.URIs, EmailAddresses: c.EmailAddresses,
-		Key: agentproto.KeySpec{Algorithm: c.PrivateKey.Algorithm, Size: c.PrivateKey.Size, RotationPolicy: c.PrivateKey.RotationPolicy},
+		Key:     agentproto.KeySpec{Algorithm: c.PrivateKey.Algorithm, Size: c.PrivateKey.Size, RotationPolicy: c.PrivateKey.RotationPolicy},
+		Reissue: c.Reissue, Suspended: c.Suspend,
 	}
 	if d := c.Deploy; d != nil {
 		f := d.Files

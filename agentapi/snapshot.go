@@ -182,6 +182,7 @@ func (s *Snapshot) assignmentsLocked(o *objects, agent string) agentproto.Assign
 	for _, name := range ae.certs {
 		c := o.certs[name]
 		a := c.assignment(name)
+		a.Suspended = a.Suspended || ae.suspended
 		if d := s.deps[depKey{name, agent}]; d != nil {
 			if v := d.Current; v != nil && v.SpecHash == c.specHash {
 				a.Current = &agentproto.Issued{Serial: v.Serial, SHA256: v.SHA256, NotBefore: v.NotBefore,
@@ -196,6 +197,11 @@ func (s *Snapshot) assignmentsLocked(o *objects, agent string) agentproto.Assign
 	}
 	out.Challenges = s.challenges[agent]
 	return out
+}
+
+// suspension says why nothing may be issued for cert on agent, or "".
+func (s *Snapshot) suspension(cert, agent string) string {
+	return s.objs.Load().suspension(cert, agent)
 }
 
 // deployment returns the in-memory deployment of cert on agent, or nil.

@@ -146,6 +146,12 @@ type Assignment struct {
 	Files          Files    `json:"files"`
 	Reload         []string `json:"reload,omitempty"`
 	Verify         *Verify  `json:"verify,omitempty"`
+	// Reissue is the certificate's spec.reissue: a certificate issued
+	// after it changed gets a new key, even with rotationPolicy Never.
+	Reissue string `json:"reissue,omitempty"`
+	// Suspended: the certificate or the agent is suspended; the agent
+	// issues, installs and renews nothing for it and keeps what it has.
+	Suspended bool `json:"suspended,omitempty"`
 
 	// Current is the newest certificate issued to this agent for SpecHash, if
 	// any. The agent installs it when it holds the matching private key.
@@ -266,6 +272,7 @@ const (
 	CodeInternal          Code = "internal"
 	CodeUnavailable       Code = "unavailable"
 	CodeIssuerUnavailable Code = "issuer_unavailable"
+	CodeSuspended         Code = "suspended"
 )
 
 // ErrorBody is the JSON shape of every error answer of every certops

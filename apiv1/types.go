@@ -108,6 +108,9 @@ type CertificateStatus struct {
 	Ready    bool   `json:"ready"`
 	Reason   string `json:"reason"`
 	SpecHash string `json:"specHash"`
+	// Suspended: the certificate has spec.suspend (no renewals, no
+	// deployments); Reason then starts with "Suspended".
+	Suspended bool `json:"suspended,omitempty"`
 	// NotAfter is the earliest expiry of what the agents have installed;
 	// RenewAt the earliest renewal time of the current certificates.
 	NotAfter *time.Time `json:"notAfter,omitempty"`
@@ -125,6 +128,8 @@ type Deployment struct {
 	// installed, failed or rolled-back, for the current spec (see
 	// assign.CurrentState), and LastError its error.
 	State state.DeploymentState `json:"state"`
+	// Suspended: the agent has spec.suspend, so this deployment is frozen.
+	Suspended bool `json:"suspended,omitempty"`
 	// Serial and NotAfter are what the agent reported installed.
 	Serial   string     `json:"serial,omitempty"`
 	NotAfter *time.Time `json:"notAfter,omitempty"`
@@ -146,11 +151,13 @@ type Agent struct {
 
 // AgentStatus is an agent's status block.
 type AgentStatus struct {
-	State       string     `json:"state"` // online | offline
-	LastSeen    *time.Time `json:"lastSeen,omitempty"`
-	Version     string     `json:"version,omitempty"`
-	Hostname    string     `json:"hostname,omitempty"`
-	Assignments []string   `json:"assignments"`
+	State    string     `json:"state"` // online | offline
+	LastSeen *time.Time `json:"lastSeen,omitempty"`
+	// Suspended: the agent has spec.suspend; its assignments are frozen.
+	Suspended   bool     `json:"suspended,omitempty"`
+	Version     string   `json:"version,omitempty"`
+	Hostname    string   `json:"hostname,omitempty"`
+	Assignments []string `json:"assignments"`
 	// PolicyRefusals are the assignments the agent's host policy refused
 	// (reported with stage policy and reason HostPolicyRefused), with the
 	// rule that refused each.

@@ -17,21 +17,20 @@ import (
 )
 
 // SpecHash identifies what an agent acts on for a certificate: names, key,
-// issuer, lifetime and renewal, usages, subject, files, reload and verify.
-// A new hash means a new certificate must be issued. Which agents deploy the
-// certificate is not part of it: adding an agent does not reissue for the
-// others.
+// issuer, lifetime and renewal, usages, subject, files, reload, verify and
+// reissue. A new hash means a new certificate must be issued. Which agents
+// deploy the certificate is not part of it (adding an agent does not
+// reissue for the others), nor is suspend (a suspended certificate resumes
+// with what it has).
 func SpecHash(c *spec.CertificateSpec) string {
-	v := struct {
-		*spec.CertificateSpec
-		Deploy *spec.Deployment `json:"deploy,omitempty"`
-	}{CertificateSpec: c}
+	v := *c
+	v.Suspend = false
 	if c.Deploy != nil {
 		d := *c.Deploy
 		d.Agents, d.AgentSelector = nil, nil
 		v.Deploy = &d
 	}
-	b, err := spec.CanonicalJSON(v)
+	b, err := spec.CanonicalJSON(&v)
 	if err != nil {
 		panic(fmt.Sprintf("assign: canonical JSON of a certificate spec: %v", err)) // plain data
 	}

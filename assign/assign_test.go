@@ -82,6 +82,8 @@ func TestSpecHash(t *testing.T) {
 		{"a file path", func(c *spec.CertificateSpec) { c.Deploy.Files.Cert = "/etc/ssl/shop/c.pem" }, true},
 		{"the reload", func(c *spec.CertificateSpec) { c.Deploy.Reload = []string{"nginx", "-s", "reload"} }, true},
 		{"the duration", func(c *spec.CertificateSpec) { c.Duration = "720h" }, true},
+		{"a reissue value", func(c *spec.CertificateSpec) { c.Reissue = "2026-12-05 key compromise" }, true},
+		{"suspend", func(c *spec.CertificateSpec) { c.Suspend = true }, false},
 	} {
 		c := base()
 		tt.edit(c)

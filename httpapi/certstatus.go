@@ -34,7 +34,7 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 		return nil, err
 	}
 	c := obj.Spec.(*spec.CertificateSpec) // Decode gives each kind its spec type
-	targets, err := a.targets(ctx, c.Deploy)
+	targets, suspendedAgents, err := a.targets(ctx, c.Deploy)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,10 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, time.Now())
 	st := &apiv1.CertificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
 		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []apiv1.Deployment{}}
-	if a.issuers != nil {
+	if c.Suspend {
+		st.Suspended, st.Reason = true, "Suspended (spec.suspend): no renewals or deployments until the field is removed; "+r.Reason
+	}
+	if a.issuers != nil && !c.Suspend {
 		if err := a.issuers.CheckNames(c.IssuerRef, c); err != nil {
 			// No agent can get it issued (or renewed): say so first.
 			st.IssuerError = err.Error()
@@ -62,10 +65,10 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 	for _, agent := range targets {
 		d := byAgent[agent]
 		if d == nil {
-			st.Deployments = append(st.Deployments, apiv1.Deployment{Agent: agent, State: state.DeploymentPending})
+			st.Deployments = append(st.Deployments, apiv1.Deployment{Agent: agent, State: state.DeploymentPending, Suspended: suspendedAgents[agent]})
 			continue
 		}
-		ds := apiv1.Deployment{Agent: agent, Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
+		ds := apiv1.Deployment{Agent: agent, Suspended: suspendedAgents[agent], Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
 			LastAttempt: timePtr(d.LastAttempt)}
 		ds.State, ds.LastError = assign.CurrentState(hash, d)
 		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
@@ -79,34 +82,51 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 	return st, nil
 }
 
-// targets lists the existing agents a deploy block names or selects: the
-// candidates are read from the store (by name, and by the selector's labels),
-// and assign decides.
-func (a *Service) targets(ctx context.Context, d *spec.Deployment) ([]string, error) {
+// targets lists the existing agents a deploy block names or selects, and
+// which of them are suspended: the candidates are read from the store (by
+// name, and by the selector's labels), and assign decides.
+func (a *Service) targets(ctx context.Context, d *spec.Deployment) ([]string, map[string]bool, error) {
 	if d == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ix := assign.NewIndex()
+	suspended := map[string]bool{}
+	add := func(o store.StoredObject) error {
+		obj, err := o.Decode()
+		if err != nil {
+			return err
+		}
+		ix.Add(o.Name, o.Labels)
+		if obj.Agent().Suspend {
+			suspended[o.Name] = true
+		}
+		return nil
+	}
 	for _, name := range d.Agents {
 		o, err := a.r.GetObject(ctx, spec.KindAgent, name)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = add(o)
 		}
-		ix.Add(o.Name, o.Labels)
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	if sel := d.AgentSelector; sel != nil && len(sel.MatchLabels) > 0 {
 		q := store.ObjectQuery{Kind: spec.KindAgent, Labels: sel.MatchLabels, Limit: store.MaxPageSize}
 		for {
 			page, next, err := a.r.ListObjects(ctx, q)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			for _, o := range page {
-				if !ix.Has(o.Name) {
-					ix.Add(o.Name, o.Labels)
+				if ix.Has(o.Name) {
+					continue
+				}
+				if err := add(o); err != nil {
+					return nil, nil, err
 				}
 			}
 			if next == "" {
@@ -115,7 +135,7 @@ func (a *Service) targets(ctx context.Context, d *spec.Deployment) ([]string, er
 			q.After = next
 		}
 	}
-	return ix.Targets(d), nil
+	return ix.Targets(d), suspended, nil
 }
 
 func (a *Service) agentStatus(ctx context.Context, o store.StoredObject) (*apiv1.AgentStatus, error) {
@@ -127,7 +147,11 @@ func (a *Service) agentStatus(ctx context.Context, o store.StoredObject) (*apiv1
 	if err != nil {
 		return nil, err
 	}
-	st := &apiv1.AgentStatus{State: apiv1.Offline, Assignments: assignments}
+	obj, err := o.Decode()
+	if err != nil {
+		return nil, err
+	}
+	st := &apiv1.AgentStatus{State: apiv1.Offline, Suspended: obj.Agent().Suspend, Assignments: assignments}
 	if s, ok := seen[o.Name]; ok {
 		st.LastSeen, st.Version, st.Hostname = timePtr(s.LastSeen), s.Version, s.Hostname
 		st.State = a.liveness(s.LastSeen)

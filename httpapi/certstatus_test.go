@@ -190,3 +190,43 @@ func (r refuseNames) CheckNames(_ string, c *spec.CertificateSpec) error {
 	}
 	return nil
 }
+
+// A suspended certificate says so in its status, and so does each
+// deployment on a suspended agent and the agent itself; the spec hash is
+// the one of the same spec unsuspended (suspending reissues nothing).
+func TestSuspendedIsShown(t *testing.T) {
+	st := storekit.Open(t)
+	cert := &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com", Suspend: true,
+		Deploy: &spec.Deployment{AgentSelector: &spec.LabelSelector{MatchLabels: map[string]string{"role": "web"}},
+			Files: spec.DeployFiles{Cert: "/etc/ssl/shop.pem"}}}
+	desired := storekit.Desired([]*spec.Object{
+		{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64), Suspend: true}},
+		{Kind: spec.KindAgent, Name: "web-02", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("b", 64)}},
+		{Kind: spec.KindCertificate, Name: "shop", Spec: cert},
+	}...)
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("3", 40), Time: time.Now()}
+	storekit.Apply(t, st, rev, state.Status{LastAppliedRevision: rev.String()}, desired)
+	svc := httpapi.NewService(st, httpapi.Config{})
+
+	c, err := svc.Certificate(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsuspended := *cert
+	unsuspended.Suspend = false
+	if !c.Status.Suspended || !strings.HasPrefix(c.Status.Reason, "Suspended") || c.Status.SpecHash != assign.SpecHash(&unsuspended) {
+		t.Errorf("suspended certificate status: %+v", c.Status)
+	}
+	if len(c.Status.Deployments) != 2 || !c.Status.Deployments[0].Suspended || c.Status.Deployments[1].Suspended {
+		t.Errorf("deployments: %+v; want web-01 suspended, web-02 not", c.Status.Deployments)
+	}
+	for name, want := range map[string]bool{"web-01": true, "web-02": false} {
+		a, err := svc.Agent(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Status.Suspended != want {
+			t.Errorf("agent %s: suspended = %v, want %v", name, a.Status.Suspended, want)
+		}
+	}
+}

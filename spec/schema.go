@@ -193,6 +193,8 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"minimum": 1, "maximum": 99}
 	case "CertificateSpec.commonName":
 		return map[string]any{"maxLength": 64}
+	case "CertificateSpec.reissue":
+		return map[string]any{"maxLength": MaxReissueLength}
 	case "CertificateSpec.duration", "CertificateSpec.renewBefore", "DNS01Challenge.propagationWait",
 		"AlertPolicySpec.renewalOverdueAfter", "AlertPolicySpec.agentOfflineAfter",
 		"AlertPolicySpec.reconcileStalledAfter", "AlertPolicySpec.sourceStaleAfter",

@@ -130,6 +130,9 @@ type DNS01Challenge struct {
 type AgentSpec struct {
 	// TokenSHA256 is the lowercase hex SHA-256 of the agent's bearer token.
 	TokenSHA256 string `json:"tokenSHA256" yaml:"tokenSHA256"`
+	// Suspend freezes the agent's assignments: it issues, renews and
+	// deploys nothing until the field is removed (what it installed stays).
+	Suspend bool `json:"suspend,omitempty" yaml:"suspend,omitempty"`
 }
 
 // ---- Certificate ----
@@ -149,6 +152,13 @@ type CertificateSpec struct {
 	Usages                []string    `json:"usages,omitempty" yaml:"usages,omitempty"`
 	Subject               *Subject    `json:"subject,omitempty" yaml:"subject,omitempty"`
 	Deploy                *Deployment `json:"deploy,omitempty" yaml:"deploy,omitempty"`
+	// Reissue is any string; changing it makes every deploying agent get a
+	// new certificate with a new key (a forced rotation, a compromised
+	// key), reviewed in the pull request like any change.
+	Reissue string `json:"reissue,omitempty" yaml:"reissue,omitempty"`
+	// Suspend stops renewals and deployments of the certificate until the
+	// field is removed; what the agents installed stays.
+	Suspend bool `json:"suspend,omitempty" yaml:"suspend,omitempty"`
 }
 
 // PrivateKey describes the key the agent generates on the host.
