@@ -404,3 +404,20 @@ func readFrom(p string, offset int64) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// EnsureDatabase creates database name unless it exists.
+func (c *Cluster) EnsureDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("localpg: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("localpg: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	return c.CreateDatabase(ctx, name)
+}

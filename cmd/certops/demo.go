@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -81,17 +82,39 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 			logger.Warn("stop postgres", "err", err)
 		}
 	}()
-	if err := cluster.CreateDatabase(ctx, "certops"); err != nil {
+	if err := cluster.EnsureDatabase(ctx, "certops"); err != nil {
 		return env.fail("certops demo", err)
 	}
-	ca, err := initCA(filepath.Join(dir, "ca"), pki.CAOptions{CommonName: "certops demo CA"}, false)
+	ca, err := demoCA(filepath.Join(dir, "ca"))
 	if err != nil {
 		return env.fail("certops demo", err)
 	}
+	// Alerts go to a receiver of the demo's own that prints them here.
+	console, err := startConsoleReceiver(ctx, env.stdout, filepath.Join(dir, "notify.key"))
+	if err != nil {
+		return env.fail("certops demo", err)
+	}
+	defer console.Close()
 	hostRoot := filepath.Join(dir, "host")
 	repoDir := filepath.Join(dir, "config-repo")
-	if err := initExampleRepo(repoDir, demoRewrite(ca, hostRoot)); err != nil {
+	rewrite := demoRewrite(ca, hostRoot, filepath.Join(dir, "backups"), console)
+	switch _, err := os.Stat(filepath.Join(repoDir, ".git")); {
+	case err == nil: // a second run on the same --dir: keep the repository and its edits
+		fmt.Fprintf(env.stdout, "certops demo: reusing %s\n", repoDir)
+		if err := console.refreshChannel(repoDir); err != nil {
+			return env.fail("certops demo", err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if err := initExampleRepo(repoDir, rewrite); err != nil {
+			return env.fail("certops demo", err)
+		}
+	default:
 		return env.fail("certops demo", err)
+	}
+	// One backup now, as the BackupPolicy says, so the policy works from the
+	// start and CertopsBackupTooOld does not fire at once.
+	if err := demoBackup(ctx, cluster.URL("certops"), repoDir, env.getenv, logger); err != nil {
+		logger.Warn("demo backup not taken; CertopsBackupTooOld will fire", "err", err)
 	}
 	tokenFile := filepath.Join(dir, "web-01.token")
 	if err := os.WriteFile(tokenFile, []byte(demoAgentToken+"\n"), 0o600); err != nil {
@@ -140,13 +163,16 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
   metrics       %[1]s/metrics
 
   config repo   %[2]s   (edit, git commit: applied within seconds)
+  alerts        printed here (the demo's NotificationChannel posts to a receiver of its own)
+  backups       %[8]s
   local CA      %[3]s   (trust it: curl --cacert %[3]s ...)
   serving cert  %[7]s
   agent         %[4]s installs its certificates under %[5]s
   database      %[6]s
 
 Press Ctrl-C to stop.
-`, base, repoDir, ca.certFile, demoAgent, filepath.Join(hostRoot, "etc", "ssl"), cfg.DatabaseURL, serving.CertFile)
+`, base, repoDir, ca.certFile, demoAgent, filepath.Join(hostRoot, "etc", "ssl"), cfg.DatabaseURL, serving.CertFile,
+			filepath.Join(dir, "backups"))
 	})
 	stopAgent()
 	if agentDone != nil {
@@ -236,14 +262,21 @@ const (
 // demoRewrite adapts the example config to one machine: the CA paths point
 // at the demo CA, deploy paths move under hostRoot, reload commands become
 // "true" and verify blocks and file owners go (nothing listens, and the demo
-// may not run as root). Everything else is the example as shipped.
-func demoRewrite(ca *createdCA, hostRoot string) func(string) string {
+// may not run as root); backups go to backupDir, and the AlertPolicy
+// notifies the console receiver alone (the example's Slack and webhook
+// channels point at files and hosts the demo does not have). Everything
+// else is the example as shipped.
+func demoRewrite(ca *createdCA, hostRoot, backupDir string, console *consoleReceiver) func(name, content string) string {
 	paths := strings.NewReplacer(
 		"/etc/certops/ca/tls.crt", ca.certFile,
 		"/etc/certops/ca/tls.key", ca.keyFile,
 		"/etc/ssl/", filepath.Join(hostRoot, "etc", "ssl")+"/",
+		"/var/backups/certops", backupDir,
 	)
-	return func(content string) string {
+	return func(name, content string) string {
+		if name == "notifications.yaml" {
+			return console.channelYAML()
+		}
 		var out []string
 		dropping := -1 // indentation of a dropped block's key, or -1
 		for _, line := range strings.Split(paths.Replace(content), "\n") {
@@ -261,6 +294,8 @@ func demoRewrite(ca *createdCA, hostRoot string) func(string) string {
 				continue
 			case "reload":
 				line = line[:indent] + `reload: ["true"]`
+			case "notify":
+				line = line[:indent] + "notify: [" + consoleChannel + "]"
 			}
 			out = append(out, line)
 		}
@@ -270,7 +305,7 @@ func demoRewrite(ca *createdCA, hostRoot string) func(string) string {
 
 // initExampleRepo writes the bundled example config, passed through
 // rewrite, into dir and commits it on branch main.
-func initExampleRepo(dir string, rewrite func(string) string) error {
+func initExampleRepo(dir string, rewrite func(name, content string) string) error {
 	src := examples.Config()
 	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -284,26 +319,34 @@ func initExampleRepo(dir string, rewrite func(string) string) error {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(target, []byte(rewrite(string(data))), 0o644)
+		return os.WriteFile(target, []byte(rewrite(p, string(data))), 0o644)
 	})
 	if err != nil {
 		return fmt.Errorf("write example config: %w", err)
 	}
-	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
-		InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}})
-	if err != nil {
+	if _, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}}); err != nil {
 		return fmt.Errorf("init example repo: %w", err)
+	}
+	return commitAll(dir, "Example config")
+}
+
+// commitAll commits every change in the work tree of the repository at dir.
+func commitAll(dir, message string) error {
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		return err
 	}
 	wt, err := repo.Worktree()
 	if err != nil {
 		return err
 	}
 	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		return fmt.Errorf("add example config: %w", err)
+		return fmt.Errorf("git add in %s: %w", dir, err)
 	}
 	sig := &object.Signature{Name: "certops demo", Email: "demo@certops.invalid", When: time.Now()}
-	if _, err := wt.Commit("Example config", &git.CommitOptions{Author: sig}); err != nil {
-		return fmt.Errorf("commit example config: %w", err)
+	if _, err := wt.Commit(message, &git.CommitOptions{Author: sig}); err != nil {
+		return fmt.Errorf("git commit in %s: %w", dir, err)
 	}
 	return nil
 }

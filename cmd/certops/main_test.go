@@ -23,9 +23,11 @@ import (
 	"time"
 
 	"github.com/certops/certops/fleet"
+	"github.com/certops/certops/notify"
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/testkit"
 	"github.com/certops/certops/testkit/storekit"
+	"github.com/certops/certops/webhook"
 )
 
 func TestMain(m *testing.M) {
@@ -510,14 +512,43 @@ func TestServeEndToEnd(t *testing.T) {
 }
 
 // TestDemo runs `certops demo` as the README says and checks it applies the
-// bundled example repository.
+// bundled example repository; a second run on the same --dir picks up where
+// the first left off. The demo's backup policy works from the start (no
+// CertopsBackupTooOld) and its notification channel is its own console
+// receiver (no delivery failures).
 func TestDemo(t *testing.T) {
+	// Not under t.TempDir (mode 0700): run as root, the demo's PostgreSQL
+	// runs as the postgres user, which must reach its data directory.
+	parent, err := os.MkdirTemp("", "certops-demo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	if err := os.Chmod(parent, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "demo")
+	runDemo(t, dir)
+	if backups, _ := filepath.Glob(filepath.Join(dir, "backups", "*")); len(backups) == 0 {
+		t.Errorf("the demo took no backup into %s", filepath.Join(dir, "backups"))
+	}
+	second := runDemo(t, dir)
+	if !strings.Contains(second, "reusing "+filepath.Join(dir, "config-repo")) {
+		t.Errorf("the second run on the same --dir did not reuse the repository:\n%s", second)
+	}
+}
+
+// runDemo runs `certops demo --dir dir` until web-01 has shop-frontend
+// installed, checks what every run must show, stops it and returns its
+// output.
+func runDemo(t *testing.T, dir string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"certops", "demo", "--listen", "127.0.0.1:0"},
+		done <- run(ctx, []string{"certops", "demo", "--listen", "127.0.0.1:0", "--dir", dir},
 			func(string) string { return "" }, &out, &errOut)
 	}()
 	re := regexp.MustCompile(`status\s+(https://\S+)`)
@@ -575,6 +606,13 @@ func TestDemo(t *testing.T) {
 		}
 		return false
 	})
+	var status struct{ Alerts []struct{ Name string } }
+	getJSON(t, base+"/api/v1/status", &status)
+	for _, a := range status.Alerts {
+		if a.Name == "CertopsBackupTooOld" {
+			t.Error("CertopsBackupTooOld fires in the demo: its backup policy does not work out of the box")
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -583,6 +621,52 @@ func TestDemo(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not stop")
+	}
+	if logs := errOut.String(); strings.Contains(logs, "notification") && strings.Contains(logs, "fail") {
+		t.Errorf("the demo's notifications failed:\n%s", logs)
+	}
+	return out.String()
+}
+
+// The demo's console receiver prints each signed notification as one line
+// and refuses unsigned ones.
+func TestDemoConsoleReceiver(t *testing.T) {
+	var out syncBuffer
+	c, err := startConsoleReceiver(t.Context(), &out, filepath.Join(t.TempDir(), "notify.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key, err := os.ReadFile(c.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"version":"1","deliveryID":"d1","channel":"demo-console","kind":"firing","status":"firing",` +
+		`"alert":{"name":"CertopsCertificateExpiringSoon","severity":"warning","subject":"shop","summary":"Certificate shop expires soon","description":"","since":"2026-12-05T00:00:00Z"},"at":"2026-12-05T00:00:00Z"}`)
+	post := func(sig string) int {
+		req, _ := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
+		if sig != "" {
+			req.Header.Set(notify.SignatureHeader, sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("sha256=00"); code != http.StatusBadRequest {
+		t.Errorf("a badly signed notification: %d, want 400", code)
+	}
+	if code := post(webhook.Sign([]byte(strings.TrimSpace(string(key))), body)); code != http.StatusNoContent {
+		t.Fatalf("a signed notification: %d, want 204", code)
+	}
+	want := "certops demo: alert firing: CertopsCertificateExpiringSoon (warning) shop: Certificate shop expires soon\n"
+	if out.String() != want {
+		t.Errorf("printed %q, want %q", out.String(), want)
+	}
+	if !strings.Contains(c.channelYAML(), "url: "+c.url) {
+		t.Errorf("the channel does not post to the receiver:\n%s", c.channelYAML())
 	}
 }
 
