@@ -204,7 +204,7 @@ func (s *Orders) runOrder(ctx context.Context, c *certEntry, name, agent string,
 		return
 	}
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
-		"serial", issued.Serial, "notAfter", issued.NotAfter, "renewAt", d.RenewAt)
+		"serial", issued.Serial, "not_after", issued.NotAfter, "renew_at", d.RenewAt)
 }
 
 // replaces is the certificate the agent holds from the same issuer, which

@@ -83,7 +83,7 @@ func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto
 		return nil, unavailable(s.log, "record issuance", err)
 	}
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
-		"serial", issued.Serial, "notAfter", issued.NotAfter)
+		"serial", issued.Serial, "not_after", issued.NotAfter)
 	return issued, nil
 }
 

@@ -164,7 +164,7 @@ func Logger(format, level string, w io.Writer) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactAttr}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -175,10 +175,14 @@ func Logger(format, level string, w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-// redactAttr masks the credentials of every URL in a string or error
-// attribute of a log record (see package redact).
-func redactAttr(_ []string, a slog.Attr) slog.Attr {
+// replaceAttr masks the credentials of every URL in a string or error
+// attribute of a log record (see package redact), and writes durations as
+// strings ("1.5s") in every format (the JSON handler would write
+// nanoseconds).
+func replaceAttr(_ []string, a slog.Attr) slog.Attr {
 	switch a.Value.Kind() {
+	case slog.KindDuration:
+		a.Value = slog.StringValue(a.Value.Duration().String())
 	case slog.KindString:
 		if s := a.Value.String(); strings.Contains(s, "://") {
 			a.Value = slog.StringValue(redact.Text(s))

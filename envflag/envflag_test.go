@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +57,27 @@ func TestStringsEnv(t *testing.T) {
 	}
 	if got := parse("--keys", "c", "--keys", "d,e"); !slices.Equal(got, []string{"c", "d", "e"}) {
 		t.Errorf("flags over the environment: got %q, want [c d e] (the flags replace the environment's list)", got)
+	}
+}
+
+// Both formats write durations as strings, and mask URL credentials.
+func TestLoggerFormats(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var b strings.Builder
+		logger, err := envflag.Logger(format, "info", &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Info("fetched", "took", 1500*time.Millisecond, "url", "https://user:secret@git.example.com/repo.git")
+		out := b.String()
+		if !strings.Contains(out, "1.5s") || strings.Contains(out, "1500000000") {
+			t.Errorf("%s: the duration is not written as 1.5s: %s", format, out)
+		}
+		if strings.Contains(out, "secret") {
+			t.Errorf("%s: credentials of a URL are logged: %s", format, out)
+		}
+	}
+	if _, err := envflag.Logger("xml", "info", io.Discard); err == nil {
+		t.Error("an unknown format is accepted")
 	}
 }

@@ -393,14 +393,24 @@ func (r *Repo) fetch(ctx context.Context, remoteHash plumbing.Hash) error {
 		return nil
 	}
 	start := time.Now()
+	first := r.fetchedHash.IsZero()
+	if first {
+		// The first fetch brings the ref's whole history and may take a
+		// while on a big repository: say so now, and relay the server's
+		// progress, rather than stay silent until it ends.
+		r.logger.Info("fetching the repository for the first time", "ref", r.remoteRef, "url", r.display)
+	}
 	spec := gitconfig.RefSpec(fmt.Sprintf("+%s:%s", r.remoteRef, r.localRef))
+	progress := newProgressLog(r.logger, r.remoteRef.String(), 5*time.Second)
 	err := r.remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: []gitconfig.RefSpec{spec},
 		Auth:     r.auth,
 		CABundle: r.caBundle,
 		Tags:     git.NoTags,
 		Force:    true,
+		Progress: progress,
 	})
+	progress.flush()
 	r.fetches.Add(1)
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return fmt.Errorf("gitsource: fetch %s from %s: %w", r.remoteRef, r.display, err)
@@ -412,7 +422,7 @@ func (r *Repo) fetch(ctx context.Context, remoteHash plumbing.Hash) error {
 	// The ref may have moved again between ls-remote and fetch; what was
 	// fetched is consistent, and the next poll sees any newer hash.
 	r.fetchedHash = ref.Hash()
-	r.logger.Info("fetched", "ref", r.remoteRef, "hash", ref.Hash().String(), "duration", time.Since(start))
+	r.logger.Info("fetched", "ref", r.remoteRef, "hash", ref.Hash().String(), "first", first, "duration", time.Since(start))
 	return nil
 }
 

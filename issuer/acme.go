@@ -230,7 +230,7 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 	req := certificate.ObtainForCSRRequest{CSR: o.CSR, Profile: a.cfg.Profile}
 	if o.Replaces != nil {
 		if req.ReplacesCertID, err = api.MakeARICertID(o.Replaces); err != nil {
-			a.logger.Warn("cannot name the replaced certificate for ARI", "certificate", o.Certificate, "error", err)
+			a.logger.Warn("cannot name the replaced certificate for ARI", "certificate", o.Certificate, "err", err)
 		}
 	}
 	res, err := client.Certificate.ObtainForCSR(withOrder(ctx, &o), req)
@@ -248,7 +248,7 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 		out.RenewalWindow = RenewalWindow{Start: info.SuggestedWindow.Start, End: info.SuggestedWindow.End}
 	case !errors.Is(err, api.ErrNoARI):
 		a.logger.Warn("renewal information unavailable; renewing on the certificate's schedule",
-			"certificate", o.Certificate, "error", err)
+			"certificate", o.Certificate, "err", err)
 	}
 	return out, nil
 }
@@ -320,7 +320,7 @@ func (a *acmeIssuer) setup(ctx context.Context) (*lego.Client, error) {
 	client, err := a.newClient(ctx)
 	if err != nil {
 		a.setupErr, a.setupAt = err, time.Now()
-		a.logger.Error("acme account setup failed", "directory", a.cfg.DirectoryURL, "error", err)
+		a.logger.Error("acme account setup failed", "directory", a.cfg.DirectoryURL, "err", err)
 		return nil, err
 	}
 	a.client, a.setupErr = client, nil

@@ -85,7 +85,7 @@ func (p *scriptProvider) CleanUp(ctx context.Context, domain, _, keyAuth string)
 	defer cancel()
 	if err := runScript(ctx, p.timeout, p.cleanup, fqdn, value); err != nil {
 		// lego only logs a failed cleanup; say it where operators look.
-		p.logger.Warn("dns-01 cleanup script failed; the TXT record may remain", "fqdn", fqdn, "error", err)
+		p.logger.Warn("dns-01 cleanup script failed; the TXT record may remain", "fqdn", fqdn, "err", err)
 		return err
 	}
 	return nil

@@ -134,7 +134,7 @@ func (r *Registry) load(o *spec.Object) issuer {
 	case s.ACME != nil:
 		a, err := newACME(o.Name, *s.ACME, r.acme, logger)
 		if err != nil {
-			logger.Error("acme issuer is misconfigured", "error", err)
+			logger.Error("acme issuer is misconfigured", "err", err)
 			return broken{typ: TypeACME, err: err}
 		}
 		return a

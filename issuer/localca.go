@@ -112,10 +112,10 @@ func (l *localCA) load(st fileStamps) {
 			"not_after", c.NotAfter, "serial", c.SerialNumber.Text(16))
 	case l.ca != nil:
 		l.err = err
-		l.logger.Error("reloading the CA failed; still signing with the CA loaded before", "error", err)
+		l.logger.Error("reloading the CA failed; still signing with the CA loaded before", "err", err)
 	default:
 		l.err = err
-		l.logger.Error("loading the CA failed; the issuer is unavailable", "error", err)
+		l.logger.Error("loading the CA failed; the issuer is unavailable", "err", err)
 	}
 }
 

@@ -79,6 +79,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 		DatabaseURL: url, Tools: tools, TempDir: workDir, Force: force,
 	})
 	if !rep.Due {
+		logger.Info("backup not due", "policy", name, "last_success", rep.LastSuccess, "next_due", rep.NextDue)
 		if rep.NextDue.IsZero() {
 			fmt.Fprintf(env.stdout, "backup not due: schedule %q never fires again\n", ps.Schedule)
 		} else {
@@ -88,12 +89,15 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 		return 0
 	}
 	if rep.Run.Result == store.BackupOK {
+		logger.Info("backup written", "policy", name, "object", rep.Run.Object, "size", rep.Run.Size,
+			"destination", policy.Destination.String(), "removed", len(rep.Removed))
 		fmt.Fprintf(env.stdout, "backup written: %s (%d bytes) in %s\n", rep.Run.Object, rep.Run.Size, policy.Destination)
 		if len(rep.Removed) > 0 {
 			fmt.Fprintf(env.stdout, "retention removed %d: %s\n", len(rep.Removed), strings.Join(rep.Removed, ", "))
 		}
 	}
 	if err != nil {
+		logger.Error("backup failed", "policy", name, "err", err)
 		notifyBackupFailure(ctx, st, logger, err)
 		return fail(err)
 	}

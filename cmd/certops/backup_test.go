@@ -91,10 +91,23 @@ func TestBackupCommandFollowsTheSchedule(t *testing.T) {
 	}
 
 	// A hand run into another directory is due: it is another destination.
+	// With --log-format json, every line on stderr is a JSON log record,
+	// the outcome among them.
 	other := t.TempDir()
-	code, out, errOut = cli(ctx, env, "backup", "--destination", other)
+	code, out, errOut = cli(ctx, env, "backup", "--destination", other, "--log-format", "json")
 	if code != 0 || len(dumps(t, other)) != 1 {
 		t.Errorf("backup --destination: exit %d, dumps %v\nstdout: %s\nstderr: %s", code, dumps(t, other), out, errOut)
+	}
+	written := false
+	for line := range strings.Lines(strings.TrimSpace(errOut)) {
+		var rec struct{ Msg, Object string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("stderr line is not a JSON log record: %q", line)
+		}
+		written = written || rec.Msg == "backup written" && strings.HasPrefix(rec.Object, "certops-")
+	}
+	if !written {
+		t.Errorf("no JSON log record says the backup was written:\n%s", errOut)
 	}
 }
 

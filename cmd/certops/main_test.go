@@ -494,7 +494,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	metrics := scrape(t, url)
 	// Without GOGC in its environment, serve collects at 50 %.
-	for _, want := range []string{`certops_reconcile_total{result="success"}`, `certops_webhook_requests_total{receiver="generic",result="unauthorized"} 1`, "certops_applied_revision_info", "go_gc_gogc_percent 50"} {
+	for _, want := range []string{`certops_reconcile_total{result="success"}`, `certops_webhook_requests_total{receiver="generic",result="unauthorized"} 1`, "certops_applied_revision_info", "go_gc_gogc_percent 50", `certops_build_info{goversion="go`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

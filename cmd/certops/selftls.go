@@ -49,7 +49,7 @@ func newSelfIssued(issuerName string, names []string, registry *issuer.Registry,
 			c.DNSNames = append(c.DNSNames, n)
 		}
 	}
-	s := &selfIssued{issuer: issuerName, spec: c, registry: registry, logger: logger.With("tlsSelfIssuer", issuerName),
+	s := &selfIssued{issuer: issuerName, spec: c, registry: registry, logger: logger.With("tls_self_issuer", issuerName),
 		now: time.Now, retry: 2 * time.Second}
 	key, err := pki.GenerateKey(serveKey)
 	if err != nil {
@@ -147,6 +147,6 @@ func (s *selfIssued) issue(ctx context.Context) error {
 	s.mu.Lock()
 	s.cert, s.issued, s.renew = &pair, true, renew
 	s.mu.Unlock()
-	s.logger.Info("serving certificate issued", "serial", issued.Serial, "notAfter", issued.NotAfter, "renewAt", renew)
+	s.logger.Info("serving certificate issued", "serial", issued.Serial, "not_after", issued.NotAfter, "renew_at", renew)
 	return nil
 }

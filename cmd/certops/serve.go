@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -176,7 +177,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	defer st.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	metrics := reconcile.NewMetrics(reg)
 	if err := backup.RegisterMetrics(reg, st, logger); err != nil {
 		return err
@@ -258,7 +259,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		go func() { defer close(selfDone); self.Run(selfCtx) }()
 		defer func() { stopSelf(); <-selfDone }()
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "clientCerts", cfg.TLS.ClientCAFile != "", "repo", redact.URL(cfg.Repo), "ref", cfg.Ref, "path", cfg.Path)
+	logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "client_certs", cfg.TLS.ClientCAFile != "", "repo", redact.URL(cfg.Repo), "ref", cfg.Ref, "path", cfg.Path)
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
@@ -464,4 +465,22 @@ func readSecret(path string) (string, error) {
 		return "", nil
 	}
 	return secret.ReadFile(path)
+}
+
+// buildInfo is certops_build_info: always 1, labelled with the release
+// version, the Go version and the VCS revision the binary was built from
+// ("unknown" when the build recorded none).
+func buildInfo() prometheus.Collector {
+	revision := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "certops_build_info",
+		Help: "Always 1: the version, Go version and VCS revision of the running certops."}, []string{"version", "goversion", "revision"})
+	g.WithLabelValues(version, runtime.Version(), revision).Set(1)
+	return g
 }
