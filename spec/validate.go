@@ -27,7 +27,14 @@ import (
 // here as a dangling reference.
 //
 // Errors are sorted by file, line and message.
-func Validate(objs []*Object) ErrorList {
+func Validate(objs []*Object) ErrorList { return validate(objs, false) }
+
+// ValidatePart validates objs as part of a revision whose other objects
+// are not known (one file of it): as Validate, except that a reference to
+// an object not among objs is not an error.
+func ValidatePart(objs []*Object) ErrorList { return validate(objs, true) }
+
+func validate(objs []*Object, part bool) ErrorList {
 	objs = slices.Clone(objs)
 	slices.SortStableFunc(objs, func(a, b *Object) int {
 		return cmp.Or(cmp.Compare(a.Source.File, b.Source.File), cmp.Compare(a.Source.Line, b.Source.Line))
@@ -58,13 +65,15 @@ func Validate(objs []*Object) ErrorList {
 		}
 	}
 
-	exists := func(k Kind, name string) bool { _, ok := byKey[Key{Kind: k, Name: name}]; return ok }
+	exists := func(k Kind, name string) bool { _, ok := byKey[Key{Kind: k, Name: name}]; return ok || part }
 	for _, o := range objs {
 		switch s := o.Spec.(type) {
 		case *CertificateSpec:
 			if isDNSLabel(s.IssuerRef) {
 				if iss, ok := byKey[Key{KindIssuer, s.IssuerRef}]; !ok {
-					at(o, "spec.issuerRef", "Issuer %q does not exist", s.IssuerRef)
+					if !part {
+						at(o, "spec.issuerRef", "Issuer %q does not exist", s.IssuerRef)
+					}
 				} else if usesHTTP01(iss) && s.Deploy == nil {
 					at(o, "spec.issuerRef", "Issuer %q answers http-01 challenges on the deploying agents, so spec.deploy is required", s.IssuerRef)
 				}

@@ -145,6 +145,21 @@ func TestValidate(t *testing.T) {
 	if code, _, _ := cli(ctx, nil, "validate", dir, dir); code != 2 {
 		t.Errorf("validate with two directories: exit %d, want 2 (bad usage)", code)
 	}
+
+	// One file is checked on its own: what it defines, not references to
+	// objects of other files (shop.yaml's issuer is in issuers.yaml).
+	shop := "../../examples/config/certificates/shop.yaml"
+	if code, _, stderr := cli(ctx, nil, "validate", shop); code != 0 || !strings.Contains(stderr, "valid") {
+		t.Errorf("validate %s: exit %d, want 0\n%s", shop, code, stderr)
+	}
+	bad := filepath.Join(dir, "certs", "bad.yaml")
+	code, stdout, _ = cli(ctx, nil, "validate", bad)
+	if code != 1 || !strings.Contains(stdout, bad+":") || !strings.Contains(stdout, "bogus") || !strings.Contains(stdout, "bad_host.example.com") {
+		t.Errorf("validate %s: exit %d, want 1 with its errors under the path given:\n%s", bad, code, stdout)
+	}
+	if code, stdout, _ := cli(ctx, nil, "validate", filepath.Join(dir, "certs", "also.yaml")); code != 0 {
+		t.Errorf("validate also.yaml alone: exit %d; a reference to an Issuer of another file is not an error there:\n%s", code, stdout)
+	}
 }
 
 func TestPlan(t *testing.T) {
