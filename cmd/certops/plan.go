@@ -18,8 +18,9 @@ import (
 // planCmd: certops plan --repo DIR --base REV --head REV [--format text|markdown|json]
 // [--verify-commits --trusted-keys F…] — exit 0 when nothing changes, 2 when
 // something does, 1 on error (an invalid head, or an untrusted commit between
-// base and head). Bad usage exits 1 too (not 2 as for the other commands):
-// see planExit.
+// base and head: the errors go to stderr, and with markdown or json stdout
+// also says why there is no plan). An invalid base is diffed with a warning.
+// Bad usage exits 1 too (not 2 as for the other commands): see planExit.
 func planCmd(env cliEnv, args []string) int {
 	f := newFlagSet(env, "plan")
 	repo := f.String("repo", ".", "local git repository")
