@@ -510,6 +510,10 @@ func TestMarkdownBudget95Certificates(t *testing.T) {
 	if l.details == 0 || l.namesOnly == 0 || l.details+l.namesOnly+l.counted != 96 {
 		t.Errorf("layout %+v: want details, then names only, 96 objects in all", l)
 	}
+	// The names-only list goes on where the details stop (the agent comes first).
+	if next := fmt.Sprintf("names only</summary>\n\n```\n+ Certificate/svc-%04d (certificates/svc-%04d.yaml:1)\n", l.details-1, l.details-1); !strings.Contains(md, next) {
+		t.Errorf("Markdown() lacks %q", next)
+	}
 	if l.hostsFull == 0 || l.hostsFull+l.hostsShort+l.hostsCounted != 95 {
 		t.Errorf("layout %+v: want 95 host entries in all, some in full", l)
 	}
@@ -599,6 +603,13 @@ func TestMarkdownRefused(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown() = %q, want it to contain %q", md, want)
 		}
+	}
+	var text bytes.Buffer
+	if err := r.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if want := "certops plan: main → HEAD (b7e8d9c)\nThe head is invalid and would be refused: 1 error.\ncerts/a.yaml:3: spec.issuerRef: Issuer \"nope\" does not exist\n"; text.String() != want {
+		t.Errorf("Text() = %q, want %q", text.String(), want)
 	}
 	for i := range 20000 {
 		errs = append(errs, spec.Error{File: fmt.Sprintf("certs/c%05d.yaml", i), Line: 7, Message: "metadata.name: \"x`y\" is not a DNS-1123 name"})
