@@ -13,17 +13,19 @@ import (
 	"github.com/certops/certops/state"
 )
 
-// Markdown caps keep a PR comment readable and under the forge's size limit.
-const (
-	maxDetailedObjects = 200
-	maxFieldsPerObject = 50
-)
-
 // Text writes a compact human-readable plan: a per-kind summary, then one line
 // per object (+ create, ~ update, - delete) with an update's fields indented.
 func (r Report) Text(w io.Writer) error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "certops plan: %s → %s\n", r.Base, r.Head)
+	fmt.Fprintf(&b, "certops plan: %s → %s\n", revLabel(r.Base, r.BaseCommit), revLabel(r.Head, r.HeadCommit))
+	if !r.Valid {
+		fmt.Fprintf(&b, "The head %s and would be refused: %s.\n", r.Refusal, plural(len(r.Errors), "error"))
+		for _, e := range r.Errors {
+			fmt.Fprintln(&b, e.Error())
+		}
+		_, err := w.Write(b.Bytes())
+		return err
+	}
 	if len(r.Changes) == 0 {
 		b.WriteString("No changes.\n")
 	}
@@ -45,11 +47,11 @@ func (r Report) Text(w io.Writer) error {
 		for _, f := range c.Fields {
 			switch {
 			case f.Old != nil && f.New != nil:
-				fmt.Fprintf(&b, "    ~ %s: %s → %s\n", f.Path, *f.Old, *f.New)
+				fmt.Fprintf(&b, "    ~ %s: %s → %s\n", f.Path, f.Old, f.New)
 			case f.New != nil:
-				fmt.Fprintf(&b, "    + %s: %s\n", f.Path, *f.New)
+				fmt.Fprintf(&b, "    + %s: %s\n", f.Path, f.New)
 			case f.Old != nil:
-				fmt.Fprintf(&b, "    - %s: %s\n", f.Path, *f.Old)
+				fmt.Fprintf(&b, "    - %s: %s\n", f.Path, f.Old)
 			}
 		}
 	}
@@ -81,75 +83,17 @@ func argvOrNone(argv []string) string {
 	return renderJSON(argv)
 }
 
-// Markdown writes the plan as a PR comment: a heading, a per-kind summary
-// table, prune warnings, then a collapsible diff per object. Everything taken
-// from the repository is escaped, and the output is capped (see maxDetailedObjects).
-func (r Report) Markdown(w io.Writer) error {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "### certops plan: %s → %s\n\n", escapeMarkdown(r.Base), escapeMarkdown(r.Head))
-	if len(r.Changes) == 0 {
-		b.WriteString("No changes.\n")
-	} else {
-		b.WriteString("| Kind | Create | Update | Delete |\n| :--- | ---: | ---: | ---: |\n")
-		for _, k := range r.changedKinds() {
-			n := r.Counts[k]
-			fmt.Fprintf(&b, "| %s | %d | %d | %d |\n", escapeMarkdown(string(k)), n.Create, n.Update, n.Delete)
-		}
-	}
-	for _, warning := range r.PruneWarnings {
-		fmt.Fprintf(&b, "\n> **Warning:** %s\n", escapeMarkdown(warning))
-	}
-	for i, c := range r.Changes {
-		if i == maxDetailedObjects {
-			fmt.Fprintf(&b, "\n… and %d more objects.\n", len(r.Changes)-i)
-			break
-		}
-		writeMarkdownObject(&b, c)
-	}
-	if len(r.Hosts) > 0 {
-		var hosts strings.Builder
-		for i, h := range r.Hosts {
-			if i == maxDetailedObjects {
-				fmt.Fprintf(&hosts, "… and %d more certificates\n", len(r.Hosts)-i)
-				break
-			}
-			fmt.Fprintf(&hosts, "Certificate/%s (%s) on %s\n  files:  %s\n  reload: %s\n",
-				h.Certificate, strings.Join(h.Changed, ", "), listOrNone(h.Agents), listOrNone(h.Paths), argvOrNone(h.Reload))
-		}
-		fence := strings.Repeat("`", max(3, longestRun(hosts.String(), '`')+1))
-		fmt.Fprintf(&b, "\n#### On the hosts\n\nWhat the agents will write and run (each host's policy decides):\n\n%s\n%s%s\n", fence, hosts.String(), fence)
-	}
-	_, err := w.Write(b.Bytes())
-	return err
-}
-
-// writeMarkdownObject writes one object as a <details> block around a diff.
-// The summary is raw HTML (markdown is not parsed there), so it is entity-escaped;
-// the diff is literal text, so it only needs a fence its content cannot close.
-func writeMarkdownObject(b *bytes.Buffer, c ObjectChange) {
-	var diff strings.Builder
-	for i, f := range c.Fields {
-		if i == maxFieldsPerObject {
-			fmt.Fprintf(&diff, "… and %d more fields\n", len(c.Fields)-i)
-			break
-		}
-		if f.Old != nil {
-			fmt.Fprintf(&diff, "- %s: %s\n", f.Path, *f.Old)
-		}
-		if f.New != nil {
-			fmt.Fprintf(&diff, "+ %s: %s\n", f.Path, *f.New)
-		}
-	}
-	if len(c.Fields) == 0 {
-		diff.WriteString("(no field-level differences)\n")
-	}
-	fence := strings.Repeat("`", max(3, longestRun(diff.String(), '`')+1))
-	fmt.Fprintf(b, "\n<details><summary><code>%s %s</code></summary>\n\n", actionSign(c.Action), escapeMarkdown(c.title()))
-	fmt.Fprintf(b, "%sdiff\n%s%s\n\n</details>\n", fence, diff.String(), fence)
-}
-
-// JSON writes the report itself, indented; empty lists are [] rather than null.
+// JSON writes the report itself, indented, with formatVersion set; empty
+// lists are [] rather than null. A field's old and new values are JSON
+// values, left out where the leaf is absent.
 func (r Report) JSON(w io.Writer) error {
+	r.FormatVersion = FormatVersion
+	if r.Errors == nil {
+		r.Errors = []spec.Error{}
+	}
+	if r.Hosts == nil {
+		r.Hosts = []HostChange{}
+	}
 	if r.Counts == nil {
 		r.Counts = map[spec.Kind]state.Counts{}
 	}
@@ -167,7 +111,27 @@ func (r Report) JSON(w io.Writer) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// Values are shown as they are in the repository; nothing embeds this in HTML.
+	enc.SetEscapeHTML(false)
 	return enc.Encode(r)
+}
+
+// revLabel is a revision as people see it: the label, and the short commit
+// hash it resolved to unless the label already is that hash.
+func revLabel(ref, commit string) string {
+	short := commit[:min(len(commit), 7)]
+	if short == "" || strings.HasPrefix(ref, short) || strings.HasPrefix(commit, ref) {
+		return ref
+	}
+	return ref + " (" + short + ")"
+}
+
+// plural is "1 error", "2 errors".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // changedKinds lists the kinds with at least one change, in apply order.

@@ -17,11 +17,33 @@ import (
 	"github.com/certops/certops/state"
 )
 
-// Report is a plan prepared for review.
+// FormatVersion is the version of the JSON document Report.JSON writes. It
+// changes whenever the document's shape does: 2 added formatVersion,
+// baseCommit, headCommit, valid, refusal and errors, and made a field's old
+// and new values JSON values (they were JSON text inside JSON strings).
+const FormatVersion = 2
+
+// Report is a plan prepared for review, or the reason there is none: a head
+// revision the reconciler would refuse (Valid false, Errors say why).
 type Report struct {
+	// FormatVersion is FormatVersion in what Report.JSON writes.
+	FormatVersion int `json:"formatVersion"`
 	// Base and Head label the compared revisions (e.g. "main", "HEAD").
 	Base string `json:"base"`
 	Head string `json:"head"`
+	// BaseCommit and HeadCommit are the full commit hashes the labels
+	// resolved to; empty when unknown.
+	BaseCommit string `json:"baseCommit"`
+	HeadCommit string `json:"headCommit"`
+	// Valid is false when the reconciler would refuse the head before
+	// planning it; then Refusal says why, Errors lists the problems, and
+	// there are no changes. Build sets it, Refused clears it.
+	Valid bool `json:"valid"`
+	// Refusal completes "the head …": "is invalid", or "has commits not
+	// signed by a trusted key". Empty for a valid head.
+	Refusal string `json:"refusal,omitempty"`
+	// Errors are the head's problems as FILE:LINE: message; empty when valid.
+	Errors []spec.Error `json:"errors"`
 	// Counts tallies the changes per kind; kinds without changes are absent.
 	Counts  map[spec.Kind]state.Counts `json:"counts"`
 	Changes []ObjectChange             `json:"changes"`
@@ -50,16 +72,17 @@ type ObjectChange struct {
 type FieldDiff struct {
 	// Path names the leaf: labels.team, spec.dnsNames[1], labels["app.kubernetes.io/name"].
 	Path string `json:"path"`
-	// Old and New are the JSON-rendered values; nil means the leaf is absent.
-	Old *string `json:"old"`
-	New *string `json:"new"`
+	// Old and New are the values as JSON; nil means the leaf is absent
+	// (at base, or at head), and JSON leaves the key out.
+	Old json.RawMessage `json:"old,omitempty"`
+	New json.RawMessage `json:"new,omitempty"`
 }
 
 // Build prepares plan for review. base and head are the desired states at the
 // two revisions; plan is reconcile.Compute of head against base's hashes.
 // Changes come in kind order (spec.KeyLess), each object's fields by path.
 func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
-	r := Report{Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head)}
+	r := Report{Valid: true, Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head)}
 	for _, c := range plan.Changes {
 		cur := c.Object
 		if cur == nil {
@@ -90,6 +113,13 @@ func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
 		return 0
 	})
 	return r
+}
+
+// Refused is the report for a head revision the reconciler would refuse
+// before planning it: reason completes "the head …" (e.g. "is invalid"),
+// errs are its problems. The caller fills in the revisions.
+func Refused(reason string, errs spec.ErrorList) Report {
+	return Report{Refusal: reason, Errors: slices.Clone(errs), Counts: map[spec.Kind]state.Counts{}}
 }
 
 // pathElem is one step of a leaf's path: a map key or an array index.
@@ -176,10 +206,10 @@ func diffFields(old, cur map[string]leaf) []FieldDiff {
 		}
 		d := FieldDiff{Path: p}
 		if inOld {
-			d.Old = &o.value
+			d.Old = json.RawMessage(o.value)
 		}
 		if inCur {
-			d.New = &n.value
+			d.New = json.RawMessage(n.value)
 		}
 		diffs = append(diffs, d)
 	}

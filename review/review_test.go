@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -104,15 +106,18 @@ func fixtureReport(t *testing.T) Report {
 			Source: spec.Position{File: "agents.yaml", Line: 5},
 		},
 	)
-	return buildReport(t, "main", "feature/shop-org", base, head)
+	r := buildReport(t, "main", "feature/shop-org", base, head)
+	r.BaseCommit, r.HeadCommit = "3f1c2a9b8e7d6c5b4a3928170605f4e3d2c1b0a9", "b7e8d9c0a1f2e3d4c5b6a7980716253443526170"
+	return r
 }
 
-func ptr(s string) *string { return &s }
+func raw(s string) json.RawMessage { return json.RawMessage(s) }
 
 func TestBuild(t *testing.T) {
 	got := fixtureReport(t)
 	want := Report{
-		Base: "main", Head: "feature/shop-org",
+		Base: "main", Head: "feature/shop-org", Valid: true,
+		BaseCommit: "3f1c2a9b8e7d6c5b4a3928170605f4e3d2c1b0a9", HeadCommit: "b7e8d9c0a1f2e3d4c5b6a7980716253443526170",
 		Counts: map[spec.Kind]state.Counts{
 			spec.KindAgent:       {Create: 1},
 			spec.KindCertificate: {Update: 1, Delete: 1},
@@ -121,25 +126,25 @@ func TestBuild(t *testing.T) {
 			{
 				Action: state.ActionCreate, Kind: spec.KindAgent, Name: "web-01", File: "agents.yaml", Line: 5,
 				Fields: []FieldDiff{
-					{Path: "labels.role", New: ptr(`"web"`)},
-					{Path: "spec.tokenSHA256", New: ptr(`"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"`)},
+					{Path: "labels.role", New: raw(`"web"`)},
+					{Path: "spec.tokenSHA256", New: raw(`"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"`)},
 				},
 			},
 			{
 				Action: state.ActionDelete, Kind: spec.KindCertificate, Name: "legacy-api", File: "certificates/legacy.yaml", Line: 3,
 				Fields: []FieldDiff{
-					{Path: "labels.team", Old: ptr(`"api"`)},
-					{Path: "spec.dnsNames[0]", Old: ptr(`"api.example.com"`)},
-					{Path: "spec.issuerRef", Old: ptr(`"internal-ca"`)},
-					{Path: "spec.privateKey", Old: ptr(`{}`)},
+					{Path: "labels.team", Old: raw(`"api"`)},
+					{Path: "spec.dnsNames[0]", Old: raw(`"api.example.com"`)},
+					{Path: "spec.issuerRef", Old: raw(`"internal-ca"`)},
+					{Path: "spec.privateKey", Old: raw(`{}`)},
 				},
 			},
 			{
 				Action: state.ActionUpdate, Kind: spec.KindCertificate, Name: "shop-frontend", File: "certificates/shop.yaml", Line: 12,
 				Fields: []FieldDiff{
-					{Path: "labels.team", New: ptr(`"shop"`)},
-					{Path: "spec.deploy.files.mode", Old: ptr(`"0600"`), New: ptr(`"0640"`)},
-					{Path: "spec.dnsNames[1]", Old: ptr(`"www.shop.example.com"`), New: ptr(`"shop.example.org"`)},
+					{Path: "labels.team", New: raw(`"shop"`)},
+					{Path: "spec.deploy.files.mode", Old: raw(`"0600"`), New: raw(`"0640"`)},
+					{Path: "spec.dnsNames[1]", Old: raw(`"www.shop.example.com"`), New: raw(`"shop.example.org"`)},
 				},
 			},
 		},
@@ -165,8 +170,8 @@ func TestFieldDiffs(t *testing.T) {
 			old:  spec.Content{Spec: map[string]any{"dnsNames": []string{"a", "b", "c"}}},
 			cur:  spec.Content{Spec: map[string]any{"dnsNames": []string{"a", "x"}}},
 			want: []FieldDiff{
-				{Path: "spec.dnsNames[1]", Old: ptr(`"b"`), New: ptr(`"x"`)},
-				{Path: "spec.dnsNames[2]", Old: ptr(`"c"`)},
+				{Path: "spec.dnsNames[1]", Old: raw(`"b"`), New: raw(`"x"`)},
+				{Path: "spec.dnsNames[2]", Old: raw(`"c"`)},
 			},
 		},
 		{
@@ -174,32 +179,32 @@ func TestFieldDiffs(t *testing.T) {
 			old:  spec.Content{Spec: map[string]any{"n": []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}},
 			cur:  spec.Content{Spec: map[string]any{"n": []int{0, 1, 99, 3, 4, 5, 6, 7, 8, 9, 99, 11}}},
 			want: []FieldDiff{
-				{Path: "spec.n[2]", Old: ptr(`2`), New: ptr(`99`)},
-				{Path: "spec.n[10]", Old: ptr(`10`), New: ptr(`99`)},
+				{Path: "spec.n[2]", Old: raw(`2`), New: raw(`99`)},
+				{Path: "spec.n[10]", Old: raw(`10`), New: raw(`99`)},
 			},
 		},
 		{
 			name: "keys that are not plain words are quoted",
 			old:  spec.Content{Spec: map[string]any{}},
 			cur:  spec.Content{Labels: map[string]string{"app.kubernetes.io/name": "shop"}, Spec: map[string]any{}},
-			want: []FieldDiff{{Path: `labels["app.kubernetes.io/name"]`, New: ptr(`"shop"`)}},
+			want: []FieldDiff{{Path: `labels["app.kubernetes.io/name"]`, New: raw(`"shop"`)}},
 		},
 		{
 			name: "empty containers and type changes show",
 			old:  spec.Content{Spec: map[string]any{"sel": map[string]any{}, "x": "flat"}},
 			cur:  spec.Content{Spec: map[string]any{"sel": map[string]any{"role": "web"}, "x": []int{1}}},
 			want: []FieldDiff{
-				{Path: "spec.sel", Old: ptr(`{}`)},
-				{Path: "spec.sel.role", New: ptr(`"web"`)},
-				{Path: "spec.x", Old: ptr(`"flat"`)},
-				{Path: "spec.x[0]", New: ptr(`1`)},
+				{Path: "spec.sel", Old: raw(`{}`)},
+				{Path: "spec.sel.role", New: raw(`"web"`)},
+				{Path: "spec.x", Old: raw(`"flat"`)},
+				{Path: "spec.x[0]", New: raw(`1`)},
 			},
 		},
 		{
 			name: "HTML is not escaped in values",
 			old:  spec.Content{Spec: map[string]any{"v": "a"}},
 			cur:  spec.Content{Spec: map[string]any{"v": "<b>&"}},
-			want: []FieldDiff{{Path: "spec.v", Old: ptr(`"a"`), New: ptr(`"<b>&"`)}},
+			want: []FieldDiff{{Path: "spec.v", Old: raw(`"a"`), New: raw(`"<b>&"`)}},
 		},
 	}
 	for _, tt := range tests {
@@ -264,9 +269,48 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
 		t.Fatalf("decode JSON output: %v", err)
 	}
-	want.PruneWarnings = []string{} // JSON writes empty lists as []
+	// JSON sets the format version and writes empty lists as [].
+	want.FormatVersion, want.PruneWarnings, want.Errors = FormatVersion, []string{}, []spec.Error{}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("JSON round trip mismatch (-got +want):\n%s", diff)
+	}
+
+	// Values are JSON values, and an absent leaf has no key.
+	var doc struct {
+		FormatVersion int `json:"formatVersion"`
+		Changes       []struct {
+			Fields []map[string]any
+		}
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.FormatVersion != 2 {
+		t.Errorf("formatVersion = %d, want 2", doc.FormatVersion)
+	}
+	if f := doc.Changes[0].Fields[0]; f["new"] != "web" || len(f) != 2 {
+		t.Errorf("the create's first field = %v, want path and new: \"web\" only", f)
+	}
+	if f := doc.Changes[1].Fields[3]; !cmp.Equal(f["old"], map[string]any{}) {
+		t.Errorf("the delete's privateKey = %#v, want an empty JSON object", f["old"])
+	}
+
+	refused := Refused("is invalid", spec.ErrorList{{File: "a.yaml", Line: 2, Message: "bad"}})
+	refused.Base, refused.Head = "main", "HEAD"
+	b.Reset()
+	if err := refused.JSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var gotRefused Report
+	if err := json.Unmarshal(b.Bytes(), &gotRefused); err != nil {
+		t.Fatalf("decode JSON output: %v", err)
+	}
+	refused.FormatVersion, refused.Changes, refused.PruneWarnings, refused.Hosts = FormatVersion, []ObjectChange{}, []string{}, []HostChange{}
+	if diff := cmp.Diff(gotRefused, refused); diff != "" {
+		t.Errorf("JSON round trip of a refusal mismatch (-got +want):\n%s", diff)
+	}
+	if !strings.Contains(b.String(), `"valid": false`) || !strings.Contains(b.String(), `"refusal": "is invalid"`) {
+		t.Errorf("JSON of a refusal = %s, want valid false and the refusal", b.String())
 	}
 }
 
@@ -368,47 +412,214 @@ func outsideFences(t *testing.T, md string) string {
 	return strings.Join(out, "\n")
 }
 
-func TestMarkdownCaps(t *testing.T) {
-	many := make([]string, maxFieldsPerObject+10)
-	for i := range many {
-		many[i] = fmt.Sprintf("h%d.example.com", i)
+// bigCert is certificate i with names DNS names, deployed by agents with role web.
+func bigCert(i, names int, domain string) *spec.Object {
+	dns := make([]string, names)
+	for j := range dns {
+		dns[j] = fmt.Sprintf("host-%02d.svc-%04d.%s", j, i, domain)
 	}
-	objs := []*spec.Object{{
-		Kind: spec.KindCertificate, Name: "a-many-names",
-		Spec: &spec.CertificateSpec{IssuerRef: "ca", DNSNames: many},
-	}}
-	for i := range maxDetailedObjects + 4 {
-		objs = append(objs, &spec.Object{
-			Kind: spec.KindCertificate, Name: fmt.Sprintf("c-%03d", i),
-			Spec: &spec.CertificateSpec{IssuerRef: "ca"},
-		})
+	return &spec.Object{
+		Kind: spec.KindCertificate, Name: fmt.Sprintf("svc-%04d", i),
+		Labels: map[string]string{"team": "platform", "tier": domain},
+		Spec: &spec.CertificateSpec{IssuerRef: "ca", CommonName: dns[0], DNSNames: dns,
+			Deploy: &spec.Deployment{AgentSelector: &spec.LabelSelector{MatchLabels: map[string]string{"role": "web"}},
+				Files:  spec.DeployFiles{Cert: fmt.Sprintf("/etc/ssl/svc-%04d/cert.pem", i), Key: fmt.Sprintf("/etc/ssl/svc-%04d/key.pem", i)},
+				Reload: []string{"systemctl", "reload", fmt.Sprintf("svc-%04d", i)}}},
+		Source: spec.Position{File: fmt.Sprintf("certificates/svc-%04d.yaml", i), Line: 1},
 	}
-	r := buildReport(t, "main", "HEAD", nil, objects(objs...))
+}
 
+// markdownLayout is what a markdown plan shows of its objects.
+type markdownLayout struct {
+	details, namesOnly, counted         int
+	hostsFull, hostsShort, hostsCounted int
+}
+
+var (
+	moreObjectsRe = regexp.MustCompile(`\n… and (\d+) more objects\.\n`)
+	moreHostsRe   = regexp.MustCompile(`\n… and (\d+) more certificates\n`)
+)
+
+// layoutOf parses md, checking the order: every <details> diff before the
+// names-only list, the list before the count, all of them before the hosts.
+func layoutOf(t *testing.T, md string) markdownLayout {
+	t.Helper()
+	var l markdownLayout
+	objects, hosts, _ := strings.Cut(md, "\n#### On the hosts\n")
+	l.details = strings.Count(objects, "<details><summary><code>")
+	lastDetails := strings.LastIndex(objects, "<details><summary><code>")
+	if i := strings.Index(objects, "names only</summary>"); i >= 0 {
+		if i < lastDetails {
+			t.Errorf("a names-only list precedes a detailed object")
+		}
+		list := objects[i:]
+		list = list[:strings.Index(list, "</details>")]
+		for _, line := range strings.Split(list, "\n") {
+			if len(line) > 2 && strings.Contains("+~-", line[:1]) && line[1] == ' ' {
+				l.namesOnly++
+			}
+		}
+	}
+	if m := moreObjectsRe.FindStringSubmatchIndex(objects); m != nil {
+		if m[0] < lastDetails || m[0] < strings.LastIndex(objects, "names only</summary>") {
+			t.Errorf("the count of the rest precedes shown objects")
+		}
+		l.counted, _ = strconv.Atoi(objects[m[2]:m[3]])
+	}
+	for _, line := range strings.Split(hosts, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  files:  "):
+			l.hostsFull++
+		case strings.HasPrefix(line, "Certificate/") && (strings.HasSuffix(line, " agents") || strings.HasSuffix(line, " agent")):
+			l.hostsShort++
+		}
+	}
+	if m := moreHostsRe.FindStringSubmatch(hosts); m != nil {
+		l.hostsCounted, _ = strconv.Atoi(m[1])
+	}
+	return l
+}
+
+func markdownOf(t *testing.T, r Report) string {
+	t.Helper()
 	var b bytes.Buffer
 	if err := r.Markdown(&b); err != nil {
 		t.Fatalf("Markdown: %v", err)
 	}
-	md := b.String()
-	if got := strings.Count(md, "<details>"); got != maxDetailedObjects {
-		t.Errorf("Markdown() has %d <details> blocks, want %d", got, maxDetailedObjects)
+	if b.Len() > MaxMarkdownBytes {
+		t.Errorf("Markdown() is %d bytes, over the budget of %d", b.Len(), MaxMarkdownBytes)
 	}
-	for _, want := range []string{
-		"| Certificate | 205 | 0 | 0 |",
-		"… and 5 more objects.",
-		"… and 12 more fields", // 60 dnsNames, issuerRef and privateKey; 50 shown
-		"+ spec.dnsNames[49]:",
-		"Certificate/c-198",
-	} {
+	t.Logf("markdown: %d bytes", b.Len())
+	return b.String()
+}
+
+// TestMarkdownBudget95Certificates: the issue's 95 certificates of about 60
+// names each (67,559 characters before the budget) fit, detailed first,
+// then names only.
+func TestMarkdownBudget95Certificates(t *testing.T) {
+	objs := []*spec.Object{{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{}}}
+	for i := range 95 {
+		objs = append(objs, bigCert(i, 60, "example.com"))
+	}
+	r := buildReport(t, "main", "HEAD", nil, objects(objs...))
+	md := markdownOf(t, r)
+	if !strings.Contains(md, "| Agent | 1 | 0 | 0 |\n| Certificate | 95 | 0 | 0 |\n") {
+		t.Errorf("Markdown() lacks the summary table with 95 certificates to create")
+	}
+	l := layoutOf(t, md)
+	if l.details == 0 || l.namesOnly == 0 || l.details+l.namesOnly+l.counted != 96 {
+		t.Errorf("layout %+v: want details, then names only, 96 objects in all", l)
+	}
+	// The names-only list goes on where the details stop (the agent comes first).
+	if next := fmt.Sprintf("names only</summary>\n\n```\n+ Certificate/svc-%04d (certificates/svc-%04d.yaml:1)\n", l.details-1, l.details-1); !strings.Contains(md, next) {
+		t.Errorf("Markdown() lacks %q", next)
+	}
+	if l.hostsFull == 0 || l.hostsFull+l.hostsShort+l.hostsCounted != 95 {
+		t.Errorf("layout %+v: want 95 host entries in all, some in full", l)
+	}
+	// The first object is detailed, field caps apply.
+	for _, want := range []string{"+ spec.dnsNames[40]: \"host-40.svc-0000.example.com\"\n… and 21 more fields\n"} {
 		if !strings.Contains(md, want) {
-			t.Errorf("Markdown() does not contain %q", want)
+			t.Errorf("Markdown() lacks %q", want)
 		}
 	}
-	for _, hidden := range []string{"spec.dnsNames[50]", "Certificate/c-199"} {
-		if strings.Contains(md, hidden) {
-			t.Errorf("Markdown() shows %q, beyond the caps", hidden)
+}
+
+// TestMarkdownBudget5000Objects: a 5,000-object change of creates and updates
+// with many fields (143,310 characters before the budget) fits and degrades
+// in order: details, names only, a count; the hosts section keeps a share.
+func TestMarkdownBudget5000Objects(t *testing.T) {
+	base := objects()
+	head := objects(&spec.Object{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{}})
+	for i := range 5000 {
+		o := bigCert(i, 20, "example.com")
+		head[o.Key()] = o
+		if i%2 == 0 { // an update of every name, the labels and the deployment
+			old := bigCert(i, 20, "example.org")
+			old.Spec.(*spec.CertificateSpec).Deploy.Reload = []string{"true"}
+			base[old.Key()] = old
 		}
 	}
+	base[spec.Key{Kind: spec.KindAgent, Name: "web-01"}] = head[spec.Key{Kind: spec.KindAgent, Name: "web-01"}]
+	r := buildReport(t, "main", "HEAD", base, head)
+	md := markdownOf(t, r)
+	if !strings.Contains(md, "| Certificate | 2500 | 2500 | 0 |\n") {
+		t.Errorf("Markdown() lacks the summary table with 2500 creates and 2500 updates:\n%.500s", md)
+	}
+	l := layoutOf(t, md)
+	t.Logf("layout: %+v", l)
+	if l.details == 0 || l.namesOnly == 0 || l.counted == 0 || l.details+l.namesOnly+l.counted != 5000 {
+		t.Errorf("layout %+v: want details, names only and a count, 5000 objects in all", l)
+	}
+	if l.hostsFull == 0 || l.hostsCounted == 0 || l.hostsFull+l.hostsShort+l.hostsCounted != 5000 {
+		t.Errorf("layout %+v: want 5000 host entries in all, some in full, some counted", l)
+	}
+	if hosts := len(md) - strings.Index(md, "#### On the hosts"); hosts < MaxMarkdownBytes/hostsShare-1000 {
+		t.Errorf("the hosts section has %d bytes, want about its share %d", hosts, MaxMarkdownBytes/hostsShare)
+	}
+}
+
+// TestMarkdownSmallPlanIsWhole: a plan that fits shows every object in full,
+// with no names-only list and no count (the golden files show one).
+func TestMarkdownSmallPlanIsWhole(t *testing.T) {
+	var objs []*spec.Object
+	for i := range 10 {
+		objs = append(objs, bigCert(i, 60, "example.com"))
+	}
+	l := layoutOf(t, markdownOf(t, buildReport(t, "main", "HEAD", nil, objects(objs...))))
+	if l != (markdownLayout{details: 10, hostsFull: 10}) {
+		t.Errorf("layout %+v, want 10 objects in full and nothing else", l)
+	}
+}
+
+func TestFit(t *testing.T) {
+	short := []string{"aa\n", "bb\n", "cc\n", "dd\n"} // 3 bytes each
+	size := func(int) int { return 10 }
+	for _, tt := range []struct {
+		budget, overhead, full, short int
+	}{
+		{40, 5, 4, 0}, // all fit in full, exactly
+		{39, 5, 3, 1}, // 34 left: 0+10+min(9,11), 10+10+min(6,11), 20+10+min(3,11) ≤ 34, 30+10 > 34; 30+3 ≤ 34
+		{20, 5, 1, 1}, // 15 left: 10+min(9,5) ≤ 15, 20 > 15; one short line
+		{4, 0, 0, 1},
+		{0, 0, 0, 0},
+	} {
+		full, sh := fit(tt.budget, len(short), size, short, tt.overhead)
+		if full != tt.full || sh != tt.short {
+			t.Errorf("fit(%d, overhead %d) = %d full, %d short; want %d, %d", tt.budget, tt.overhead, full, sh, tt.full, tt.short)
+		}
+	}
+}
+
+// TestMarkdownRefused: a refused head's markdown says so, counts the errors
+// and lists them as FILE:LINE: message, within the budget.
+func TestMarkdownRefused(t *testing.T) {
+	errs := spec.ErrorList{{File: "certs/a.yaml", Line: 3, Message: "spec.issuerRef: Issuer \"nope\" does not exist"}}
+	r := Refused("is invalid", errs)
+	r.Base, r.Head, r.HeadCommit = "main", "HEAD", "b7e8d9c0a1f2e3d4c5b6a7980716253443526170"
+	md := markdownOf(t, r)
+	for _, want := range []string{"### certops plan: main → HEAD (b7e8d9c)", "#### The head is invalid and would be refused", "1 error:",
+		"```\ncerts/a.yaml:3: spec.issuerRef: Issuer \"nope\" does not exist\n```\n"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown() = %q, want it to contain %q", md, want)
+		}
+	}
+	var text bytes.Buffer
+	if err := r.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if want := "certops plan: main → HEAD (b7e8d9c)\nThe head is invalid and would be refused: 1 error.\ncerts/a.yaml:3: spec.issuerRef: Issuer \"nope\" does not exist\n"; text.String() != want {
+		t.Errorf("Text() = %q, want %q", text.String(), want)
+	}
+	for i := range 20000 {
+		errs = append(errs, spec.Error{File: fmt.Sprintf("certs/c%05d.yaml", i), Line: 7, Message: "metadata.name: \"x`y\" is not a DNS-1123 name"})
+	}
+	r = Refused("is invalid", errs)
+	md = markdownOf(t, r)
+	if !strings.Contains(md, "20001 errors:") || !regexp.MustCompile(`\n… and \d+ more errors\n`).MatchString(md) || !strings.Contains(md, "certs/c00000.yaml:7: ") {
+		t.Errorf("Markdown() of 20001 errors lacks the count, the first errors or the count of the rest:\n%.800s", md)
+	}
+	outsideFences(t, md)
 }
 
 // TestHostChanges: the hosts section lists a certificate when its files,

@@ -175,11 +175,13 @@ func TestPlan(t *testing.T) {
 	writeFiles(t, dir, map[string]string{"README.md": "only docs"})
 	gitCLI(t, dir, "commit", "-q", "-am", "docs only")
 
+	short := func(rev string) string { return strings.TrimSpace(gitCLI(t, dir, "rev-parse", "--short=7", rev)) }
 	code, stdout, stderr := cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "main", "--head", "HEAD", "--format", "markdown")
 	if code != 2 {
 		t.Fatalf("plan with changes: exit %d, want 2\n%s", code, stderr)
 	}
-	for _, want := range []string{"| Certificate |", "shop", "blog", "www.example.com", "```diff"} {
+	heading := fmt.Sprintf("### certops plan: main (%s) → HEAD (%s)\n", short("main"), short("HEAD"))
+	for _, want := range []string{heading, "| Certificate |", "shop", "blog", "www.example.com", "```diff"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("markdown plan lacks %q:\n%s", want, stdout)
 		}
@@ -188,9 +190,17 @@ func TestPlan(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plan without changes: exit %d, want 0", code)
 	}
-	var rep struct{ Changes []any }
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 {
+	var rep struct {
+		FormatVersion          int
+		Valid                  bool
+		BaseCommit, HeadCommit string
+		Changes                []any
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 || rep.FormatVersion != 2 || !rep.Valid {
 		t.Errorf("json plan without changes: %v, %s", err, stdout)
+	}
+	if head := strings.TrimSpace(gitCLI(t, dir, "rev-parse", "HEAD")); rep.HeadCommit != head || rep.BaseCommit != strings.TrimSpace(gitCLI(t, dir, "rev-parse", "HEAD~1")) {
+		t.Errorf("json plan: baseCommit %q, headCommit %q; want the full hashes of HEAD~1 and HEAD (%s)", rep.BaseCommit, rep.HeadCommit, head)
 	}
 	if code, _, _ := cli(ctx, nil, "plan", "--repo", dir, "--base", "no-such-branch", "--head", "HEAD"); code != 1 {
 		t.Errorf("plan with a bad revision: exit %d, want 1", code)
@@ -215,6 +225,27 @@ func TestPlan(t *testing.T) {
 	}
 	if n := strings.Count(stderr, "bad_host"); n != 1 {
 		t.Errorf("plan printed the validation error %d times, want once:\n%s", n, stderr)
+	}
+	// Markdown and JSON say why there is no plan, on stdout, for the PR
+	// comment and for tools; the exit code stays 1.
+	code, stdout, _ = cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "main", "--head", "HEAD", "--format", "markdown")
+	if code != 1 || !strings.Contains(stdout, "#### The head is invalid and would be refused\n\n1 error:") ||
+		!regexp.MustCompile(`(?m)^certs\.yaml:\d+: .*bad_host`).MatchString(stdout) {
+		t.Errorf("markdown plan of an invalid head: exit %d, want 1 with the errors\n%s", code, stdout)
+	}
+	code, stdout, _ = cli(ctx, nil, "plan", "--repo", dir, "--path", "config", "--base", "main", "--head", "HEAD", "--format", "json")
+	var refused struct {
+		Valid   bool
+		Refusal string
+		Errors  []struct {
+			File    string
+			Line    int
+			Message string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &refused); code != 1 || err != nil || refused.Valid || refused.Refusal != "is invalid" ||
+		len(refused.Errors) != 1 || refused.Errors[0].File != "certs.yaml" || refused.Errors[0].Line == 0 {
+		t.Errorf("json plan of an invalid head: exit %d, %v, want 1 with valid false and the error\n%s", code, err, stdout)
 	}
 	// A pull request fixing a broken base still gets a plan.
 	writeFiles(t, dir, map[string]string{"config/certs.yaml": certDoc("shop", "fixed.example.com")})

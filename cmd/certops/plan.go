@@ -18,8 +18,9 @@ import (
 // planCmd: certops plan --repo DIR --base REV --head REV [--format text|markdown|json]
 // [--verify-commits --trusted-keys F…] — exit 0 when nothing changes, 2 when
 // something does, 1 on error (an invalid head, or an untrusted commit between
-// base and head). Bad usage exits 1 too (not 2 as for the other commands):
-// see planExit.
+// base and head: the errors go to stderr, and with markdown or json stdout
+// also says why there is no plan). An invalid base is diffed with a warning.
+// Bad usage exits 1 too (not 2 as for the other commands): see planExit.
 func planCmd(env cliEnv, args []string) int {
 	f := newFlagSet(env, "plan")
 	repo := f.String("repo", ".", "local git repository")
@@ -66,6 +67,13 @@ func planCmd(env cliEnv, args []string) int {
 			fmt.Fprintln(env.stderr, e.Error())
 		}
 		fmt.Fprintf(env.stderr, "certops plan: %s\n", invalid.Error())
+		// Markdown and JSON go to a PR comment or a tool: they say why there
+		// is no plan. Text leaves stdout empty, as the errors are on stderr.
+		if *format != "text" {
+			if err := render(rep); err != nil {
+				fmt.Fprintln(env.stderr, "certops plan:", err)
+			}
+		}
 		return 1
 	case err != nil:
 		fmt.Fprintln(env.stderr, "certops plan:", err)
@@ -104,26 +112,41 @@ func (e *invalidRevision) Error() string {
 }
 
 // buildPlan loads both revisions offline and computes what applying head
-// over base would do. An invalid head is an error; an invalid base (a pull
-// request fixing a broken main) is diffed as far as its files parse, with a
-// warning. With keys, head and every commit reachable from it but not from
-// base must be signed by one of them, as the reconciler requires of the
-// commits since the last applied one.
+// over base would do. An invalid head is an *invalidRevision, returned with
+// the report that says so (review.Refused); an invalid base (a pull request
+// fixing a broken main) is diffed as far as its files parse, with a warning.
+// With keys, head and every commit reachable from it but not from base must
+// be signed by one of them, as the reconciler requires of the commits since
+// the last applied one.
 func buildPlan(repoDir, path, baseRev, headRev string, keys *gitsource.TrustedKeys) (review.Report, []string, error) {
 	repo, err := gitsource.OpenLocal(repoDir)
 	if err != nil {
 		return review.Report{}, nil, err
 	}
+	baseCommit, err := repo.Resolve(baseRev)
+	if err != nil {
+		return review.Report{}, nil, fmt.Errorf("resolve %q: %w", baseRev, err)
+	}
+	headCommit, err := repo.Resolve(headRev)
+	if err != nil {
+		return review.Report{}, nil, fmt.Errorf("resolve %q: %w", headRev, err)
+	}
+	refused := func(warnings []string, invalid *invalidRevision) (review.Report, []string, error) {
+		rep := review.Refused(invalid.msg, invalid.errs)
+		rep.Base, rep.Head, rep.BaseCommit, rep.HeadCommit = baseRev, headRev, baseCommit, headCommit
+		return rep, warnings, invalid
+	}
 	if keys != nil {
-		if err := verifyPlan(repo, keys, baseRev, headRev); err != nil {
+		err := verifyPlan(repo, keys, baseCommit, headRev, headCommit)
+		var invalid *invalidRevision
+		if errors.As(err, &invalid) {
+			return refused(nil, invalid)
+		}
+		if err != nil {
 			return review.Report{}, nil, err
 		}
 	}
-	tree := func(rev string) (fs.FS, error) {
-		commit, err := repo.Resolve(rev)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %q: %w", rev, err)
-		}
+	tree := func(commit string) (fs.FS, error) {
 		fsys, err := repo.FS(commit)
 		if err != nil {
 			return nil, err
@@ -135,11 +158,11 @@ func buildPlan(repoDir, path, baseRev, headRev string, keys *gitsource.TrustedKe
 		}
 		return fsys, nil
 	}
-	baseFS, err := tree(baseRev)
+	baseFS, err := tree(baseCommit)
 	if err != nil {
 		return review.Report{}, nil, err
 	}
-	headFS, err := tree(headRev)
+	headFS, err := tree(headCommit)
 	if err != nil {
 		return review.Report{}, nil, err
 	}
@@ -158,11 +181,11 @@ func buildPlan(repoDir, path, baseRev, headRev string, keys *gitsource.TrustedKe
 	}
 	// The same two steps as the reconciler's: load the head whole, then plan
 	// it against the base as the stored state, with the prune guard.
-	headRevision := state.Revision{Ref: headRev, Commit: headRev}
+	headRevision := state.Revision{Ref: headRev, Commit: headCommit}
 	desired, err := l.LoadRevision(headFS, headRevision, nil)
 	var stalled *reconcile.StalledError
 	if errors.As(err, &stalled) {
-		return review.Report{}, warnings, &invalidRevision{rev: headRev, errs: stalled.Errors, msg: "is invalid"}
+		return refused(warnings, &invalidRevision{rev: headRev, errs: stalled.Errors, msg: "is invalid"})
 	}
 	stored := make(map[spec.Key]string, len(baseObjects))
 	for k, o := range baseObjects {
@@ -171,7 +194,7 @@ func buildPlan(repoDir, path, baseRev, headRev string, keys *gitsource.TrustedKe
 	var guard reconcile.PruneGuard
 	plan, err := guard.Plan(headRevision, desired, stored)
 	rep := review.Build(baseObjects, desired.State.Objects, plan)
-	rep.Base, rep.Head = baseRev, headRev
+	rep.Base, rep.Head, rep.BaseCommit, rep.HeadCommit = baseRev, headRev, baseCommit, headCommit
 	if errors.As(err, &stalled) {
 		for _, e := range stalled.Errors {
 			rep.PruneWarnings = append(rep.PruneWarnings, "the reconciler will refuse this revision: "+e.Message)
@@ -182,16 +205,8 @@ func buildPlan(repoDir, path, baseRev, headRev string, keys *gitsource.TrustedKe
 
 // verifyPlan checks the commits of base..head (and head itself) with the
 // reconciler's rule, reconcile.VerifyRevision.
-func verifyPlan(repo *gitsource.Repo, keys *gitsource.TrustedKeys, baseRev, headRev string) error {
-	base, err := repo.Resolve(baseRev)
-	if err != nil {
-		return err
-	}
-	head, err := repo.Resolve(headRev)
-	if err != nil {
-		return err
-	}
-	err = reconcile.VerifyRevision(context.Background(), repo.Verifier(keys), base, state.Revision{Ref: headRev, Commit: head})
+func verifyPlan(repo *gitsource.Repo, keys *gitsource.TrustedKeys, base, headRev, head string) error {
+	err := reconcile.VerifyRevision(context.Background(), repo.Verifier(keys), base, state.Revision{Ref: headRev, Commit: head})
 	var stalled *reconcile.StalledError
 	if errors.As(err, &stalled) {
 		return &invalidRevision{rev: headRev, errs: stalled.Errors, msg: "has commits not signed by a trusted key"}

@@ -47,6 +47,12 @@ func TestPlanVerifyCommits(t *testing.T) {
 	if !strings.Contains(stderr, "commit "+unsigned+": unsigned") || !strings.Contains(stderr, "1 error(s)") {
 		t.Errorf("stderr should name the unsigned commit %s, and only it:\n%s", unsigned, stderr)
 	}
+	// Markdown says why there is no plan, for the PR comment.
+	code, stdout, _ = plan(env, "--format", "markdown")
+	if code != 1 || !strings.Contains(stdout, "#### The head has commits not signed by a trusted key and would be refused") ||
+		!strings.Contains(stdout, "\ncommit "+unsigned+": unsigned") {
+		t.Errorf("an unsigned commit, markdown: exit %d, want 1 with the commit listed\n%s", code, stdout)
+	}
 	// Without the SSH key, its commit is untrusted too.
 	code, _, stderr = plan(nil, "--verify-commits", "--trusted-keys", gpg.Trusted)
 	if code != 1 || !strings.Contains(stderr, "unknown key") || !strings.Contains(stderr, "2 error(s)") {
