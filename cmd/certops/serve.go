@@ -24,6 +24,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/alerting"
 	"github.com/certops/certops/backup"
+	"github.com/certops/certops/dashboard"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
@@ -223,13 +224,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	var starting atomic.Bool
 	starting.Store(true)
-	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
+	apiCfg := httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema")
 			}
 			return agents.snapshot.Ready()
-		}}, logger)
+		}}
+	apiCfg.UI = dashboard.New(httpapi.NewService(st, apiCfg), dashboard.Config{Token: token}, logger)
+	api := httpapi.NewHandler(st, apiCfg, logger)
 	mux := http.NewServeMux()
 	var agentHandler http.Handler = agents.handler
 	if cfg.TLS.ClientCAFile != "" {
