@@ -172,3 +172,43 @@ func TestPagesInABrowser(t *testing.T) {
 		t.Errorf("an inline script ran (%v) or its CSP violation was not reported: %q", ran, tb.problems())
 	}
 }
+
+// TestPagesInABrowserWithoutJavaScript uses the dashboard in chromium with
+// JavaScript turned off: the pages show everything, the search form and
+// the links work.
+func TestPagesInABrowserWithoutJavaScript(t *testing.T) {
+	tb := newTab(t, true)
+	st := storekit.Open(t)
+	fleet(t, st)
+	srv := serve(t, st, "", nil)
+
+	tb.open(srv.URL + "/ui/")
+	if eval[bool](tb, `document.documentElement.classList.contains("js")`) {
+		t.Fatal("the page's script ran: JavaScript is not off")
+	}
+	if got := tb.text("#total-failing"); got != "2" {
+		t.Errorf("failing deployments = %q, want 2", got)
+	}
+	if got := tb.text("#expiring tbody tr:first-child"); !strings.Contains(got, "in 4d 23h") {
+		t.Errorf("without the script the server's relative time shows: %q", got)
+	}
+	tb.screenshot("overview-nojs", false)
+
+	tb.follow(`nav a[href="/ui/certificates"]`)
+	tb.do(chromedp.SendKeys(chromedp.CSS(`input[name="labels"]`), "team=shop"))
+	tb.follow(`form.filters button[type="submit"]`)
+	if got := tb.location(); got != srv.URL+"/ui/certificates?prefix=&labels=team%3Dshop" {
+		t.Errorf("the search led to %s", got)
+	}
+	if n := tb.count("#certificates tbody tr"); n != 2 {
+		t.Errorf("team=shop lists %d, want 2", n)
+	}
+	tb.follow(`#certificates a[href="/ui/certificates/shop-frontend"]`)
+	tb.follow(`#deployments a[href="/ui/agents/web-01"]`)
+	if got := tb.text("h1"); !strings.HasPrefix(got, "web-01") {
+		t.Errorf("agent page h1 = %q", got)
+	}
+	if p := tb.problems(); len(p) > 0 {
+		t.Errorf("console:\n%s", strings.Join(p, "\n"))
+	}
+}
