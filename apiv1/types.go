@@ -191,3 +191,89 @@ const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
 )
+
+// Overview is the fleet in aggregate, as the dashboard's overview shows it:
+// computed by the database in one snapshot, so it stays cheap at tens of
+// thousands of certificates. Deployments count only when their certificate
+// and agent are both applied.
+type Overview struct {
+	GeneratedAt  time.Time `json:"generatedAt"`
+	Certificates int       `json:"certificates"`
+	Agents       int       `json:"agents"`
+	// CertificatesByState counts certificates by the worst recorded state
+	// of their deployments (failed, rolled-back, issue-failed, issued,
+	// installed), and those without any as pending.
+	CertificatesByState map[state.DeploymentState]int `json:"certificatesByState"`
+	// ExpiringBefore bounds Expiring: installed certificates that end
+	// before it, soonest first; ExpiringTotal counts them all.
+	ExpiringBefore time.Time            `json:"expiringBefore"`
+	Expiring       []ExpiringDeployment `json:"expiring"`
+	ExpiringTotal  int                  `json:"expiringTotal"`
+	// Failing are the deployments whose last attempt failed, newest first.
+	Failing      []FailingDeployment `json:"failing"`
+	FailingTotal int                 `json:"failingTotal"`
+	// Offline are the agents not heard from within the offline threshold,
+	// those never seen first.
+	Offline      []OfflineAgent `json:"offline"`
+	OfflineTotal int            `json:"offlineTotal"`
+	// Timeline counts installed certificates by the week (from Monday,
+	// UTC) they end in, from the current week.
+	Timeline []WeekCount `json:"timeline"`
+}
+
+// ExpiringDeployment is an installed certificate that ends soon.
+type ExpiringDeployment struct {
+	Certificate string    `json:"certificate"`
+	Agent       string    `json:"agent"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"notAfter"`
+}
+
+// FailingDeployment is a deployment whose last attempt failed.
+type FailingDeployment struct {
+	Certificate string                `json:"certificate"`
+	Agent       string                `json:"agent"`
+	State       state.DeploymentState `json:"state"`
+	LastError   string                `json:"lastError"`
+	LastAttempt *time.Time            `json:"lastAttempt,omitempty"`
+}
+
+// OfflineAgent is an agent not heard from recently (LastSeen nil: never).
+type OfflineAgent struct {
+	Name     string     `json:"name"`
+	LastSeen *time.Time `json:"lastSeen,omitempty"`
+}
+
+// WeekCount is how many installed certificates end in the week from Week.
+type WeekCount struct {
+	Week  time.Time `json:"week"`
+	Count int       `json:"count"`
+}
+
+// OverviewQuery shapes an Overview: zero fields take the defaults below.
+type OverviewQuery struct {
+	ExpiringWithin time.Duration
+	Weeks          int
+	Limit          int
+}
+
+// Defaults of OverviewQuery.
+const (
+	DefaultExpiringWithin = 30 * 24 * time.Hour
+	DefaultTimelineWeeks  = 12
+	DefaultOverviewLimit  = 10
+)
+
+// CertificateVersion is one certificate issued to one agent (without its
+// PEM), as a certificate's history lists it.
+type CertificateVersion struct {
+	ID        int64     `json:"id"`
+	Agent     string    `json:"agent"`
+	SpecHash  string    `json:"specHash"`
+	Serial    string    `json:"serial"`
+	SHA256    string    `json:"sha256"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	Issuer    string    `json:"issuer"`
+	IssuedAt  time.Time `json:"issuedAt"`
+}

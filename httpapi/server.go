@@ -37,6 +37,7 @@ type Reader interface {
 	GetObject(ctx context.Context, kind spec.Kind, name string) (store.StoredObject, error)
 	ListRevisions(ctx context.Context, limit int, before int64) ([]state.RevisionRecord, error)
 	StatusReader
+	OverviewReader
 }
 
 // Config configures the API.
@@ -60,6 +61,9 @@ type Config struct {
 	// names (a local CA's name constraints), so the status says so before
 	// any agent asks.
 	Issuers NameChecker
+	// UI, when set, serves the dashboard under /ui/ (it does its own
+	// authentication), and GET / redirects there.
+	UI http.Handler
 }
 
 // NameChecker tells whether an issuer may sign a certificate's names:
@@ -91,6 +95,12 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 	get("/api/v1/revisions", authorize(cfg.BearerToken, a.revisions))
 	if cfg.Hooks != nil {
 		mux.Handle("/hooks/", cfg.Hooks)
+	}
+	if cfg.UI != nil {
+		mux.Handle("/ui/", cfg.UI)
+		get("/{$}", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint: "+strconv.Quote(r.URL.Path)))

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -175,3 +176,79 @@ func (a *Service) Revisions(ctx context.Context, limit int, before int64) (apiv1
 	}
 	return apiv1.RevisionList{Items: revs}, err
 }
+
+// OverviewReader is what Overview and CertificateVersions read;
+// *store.Store implements it.
+type OverviewReader interface {
+	Overview(ctx context.Context, q store.OverviewQuery) (store.Overview, error)
+	CertificateVersions(ctx context.Context, certificate string, limit int) ([]state.CertificateVersion, error)
+}
+
+// Overview is the fleet in aggregate (see apiv1.Overview); agents count
+// as offline after Config.AgentOfflineAfter, like everywhere else. Bounds
+// outside 1..MaxLimit (limit), 1..104 (weeks) or a negative window are
+// Invalid.
+func (a *Service) Overview(ctx context.Context, q apiv1.OverviewQuery) (apiv1.Overview, error) {
+	q.ExpiringWithin = cmp.Or(q.ExpiringWithin, apiv1.DefaultExpiringWithin)
+	q.Weeks = cmp.Or(q.Weeks, apiv1.DefaultTimelineWeeks)
+	q.Limit = cmp.Or(q.Limit, apiv1.DefaultOverviewLimit)
+	switch {
+	case q.ExpiringWithin < 0:
+		return apiv1.Overview{}, failure.New(failure.Invalid, "the expiry window must not be negative")
+	case q.Weeks < 1 || q.Weeks > 104:
+		return apiv1.Overview{}, failure.New(failure.Invalid, "the timeline must be from 1 to 104 weeks")
+	case q.Limit < 1 || q.Limit > apiv1.MaxLimit:
+		return apiv1.Overview{}, failure.New(failure.Invalid, "limit must be an integer from 1 to "+strconv.Itoa(apiv1.MaxLimit))
+	}
+	now := time.Now()
+	ov, err := a.r.Overview(ctx, store.OverviewQuery{Now: now, ExpiringBefore: now.Add(q.ExpiringWithin),
+		OfflineBefore: now.Add(-a.offlineAfter), Weeks: q.Weeks, Limit: q.Limit})
+	if err != nil {
+		return apiv1.Overview{}, err
+	}
+	out := apiv1.Overview{GeneratedAt: now, Certificates: ov.Certificates, Agents: ov.Agents,
+		CertificatesByState: ov.CertificatesByState, ExpiringBefore: now.Add(q.ExpiringWithin),
+		Expiring: make([]apiv1.ExpiringDeployment, len(ov.Expiring)), ExpiringTotal: ov.ExpiringTotal,
+		Failing: make([]apiv1.FailingDeployment, len(ov.Failing)), FailingTotal: ov.FailingTotal,
+		Offline: make([]apiv1.OfflineAgent, len(ov.Offline)), OfflineTotal: ov.OfflineTotal,
+		Timeline: make([]apiv1.WeekCount, len(ov.Timeline))}
+	for i, e := range ov.Expiring {
+		out.Expiring[i] = apiv1.ExpiringDeployment(e)
+	}
+	for i, f := range ov.Failing {
+		out.Failing[i] = apiv1.FailingDeployment(f)
+	}
+	for i, o := range ov.Offline {
+		out.Offline[i] = apiv1.OfflineAgent(o)
+	}
+	for i, w := range ov.Timeline {
+		out.Timeline[i] = apiv1.WeekCount(w)
+	}
+	return out, nil
+}
+
+// CertificateVersions lists the newest versions issued for the named
+// certificate, newest first: at most limit (DefaultVersions when 0, up to
+// store.MaxVersionsPage). An unknown certificate is NotFound.
+func (a *Service) CertificateVersions(ctx context.Context, name string, limit int) ([]apiv1.CertificateVersion, error) {
+	limit = cmp.Or(limit, DefaultVersions)
+	if limit < 1 || limit > store.MaxVersionsPage {
+		return nil, failure.New(failure.Invalid, "limit must be an integer from 1 to "+strconv.Itoa(store.MaxVersionsPage))
+	}
+	if _, err := a.object(ctx, spec.KindCertificate, name); err != nil {
+		return nil, err
+	}
+	vs, err := a.r.CertificateVersions(ctx, name, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiv1.CertificateVersion, len(vs))
+	for i, v := range vs {
+		out[i] = apiv1.CertificateVersion{ID: v.ID, Agent: v.Agent, SpecHash: v.SpecHash, Serial: v.Serial, SHA256: v.SHA256,
+			NotBefore: v.NotBefore, NotAfter: v.NotAfter, Issuer: v.Issuer, IssuedAt: v.IssuedAt}
+	}
+	return out, nil
+}
+
+// DefaultVersions is CertificateVersions' default limit.
+const DefaultVersions = 10

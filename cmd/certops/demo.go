@@ -156,6 +156,7 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 		}
 		fmt.Fprintf(env.stdout, `certops demo is running.
 
+  dashboard     %[1]s/ui/
   status        %[1]s/api/v1/status
   certificates  %[1]s/api/v1/certificates
   agents        %[1]s/api/v1/agents

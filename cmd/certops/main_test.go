@@ -494,6 +494,17 @@ func TestServeEndToEnd(t *testing.T) {
 	if code := getJSON(t, url+"/api/v1/certificates/blog", nil); code != http.StatusNotFound {
 		t.Errorf("certificate of the broken revision: got %d, want 404", code)
 	}
+	// serve mounts the dashboard: / leads to it, and it shows the refusal.
+	ui, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(ui.Body)
+	ui.Body.Close()
+	if ui.StatusCode != http.StatusOK || ui.Request.URL.Path != "/ui/" || !strings.Contains(string(page), `id="reconcile-errors"`) ||
+		ui.Header.Get("Content-Security-Policy") == "" {
+		t.Errorf("GET / = %d at %s, want the dashboard's overview with the errors", ui.StatusCode, ui.Request.URL)
+	}
 
 	// The fix is applied.
 	fixed := repo.push("fix", map[string]string{"certs.yaml": certDoc("shop", "shop.example.com") + certDoc("blog", "blog.example.com")})

@@ -25,6 +25,7 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/alerting"
 	"github.com/certops/certops/backup"
+	"github.com/certops/certops/dashboard"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/gitsource"
 	"github.com/certops/certops/httpapi"
@@ -112,7 +113,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.StringEnv(&c.Git.SSHKeyFile, "git-ssh-key-file", "", "SSH private key file")
 	f.StringEnv(&c.Git.KnownHostsFile, "git-known-hosts-file", "", "SSH known_hosts file")
 	f.StringEnv(&c.GitCAFile, "git-ca-file", "", "CA bundle for an HTTPS git server")
-	f.StringEnv(&c.APITokenFile, "api-token-file", "", "file holding the bearer token required on /api/ and /metrics")
+	f.StringEnv(&c.APITokenFile, "api-token-file", "", "file holding the bearer token required on /api/, /metrics and the dashboard (/ui/)")
 	f.StringEnv(&c.Hooks.GitHubSecretFile, "github-webhook-secret-file", "", "GitHub webhook secret file (enables /hooks/github)")
 	f.StringEnv(&c.Hooks.GitLabTokenFile, "gitlab-webhook-token-file", "", "GitLab webhook token file (enables /hooks/gitlab)")
 	f.StringEnv(&c.Hooks.GenericSecretFile, "generic-webhook-secret-file", "", "HMAC secret file (enables /hooks/generic)")
@@ -224,13 +225,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	var starting atomic.Bool
 	starting.Store(true)
-	api := httpapi.NewHandler(st, httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
+	apiCfg := httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema")
 			}
 			return agents.snapshot.Ready()
-		}}, logger)
+		}}
+	apiCfg.UI = dashboard.New(httpapi.NewService(st, apiCfg), dashboard.Config{Token: token}, logger)
+	api := httpapi.NewHandler(st, apiCfg, logger)
 	mux := http.NewServeMux()
 	var agentHandler http.Handler = agents.handler
 	if cfg.TLS.ClientCAFile != "" {
