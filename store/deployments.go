@@ -347,7 +347,9 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 	return out, nil
 }
 
-func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) { return scanDeploymentWith(row, nil) }
+func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) {
+	return scanDeploymentWith(row, nil)
+}
 
 // scanDeploymentServed scans deploymentColumns and servedColumns.
 func scanDeploymentServed(row pgx.CollectableRow) (state.Deployment, error) {
