@@ -152,7 +152,9 @@ func TestBadServedReportsChangeNothing(t *testing.T) {
 		{"notBefore after notAfter", with(func(c *agentproto.ServedCheck) { c.NotBefore = c.NotAfter.Add(time.Hour) }), 400, agentproto.CodeInvalid, "is after notAfter"},
 		{"checkedAt ahead", with(func(c *agentproto.ServedCheck) { c.CheckedAt = now.Add(time.Hour) }), 400, agentproto.CodeInvalid, "checkedAt " + now.Add(time.Hour).Format(time.RFC3339) + " is more than 5m0s ahead"},
 		{"checkedAt ancient", with(func(c *agentproto.ServedCheck) { c.CheckedAt = time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC) }), 400, agentproto.CodeInvalid, "is before 2000-01-01"},
-		{"error with NUL", with(func(c *agentproto.ServedCheck) { c.Serial, c.NotBefore, c.NotAfter, c.Error = "", time.Time{}, time.Time{}, "tls: \x00" }), 400, agentproto.CodeInvalid, "checks[0].error"},
+		{"error with NUL", with(func(c *agentproto.ServedCheck) {
+			c.Serial, c.NotBefore, c.NotAfter, c.Error = "", time.Time{}, time.Time{}, "tls: \x00"
+		}), 400, agentproto.CodeInvalid, "checks[0].error"},
 		{"error too long", with(func(c *agentproto.ServedCheck) {
 			c.Serial, c.NotBefore, c.NotAfter, c.Error = "", time.Time{}, time.Time{}, strings.Repeat("e", agentproto.MaxTextBytes+1)
 		}), 400, agentproto.CodeInvalid, "checks[0].error"},
