@@ -177,7 +177,9 @@ spec: {servedMismatchAfter: 1s}
 	}
 	// The monitor evaluates every 30 s.
 	testkit.WaitFor(t, 2*waitTimeout, "CertopsServedCertificateMismatch in /api/v1/status", func() bool {
-		var s struct{ Alerts []struct{ Name, Subject string } }
+		var s struct {
+			Alerts []struct{ Name, Subject string }
+		}
 		getJSON(t, srv.url+"/api/v1/status", &s)
 		for _, a := range s.Alerts {
 			if a.Name == "CertopsServedCertificateMismatch" && a.Subject == "shop" {
