@@ -92,6 +92,12 @@
 // served leaf's DER with the installed certificate: it checks the identity
 // of what is served, not trust (the handshake skips chain verification).
 //
+// After a deployment, Run keeps looking: every ServedCheckInterval (10
+// minutes by default, ±10 %) it dials each assignment's Verify address the
+// same way and reports the served leaf's serial and validity, or the error,
+// to the server (CheckServed), which compares them with what is installed:
+// a certificate renewed on disk but never loaded by the service shows up.
+//
 // An Agent is not safe for concurrent use: call Run, or SyncOnce, from one
 // goroutine.
 package agent
@@ -129,6 +135,11 @@ type Config struct {
 	PollInterval  time.Duration // default 30s
 	ReloadTimeout time.Duration // default 30s
 	VerifyTimeout time.Duration // per dial; default 10s
+	// ServedCheckInterval is how often Run checks what the Verify address
+	// of each assignment serves and reports it (see CheckServed), with
+	// ±10 % jitter; the first round follows the first successful pass.
+	// 0 means DefaultServedCheckInterval; negative turns the checks off.
+	ServedCheckInterval time.Duration
 
 	// CABundleFile, when set, holds the PEM CAs trusted for the server's
 	// TLS certificate instead of the system pool.
@@ -189,6 +200,7 @@ type Agent struct {
 	lastBeat    time.Time               // last successful heartbeat
 	identified  bool                    // the server named this agent as the token's (see poll)
 	reloadAfter []string                // reload argv owed after a startup rollback
+	nextServed  time.Time               // when the next round of served checks is due
 
 	// Tuning and fault injection for tests.
 	backoffBase  time.Duration // first retry delay of Run; default 1s
@@ -279,6 +291,9 @@ func (c *Config) defaults() error {
 	if c.VerifyTimeout <= 0 {
 		c.VerifyTimeout = DefaultVerifyTimeout
 	}
+	if c.ServedCheckInterval == 0 {
+		c.ServedCheckInterval = DefaultServedCheckInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -323,7 +338,8 @@ func newHTTPClient(caFile string) (*http.Client, error) {
 // exponential backoff and jitter (capped at five minutes, at least
 // Retry-After when the server sent one).
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("agent started", "server", redact.URL(a.cfg.Server), "version", a.cfg.Version, "interval", a.cfg.PollInterval)
+	a.log.Info("agent started", "server", redact.URL(a.cfg.Server), "version", a.cfg.Version, "interval", a.cfg.PollInterval,
+		"served_check_interval", a.cfg.ServedCheckInterval)
 	failures := 0
 	for {
 		deployErr, serverErr := a.sync(ctx)
@@ -335,6 +351,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return serverErr
 		}
 		a.heartbeatIfDue(ctx)
+		if serverErr == nil {
+			a.checkServedIfDue(ctx)
+		}
 		if deployErr != nil {
 			a.log.Warn("deployment failed", "err", deployErr)
 		}

@@ -168,6 +168,12 @@ func (c *client) report(ctx context.Context, r agentproto.Report) error {
 	return err
 }
 
+// served reports a round of served checks.
+func (c *client) served(ctx context.Context, r agentproto.ServedReport) error {
+	_, err := c.do(ctx, http.MethodPost, agentproto.PathServed, nil, r, nil)
+	return err
+}
+
 // errIssuePending is a 202 to an issue request: the server is ordering
 // the certificate (ACME); it appears as the assignment's Current.
 var errIssuePending = errors.New("the server is ordering the certificate")

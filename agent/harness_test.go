@@ -45,6 +45,7 @@ type protoServer struct {
 	requests    []string // "METHOD path -> status"
 	arrivals    []arrival
 	reports     []agentproto.Report
+	served      []agentproto.ServedReport
 	issued      []*agentproto.Issued
 	heartbeats  int
 	refuseCSR   bool                 // answer issue requests with 422 csr_mismatch
@@ -96,6 +97,17 @@ func newProtoServer(t *testing.T, clk *testkit.Clock, token string) *protoServer
 	})
 	mux.HandleFunc("POST "+agentproto.PathReports, s.postReport)
 	mux.HandleFunc("POST "+agentproto.PathIssue, s.postIssue)
+	mux.HandleFunc("POST "+agentproto.PathServed, func(w http.ResponseWriter, r *http.Request) {
+		var rep agentproto.ServedReport
+		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+			writeError(w, http.StatusBadRequest, agentproto.CodeInvalid, err.Error())
+			return
+		}
+		s.mu.Lock()
+		s.served = append(s.served, rep)
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("POST "+agentproto.PathChallengeReady, func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.ready = append(s.ready, r.PathValue("token"))
@@ -287,6 +299,17 @@ func (s *protoServer) arrivalsOf(method, path string) []time.Time {
 	return at
 }
 
+// lastServed is the last served report received.
+func (s *protoServer) lastServed(t *testing.T) agentproto.ServedReport {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.served) == 0 {
+		t.Fatal("no served report received")
+	}
+	return s.served[len(s.served)-1]
+}
+
 func (s *protoServer) lastReport(t *testing.T) agentproto.Report {
 	t.Helper()
 	reports, _, _, _ := s.snapshot()
@@ -337,6 +360,9 @@ func startTLSServer(t *testing.T, certFile, keyFile string) *tlsServer {
 	})
 	return s
 }
+
+// thaw serves the files on disk again.
+func (s *tlsServer) thaw() { s.frozen.Store(nil) }
 
 // freeze keeps serving the files as they are now.
 func (s *tlsServer) freeze(t *testing.T, certFile, keyFile string) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -73,12 +74,7 @@ func (t *tailBuffer) suffix() string {
 // it retries for about three seconds.
 func (a *Agent) verify(ctx context.Context, as agentproto.Assignment, want string) error {
 	v := as.Verify
-	sni := v.ServerName
-	if sni == "" && len(as.DNSNames) > 0 {
-		sni = as.DNSNames[0]
-	} else if sni == "" {
-		sni = as.CommonName
-	}
+	sni := verifySNI(as)
 	deadline := time.Now().Add(a.verifyWindow)
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -97,24 +93,47 @@ func (a *Agent) verify(ctx context.Context, as agentproto.Assignment, want strin
 	}
 }
 
+// verifySNI is the server name of as's verification and served checks:
+// Verify.ServerName, else the first DNS name, else the common name.
+func verifySNI(as agentproto.Assignment) string {
+	switch {
+	case as.Verify != nil && as.Verify.ServerName != "":
+		return as.Verify.ServerName
+	case len(as.DNSNames) > 0:
+		return as.DNSNames[0]
+	}
+	return as.CommonName
+}
+
 func (a *Agent) servedFingerprint(ctx context.Context, addr, sni string) (string, error) {
+	leaf, err := a.servedLeaf(ctx, addr, sni)
+	if err != nil {
+		return "", err
+	}
+	return pki.Fingerprint(leaf.Raw), nil
+}
+
+// servedLeaf does a TLS handshake with addr (SNI sni) within VerifyTimeout
+// and returns the leaf served. The chain is not verified: the verify step
+// and the served checks look at what is served, not whether it is trusted.
+func (a *Agent) servedLeaf(ctx context.Context, addr, sni string) (*x509.Certificate, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
 	defer cancel()
 	d := tls.Dialer{
 		NetDialer: &net.Dialer{},
 		Config: &tls.Config{
 			ServerName:         sni,
-			InsecureSkipVerify: true, // identity check below, not trust
+			InsecureSkipVerify: true, // identity check by the caller, not trust
 		},
 	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer conn.Close()
 	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return "", errors.New("no certificate served")
+		return nil, errors.New("no certificate served")
 	}
-	return pki.Fingerprint(certs[0].Raw), nil
+	return certs[0], nil
 }

@@ -20,7 +20,7 @@ type Parts struct {
 	Snapshot *Snapshot // bearer tokens, assignments and their ETags
 	Presence *Presence // liveness of every request, heartbeats
 	Issuance *Issuance // issue requests
-	Ledger   *Ledger   // reports
+	Ledger   *Ledger   // reports and served checks
 	Orders   *Orders   // http-01 challenge confirmations
 }
 
@@ -48,6 +48,7 @@ func NewHandler(parts Parts, logger *slog.Logger) *Handler {
 	route(http.MethodPost, agentproto.PathHeartbeat, h.heartbeat)
 	route(http.MethodPost, agentproto.PathIssue, h.issue)
 	route(http.MethodPost, agentproto.PathReports, h.report)
+	route(http.MethodPost, agentproto.PathServed, h.served)
 	route(http.MethodPost, agentproto.PathChallengeReady, h.challengeReady)
 	h.mux.HandleFunc(agentproto.PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		failure.WriteHTTP(w, failure.New(failure.NotFound, "no such endpoint"))
@@ -160,6 +161,19 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, agent string) {
 		return
 	}
 	if err := h.parts.Ledger.Report(r.Context(), agent, rep); err != nil {
+		failure.WriteHTTP(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// served serves POST served: the results of the agent's served checks.
+func (h *Handler) served(w http.ResponseWriter, r *http.Request, agent string) {
+	var rep agentproto.ServedReport
+	if !decode(w, r, &rep) {
+		return
+	}
+	if err := h.parts.Ledger.Served(r.Context(), agent, rep); err != nil {
 		failure.WriteHTTP(w, err)
 		return
 	}

@@ -23,6 +23,7 @@ type LedgerStore interface {
 	RecordIssuance(ctx context.Context, in store.Issuance) (state.Deployment, error)
 	RecordIssueFailure(ctx context.Context, f store.IssueFailure) (state.Deployment, error)
 	RecordReport(ctx context.Context, r store.DeploymentReport) (state.Deployment, error)
+	RecordServed(ctx context.Context, agent string, checks []store.ServedCheck) (int, error)
 }
 
 // Ledger records what happened to a deployment — a certificate issued, an
@@ -132,18 +133,9 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	if l.snapshot.assigned(rep.Certificate, agent) == nil {
 		return notAssigned(rep.Certificate)
 	}
-	now := l.now()
-	at := rep.At
-	switch {
-	case at.IsZero():
-		at = now
-	case at.Before(earliestReport):
-		return failure.New(failure.Invalid, "at "+at.Format(time.RFC3339)+" is before "+earliestReport.Format(time.DateOnly))
-	case at.After(now.Add(store.ReportClockSkew)):
-		return failure.New(failure.Invalid, fmt.Sprintf("at %s is more than %s ahead of the server's clock (%s)",
-			at.Format(time.RFC3339), store.ReportClockSkew, now.Format(time.RFC3339)))
-	case at.After(now):
-		at = now
+	at, err := reportTime("at", rep.At, l.now())
+	if err != nil {
+		return err
 	}
 	msg := textlimit.Truncate(rep.Error, agentproto.MaxReportError)
 	if rep.Stage != "" {
@@ -173,6 +165,25 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 			Description: msg, Labels: map[string]string{"certificate": rep.Certificate, "agent": agent}, Since: at})
 	}
 	return nil
+}
+
+// reportTime applies the time rule of reports to the time field (named
+// field) of a message: not before 2000-01-01 and at most
+// store.ReportClockSkew ahead of now (Invalid otherwise); zero, or ahead
+// within the skew, it is now.
+func reportTime(field string, at, now time.Time) (time.Time, error) {
+	switch {
+	case at.IsZero():
+		return now, nil
+	case at.Before(earliestReport):
+		return at, failure.New(failure.Invalid, field+" "+at.Format(time.RFC3339)+" is before "+earliestReport.Format(time.DateOnly))
+	case at.After(now.Add(store.ReportClockSkew)):
+		return at, failure.New(failure.Invalid, fmt.Sprintf("%s %s is more than %s ahead of the server's clock (%s)",
+			field, at.Format(time.RFC3339), store.ReportClockSkew, now.Format(time.RFC3339)))
+	case at.After(now):
+		return now, nil
+	}
+	return at, nil
 }
 
 // notAssigned is the answer for a certificate that does not exist or is

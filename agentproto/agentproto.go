@@ -14,6 +14,7 @@
 //	POST /agent/v1/heartbeat              Heartbeat → 204
 //	POST /agent/v1/certificates/{name}/issue  IssueRequest → 200 Issued, or 202 IssuePending
 //	POST /agent/v1/reports                Report → 204
+//	POST /agent/v1/served                 ServedReport → 204
 //	POST /agent/v1/challenges/{token}/ready   → 204 (the http-01 file is in place)
 //
 // Issuers that take time (ACME) answer an issue request 202 with
@@ -65,6 +66,7 @@ const (
 	PathAssignments = PathPrefix + "assignments"
 	PathHeartbeat   = PathPrefix + "heartbeat"
 	PathReports     = PathPrefix + "reports"
+	PathServed      = PathPrefix + "served"
 	// PathIssue is a pattern: replace {name} with the certificate name.
 	PathIssue = PathPrefix + "certificates/{name}/issue"
 	// PathChallengeReady is a pattern: replace {token} with the token.
@@ -249,6 +251,43 @@ type Report struct {
 	Stage       string    `json:"stage,omitempty"`
 	Error       string    `json:"error,omitempty" text:"multiline"`
 	At          time.Time `json:"at"`
+}
+
+// ServedReport is what the agent's periodic served checks found: for each
+// assignment with a Verify address, the leaf that address serves now.
+// The server takes a report whole or not at all: one bad check (a
+// certificate not assigned to the agent, another address than the
+// assignment's Verify.Address, a bad serial or time) refuses the report
+// with 400 invalid (404 not_found for a certificate not assigned), and
+// nothing is recorded.
+type ServedReport struct {
+	Checks []ServedCheck `json:"checks"`
+}
+
+// MaxServedChecks bounds the checks of one ServedReport; an agent with more
+// sends several reports.
+const MaxServedChecks = 500
+
+// MaxServedError is how much of a check's error the server keeps; the
+// agent sends no more (cut on a UTF-8 boundary, with a marker).
+const MaxServedError = 1024
+
+// ServedCheck is one served check: the TLS handshake with Address (SNI the
+// Verify.ServerName, else the first DNS name, else the common name) and
+// the leaf it served. Either Serial (with NotBefore and NotAfter) or Error
+// is set.
+type ServedCheck struct {
+	Certificate string `json:"certificate"`
+	Address     string `json:"address"`
+	// Serial is the served leaf's serial number, lowercase hex without
+	// leading zeros (as Issued.Serial).
+	Serial    string    `json:"serial,omitempty"`
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	NotAfter  time.Time `json:"notAfter,omitzero"`
+	// Error is why the check failed (connection refused, handshake
+	// failed, no certificate served), at most MaxServedError bytes.
+	Error     string    `json:"error,omitempty" text:"multiline"`
+	CheckedAt time.Time `json:"checkedAt"`
 }
 
 // Code is the machine-readable code of an error answer. The strings are on

@@ -16,6 +16,16 @@ const (
 	ReconcileStalled          = "CertopsReconcileStalled"
 	SourceStale               = "CertopsSourceStale"
 	BackupTooOld              = "CertopsBackupTooOld"
+	// ServedCertificateMismatch: an agent's service has served another
+	// certificate than the one installed for longer than the AlertPolicy's
+	// servedMismatchAfter.
+	ServedCertificateMismatch = "CertopsServedCertificateMismatch"
+	// ServedCertificateExpiringSoon: what a service serves (the agents'
+	// served checks) reaches the certificateExpiring thresholds.
+	ServedCertificateExpiringSoon = "CertopsServedCertificateExpiringSoon"
+	// IssuerExpiringSoon: a local CA's certificate ends sooner than the
+	// longest certificate it issues would last.
+	IssuerExpiringSoon = "CertopsIssuerExpiringSoon"
 	// HostPolicyRefused is a Prometheus rule only (certops does not
 	// evaluate it itself; each refusal is a DeployFailed event): an
 	// agent's host policy refused an assignment.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/certops/certops/alert"
@@ -26,6 +27,21 @@ type Input struct {
 	// Backup is nil when there is no BackupPolicy (or nothing is known of
 	// backups): CertopsBackupTooOld then stays quiet.
 	Backup *Backup
+	// Issuers are the issuers certificates name, with their local CA's
+	// expiry where it is known.
+	Issuers []Issuer
+}
+
+// Issuer is what CertopsIssuerExpiringSoon looks at: an issuer's CA
+// certificate and the certificates it issues.
+type Issuer struct {
+	Name string
+	// CANotAfter is when the issuer's CA certificate ends: known for local
+	// CAs loaded by this replica, zero otherwise (the alert stays quiet).
+	CANotAfter time.Time
+	// LongestDuration is the longest spec.duration of the certificates
+	// naming the issuer.
+	LongestDuration time.Duration
 }
 
 // Certificate is what the expiry and renewal alerts look at: the earliest
@@ -38,6 +54,14 @@ type Certificate struct {
 	// RenewAt is the earliest renewal time of the current versions; zero
 	// when none was issued.
 	RenewAt time.Time
+	// ServedNotBefore and ServedNotAfter bound the served certificate (the
+	// agents' served checks) that expires first; zero when none was seen.
+	ServedNotBefore, ServedNotAfter time.Time
+	// ServedMismatchSince is the earliest time since which an agent's
+	// service has served another serial than the one installed (zero:
+	// none does), and ServedMismatchAgents those agents.
+	ServedMismatchSince  time.Time
+	ServedMismatchAgents []string
 }
 
 // Agent is an agent of the desired state and when it was last heard of.
@@ -85,6 +109,22 @@ func Evaluate(in Input) []alert.Alert {
 	var out []alert.Alert
 	for _, c := range in.Certificates {
 		out = appendCertificate(out, t, c, in.Now)
+		out = appendServed(out, t, c, in.Now)
+	}
+	for _, is := range in.Issuers {
+		if is.CANotAfter.IsZero() || is.LongestDuration <= 0 || is.CANotAfter.Sub(in.Now) >= is.LongestDuration {
+			continue
+		}
+		left := is.CANotAfter.Sub(in.Now)
+		desc := fmt.Sprintf("The CA certificate of issuer %s ends in %s, at %s: sooner than the longest certificate it issues lasts (spec.duration %s). Certificates it signs now are cut short at the CA's end, and once it ends nothing it signs can be renewed.",
+			is.Name, left.Round(time.Second), is.CANotAfter.UTC().Format(time.RFC3339), is.LongestDuration)
+		if left <= 0 {
+			desc = fmt.Sprintf("The CA certificate of issuer %s ended %s ago, at %s: nothing it signs can be renewed.",
+				is.Name, (-left).Round(time.Second), is.CANotAfter.UTC().Format(time.RFC3339))
+		}
+		out = append(out, alert.Alert{Name: alert.IssuerExpiringSoon, Severity: alert.Warning, Subject: is.Name,
+			Summary: "The CA of issuer " + is.Name + " expires before the certificates it signs would", Description: desc,
+			Labels: map[string]string{labelIssuer: is.Name}, Since: is.CANotAfter.Add(-is.LongestDuration)})
 	}
 	for _, a := range in.Agents {
 		seen := a.lastHeard()
@@ -174,6 +214,55 @@ func appendCertificate(out []alert.Alert, t Thresholds, c Certificate, now time.
 			Labels: map[string]string{labelCertificate: c.Name}, Since: c.RenewAt.Add(t.RenewalOverdue)})
 	}
 	return out
+}
+
+// appendServed appends the served-certificate alerts of one certificate:
+// the mismatch once it has lasted t.ServedMismatch, and the expiry of the
+// served certificate that expires first against the certificateExpiring
+// thresholds.
+func appendServed(out []alert.Alert, t Thresholds, c Certificate, now time.Time) []alert.Alert {
+	if m := c.ServedMismatchSince; !m.IsZero() && now.Sub(m) >= t.ServedMismatch {
+		out = append(out, alert.Alert{Name: alert.ServedCertificateMismatch, Severity: alert.Warning, Subject: c.Name,
+			Summary: "Certificate " + c.Name + " is installed but not served",
+			Description: fmt.Sprintf("On %s, the service at the verify address of certificate %s has served another certificate than the one installed for %s (threshold servedMismatchAfter %s): the renewed certificate was not loaded.",
+				agentList(c.ServedMismatchAgents), c.Name, ago(now, m), t.ServedMismatch),
+			Labels: map[string]string{labelCertificate: c.Name}, Since: m.Add(t.ServedMismatch)})
+	}
+	if c.ServedNotAfter.IsZero() {
+		return out
+	}
+	served := Certificate{Name: c.Name, NotBefore: c.ServedNotBefore, NotAfter: c.ServedNotAfter}
+	for _, sev := range []alert.Severity{alert.Critical, alert.Warning} {
+		since, ok := expiring(t.Expiry(sev), served, now)
+		if !ok {
+			continue
+		}
+		left := c.ServedNotAfter.Sub(now)
+		desc := fmt.Sprintf("The certificate served for %s expires in %s, at %s.", c.Name, left.Round(time.Second), c.ServedNotAfter.UTC().Format(time.RFC3339))
+		if left <= 0 {
+			desc = fmt.Sprintf("The certificate served for %s expired %s ago, at %s.", c.Name, (-left).Round(time.Second), c.ServedNotAfter.UTC().Format(time.RFC3339))
+		}
+		out = append(out, alert.Alert{Name: alert.ServedCertificateExpiringSoon, Severity: sev, Subject: c.Name,
+			Summary: "The certificate served for " + c.Name + " expires soon", Description: desc,
+			Labels: map[string]string{labelCertificate: c.Name}, Since: since})
+		break // critical replaces warning
+	}
+	return out
+}
+
+// agentList names agents for a description: "agent web-01", "agents
+// web-01, web-02", at most five and how many more.
+func agentList(agents []string) string {
+	switch len(agents) {
+	case 0:
+		return "an agent"
+	case 1:
+		return "agent " + agents[0]
+	}
+	if len(agents) > 5 {
+		return fmt.Sprintf("agents %s and %d more", strings.Join(agents[:5], ", "), len(agents)-5)
+	}
+	return "agents " + strings.Join(agents, ", ")
 }
 
 // expiring reports whether c has reached threshold e at now, and since when:

@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -245,5 +246,59 @@ func TestResolve(t *testing.T) {
 	}
 	if diff := cmp.Diff(Resolve(nil), Defaults()); diff != "" {
 		t.Errorf("Resolve(nil) (-got +want):\n%s", diff)
+	}
+}
+
+// TestEvaluateServedAndIssuer: certops' own evaluation of the served
+// mismatch (after servedMismatchAfter, default 30m), the served expiry
+// (the certificateExpiring thresholds applied to what is served) and a
+// local CA ending before the certificates it signs would.
+func TestEvaluateServedAndIssuer(t *testing.T) {
+	hour := time.Hour
+	mismatched := Certificate{Name: "shop", NotBefore: t0, NotAfter: t0.Add(144 * hour),
+		ServedMismatchSince: t0, ServedMismatchAgents: []string{"web-01", "web-02"}}
+	// What is served is an older 6-day certificate: 20% left at t0+91.2h,
+	// 10% at t0+105.6h.
+	staleServed := Certificate{Name: "api", NotBefore: t0, NotAfter: t0.Add(144 * hour),
+		ServedNotBefore: t0.Add(-24 * hour), ServedNotAfter: t0.Add(120 * hour)}
+	ca := Issuer{Name: "internal-ca", CANotAfter: t0.Add(90 * 24 * hour), LongestDuration: 30 * 24 * hour}
+	tests := []struct {
+		name string
+		in   Input
+		want []fired
+	}{
+		{"mismatch shorter than the default 30m", Input{Now: t0.Add(29 * time.Minute), Certificates: []Certificate{mismatched}}, []fired{}},
+		{"mismatch at the default 30m", Input{Now: t0.Add(30 * time.Minute), Certificates: []Certificate{mismatched}},
+			[]fired{{alert.ServedCertificateMismatch, alert.Warning, "shop", t0.Add(30 * time.Minute)}}},
+		{"mismatch with servedMismatchAfter 2h", Input{Now: t0.Add(time.Hour), Certificates: []Certificate{mismatched},
+			Policy: &spec.AlertPolicySpec{ServedMismatchAfter: "2h"}}, []fired{}},
+		{"no mismatch", Input{Now: t0.Add(10 * hour), Certificates: []Certificate{{Name: "ok", NotBefore: t0, NotAfter: t0.Add(144 * hour),
+			ServedNotBefore: t0, ServedNotAfter: t0.Add(144 * hour)}}}, []fired{}},
+		{"served expiry at the warning fraction, installed fine", Input{Now: t0.Add(92 * hour), Certificates: []Certificate{staleServed}},
+			[]fired{{alert.ServedCertificateExpiringSoon, alert.Warning, "api", t0.Add(91*hour + 12*time.Minute)}}},
+		{"served expiry at the critical fraction", Input{Now: t0.Add(106 * hour), Certificates: []Certificate{staleServed}},
+			[]fired{{alert.ServedCertificateExpiringSoon, alert.Critical, "api", t0.Add(105*hour + 36*time.Minute)}}},
+		{"served expiry by time left from the policy", Input{Now: t0.Add(100 * hour), Certificates: []Certificate{staleServed},
+			Policy: &spec.AlertPolicySpec{CertificateExpiring: &spec.ExpiryThresholds{Warning: &spec.ExpiryThreshold{Remaining: "24h"}}}},
+			[]fired{{alert.ServedCertificateExpiringSoon, alert.Warning, "api", t0.Add(96 * hour)}}},
+		{"issuer CA outlasts the longest certificate", Input{Now: t0.Add(59 * 24 * hour), Issuers: []Issuer{ca}}, []fired{}},
+		{"issuer CA ends before a new certificate would", Input{Now: t0.Add(61 * 24 * hour), Issuers: []Issuer{ca}},
+			[]fired{{alert.IssuerExpiringSoon, alert.Warning, "internal-ca", t0.Add(60 * 24 * hour)}}},
+		{"issuer CA ended", Input{Now: t0.Add(91 * 24 * hour), Issuers: []Issuer{ca}},
+			[]fired{{alert.IssuerExpiringSoon, alert.Warning, "internal-ca", t0.Add(60 * 24 * hour)}}},
+		{"issuer without a known CA (acme)", Input{Now: t0.Add(91 * 24 * hour), Issuers: []Issuer{{Name: "le", LongestDuration: 90 * 24 * hour}}}, []fired{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(firedOf(Evaluate(tc.in)), tc.want); diff != "" {
+				t.Errorf("alerts (-got +want):\n%s", diff)
+			}
+		})
+	}
+	// The mismatch names the agents.
+	for _, a := range Evaluate(Input{Now: t0.Add(time.Hour), Certificates: []Certificate{mismatched}}) {
+		if a.Name == alert.ServedCertificateMismatch && !strings.Contains(a.Description, "agents web-01, web-02") {
+			t.Errorf("description %q does not name the agents", a.Description)
+		}
 	}
 }

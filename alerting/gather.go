@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +26,9 @@ type Source interface {
 
 // Gather reads the AlertPolicy and the facts at now from src. Backup is set
 // (with a zero LastSuccess) when a BackupPolicy exists; the caller fills in
-// the last successful backup, which the backup package records.
+// the last successful backup, which the backup package records. Issuers
+// are listed without their CAs' expiry, which the caller fills in from the
+// issuers it has loaded (MonitorOptions.CAExpirations).
 func Gather(ctx context.Context, src Source, now time.Time) (Input, error) {
 	in := Input{Now: now}
 	objs, _, err := src.ListObjects(ctx, store.ObjectQuery{Kind: spec.KindAlertPolicy, Limit: 1})
@@ -54,6 +58,12 @@ func Gather(ctx context.Context, src Source, now time.Time) (Input, error) {
 	if facts.BackupPolicy {
 		in.Backup = &Backup{}
 	}
+	for name, d := range facts.IssuerDurations {
+		if name != "" {
+			in.Issuers = append(in.Issuers, Issuer{Name: name, LongestDuration: d})
+		}
+	}
+	slices.SortFunc(in.Issuers, func(a, b Issuer) int { return strings.Compare(a.Name, b.Name) })
 	st, err := src.Status(ctx)
 	if err != nil {
 		return Input{}, fmt.Errorf("alerting: gather: %w", err)
@@ -88,6 +98,14 @@ type MonitorOptions struct {
 	// OnEvaluate, when set, is called by Run with the alerts firing after
 	// every successful evaluation, and the evaluation's time.
 	OnEvaluate func(ctx context.Context, firing []alert.Alert, at time.Time)
+	// CAExpirations returns when the CA certificate of each local CA issuer
+	// loaded ends (issuer.Registry.CAExpirations). Nil:
+	// CertopsIssuerExpiringSoon stays quiet.
+	CAExpirations func() map[string]time.Time
+	// NoPerCertificateSeries leaves the per-certificate served expiry
+	// series out of the fact metrics, as `certops serve
+	// --per-certificate-metrics=false` does for the agent API's.
+	NoPerCertificateSeries bool
 }
 
 // Monitor gathers the facts periodically, exports the thresholds and facts
@@ -116,7 +134,9 @@ func NewMonitor(src Source, reg prometheus.Registerer, logger *slog.Logger, opt 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Monitor{src: src, thresholds: NewThresholdMetrics(reg), facts: NewFactMetrics(reg), opt: opt, log: logger,
+	facts := NewFactMetrics(reg)
+	facts.perCertificate = !opt.NoPerCertificateSeries
+	m := &Monitor{src: src, thresholds: NewThresholdMetrics(reg), facts: facts, opt: opt, log: logger,
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "certops_alerting_gather_errors_total",
 			Help: "Failed reads of the alerting facts from the database.",
@@ -161,6 +181,12 @@ func (m *Monitor) Evaluate(ctx context.Context) ([]alert.Alert, error) {
 		}
 	} else {
 		in.Backup = nil
+	}
+	if m.opt.CAExpirations != nil {
+		cas := m.opt.CAExpirations()
+		for i := range in.Issuers {
+			in.Issuers[i].CANotAfter = cas[in.Issuers[i].Name]
+		}
 	}
 	m.thresholds.Set(in.Policy)
 	m.facts.Set(in)

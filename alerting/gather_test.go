@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/pgtest"
@@ -109,6 +110,12 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		Error: "refused", At: now.Add(-time.Minute), Base: time.Second, Cap: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
+	// web-01's service still serves an older certificate, since 40 minutes.
+	servedNB, servedNA := now.Add(-200*time.Hour), now.Add(100*time.Hour)
+	if _, err := s.RecordServed(ctx, "web-01", []store.ServedCheck{{Certificate: "shop", Serial: "0f",
+		NotBefore: servedNB, NotAfter: servedNA, CheckedAt: now.Add(-40 * time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.RecordAgentsSeen(ctx, []store.AgentSeen{{Name: "web-01", LastSeen: now.Add(-time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +133,8 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	if in.Policy == nil || in.Policy.AgentOfflineAfter != "10m" {
 		t.Errorf("Policy = %+v, want the AlertPolicy from the store", in.Policy)
 	}
-	if diff := cmp.Diff(in.Certificates, []Certificate{{Name: "shop", NotBefore: notBefore, NotAfter: notAfter, RenewAt: now.Add(-2 * time.Hour)}},
+	if diff := cmp.Diff(in.Certificates, []Certificate{{Name: "shop", NotBefore: notBefore, NotAfter: notAfter, RenewAt: now.Add(-2 * time.Hour),
+		ServedNotBefore: servedNB, ServedNotAfter: servedNA, ServedMismatchSince: now.Add(-40 * time.Minute), ServedMismatchAgents: []string{"web-01"}}},
 		cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("Certificates (-got +want):\n%s", diff)
 	}
@@ -142,6 +150,9 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 	if len(in.Agents) != 2 || !in.Agents[0].LastSeen.Equal(now.Add(-time.Minute)) || !in.Agents[1].LastSeen.IsZero() || in.Agents[1].Added.IsZero() {
 		t.Errorf("Agents = %+v, want web-01 seen a minute ago and web-02 never seen", in.Agents)
 	}
+	if diff := cmp.Diff(in.Issuers, []Issuer{{Name: "internal-ca", LongestDuration: 144 * time.Hour}}); diff != "" {
+		t.Errorf("Issuers (-got +want):\n%s", diff)
+	}
 	in.Backup = nil // left to the backup package
 	var got []string
 	for _, a := range Evaluate(in) {
@@ -153,9 +164,29 @@ func TestGatherReadsFactsFromPostgres(t *testing.T) {
 		alert.IssuanceFailures + "/warning/",
 		alert.JobFailureRateHigh + "/warning/",
 		alert.ReconcileStalled + "/warning/",
+		alert.ServedCertificateMismatch + "/warning/shop",
 		alert.SourceStale + "/warning/",
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("alerts (-got +want):\n%s", diff)
+	}
+
+	// The Monitor (whose alerts the status API and notifications show)
+	// adds what it knows of the issuers' CAs: internal-ca ends in 100h,
+	// before a 144h certificate would.
+	m := NewMonitor(s, prometheus.NewRegistry(), nil, MonitorOptions{Now: func() time.Time { return now },
+		CAExpirations: func() map[string]time.Time { return map[string]time.Time{"internal-ca": now.Add(100 * time.Hour)} }})
+	alerts, err := m.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, a := range m.Alerts() {
+		keys[a.Key()] = true
+	}
+	for _, k := range []string{alert.IssuerExpiringSoon + "/warning/internal-ca", alert.ServedCertificateMismatch + "/warning/shop"} {
+		if !keys[k] {
+			t.Errorf("Monitor alerts %v lack %s", alerts, k)
+		}
 	}
 }

@@ -24,11 +24,18 @@ const (
 	metricReconcileStalled    = "certops_alert_threshold_reconcile_stalled_seconds"
 	metricSourceStale         = "certops_alert_threshold_source_stale_seconds"
 	metricBackupAge           = "certops_alert_threshold_backup_age_seconds"
+	metricServedMismatch      = "certops_alert_threshold_served_mismatch_seconds"
 	metricAgentLastSeen       = "certops_agent_last_seen_timestamp_seconds"
 	metricJobsInWindow        = "certops_jobs_in_window"
 	metricJobsFailedInWindow  = "certops_jobs_failed_in_window"
 	metricIssuanceFailuresWin = "certops_issuance_failures_in_window"
 	metricNotReadySince       = "certops_reconcile_not_ready_since_timestamp_seconds"
+	// Served checks (from Postgres) and issuer CAs.
+	metricServedMismatchSince = "certops_served_certificate_mismatch_since_timestamp_seconds"
+	metricServedExpiration    = "certops_served_certificate_expiration_timestamp_seconds"
+	metricServedNotBefore     = "certops_served_certificate_not_before_timestamp_seconds"
+	metricIssuerCAExpiration  = "certops_issuer_ca_expiration_timestamp_seconds"
+	metricIssuerLongest       = "certops_issuer_longest_certificate_duration_seconds"
 	// Of package agentapi: failed deployment reports by stage.
 	metricDeploymentFailures = "certops_deployment_failures_total"
 )
@@ -44,6 +51,7 @@ const (
 	labelSeverity        = "severity"
 	labelCertificate     = "certificate"
 	labelAgent           = "agent"
+	labelIssuer          = "issuer"
 	backupPolicySelector = `{kind="BackupPolicy"}`
 )
 
@@ -60,6 +68,7 @@ type ThresholdMetrics struct {
 	reconcileStalled           prometheus.Gauge
 	sourceStale                prometheus.Gauge
 	backupAge                  prometheus.Gauge
+	servedMismatch             prometheus.Gauge
 }
 
 // NewThresholdMetrics creates the threshold gauges, registers them with reg
@@ -88,10 +97,11 @@ func NewThresholdMetrics(reg prometheus.Registerer) *ThresholdMetrics {
 		reconcileStalled:  gauge(metricReconcileStalled, "AlertPolicy reconcileStalledAfter: alert when the reconciler has not been Ready for this long."),
 		sourceStale:       gauge(metricSourceStale, "AlertPolicy sourceStaleAfter: alert when no fetch of the config repository succeeded for this long."),
 		backupAge:         gauge(metricBackupAge, "AlertPolicy backupTooOldAfter: alert when the last successful backup is this old."),
+		servedMismatch:    gauge(metricServedMismatch, "AlertPolicy servedMismatchAfter: alert when a service has served another certificate than the one installed for this long."),
 	}
 	reg.MustRegister(m.expirySeconds, m.expiryRatio, m.renewalOverdue, m.agentOffline, m.jobFailureRatio,
 		m.jobFailureMinJobs, m.jobFailureWindow, m.issuanceFailures, m.issuanceWindow, m.reconcileStalled,
-		m.sourceStale, m.backupAge)
+		m.sourceStale, m.backupAge, m.servedMismatch)
 	m.Set(nil)
 	return m
 }
@@ -116,6 +126,7 @@ func (m *ThresholdMetrics) set(t Thresholds) {
 	m.reconcileStalled.Set(t.ReconcileStalled.Seconds())
 	m.sourceStale.Set(t.SourceStale.Seconds())
 	m.backupAge.Set(t.BackupTooOld.Seconds())
+	m.servedMismatch.Set(t.ServedMismatch.Seconds())
 }
 
 // setOrDelete sets the series of a trigger, or removes it when the trigger
@@ -134,15 +145,39 @@ func setOrDelete(v *prometheus.GaugeVec, severity string, value float64) {
 // scrape time from the last Set, so a scrape never sees half an update and
 // a deleted agent leaves no stale series behind.
 type FactMetrics struct {
-	last atomic.Pointer[Input]
+	last           atomic.Pointer[Input]
+	perCertificate bool // export the served expiry series of every certificate
 
 	agentLastSeen, jobs, jobsFailed, issuanceFailures, notReadySince *prometheus.Desc
+	servedMismatchSince, servedExpiration, servedNotBefore           *prometheus.Desc
+	issuerCAExpiration, issuerLongest                                *prometheus.Desc
 }
 
 // NewFactMetrics creates the fact gauges and registers them with reg. They
 // are absent until the first Set.
+//
+// Their cardinality is bounded by the desired state: one series per agent,
+// per issuer named by certificates, per certificate with a served
+// mismatch, and per certificate whose served certificate was seen (the
+// last two unless turned off, see MonitorOptions.NoPerCertificateSeries).
 func NewFactMetrics(reg prometheus.Registerer) *FactMetrics {
 	m := &FactMetrics{
+		perCertificate: true,
+		servedMismatchSince: prometheus.NewDesc(metricServedMismatchSince,
+			"Since when an agent's service has served another certificate than the one installed (Unix time), the earliest over the certificate's agents; absent while none does.",
+			[]string{labelCertificate}, nil),
+		servedExpiration: prometheus.NewDesc(metricServedExpiration,
+			"Expiry of the served certificate (the agents' served checks of deploy.verify.address) that expires first (Unix time).",
+			[]string{labelCertificate}, nil),
+		servedNotBefore: prometheus.NewDesc(metricServedNotBefore,
+			"Start of validity of the served certificate that expires first (Unix time).",
+			[]string{labelCertificate}, nil),
+		issuerCAExpiration: prometheus.NewDesc(metricIssuerCAExpiration,
+			"When the CA certificate of a localCA issuer ends (Unix time), as loaded by this replica.",
+			[]string{labelIssuer}, nil),
+		issuerLongest: prometheus.NewDesc(metricIssuerLongest,
+			"The longest spec.duration of the certificates naming the issuer.",
+			[]string{labelIssuer}, nil),
 		agentLastSeen: prometheus.NewDesc(metricAgentLastSeen,
 			"When the agent was last heard of by any replica (Unix time); for an agent never seen, when it was added to the desired state.",
 			[]string{labelAgent}, nil),
@@ -168,7 +203,8 @@ func (m *FactMetrics) Set(in Input) { m.last.Store(&in) }
 
 // Describe implements prometheus.Collector.
 func (m *FactMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.agentLastSeen, m.jobs, m.jobsFailed, m.issuanceFailures, m.notReadySince} {
+	for _, d := range []*prometheus.Desc{m.agentLastSeen, m.jobs, m.jobsFailed, m.issuanceFailures, m.notReadySince,
+		m.servedMismatchSince, m.servedExpiration, m.servedNotBefore, m.issuerCAExpiration, m.issuerLongest} {
 		ch <- d
 	}
 }
@@ -189,6 +225,21 @@ func (m *FactMetrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.jobsFailed, float64(in.Jobs.Failed))
 	gauge(m.issuanceFailures, float64(in.IssuanceFailures))
 	gauge(m.notReadySince, unix(in.Reconcile.NotReadySince))
+	for _, c := range in.Certificates {
+		if !c.ServedMismatchSince.IsZero() {
+			gauge(m.servedMismatchSince, unix(c.ServedMismatchSince), c.Name)
+		}
+		if m.perCertificate && !c.ServedNotAfter.IsZero() {
+			gauge(m.servedExpiration, unix(c.ServedNotAfter), c.Name)
+			gauge(m.servedNotBefore, unix(c.ServedNotBefore), c.Name)
+		}
+	}
+	for _, is := range in.Issuers {
+		gauge(m.issuerLongest, is.LongestDuration.Seconds(), is.Name)
+		if !is.CANotAfter.IsZero() {
+			gauge(m.issuerCAExpiration, unix(is.CANotAfter), is.Name)
+		}
+	}
 }
 
 // unix is t in Unix seconds, 0 for the zero time.

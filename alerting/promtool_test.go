@@ -123,7 +123,7 @@ func TestEveryAlertHasRuleAnnotationsAndRunbook(t *testing.T) {
 	}
 	for _, n := range []string{alert.CertificateExpiringSoon, alert.CertificateRenewalOverdue, alert.AgentOffline,
 		alert.JobFailureRateHigh, alert.IssuanceFailures, alert.ReconcileStalled, alert.SourceStale, alert.BackupTooOld,
-		alert.HostPolicyRefused} {
+		alert.HostPolicyRefused, alert.ServedCertificateMismatch, alert.ServedCertificateExpiringSoon, alert.IssuerExpiringSoon} {
 		if !names[n] {
 			t.Errorf("no rule for %s", n)
 		}
@@ -141,7 +141,12 @@ func TestThresholdAndFactMetricsPassPromtoolCheckMetrics(t *testing.T) {
 	facts := NewFactMetrics(reg)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	facts.Set(Input{Now: now, Agents: []Agent{{Name: "web-01", LastSeen: now}, {Name: "web-02", Added: now}},
-		Jobs: Jobs{Total: 3, Failed: 2}, IssuanceFailures: 1, Reconcile: Reconcile{NotReadySince: now}})
+		Jobs: Jobs{Total: 3, Failed: 2}, IssuanceFailures: 1, Reconcile: Reconcile{NotReadySince: now},
+		Certificates: []Certificate{
+			{Name: "shop", ServedNotBefore: now, ServedNotAfter: now.Add(time.Hour), ServedMismatchSince: now},
+			{Name: "quiet"},
+		},
+		Issuers: []Issuer{{Name: "internal-ca", CANotAfter: now, LongestDuration: time.Hour}, {Name: "le", LongestDuration: 2 * time.Hour}}})
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
@@ -159,9 +164,20 @@ func TestThresholdAndFactMetricsPassPromtoolCheckMetrics(t *testing.T) {
 		`certops_alert_threshold_job_failure_min_jobs 3`,
 		`certops_agent_last_seen_timestamp_seconds{agent="web-02"}`,
 		`certops_jobs_failed_in_window 2`,
+		`certops_alert_threshold_served_mismatch_seconds 1800`,
+		`certops_served_certificate_mismatch_since_timestamp_seconds{certificate="shop"}`,
+		`certops_served_certificate_expiration_timestamp_seconds{certificate="shop"}`,
+		`certops_served_certificate_not_before_timestamp_seconds{certificate="shop"}`,
+		`certops_issuer_ca_expiration_timestamp_seconds{issuer="internal-ca"}`,
+		`certops_issuer_longest_certificate_duration_seconds{issuer="le"} 7200`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("exposition lacks %s", want)
+		}
+	}
+	for _, absent := range []string{`{certificate="quiet"}`, `certops_issuer_ca_expiration_timestamp_seconds{issuer="le"}`} {
+		if strings.Contains(string(body), absent) {
+			t.Errorf("exposition has %s: nothing is known of it", absent)
 		}
 	}
 	if strings.Contains(string(body), `certops_alert_threshold_certificate_expiry_ratio{severity="critical"}`) {
@@ -443,6 +459,100 @@ func TestRulesFireAtThresholds(t *testing.T) {
 				check("9m", alert.HostPolicyRefused),
 				check("12m", alert.HostPolicyRefused, warning("")),
 				check("60m", alert.HostPolicyRefused),
+			},
+		},
+		{
+			// a: mismatched since 10m (replica b says 15m: the earliest
+			// wins); b: mismatched from 10m to 30m, then served right.
+			Name: "served mismatch: fires once it lasted the threshold, after for: 5m",
+			InputSeries: []series{
+				{metricServedMismatchSince + `{certificate="a",instance="a"}`, "600x60"},
+				{metricServedMismatchSince + `{certificate="a",instance="b"}`, "900x60"},
+				{metricServedMismatchSince + `{certificate="b"}`, "600x20 _x40"},
+				{metricServedMismatch, "1800x60"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("39m", alert.ServedCertificateMismatch),
+				check("44m", alert.ServedCertificateMismatch), // pending since 40m
+				check("45m", alert.ServedCertificateMismatch, warning("35m 0s", "certificate", "a")),
+			},
+		},
+		{
+			Name: "served mismatch: a lower threshold fires, a cleared mismatch resolves",
+			InputSeries: []series{
+				{metricServedMismatchSince + `{certificate="a"}`, "600x40 _x20"},
+				{metricServedMismatch, "3600x20 600x40"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("19m", alert.ServedCertificateMismatch),
+				check("25m", alert.ServedCertificateMismatch), // pending since 21m
+				check("26m", alert.ServedCertificateMismatch, warning("16m 0s", "certificate", "a")),
+				check("45m", alert.ServedCertificateMismatch),
+			},
+		},
+		{
+			// What is served for a lives 1h (0 to 3600 s): 60% of its
+			// lifetime is left at 24m, 25% at 45m. What is installed (the
+			// certops_certificate_* series) is fine and changes nothing.
+			Name: "served certificate expiring: fraction of lifetime, critical replaces warning",
+			InputSeries: []series{
+				{metricServedNotBefore + `{certificate="a"}`, "0x60"},
+				{metricServedExpiration + `{certificate="a"}`, "3600x60"},
+				{`certops_certificate_not_before_timestamp_seconds{certificate="a"}`, "1800x60"},
+				{`certops_certificate_expiration_timestamp_seconds{certificate="a"}`, "1000000x60"},
+				{metricServedNotBefore + `{certificate="long"}`, "0x60"},
+				{metricServedExpiration + `{certificate="long"}`, "1000000x60"},
+				{metricExpiryRatio + `{severity="warning"}`, "0.6x60"},
+				{metricExpiryRatio + `{severity="critical"}`, "0.25x60"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("23m", alert.ServedCertificateExpiringSoon),
+				check("38m", alert.ServedCertificateExpiringSoon), // pending since 24m
+				check("39m", alert.ServedCertificateExpiringSoon, warning("21m 0s", "certificate", "a")),
+				check("39m", alert.CertificateExpiringSoon),
+				check("49m", alert.ServedCertificateExpiringSoon), // critical pending, warning suppressed
+				check("50m", alert.ServedCertificateExpiringSoon, critical("10m 0s", "certificate", "a")),
+			},
+		},
+		{
+			Name: "served certificate expiring: time left",
+			InputSeries: []series{
+				{metricServedExpiration + `{certificate="b"}`, "1000000x60"},
+				{metricExpirySeconds + `{severity="warning"}`, "998800x60"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("19m", alert.ServedCertificateExpiringSoon),
+				check("35m", alert.ServedCertificateExpiringSoon, warning("11d 13h 11m 40s", "certificate", "b")),
+			},
+		},
+		{
+			// ca ends at 2h and issues 1h certificates: from 60m on, a new
+			// one would outlive it. far outlasts its certificates; acme has
+			// no CA series.
+			Name: "issuer expiring: the CA ends before the longest certificate would",
+			InputSeries: []series{
+				{metricIssuerCAExpiration + `{issuer="ca",instance="a"}`, "7200x120"},
+				{metricIssuerCAExpiration + `{issuer="ca",instance="b"}`, "7200x120"},
+				{metricIssuerLongest + `{issuer="ca"}`, "3600x120"},
+				{metricIssuerCAExpiration + `{issuer="far"}`, "1000000x120"},
+				{metricIssuerLongest + `{issuer="far"}`, "3600x120"},
+				{metricIssuerLongest + `{issuer="acme"}`, "7776000x120"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("60m", alert.IssuerExpiringSoon),
+				check("75m", alert.IssuerExpiringSoon), // pending since 61m
+				check("76m", alert.IssuerExpiringSoon, warning("44m 0s", "issuer", "ca")),
+			},
+		},
+		{
+			Name: "issuer expiring: a longer certificate duration pushed fires",
+			InputSeries: []series{
+				{metricIssuerCAExpiration + `{issuer="ca"}`, "100000x60"},
+				{metricIssuerLongest + `{issuer="ca"}`, "3600x20 200000x40"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("20m", alert.IssuerExpiringSoon),
+				check("40m", alert.IssuerExpiringSoon, warning("1d 3h 6m 40s", "issuer", "ca")),
 			},
 		},
 		{

@@ -75,32 +75,45 @@ func RunbookFile(alertName string) string {
 
 // Recording rules of certificate expiry. certops:certificate_expiring is
 // the time left (seconds) of each certificate that has reached a
-// severity's threshold, labelled with that severity.
+// severity's threshold, labelled with that severity. The served_ records
+// are the same for what the services serve (the agents' served checks).
 const (
-	recordRemainingSeconds = "certops:certificate_expiry_remaining_seconds"
-	recordRemainingRatio   = "certops:certificate_expiry_remaining_ratio"
-	recordExpiring         = "certops:certificate_expiring"
+	recordRemainingSeconds       = "certops:certificate_expiry_remaining_seconds"
+	recordRemainingRatio         = "certops:certificate_expiry_remaining_ratio"
+	recordExpiring               = "certops:certificate_expiring"
+	recordServedRemainingSeconds = "certops:served_certificate_expiry_remaining_seconds"
+	recordServedRemainingRatio   = "certops:served_certificate_expiry_remaining_ratio"
+	recordServedExpiring         = "certops:served_certificate_expiring"
 )
 
 func expiryRecords() []Rule {
+	return append(expiryRecordsOf(recordRemainingSeconds, recordRemainingRatio, recordExpiring, metricExpiration, metricNotBefore),
+		expiryRecordsOf(recordServedRemainingSeconds, recordServedRemainingRatio, recordServedExpiring, metricServedExpiration, metricServedNotBefore)...)
+}
+
+// expiryRecordsOf are the records of time left (remaining), fraction of
+// lifetime left (ratio) and reaching a certificateExpiring threshold
+// (expiring) of the certificates whose validity the metrics notAfter and
+// notBefore give.
+func expiryRecordsOf(remaining, ratio, expiring, notAfter, notBefore string) []Rule {
 	rules := []Rule{
-		{Record: recordRemainingSeconds, Expr: fmt.Sprintf("min by (certificate) (%s) - time()", metricExpiration)},
-		{Record: recordRemainingRatio, Expr: fmt.Sprintf(`min by (certificate) (
+		{Record: remaining, Expr: fmt.Sprintf("min by (certificate) (%s) - time()", notAfter)},
+		{Record: ratio, Expr: fmt.Sprintf(`min by (certificate) (
   (%[1]s - time())
   /
   ((%[1]s - %[2]s) > 0)
-)`, metricExpiration, metricNotBefore)},
+)`, notAfter, notBefore)},
 	}
 	for _, sev := range []alert.Severity{alert.Warning, alert.Critical} {
 		rules = append(rules, Rule{
-			Record: recordExpiring,
+			Record: expiring,
 			Expr: fmt.Sprintf(`%[1]s
   <= on() group_left() max(%[3]s{severity="%[5]s"})
 or
 %[1]s
   and on(certificate)
 (%[2]s <= on() group_left() max(%[4]s{severity="%[5]s"}))`,
-				recordRemainingSeconds, recordRemainingRatio, metricExpirySeconds, metricExpiryRatio, sev),
+				remaining, ratio, metricExpirySeconds, metricExpiryRatio, sev),
 			Labels: map[string]string{labelSeverity: string(sev)},
 		})
 	}
@@ -215,6 +228,51 @@ and on()
 			Annotations: map[string]string{
 				"summary":     "The config repository has not been fetched",
 				"description": "No fetch of the config repository succeeded for {{ $value | humanizeDuration }} (threshold: AlertPolicy spec.sourceStaleAfter).",
+			},
+		},
+		{
+			Alert: alert.ServedCertificateMismatch,
+			Expr: fmt.Sprintf("time() - min by (certificate) (%s)\n  >= %s",
+				metricServedMismatchSince, threshold(metricServedMismatch)),
+			For:    "5m",
+			Labels: map[string]string{labelSeverity: string(alert.Warning)},
+			Annotations: map[string]string{
+				"summary":     "Certificate {{ $labels.certificate }} is installed but not served",
+				"description": "A service at the verify address of certificate {{ $labels.certificate }} has served another certificate than the one its agent installed for {{ $value | humanizeDuration }} (threshold: AlertPolicy spec.servedMismatchAfter): the renewed certificate was not loaded. GET /api/v1/certificates/{{ $labels.certificate }} shows servedSerial and servedMismatchSince per agent.",
+			},
+		},
+		{
+			Alert:  alert.ServedCertificateExpiringSoon,
+			Expr:   fmt.Sprintf(`%[1]s{severity="warning"} unless on(certificate) %[1]s{severity="critical"}`, recordServedExpiring),
+			For:    "15m",
+			Labels: map[string]string{labelSeverity: string(alert.Warning)},
+			Annotations: map[string]string{
+				"summary":     "The certificate served for {{ $labels.certificate }} expires soon",
+				"description": "The certificate a service serves for {{ $labels.certificate }} (the agents' served checks) expires in {{ $value | humanizeDuration }}: below the warning threshold (AlertPolicy spec.certificateExpiring.warning: remaining or remainingFraction of its lifetime).",
+			},
+		},
+		{
+			Alert:  alert.ServedCertificateExpiringSoon,
+			Expr:   recordServedExpiring + `{severity="critical"}`,
+			For:    "5m",
+			Labels: map[string]string{labelSeverity: string(alert.Critical)},
+			Annotations: map[string]string{
+				"summary":     "The certificate served for {{ $labels.certificate }} expires very soon",
+				"description": "The certificate a service serves for {{ $labels.certificate }} (the agents' served checks) expires in {{ $value | humanizeDuration }} (negative: expired): below the critical threshold (AlertPolicy spec.certificateExpiring.critical: remaining or remainingFraction of its lifetime).",
+			},
+		},
+		{
+			// A CA ending sooner than a new certificate would last: what it
+			// signs now is cut short (pki signs no further than the CA's
+			// own end), and once it ends nothing can be renewed.
+			Alert: alert.IssuerExpiringSoon,
+			Expr: fmt.Sprintf("min by (issuer) (%s) - time()\n  < max by (issuer) (%s)",
+				metricIssuerCAExpiration, metricIssuerLongest),
+			For:    "15m",
+			Labels: map[string]string{labelSeverity: string(alert.Warning)},
+			Annotations: map[string]string{
+				"summary":     "The CA of issuer {{ $labels.issuer }} expires before the certificates it signs would",
+				"description": "The CA certificate of issuer {{ $labels.issuer }} ends in {{ $value | humanizeDuration }} (negative: ended), sooner than the longest certificate it issues lasts (spec.duration): certificates it signs now are cut short at the CA's end, and once it ends nothing it signs can be renewed. Rotate the CA files of the issuer.",
 			},
 		},
 		{

@@ -46,6 +46,9 @@ type Thresholds struct {
 	// BackupTooOld fires when the last successful backup is this old (only
 	// when a BackupPolicy exists).
 	BackupTooOld time.Duration
+	// ServedMismatch fires when a service has served another serial than
+	// the one installed for this long.
+	ServedMismatch time.Duration
 }
 
 // ExpiryThreshold is one severity of certificateExpiring.
@@ -73,6 +76,7 @@ func Defaults() Thresholds {
 		ReconcileStalled:      30 * time.Minute,
 		SourceStale:           15 * time.Minute,
 		BackupTooOld:          48 * time.Hour,
+		ServedMismatch:        30 * time.Minute,
 	}
 }
 
@@ -107,6 +111,7 @@ func Resolve(policy *spec.AlertPolicySpec) Thresholds {
 	duration(&t.ReconcileStalled, policy.ReconcileStalled)
 	duration(&t.SourceStale, policy.SourceStale)
 	duration(&t.BackupTooOld, policy.BackupTooOld)
+	duration(&t.ServedMismatch, policy.ServedMismatchAfter)
 	return t
 }
 

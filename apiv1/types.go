@@ -141,6 +141,16 @@ type Deployment struct {
 	Failures      int        `json:"failures,omitempty"`
 	// RetryAfter is when the server accepts the next issue request.
 	RetryAfter *time.Time `json:"retryAfter,omitempty"`
+	// Served* are what the agent's latest served check found at the
+	// certificate's verify address: the serial and expiry last served
+	// (kept through failed checks), when it checked, the latest check's
+	// error, and since when the served serial has differed from the
+	// installed one (Serial). Absent until the agent checks.
+	ServedSerial        string     `json:"servedSerial,omitempty"`
+	ServedNotAfter      *time.Time `json:"servedNotAfter,omitempty"`
+	ServedCheckedAt     *time.Time `json:"servedCheckedAt,omitempty"`
+	ServedError         string     `json:"servedError,omitempty"`
+	ServedMismatchSince *time.Time `json:"servedMismatchSince,omitempty"`
 }
 
 // Agent is the body of GET /api/v1/agents/{name}.

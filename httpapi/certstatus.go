@@ -77,6 +77,10 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 		if d.Current != nil {
 			ds.CurrentSerial, ds.RenewAt = d.Current.Serial, timePtr(d.RenewAt)
 		}
+		if sv := d.Served; sv != nil {
+			ds.ServedSerial, ds.ServedNotAfter, ds.ServedCheckedAt = sv.Serial, timePtr(sv.NotAfter), timePtr(sv.CheckedAt)
+			ds.ServedError, ds.ServedMismatchSince = sv.Error, timePtr(sv.MismatchSince)
+		}
 		st.Deployments = append(st.Deployments, ds)
 	}
 	return st, nil

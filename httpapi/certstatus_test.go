@@ -230,3 +230,74 @@ func TestSuspendedIsShown(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploymentShowsDesiredInstalledServed: the certificate status shows,
+// per deployment, what certops issued (currentSerial), what the agent
+// installed (serial) and what the service serves (served*), raw JSON
+// field names included.
+func TestDeploymentShowsDesiredInstalledServed(t *testing.T) {
+	ctx := context.Background()
+	st := storekit.Open(t)
+	shop := &spec.CertificateSpec{IssuerRef: "ca", CommonName: "shop.example.com",
+		Deploy: &spec.Deployment{Agents: []string{"web-01", "web-02"}, Files: spec.DeployFiles{Cert: "/etc/ssl/shop.pem"},
+			Verify: &spec.Verify{Address: "127.0.0.1:443"}}}
+	desired := storekit.Desired([]*spec.Object{
+		{Kind: spec.KindAgent, Name: "web-01", Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}},
+		{Kind: spec.KindAgent, Name: "web-02", Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("b", 64)}},
+		{Kind: spec.KindCertificate, Name: "shop", Spec: shop},
+	}...)
+	rev := state.Revision{Ref: "main", Commit: strings.Repeat("3", 40), Time: time.Now()}
+	storekit.Apply(t, st, rev, state.Status{LastAppliedRevision: rev.String()}, desired)
+	srv := httptest.NewServer(httpapi.NewHandler(st, httpapi.Config{Gatherer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler)))
+	t.Cleanup(srv.Close)
+
+	now := time.Now().UTC().Truncate(time.Second)
+	hash := assign.SpecHash(shop)
+	for _, agent := range []string{"web-01", "web-02"} {
+		for i, serial := range []string{"0a", "0b"} {
+			v := state.CertificateVersion{Certificate: "shop", Agent: agent, SpecHash: hash, Serial: serial + agent[4:], SHA256: "ff",
+				NotBefore: now, NotAfter: now.Add(time.Duration(i+1) * time.Hour), CertPEM: "c", ChainPEM: "c", Issuer: "ca", IssuedAt: now}
+			if _, err := st.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: agent, SpecHash: hash, Serial: "0b" + agent[4:],
+			Result: state.DeploymentInstalled, At: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// web-01's service still serves the first certificate; web-02's check failed.
+	if _, err := st.RecordServed(ctx, "web-01", []store.ServedCheck{{Certificate: "shop", Serial: "0a01", NotBefore: now,
+		NotAfter: now.Add(time.Hour), CheckedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordServed(ctx, "web-02", []store.ServedCheck{{Certificate: "shop", Error: "connection refused", CheckedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Status struct{ Deployments []map[string]any }
+	}
+	do(t, "GET", srv.URL+"/api/v1/certificates/shop", "", &raw)
+	ts := func(t time.Time) string { return t.Format(time.RFC3339) }
+	want := []map[string]any{
+		{"agent": "web-01", "currentSerial": "0b01", "serial": "0b01", "servedSerial": "0a01",
+			"servedNotAfter": ts(now.Add(time.Hour)), "servedCheckedAt": ts(now), "servedMismatchSince": ts(now)},
+		{"agent": "web-02", "currentSerial": "0b02", "serial": "0b02", "servedCheckedAt": ts(now), "servedError": "connection refused"},
+	}
+	if len(raw.Status.Deployments) != 2 {
+		t.Fatalf("deployments: %+v", raw.Status.Deployments)
+	}
+	for i, w := range want {
+		got := raw.Status.Deployments[i]
+		for k, v := range w {
+			if got[k] != v {
+				t.Errorf("deployment %d: %s = %v, want %v", i, k, got[k], v)
+			}
+		}
+		for _, k := range []string{"servedSerial", "servedNotAfter", "servedError", "servedMismatchSince"} {
+			if _, ok := w[k]; !ok && got[k] != nil {
+				t.Errorf("deployment %d: %s = %v, want it absent", i, k, got[k])
+			}
+		}
+	}
+}

@@ -180,6 +180,24 @@ func (r *Registry) CheckNames(name string, c *spec.CertificateSpec) error {
 	return nil
 }
 
+// CAExpirations maps each localCA issuer whose CA has loaded to when its
+// CA certificate ends (for CertopsIssuerExpiringSoon); other issuers are
+// absent.
+func (r *Registry) CAExpirations() map[string]time.Time {
+	now := r.now()
+	out := make(map[string]time.Time)
+	for name, e := range *r.issuers.Load() {
+		l, ok := e.issuer.(*localCA)
+		if !ok {
+			continue
+		}
+		if ca, err := l.current(now); err == nil {
+			out[name] = ca.Certificate().NotAfter
+		}
+	}
+	return out
+}
+
 // Status maps every issuer to "" when it is healthy, else to what is wrong.
 func (r *Registry) Status() map[string]string {
 	now := r.now()

@@ -398,3 +398,21 @@ func TestCheckNames(t *testing.T) {
 		t.Errorf("an undefined issuer: %v, want nil (its own status says why)", err)
 	}
 }
+
+// CAExpirations lists the loaded local CAs' ends, and nothing for a CA
+// that did not load or an ACME issuer.
+func TestCAExpirations(t *testing.T) {
+	r, _, _ := newTestRegistry(t)
+	dir := t.TempDir()
+	good := writeCA(t, dir, "good CA")
+	missing := spec.LocalCAIssuer{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: filepath.Join(dir, "missing.key")}
+	r.Sync([]*spec.Object{localCAObject("good", good), localCAObject("broken", missing), acmeObject("letsencrypt")})
+	ca, err := pki.LoadCA(good.CertFile, good.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.CAExpirations()
+	if len(got) != 1 || !got["good"].Equal(ca.Certificate().NotAfter) {
+		t.Errorf("CAExpirations() = %v, want only good at %s", got, ca.Certificate().NotAfter)
+	}
+}

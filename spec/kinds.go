@@ -432,6 +432,7 @@ func (c *checker) alertPolicy(s *AlertPolicySpec) {
 		{"spec.reconcileStalledAfter", s.ReconcileStalled},
 		{"spec.sourceStaleAfter", s.SourceStale},
 		{"spec.backupTooOldAfter", s.BackupTooOld},
+		{"spec.servedMismatchAfter", s.ServedMismatchAfter},
 		{"spec.renotifyInterval", s.RenotifyInterval},
 	} {
 		c.duration(d.path, d.value)

@@ -44,6 +44,7 @@ func TestParseFileErrors(t *testing.T) {
 			`alert.yaml:9: spec.jobFailureRatio.window: "0s" must be positive`,
 			`alert.yaml:10: spec.issuanceFailures.count: must not be negative`,
 			`alert.yaml:11: spec.notify[1]: duplicate of spec.notify[0]`,
+			`alert.yaml:12: spec.servedMismatchAfter: "-5m" must be positive`,
 		}},
 		{"alias.yaml", []string{
 			`alias.yaml:8: spec.deploy.<<: merge keys (<<) are not supported; alias the whole value instead`,

@@ -198,7 +198,7 @@ func fieldConstraints(typeName, field string) map[string]any {
 	case "CertificateSpec.duration", "CertificateSpec.renewBefore", "DNS01Challenge.propagationWait",
 		"AlertPolicySpec.renewalOverdueAfter", "AlertPolicySpec.agentOfflineAfter",
 		"AlertPolicySpec.reconcileStalledAfter", "AlertPolicySpec.sourceStaleAfter",
-		"AlertPolicySpec.backupTooOldAfter", "AlertPolicySpec.renotifyInterval",
+		"AlertPolicySpec.backupTooOldAfter", "AlertPolicySpec.renotifyInterval", "AlertPolicySpec.servedMismatchAfter",
 		"ExpiryThreshold.remaining", "FailureRatio.window", "CountThreshold.window", "BackupRetention.maxAge":
 		return duration
 	case "LocalCAIssuer.certFile", "LocalCAIssuer.keyFile", "ACMEIssuer.accountKeyFile", "ACMEIssuer.caBundleFile",

@@ -247,8 +247,11 @@ type AlertPolicySpec struct {
 	ReconcileStalled  string          `json:"reconcileStalledAfter,omitempty" yaml:"reconcileStalledAfter,omitempty"`
 	SourceStale       string          `json:"sourceStaleAfter,omitempty" yaml:"sourceStaleAfter,omitempty"`
 	BackupTooOld      string          `json:"backupTooOldAfter,omitempty" yaml:"backupTooOldAfter,omitempty"`
-	Notify            []string        `json:"notify,omitempty" yaml:"notify,omitempty"`
-	RenotifyInterval  string          `json:"renotifyInterval,omitempty" yaml:"renotifyInterval,omitempty"`
+	// ServedMismatchAfter: alert when an agent's service has served another
+	// certificate than the one installed for this long (default 30m).
+	ServedMismatchAfter string   `json:"servedMismatchAfter,omitempty" yaml:"servedMismatchAfter,omitempty"`
+	Notify              []string `json:"notify,omitempty" yaml:"notify,omitempty"`
+	RenotifyInterval    string   `json:"renotifyInterval,omitempty" yaml:"renotifyInterval,omitempty"`
 }
 
 // ExpiryThresholds fire when time left drops below a duration or a fraction of lifetime.

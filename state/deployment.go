@@ -48,6 +48,27 @@ type Deployment struct {
 	// ChangeSeq orders the writes of the row: each takes the next value of
 	// the sequence agent_change_seq once the row is locked.
 	ChangeSeq int64
+	// Served is what the agent's served checks found at the deployment's
+	// verify address; nil when never checked, and in the agent API's
+	// snapshot, which does not carry it (the read API's reads do).
+	Served *Served
+}
+
+// Served is what an agent's served checks last found at a deployment's
+// verify address (see agentproto.ServedReport).
+type Served struct {
+	// Serial, NotBefore and NotAfter are the leaf last served: kept through
+	// failed checks (the last thing known to be served); empty until a
+	// check succeeds.
+	Serial              string
+	NotBefore, NotAfter time.Time
+	// CheckedAt is when the latest check ran, Error its error ("" when it
+	// succeeded).
+	CheckedAt time.Time
+	Error     string
+	// MismatchSince is since when the served serial has differed from the
+	// installed one; zero while they are equal (or either is unknown).
+	MismatchSince time.Time
 }
 
 // DeploymentState is where one certificate stands on one agent.

@@ -24,6 +24,10 @@ type AlertFacts struct {
 	IssueFailures int
 	// BackupPolicy reports whether the desired state has a BackupPolicy.
 	BackupPolicy bool
+	// IssuerDurations are the certificates' lifetimes by issuer: each
+	// issuerRef with the longest spec.duration of the certificates naming
+	// it (spec.DefaultDuration where one leaves it out).
+	IssuerDurations map[string]time.Duration
 }
 
 // CertificateFacts is one certificate's installed validity and renewal
@@ -35,6 +39,15 @@ type CertificateFacts struct {
 	NotBefore, NotAfter time.Time
 	// RenewAt is the earliest renewal time of the current versions.
 	RenewAt time.Time
+	// ServedNotBefore and ServedNotAfter are those of the served
+	// certificate (the agents' served checks) that expires first; zero
+	// when nothing was seen served.
+	ServedNotBefore, ServedNotAfter time.Time
+	// ServedMismatchSince is the earliest time since which an agent's
+	// service has served another serial than the one installed; zero when
+	// none does. ServedMismatchAgents are those agents, sorted.
+	ServedMismatchSince  time.Time
+	ServedMismatchAgents []string
 }
 
 // AgentFacts is an agent of the desired state with its liveness.
@@ -54,7 +67,10 @@ func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince ti
 		rows, err := tx.Query(ctx, `
 			SELECT c.name,
 			       (array_agg(v.not_before ORDER BY d.installed_not_after) FILTER (WHERE d.installed_not_after IS NOT NULL))[1],
-			       min(d.installed_not_after), min(d.renew_at)
+			       min(d.installed_not_after), min(d.renew_at),
+			       (array_agg(d.served_not_before ORDER BY d.served_not_after) FILTER (WHERE d.served_not_after IS NOT NULL))[1],
+			       min(d.served_not_after), min(d.served_mismatch_since),
+			       array_agg(d.agent ORDER BY d.agent) FILTER (WHERE d.served_mismatch_since IS NOT NULL)
 			FROM objects c
 			JOIN deployments d ON d.certificate = c.name
 			JOIN objects a ON a.kind = $2 AND a.name = d.agent
@@ -71,9 +87,10 @@ func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince ti
 		}
 		f.Certificates, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (CertificateFacts, error) {
 			var c CertificateFacts
-			var notBefore, notAfter, renewAt *time.Time
-			err := row.Scan(&c.Name, &notBefore, &notAfter, &renewAt)
+			var notBefore, notAfter, renewAt, servedNotBefore, servedNotAfter, mismatch *time.Time
+			err := row.Scan(&c.Name, &notBefore, &notAfter, &renewAt, &servedNotBefore, &servedNotAfter, &mismatch, &c.ServedMismatchAgents)
 			c.NotBefore, c.NotAfter, c.RenewAt = deref(notBefore), deref(notAfter), deref(renewAt)
+			c.ServedNotBefore, c.ServedNotAfter, c.ServedMismatchSince = deref(servedNotBefore), deref(servedNotAfter), deref(mismatch)
 			return c, err
 		})
 		if err != nil {
@@ -107,6 +124,23 @@ func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince ti
 		).Scan(&f.Jobs, &f.FailedJobs, &f.IssueFailures, &f.BackupPolicy)
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)
+		}
+		// Few rows: one per issuer and distinct duration string.
+		rows, err = tx.Query(ctx, `
+			SELECT DISTINCT coalesce(spec->>'issuerRef', ''), coalesce(spec->>'duration', '')
+			FROM objects WHERE kind = $1`, string(spec.KindCertificate))
+		if err != nil {
+			return fmt.Errorf("issuer durations: %w", err)
+		}
+		f.IssuerDurations = map[string]time.Duration{}
+		var issuer, duration string
+		_, err = pgx.ForEachRow(rows, []any{&issuer, &duration}, func() error {
+			d := (&spec.CertificateSpec{Duration: duration}).DurationValue()
+			f.IssuerDurations[issuer] = max(f.IssuerDurations[issuer], d)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("issuer durations: %w", err)
 		}
 		return nil
 	})

@@ -50,6 +50,11 @@ const deploymentColumns = `d.certificate, d.agent, d.spec_hash, d.renew_at, d.in
 
 const deploymentFrom = ` FROM deployments d LEFT JOIN certificate_versions v ON v.id = d.current_version`
 
+// servedColumns follow deploymentColumns where a read also wants
+// Deployment.Served (scanDeploymentServed).
+const servedColumns = `, d.served_serial, d.served_not_before, d.served_not_after, d.served_checked_at,
+	d.served_error, d.served_mismatch_since`
+
 // Every write of a deployment row takes the next change_seq and records its
 // transaction in change_xid (see DeploymentsSince): nextChange in the
 // inserted values, changeSet in ON CONFLICT's update, where the sequence is
@@ -143,7 +148,9 @@ const ReportClockSkew = 5 * time.Minute
 // ErrUnknownSerial and nothing changes. A failed report of the issue stage
 // for the spec whose issue attempt the server recorded as issue-failed is
 // the agent's account of that same attempt: the server's state and error,
-// which say why, stay. It returns the deployment as written.
+// which say why, stay. An installed report clears the served mismatch (the
+// verify step has just compared them; the next served check tells again).
+// It returns the deployment as written.
 func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Deployment, error) {
 	switch r.Result {
 	case state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack:
@@ -167,6 +174,7 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 				installed_serial    = CASE WHEN $7 THEN excluded.installed_serial ELSE d.installed_serial END,
 				installed_spec_hash = CASE WHEN $7 THEN excluded.installed_spec_hash ELSE d.installed_spec_hash END,
 				installed_not_after = CASE WHEN $7 THEN excluded.installed_not_after ELSE d.installed_not_after END,
+				served_mismatch_since = CASE WHEN $7 THEN NULL ELSE d.served_mismatch_since END,
 				state           = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.state ELSE excluded.state END,
 				state_spec_hash = excluded.state_spec_hash,
 				last_error      = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_error ELSE excluded.last_error END,
@@ -187,6 +195,58 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 		return state.Deployment{}, fmt.Errorf("store: record report of %s for %s: %w", r.Certificate, r.Agent, err)
 	}
 	return d, nil
+}
+
+// ServedCheck is one served check of an agent (agentproto.ServedCheck,
+// checked by the agent API): Serial, NotBefore and NotAfter, or Error.
+type ServedCheck struct {
+	Certificate         string
+	Serial              string
+	NotBefore, NotAfter time.Time
+	Error               string
+	CheckedAt           time.Time
+}
+
+// RecordServed records an agent's served checks on its deployments, in one
+// statement: the served leaf (a failed check keeps the last one and
+// records its error), the time of the check, and the mismatch: set to the
+// check's time when the served serial first differs from the installed
+// one, kept while it differs, cleared when they are equal (or nothing is
+// installed); a failed check leaves it as it was. A check of a certificate
+// without a deployment row (nothing issued to the agent yet), or older than
+// the check recorded, changes nothing. Served checks do not take a
+// change_seq: the agent API's snapshot does not carry them. It returns how
+// many deployments were updated.
+func (s *Store) RecordServed(ctx context.Context, agent string, checks []ServedCheck) (int, error) {
+	n := len(checks)
+	certs, serials, errs := make([]string, n), make([]string, n), make([]string, n)
+	notBefore, notAfter, at := make([]*time.Time, n), make([]*time.Time, n), make([]time.Time, n)
+	for i, c := range checks {
+		certs[i], serials[i], errs[i], at[i] = c.Certificate, c.Serial, c.Error, c.CheckedAt
+		if c.Error == "" {
+			notBefore[i], notAfter[i] = &checks[i].NotBefore, &checks[i].NotAfter
+		}
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE deployments AS d SET
+			served_serial     = CASE WHEN c.error = '' THEN c.serial ELSE d.served_serial END,
+			served_not_before = CASE WHEN c.error = '' THEN c.not_before ELSE d.served_not_before END,
+			served_not_after  = CASE WHEN c.error = '' THEN c.not_after ELSE d.served_not_after END,
+			served_checked_at = c.checked_at,
+			served_error      = c.error,
+			served_mismatch_since = CASE
+				WHEN c.error <> '' THEN d.served_mismatch_since
+				WHEN d.installed_serial = '' OR c.serial = d.installed_serial THEN NULL
+				ELSE coalesce(d.served_mismatch_since, c.checked_at) END
+		FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[])
+			AS c(certificate, serial, not_before, not_after, error, checked_at)
+		WHERE d.agent = $1 AND d.certificate = c.certificate
+			AND (d.served_checked_at IS NULL OR d.served_checked_at <= c.checked_at)`,
+		agent, certs, serials, notBefore, notAfter, errs, at)
+	if err != nil {
+		return 0, fmt.Errorf("store: record served checks of %s: %w", agent, err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // DeploymentsSince returns every deployment written by a transaction that
@@ -217,13 +277,14 @@ func (s *Store) DeploymentsSince(ctx context.Context, mark int64) ([]state.Deplo
 	return out, next, nil
 }
 
-// CertificateDeployments returns the deployments of one certificate, by agent.
+// CertificateDeployments returns the deployments of one certificate, by
+// agent, with what is served (Deployment.Served).
 func (s *Store) CertificateDeployments(ctx context.Context, certificate string) ([]state.Deployment, error) {
 	return s.deploymentsOf(ctx, "d.certificate = $1 ORDER BY d.agent", certificate)
 }
 
 // AgentDeployments returns every deployment of the named agent, by
-// certificate.
+// certificate, with what is served (Deployment.Served).
 func (s *Store) AgentDeployments(ctx context.Context, agent string) ([]state.Deployment, error) {
 	return s.deploymentsOf(ctx, "d.agent = $1 ORDER BY d.certificate", agent)
 }
@@ -231,11 +292,11 @@ func (s *Store) AgentDeployments(ctx context.Context, agent string) ([]state.Dep
 // deploymentsOf returns the deployments where (a constant condition on d,
 // with its order) holds for name.
 func (s *Store) deploymentsOf(ctx context.Context, where, name string) ([]state.Deployment, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+deploymentFrom+" WHERE "+where, name)
+	rows, err := s.pool.Query(ctx, "SELECT "+deploymentColumns+servedColumns+deploymentFrom+" WHERE "+where, name)
 	if err != nil {
 		return nil, fmt.Errorf("store: deployments of %s: %w", name, err)
 	}
-	out, err := pgx.CollectRows(rows, scanDeployment)
+	out, err := pgx.CollectRows(rows, scanDeploymentServed)
 	if err != nil {
 		return nil, fmt.Errorf("store: deployments of %s: %w", name, err)
 	}
@@ -287,6 +348,25 @@ func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) 
 }
 
 func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) {
+	return scanDeploymentWith(row, nil)
+}
+
+// scanDeploymentServed scans deploymentColumns and servedColumns.
+func scanDeploymentServed(row pgx.CollectableRow) (state.Deployment, error) {
+	var sv state.Served
+	var notBefore, notAfter, checkedAt, mismatch *time.Time
+	d, err := scanDeploymentWith(row, []any{&sv.Serial, &notBefore, &notAfter, &checkedAt, &sv.Error, &mismatch})
+	if err != nil || checkedAt == nil {
+		return d, err
+	}
+	sv.NotBefore, sv.NotAfter, sv.CheckedAt, sv.MismatchSince = deref(notBefore), deref(notAfter), *checkedAt, deref(mismatch)
+	d.Served = &sv
+	return d, nil
+}
+
+// scanDeploymentWith scans deploymentColumns, then the extra columns into
+// their destinations.
+func scanDeploymentWith(row pgx.CollectableRow, extra []any) (state.Deployment, error) {
 	var d state.Deployment
 	var renewAt, installedNotAfter, lastAttempt, notBefore *time.Time
 	var failures int32
@@ -295,10 +375,11 @@ func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) {
 		vSpecHash, vSerial, vSHA, vCert, vChain, vIssuer *string
 		vNotBefore, vNotAfter, vIssuedAt                 *time.Time
 	)
-	err := row.Scan(&d.Certificate, &d.Agent, &d.SpecHash, &renewAt, &d.InstalledSerial,
+	dest := []any{&d.Certificate, &d.Agent, &d.SpecHash, &renewAt, &d.InstalledSerial,
 		&d.InstalledSpecHash, &installedNotAfter, &d.State, &d.StateSpecHash, &d.LastError, &lastAttempt, &failures,
 		&notBefore, &d.UpdatedAt, &d.ChangeSeq,
-		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt)
+		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt}
+	err := row.Scan(append(dest, extra...)...)
 	if err != nil {
 		return d, err
 	}

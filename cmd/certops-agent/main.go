@@ -118,6 +118,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.DurationEnv(&c.PollInterval, "interval", agent.DefaultPollInterval, "how often to poll for assignments")
 	fs.DurationEnv(&c.ReloadTimeout, "reload-timeout", agent.DefaultReloadTimeout, "how long a reload command may run")
 	fs.DurationEnv(&c.VerifyTimeout, "verify-timeout", agent.DefaultVerifyTimeout, "timeout of one verification dial")
+	fs.DurationEnv(&c.ServedCheckInterval, "served-check-interval", agent.DefaultServedCheckInterval,
+		"how often to check and report what each verify address serves (±10 % jitter); 0 turns the checks off")
 	fs.StringEnv(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringEnv(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolEnv(&c.Once, "once", false, "run one sync and exit (exit status 1 if it failed)")
@@ -133,6 +135,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		if req.v == "" {
 			errs = append(errs, fmt.Errorf("--%s (or %s) is required", req.name, fs.EnvName(req.name)))
 		}
+	}
+	switch {
+	case c.ServedCheckInterval < 0:
+		errs = append(errs, fmt.Errorf("--served-check-interval %s: must not be negative (0 turns the checks off)", c.ServedCheckInterval))
+	case c.ServedCheckInterval == 0:
+		c.ServedCheckInterval = -1 // agent.Config: negative is off
 	}
 	c.AllowedDirs = append(c.AllowedDirs, envflag.SplitList(c.AllowDirs)...)
 	if c.PolicyFile != "" {

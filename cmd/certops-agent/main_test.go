@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certops/certops/agent"
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/testkit"
 )
@@ -57,6 +59,10 @@ func TestBadEnvAndLogFlags(t *testing.T) {
 	if code, _, errOut := runCmd(t, map[string]string{"CERTOPS_AGENT_INTERVAL": "soon"}, base...); code != 2 || !strings.Contains(errOut, "CERTOPS_AGENT_INTERVAL") {
 		t.Errorf("bad interval env: code %d, stderr %q", code, errOut)
 	}
+	if code, _, errOut := runCmd(t, map[string]string{"CERTOPS_AGENT_SERVED_CHECK_INTERVAL": "hourly"}, base...); code != 2 ||
+		!strings.Contains(errOut, "CERTOPS_AGENT_SERVED_CHECK_INTERVAL") {
+		t.Errorf("bad served check interval env: code %d, stderr %q", code, errOut)
+	}
 	if code, _, errOut := runCmd(t, nil, append(base, "--log-format", "xml")...); code != 2 || !strings.Contains(errOut, "--log-format") {
 		t.Errorf("bad log format: code %d, stderr %q", code, errOut)
 	}
@@ -75,6 +81,7 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		append([]string{"--server", "http://127.0.0.1:1", "--interval", "often"}, base...),
 		append([]string{"--server", "ftp://certops.example.com"}, base...),
 		append([]string{"--server", "http://127.0.0.1:1", "--allow-dirs", "relative/dir"}, base...),
+		append([]string{"--server", "http://127.0.0.1:1", "--served-check-interval", "-1m"}, base...),
 	} {
 		if code, _, errOut := runCmd(t, nil, args...); code != 2 || errOut == "" {
 			t.Errorf("certops-agent %s: code %d, stderr %q; want 2 and a message", strings.Join(args, " "), code, errOut)
@@ -252,5 +259,34 @@ func TestPolicyFile(t *testing.T) {
 	}
 	if c.Policy == nil || len(c.Policy.AllowedReloads) != 1 || c.Policy.AllowedDirs[0] != "/etc/ssl/shop" || c.AllowedDirs[0] != "/var/www/acme" {
 		t.Errorf("config = %+v, policy %+v", c.Config, c.Policy)
+	}
+}
+
+// --served-check-interval defaults to ten minutes; 0 turns the checks off
+// (a negative agent.Config value).
+func TestServedCheckIntervalFlag(t *testing.T) {
+	base := []string{"--server", "http://127.0.0.1:1", "--name", "n", "--token-file", "t", "--state-dir", "s"}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want time.Duration
+	}{
+		{base, "", agent.DefaultServedCheckInterval},
+		{append(base, "--served-check-interval", "0"), "", -1},
+		{base, "5m", 5 * time.Minute},
+	} {
+		getenv := func(k string) string {
+			if k == "CERTOPS_AGENT_SERVED_CHECK_INTERVAL" {
+				return tc.env
+			}
+			return ""
+		}
+		c, err := parseFlags(tc.args, getenv, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ServedCheckInterval != tc.want {
+			t.Errorf("%v env %q: ServedCheckInterval = %s, want %s", tc.args, tc.env, c.ServedCheckInterval, tc.want)
+		}
 	}
 }

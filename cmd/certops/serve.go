@@ -188,7 +188,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	// Each evaluation's firing alerts go to the notifier, which sends each
 	// once per state change through the channels the AlertPolicy names.
 	notifier := notify.New(st, logger, notify.NewMetrics(reg), notify.Options{})
+	// The issuers the agent API signs with (on every replica, from its own
+	// snapshot of the database); the monitor reads their CAs' expiry.
+	// lego logs through its own package-level logger; route it into ours.
+	legolog.SetDefault(logger.With("component", "lego"))
+	registry := issuer.NewRegistry(logger, issuer.WithACME(issuer.ACMEOptions{Metrics: issuer.NewACMEMetrics(reg)}))
 	monitor := alerting.NewMonitor(st, reg, logger, alerting.MonitorOptions{
+		CAExpirations:          registry.CAExpirations,
+		NoPerCertificateSeries: !cfg.PerCertificateMetrics,
 		LastBackup: func(ctx context.Context) (time.Time, error) {
 			stats, err := st.BackupStats(ctx)
 			return stats.LastSuccess, err
@@ -203,11 +210,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if err != nil {
 		return err
 	}
-	// The agent API (own authentication per agent) and the issuers it signs
-	// with; every replica serves it from its own snapshot of the database.
-	// lego logs through its own package-level logger; route it into ours.
-	legolog.SetDefault(logger.With("component", "lego"))
-	registry := issuer.NewRegistry(logger, issuer.WithACME(issuer.ACMEOptions{Metrics: issuer.NewACMEMetrics(reg)}))
+	// The agent API (own authentication per agent); every replica serves it
+	// from its own snapshot of the database.
 	agents := newAgentAPI(st, registry, notifier, reg, cfg.PerCertificateMetrics, logger)
 	// The agent API's snapshot shares the objects the reconciler loads (on
 	// the leader) instead of decoding a second copy of each.
