@@ -74,7 +74,7 @@ func serveCmd(ctx context.Context, env cliEnv, args []string) int {
 	f := newFlagSet(env, "serve")
 	cfg := declareServe(f)
 	newLogger := f.logFlags()
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return parseExit(err)
 	}
 	logger, err := newLogger()
@@ -196,7 +196,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 				logger.Warn("sync alert notifications", "err", err)
 			}
 		}})
+	// Webhooks and operators' reconcile requests (POST /hooks/reconcile,
+	// with the API's token) wake the leader's reconciler, through the
+	// store's relay when it runs on another replica.
 	wake := make(chan struct{}, 1)
+	cfg.Hooks.ReconcileToken = token
 	hooks, err := webhook.NewHandler(cfg.Hooks, func() { poke(wake) }, logger, webhook.NewMetrics(reg))
 	if err != nil {
 		return err
