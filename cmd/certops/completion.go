@@ -28,7 +28,7 @@ type completionCommand struct {
 
 // Shared flag lists.
 var (
-	logFlags    = []completionFlag{{name: "log-format", values: []string{"text", "json"}}, {name: "log-level", values: []string{"debug", "info", "warn", "error"}}}
+	logFlags       = []completionFlag{{name: "log-format", values: []string{"text", "json"}}, {name: "log-level", values: []string{"debug", "info", "warn", "error"}}}
 	apiClientFlags = []completionFlag{{name: "server"}, {name: "token-file"}, {name: "ca-file"}}
 )
 
