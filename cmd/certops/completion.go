@@ -26,12 +26,6 @@ type completionCommand struct {
 	flags      []completionFlag
 }
 
-// Shared flag lists.
-var (
-	logFlags       = []completionFlag{{name: "log-format", values: []string{"text", "json"}}, {name: "log-level", values: []string{"debug", "info", "warn", "error"}}}
-	apiClientFlags = []completionFlag{{name: "server"}, {name: "token-file"}, {name: "ca-file"}}
-)
-
 func flagNames(bools bool, names ...string) []completionFlag {
 	out := make([]completionFlag, len(names))
 	for i, n := range names {
@@ -52,6 +46,8 @@ func joinFlags(lists ...[]completionFlag) []completionFlag {
 // from. TestCompletionTableMatchesParser checks it against the usage text
 // and every command's flags (-h), so it cannot drift from the parser.
 func completionTable() []completionCommand {
+	logFlags := []completionFlag{{name: "log-format", values: []string{"text", "json"}}, {name: "log-level", values: []string{"debug", "info", "warn", "error"}}}
+	apiClientFlags := []completionFlag{{name: "server"}, {name: "token-file"}, {name: "ca-file"}}
 	return []completionCommand{
 		{name: "serve", desc: "run the reconciler, the status API and the webhook receivers", flags: joinFlags(
 			flagNames(false, "api-token-file", "cache-dir", "database-url", "database-wait", "db-idle-in-transaction-timeout",
@@ -83,7 +79,7 @@ func completionTable() []completionCommand {
 		{name: "status", desc: "the reconciler's status", flags: joinFlags(apiClientFlags,
 			[]completionFlag{{name: "o", values: []string{outTable, outJSON, outYAML}}})},
 		{name: "get", desc: "list certificates, agents or revisions", args: []string{"certificates", "agents", "revisions"},
-			flags: joinFlags(apiClientFlags, flagNames(false, "l", "limit"), []completionFlag{{name: "o", values: outputFormats}})},
+			flags: joinFlags(apiClientFlags, flagNames(false, "l", "limit"), []completionFlag{{name: "o", values: []string{outTable, outWide, outJSON, outYAML}}})},
 		{name: "describe", desc: "one certificate or agent in detail", args: []string{"certificate", "agent"},
 			flags: joinFlags(apiClientFlags, []completionFlag{{name: "o", values: []string{outTable, outJSON, outYAML}}})},
 		{name: "reconcile", desc: "ask the reconciler to fetch now", flags: joinFlags(apiClientFlags,

@@ -26,23 +26,23 @@ func main() {
 const usage = `usage: certops COMMAND [flags]
 
 commands:
-  serve      run the reconciler, the status API and the webhook receivers
-  migrate    apply database migrations and exit
-  validate   validate a config directory: certops validate [DIR]
-  plan       offline diff between two revisions: certops plan --repo DIR --base REV --head REV
-  rules      print the Prometheus alerting rules: certops rules [DIR] [--format rules|prometheusrule]
-  demo       run everything locally on the bundled example repo
-  ca         create a local CA: certops ca init --out DIR
-  backup     take a backup per the BackupPolicy: certops backup [--destination DIR] [--force]
-  restore    restore a backup into an empty database: certops restore --file FILE
-  version    print the version
+  serve       run the reconciler, the status API and the webhook receivers
+  migrate     apply database migrations and exit
+  validate    validate a config directory: certops validate [DIR]
+  plan        offline diff between two revisions: certops plan --repo DIR --base REV --head REV
+  rules       print the Prometheus alerting rules: certops rules [DIR] [--format rules|prometheusrule]
+  demo        run everything locally on the bundled example repo
+  ca          create a local CA: certops ca init --out DIR
+  backup      take a backup per the BackupPolicy: certops backup [--destination DIR] [--force]
+  restore     restore a backup into an empty database: certops restore --file FILE
+  version     print the version
 
 operator commands (talk to a running reconciler: --server, --token-file, --ca-file):
-  status     the reconciler's status: revisions, conditions, errors, alerts
-  get        list objects: certops get certificates|agents|revisions [-l k=v] [-o table|wide|json|yaml]
-  describe   one object in detail: certops describe certificate|agent NAME
-  reconcile  ask the reconciler to fetch now: certops reconcile [--wait] [--timeout 2m]
-  completion print a shell completion script: certops completion bash|zsh|fish
+  status      the reconciler's status: revisions, conditions, errors, alerts
+  get         list objects: certops get certificates|agents|revisions [-l k=v] [-o table|wide|json|yaml]
+  describe    one object in detail: certops describe certificate|agent NAME
+  reconcile   ask the reconciler to fetch now: certops reconcile [--wait] [--timeout 2m]
+  completion  print a shell completion script: certops completion bash|zsh|fish
 
 Run "certops COMMAND -h" for the flags of a command.
 `

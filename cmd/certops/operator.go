@@ -202,11 +202,18 @@ func orDash(s string) string {
 	return s
 }
 
-// getKinds are the kinds `certops get` lists, with their short names.
-var getKinds = map[string]string{
-	"certificates": "certificates", "certificate": "certificates", "certs": "certificates", "cert": "certificates",
-	"agents": "agents", "agent": "agents",
-	"revisions": "revisions", "revision": "revisions", "revs": "revisions",
+// kindOf is the kind `certops get` and `describe` mean by word: its
+// plural, singular or short name.
+func kindOf(word string) (string, bool) {
+	switch word {
+	case "certificates", "certificate", "certs", "cert":
+		return "certificates", true
+	case "agents", "agent":
+		return "agents", true
+	case "revisions", "revision", "revs":
+		return "revisions", true
+	}
+	return "", false
 }
 
 // getCmd: certops get certificates|agents|revisions [-l k=v] [-o FORMAT]
@@ -230,12 +237,12 @@ func getCmd(ctx context.Context, env cliEnv, args []string) int {
 	if len(pos) != 1 {
 		return usageError(f, "get takes one kind: certificates, agents or revisions")
 	}
-	kind, ok := getKinds[pos[0]]
+	kind, ok := kindOf(pos[0])
 	if !ok {
 		return usageError(f, fmt.Sprintf("unknown kind %q: want certificates, agents or revisions", pos[0]))
 	}
 	fail := func(err error) int { return env.fail("certops get", cf.explain(err)) }
-	if err := checkOutput(*output, outputFormats...); err != nil {
+	if err := checkOutput(*output, outTable, outWide, outJSON, outYAML); err != nil {
 		return fail(err)
 	}
 	if *limit < 0 {
@@ -418,7 +425,7 @@ func describeCmd(ctx context.Context, env cliEnv, args []string) int {
 	if len(pos) != 2 {
 		return usageError(f, "describe takes a kind (certificate or agent) and a NAME")
 	}
-	kind, ok := getKinds[pos[0]]
+	kind, ok := kindOf(pos[0])
 	if !ok || kind == "revisions" {
 		return usageError(f, fmt.Sprintf("unknown kind %q: want certificate or agent", pos[0]))
 	}

@@ -201,9 +201,6 @@ const (
 	outYAML  = "yaml"
 )
 
-// outputFormats are the -o values, in the order the help lists them.
-var outputFormats = []string{outTable, outWide, outJSON, outYAML}
-
 // checkOutput is bad usage unless o is one of formats.
 func checkOutput(o string, formats ...string) error {
 	for _, f := range formats {
