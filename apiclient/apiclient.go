@@ -180,7 +180,11 @@ func (c *Client) AllRevisions(ctx context.Context, max int) (apiv1.RevisionList,
 			return apiv1.RevisionList{}, err
 		}
 		out.Items = append(out.Items, page.Items...)
-		if len(page.Items) == 0 || (max > 0 && len(out.Items) >= max) {
+		if max > 0 && len(out.Items) >= max {
+			out.Items = out.Items[:max]
+			return out, nil
+		}
+		if len(page.Items) == 0 {
 			return out, nil
 		}
 		last := page.Items[len(page.Items)-1].ID
@@ -205,7 +209,10 @@ func all[T any](ctx context.Context, q apiv1.ListQuery, max int, page func(conte
 			return nil, err
 		}
 		out = append(out, items...)
-		if next == "" || next == q.After || (max > 0 && len(out) >= max) {
+		if max > 0 && len(out) >= max {
+			return out[:max], nil
+		}
+		if next == "" || next == q.After {
 			return out, nil
 		}
 		q.After = next

@@ -89,6 +89,9 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = runCmd(t, env, "status", "--state-dir", stateDir)
+	if code != 0 {
+		t.Errorf("status: exit %d", code)
+	}
 	for _, want := range []string{"failed: certificate api: policy: HostPolicyRefused", "Last report:  2026-12-05T10:00:00Z", "api failed at stage policy",
 		"CERTIFICATE", "shop         0a1b2c", notAfter.Format(time.RFC3339), "3, next try 2030-01-01T00:00:00Z", "(refused by the host policy)"} {
 		if !strings.Contains(out, want) {
