@@ -693,7 +693,8 @@ func reconcileCmd(ctx context.Context, env cliEnv, args []string) int {
 // waitForPass polls the status until a reconcile pass fetched after
 // requestedAt (lastFetchAt, set by every fetch that read the head, or
 // lastAttemptedAt, set when a new revision was applied or refused) and
-// returns that status. On timeout it returns the last status read and an
+// finished (not Reconciling with reason Progressing: an apply running),
+// and returns that status. On timeout it returns the last status read and an
 // error wrapping context.DeadlineExceeded.
 func waitForPass(ctx context.Context, cl *apiclient.Client, requestedAt time.Time, timeout, every time.Duration) (apiv1.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -707,7 +708,13 @@ func waitForPass(ctx context.Context, cl *apiclient.Client, requestedAt time.Tim
 		switch {
 		case err == nil:
 			last = st
-			if after(st.LastFetchAt) || after(st.LastAttemptedAt) {
+			// An apply in progress is saved before it runs (Reconciling,
+			// Progressing, with the new lastFetchAt): wait for its end.
+			applying := false
+			if c, ok := st.Condition(state.ConditionReconciling); ok && c.Status == state.True && c.Reason == state.ReasonProgressing {
+				applying = true
+			}
+			if !applying && (after(st.LastFetchAt) || after(st.LastAttemptedAt)) {
 				return st, nil
 			}
 			// A failed fetch records no time, only its condition: a

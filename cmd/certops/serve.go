@@ -111,7 +111,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.StringEnv(&c.Git.SSHKeyFile, "git-ssh-key-file", "", "SSH private key file")
 	f.StringEnv(&c.Git.KnownHostsFile, "git-known-hosts-file", "", "SSH known_hosts file")
 	f.StringEnv(&c.GitCAFile, "git-ca-file", "", "CA bundle for an HTTPS git server")
-	f.StringEnv(&c.APITokenFile, "api-token-file", "", "file holding the bearer token required on /api/ and /metrics")
+	f.StringEnv(&c.APITokenFile, "api-token-file", "", "file holding the bearer token required on /api/, /metrics and POST /hooks/reconcile")
 	f.StringEnv(&c.Hooks.GitHubSecretFile, "github-webhook-secret-file", "", "GitHub webhook secret file (enables /hooks/github)")
 	f.StringEnv(&c.Hooks.GitLabTokenFile, "gitlab-webhook-token-file", "", "GitLab webhook token file (enables /hooks/gitlab)")
 	f.StringEnv(&c.Hooks.GenericSecretFile, "generic-webhook-secret-file", "", "HMAC secret file (enables /hooks/generic)")
