@@ -201,6 +201,7 @@ type Agent struct {
 	identified  bool                    // the server named this agent as the token's (see poll)
 	reloadAfter []string                // reload argv owed after a startup rollback
 	nextServed  time.Time               // when the next round of served checks is due
+	syncNow     chan struct{}           // SyncNow: end Run's wait (capacity 1)
 
 	// Tuning and fault injection for tests.
 	backoffBase  time.Duration // first retry delay of Run; default 1s
@@ -252,6 +253,7 @@ func New(cfg Config) (*Agent, error) {
 		verifyWindow: verifyWindow,
 		geteuid:      os.Geteuid,
 		dirs:         cfg.allowedDirs(),
+		syncNow:      make(chan struct{}, 1),
 	}
 	if err := a.recoverJournal(); err != nil {
 		return nil, fmt.Errorf("recover interrupted install: %w", err)
@@ -354,6 +356,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if serverErr == nil {
 			a.checkServedIfDue(ctx)
 		}
+		a.state.recordSync(a.now(), errors.Join(serverErr, deployErr), a.log)
 		if deployErr != nil {
 			a.log.Warn("deployment failed", "err", deployErr)
 		}
@@ -372,8 +375,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			a.log.Info("agent stopped")
 			return nil
+		case <-a.syncNow:
+			a.log.Info("sync requested; syncing now")
 		case <-time.After(wait):
 		}
+	}
+}
+
+// SyncNow asks Run for a pass now: the wait for the next poll (or the
+// backoff after failures) ends at once, and a pass in progress is followed
+// by another. Requests while one is pending join it. It never blocks and,
+// unlike the rest of Agent, may be called from any goroutine
+// (certops-agent calls it on SIGHUP).
+func (a *Agent) SyncNow() {
+	select {
+	case a.syncNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -406,7 +423,9 @@ func jitter(d time.Duration, f float64) time.Duration {
 // whose deployment failed.
 func (a *Agent) SyncOnce(ctx context.Context) error {
 	deployErr, serverErr := a.sync(ctx)
-	return errors.Join(serverErr, deployErr)
+	err := errors.Join(serverErr, deployErr)
+	a.state.recordSync(a.now(), err, a.log)
+	return err
 }
 
 // sync is SyncOnce with the failures kept apart: serverErr (the pass could
@@ -549,6 +568,9 @@ func (a *Agent) flushReports(ctx context.Context) {
 		}
 		if err != nil {
 			a.log.Warn("server refused report; dropping it", "certificate", a.reports[0].Certificate, "err", err)
+		} else {
+			r := a.reports[0]
+			a.state.st.LastReport = &ReportRecord{At: r.At, Certificate: r.Certificate, Result: r.Result, Stage: r.Stage}
 		}
 		a.reports = a.reports[1:]
 	}

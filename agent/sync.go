@@ -287,7 +287,8 @@ func (a *Agent) commit(as agentproto.Assignment, cert *issuedCert, key *hostKey,
 		return err
 	}
 	err := a.state.update(as.Name, func(s *certState) {
-		*s = certState{Serial: cert.Serial, SHA256: cert.sha256, SpecHash: as.SpecHash, KeyFile: keyPath, Reissue: as.Reissue, InstalledAt: a.now().UTC()}
+		*s = certState{Serial: cert.Serial, SHA256: cert.sha256, SpecHash: as.SpecHash, KeyFile: keyPath, Reissue: as.Reissue, InstalledAt: a.now().UTC(),
+			NotAfter: cert.NotAfter.UTC()}
 	})
 	if err != nil {
 		a.log.Error("save state", "err", err)

@@ -1,7 +1,8 @@
 // Package apiv1 holds the wire types of the read-only status API under
-// /api/v1/: what `certops serve` writes (httpapi), what the dashboard
-// renders, what the operator CLI reads, and what the OpenAPI document
-// describes. It holds types only, so a client links no server code.
+// /api/v1/ (and the answer of POST /hooks/reconcile): what `certops serve`
+// writes (httpapi, webhook), what the dashboard renders, what the operator
+// CLI reads (apiclient), and what the OpenAPI document describes. It holds
+// types only, so a client links no server code.
 package apiv1
 
 import (
@@ -286,4 +287,14 @@ type CertificateVersion struct {
 	NotAfter  time.Time `json:"notAfter"`
 	Issuer    string    `json:"issuer"`
 	IssuedAt  time.Time `json:"issuedAt"`
+}
+
+// ReconcileRequest is the 202 answer of POST /hooks/reconcile: the
+// reconciler was asked to fetch now. The pass that answers it fetched
+// after RequestedAt: the status's lastFetchAt (any fetch that read the
+// head, unchanged or not) or lastAttemptedAt (a new revision applied or
+// refused) is then later than RequestedAt.
+type ReconcileRequest struct {
+	Status      string    `json:"status"` // accepted
+	RequestedAt time.Time `json:"requestedAt"`
 }

@@ -51,7 +51,7 @@ func (s *Set) StringEnv(p *string, name, def, help string) {
 // DurationEnv defines a duration flag defaulting to its environment variable.
 func (s *Set) DurationEnv(p *time.Duration, name string, def time.Duration, help string) {
 	if v := s.getenv(s.EnvName(name)); v != "" {
-		d, err := time.ParseDuration(v)
+		d, err := ParseDuration(v)
 		if err != nil {
 			s.errs = append(s.errs, fmt.Errorf("%s: %w", s.EnvName(name), err))
 		} else {
@@ -59,6 +59,48 @@ func (s *Set) DurationEnv(p *time.Duration, name string, def time.Duration, help
 		}
 	}
 	s.DurationVar(p, name, def, s.help(name, help))
+}
+
+// DurationVar defines a duration flag, as flag.FlagSet's does, but a bad
+// value is explained (a number without a unit says so) and the help says
+// what a duration looks like.
+func (s *Set) DurationVar(p *time.Duration, name string, def time.Duration, help string) {
+	*p = def
+	s.Var((*durationValue)(p), name, help+" (a `duration`: 30s, 5m, 1h30m)")
+}
+
+// Duration is DurationVar returning the variable.
+func (s *Set) Duration(name string, def time.Duration, help string) *time.Duration {
+	p := new(time.Duration)
+	s.DurationVar(p, name, def, help)
+	return p
+}
+
+// durationValue is the flag.Value of DurationVar.
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return (*time.Duration)(d).String() }
+
+func (d *durationValue) Set(v string) error {
+	parsed, err := ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(parsed)
+	return nil
+}
+
+// ParseDuration is time.ParseDuration with errors a person acts on: a
+// number without a unit ("5") is told to add one.
+func ParseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err == nil {
+		return d, nil
+	}
+	if _, numErr := strconv.ParseFloat(strings.TrimSpace(v), 64); numErr == nil {
+		return 0, fmt.Errorf("%q has no unit: write it as %ss, %sm or %sh", v, v, v, v)
+	}
+	return 0, fmt.Errorf("%q is not a duration: write it like 30s, 5m or 1h30m", v)
 }
 
 // IntEnv defines an integer flag defaulting to its environment variable.

@@ -81,3 +81,37 @@ func TestLoggerFormats(t *testing.T) {
 		t.Error("an unknown format is accepted")
 	}
 }
+
+// TestDurationsExplainTheirErrors: a number without a unit, in a flag or
+// its variable, is told to add one; a good value parses.
+func TestDurationsExplainTheirErrors(t *testing.T) {
+	for _, tc := range []struct {
+		flag, env string
+		want      string // in the error; "" for none
+	}{
+		{"--interval=5", "", `"5" has no unit: write it as 5s, 5m or 5h`},
+		{"--interval=1.5", "", `"1.5" has no unit`},
+		{"--interval=soon", "", `"soon" is not a duration: write it like 30s, 5m or 1h30m`},
+		{"", "5", `CERTOPS_INTERVAL: "5" has no unit`},
+		{"--interval=90s", "", ""},
+	} {
+		var out strings.Builder
+		s := envflag.New("test", "CERTOPS_", func(string) string { return tc.env }, &out)
+		var d time.Duration
+		s.DurationEnv(&d, "interval", time.Minute, "poll interval")
+		var args []string
+		if tc.flag != "" {
+			args = []string{tc.flag}
+		}
+		err := s.Parse(args)
+		if tc.want == "" {
+			if err != nil || d != 90*time.Second {
+				t.Errorf("%s: got %v, %v; want 1m30s", tc.flag, d, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error()+out.String(), tc.want) {
+			t.Errorf("%s %s: error %v, output %q; want %q", tc.flag, tc.env, err, out.String(), tc.want)
+		}
+	}
+}

@@ -190,3 +190,34 @@ func WriteHTTP(w http.ResponseWriter, err error) {
 	w.WriteHeader(HTTPStatus(err))
 	_ = json.NewEncoder(w).Encode(body)
 }
+
+// FromAnswer is the error a client makes of a server's error answer: the
+// kind whose default wire code the body carries, or, for a code that is no
+// kind's default (csr_mismatch) or an answer that is not certops' (a
+// proxy's 502: Unavailable), the kind of the HTTP status; the body's code is kept and
+// its message is the error's. An empty message reads as the status text.
+func FromAnswer(status int, body agentproto.ErrorBody) error {
+	kind, found := Internal, false
+	for k, row := range kinds {
+		if Kind(k) != Usage && body.Error.Code != "" && row.code == body.Error.Code {
+			kind, found = Kind(k), true
+			break
+		}
+	}
+	if !found && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout) {
+		kind, found = Unavailable, true // a proxy in front of an unreachable server
+	}
+	if !found {
+		for k, row := range kinds {
+			if Kind(k) != Usage && row.status == status {
+				kind = Kind(k)
+				break
+			}
+		}
+	}
+	msg := body.Error.Message
+	if msg == "" {
+		msg = strconv.Itoa(status) + " " + http.StatusText(status)
+	}
+	return &Error{Kind: kind, Code: body.Error.Code, Err: errors.New(msg)}
+}

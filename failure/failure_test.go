@@ -115,3 +115,42 @@ func TestAnnotationsKeepTheError(t *testing.T) {
 		t.Errorf("a code on a plain error changed its kind to %v", failure.KindOf(plain))
 	}
 }
+
+// TestFromAnswer reads back what WriteHTTP writes, kind by kind, and sorts
+// answers that are not certops' by their status.
+func TestFromAnswer(t *testing.T) {
+	for _, k := range []failure.Kind{failure.Internal, failure.Invalid, failure.NotFound, failure.Unauthorized,
+		failure.Forbidden, failure.Conflict, failure.Unavailable, failure.Rejected, failure.MethodNotAllowed,
+		failure.TooLarge, failure.RateLimited} {
+		rec := httptest.NewRecorder()
+		failure.WriteHTTP(rec, failure.New(k, "the message"))
+		var body agentproto.ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		err := failure.FromAnswer(rec.Code, body)
+		if got := failure.KindOf(err); got != k {
+			t.Errorf("kind %v: read back as %v", k, got)
+		}
+		if k != failure.Internal && err.Error() != "the message" {
+			t.Errorf("kind %v: message %q", k, err.Error())
+		}
+	}
+	for _, tc := range []struct {
+		status int
+		body   agentproto.ErrorBody
+		kind   failure.Kind
+		code   agentproto.Code
+		msg    string
+	}{
+		{422, agentproto.ErrorBody{Error: agentproto.ErrorDetail{Code: agentproto.CodeCSRMismatch, Message: "m"}}, failure.Rejected, agentproto.CodeCSRMismatch, "m"},
+		{502, agentproto.ErrorBody{}, failure.Unavailable, agentproto.CodeUnavailable, "502 Bad Gateway"},
+		{418, agentproto.ErrorBody{}, failure.Internal, agentproto.CodeInternal, "418 I'm a teapot"},
+		{401, agentproto.ErrorBody{}, failure.Unauthorized, agentproto.CodeUnauthorized, "401 Unauthorized"},
+	} {
+		err := failure.FromAnswer(tc.status, tc.body)
+		if failure.KindOf(err) != tc.kind || failure.CodeOf(err) != tc.code || err.Error() != tc.msg {
+			t.Errorf("%d %+v: got %v %s %q, want %v %s %q", tc.status, tc.body, failure.KindOf(err), failure.CodeOf(err), err, tc.kind, tc.code, tc.msg)
+		}
+	}
+}

@@ -12,15 +12,25 @@
 //	POST /hooks/gitlab   X-Gitlab-Token: <token>
 //	POST /hooks/generic  X-Certops-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>
 //
+// and one that is always mounted, for operators (`certops reconcile`):
+//
+//	POST /hooks/reconcile  Authorization: Bearer <the read API's token>
+//
+// It needs the read API's bearer token when one is configured and is open
+// otherwise, as the read API then is; its 202 answer is an
+// apiv1.ReconcileRequest, whose requestedAt tells which status shows the
+// fetch it asked for.
+//
 // The generic receiver uses GitHub's scheme under a certops header name, so any
 // sender can sign with, for example:
 //
 //	sig=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 //	curl -X POST -H "X-Certops-Signature-256: sha256=$sig" --data "$BODY" https://certops/hooks/generic
 //
-// Answers are JSON: 202 {"status":"accepted"} on success, otherwise an
+// Answers are JSON: 202 {"status":"accepted"} (with requestedAt on
+// /hooks/reconcile) on success, otherwise an
 // agentproto.ErrorBody written by failure.WriteHTTP: 401 unauthorized (bad
-// or missing signature), 405 method_not_allowed (not POST, with Allow:
+// or missing signature or token), 405 method_not_allowed (not POST, with Allow:
 // POST), 413 too_large (body over 1 MiB), 400 invalid (unreadable body) or
 // 404 not_found (receiver not configured).
 package webhook
@@ -30,6 +40,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +52,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certops/certops/apiv1"
+	"github.com/certops/certops/bearer"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/secret"
 )
@@ -53,6 +66,9 @@ const (
 	ReceiverGitHub  = "github"
 	ReceiverGitLab  = "gitlab"
 	ReceiverGeneric = "generic"
+	// ReceiverReconcile is an operator's request (certops reconcile),
+	// authenticated by the read API's bearer token.
+	ReceiverReconcile = "reconcile"
 )
 
 // Results, used as the "result" metric label.
@@ -85,6 +101,10 @@ type Config struct {
 	GitHubSecretFile  string
 	GitLabTokenFile   string
 	GenericSecretFile string
+	// ReconcileToken is the bearer token POST /hooks/reconcile requires:
+	// the read API's (serve --api-token-file). Empty leaves it open, as the
+	// read API is without a token.
+	ReconcileToken string
 
 	// MinWakeInterval is the least time between two wake-ups: accepted
 	// requests closer than that coalesce into one wake-up at the end of
@@ -122,7 +142,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		requests = are.ExistingCollector.(*prometheus.CounterVec)
 	}
-	for _, receiver := range []string{ReceiverGitHub, ReceiverGitLab, ReceiverGeneric} {
+	for _, receiver := range []string{ReceiverGitHub, ReceiverGitLab, ReceiverGeneric, ReceiverReconcile} {
 		for _, result := range []string{ResultAccepted, ResultUnauthorized, ResultBadRequest, ResultMethodNotAllowed} {
 			requests.WithLabelValues(receiver, result)
 		}
@@ -137,8 +157,8 @@ func (m *Metrics) observe(receiver, result string) {
 	m.requests.WithLabelValues(receiver, result).Inc()
 }
 
-// NewHandler returns the handler serving /hooks/github, /hooks/gitlab and
-// /hooks/generic. Secrets are read from their files now; a file that cannot be
+// NewHandler returns the handler serving /hooks/github, /hooks/gitlab,
+// /hooks/generic and /hooks/reconcile. Secrets are read from their files now; a file that cannot be
 // read or holds only whitespace is an error. wake is called for
 // authenticated requests (except GitHub's ping), at most once per
 // cfg.MinWakeInterval, and must not block. Warnings about rejected requests
@@ -158,7 +178,8 @@ func NewHandler(cfg Config, wake func(), logger *slog.Logger, metrics *Metrics) 
 		cfg.RejectLogInterval = DefaultRejectLogInterval
 	}
 	h := &handler{wake: &throttle{fn: wake, every: cfg.MinWakeInterval},
-		rejects: &logLimiter{every: cfg.RejectLogInterval}, logger: logger, metrics: metrics}
+		rejects: &logLimiter{every: cfg.RejectLogInterval}, logger: logger, metrics: metrics,
+		reconcileToken: cfg.ReconcileToken}
 	for _, r := range []struct {
 		name, file string
 		dst        *[]byte
@@ -181,6 +202,7 @@ func NewHandler(cfg Config, wake func(), logger *slog.Logger, metrics *Metrics) 
 
 type handler struct {
 	github, gitlab, generic []byte
+	reconcileToken          string // "": /hooks/reconcile is open
 	wake                    *throttle
 	rejects                 *logLimiter // warnings about rejected requests
 	logger                  *slog.Logger
@@ -194,6 +216,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		verify   func(secret, body []byte, header http.Header) bool
 	)
 	switch r.URL.Path {
+	case "/hooks/reconcile":
+		h.reconcile(w, r)
+		return
 	case "/hooks/github":
 		receiver, secret, verify = ReceiverGitHub, h.github, verifyGitHub
 	case "/hooks/gitlab":
@@ -249,6 +274,37 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = io.WriteString(w, `{"status":"accepted"}`+"\n")
+}
+
+// reconcile serves POST /hooks/reconcile: an operator asks for a fetch now.
+// It wakes the reconciler exactly as a webhook does (throttled, relayed to
+// the leader) and answers when it asked, so the caller can tell the pass
+// that follows from the ones before.
+func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
+	log := h.logger.With("receiver", ReceiverReconcile, "remote", r.RemoteAddr)
+	if r.Method != http.MethodPost {
+		h.metrics.observe(ReceiverReconcile, ResultMethodNotAllowed)
+		w.Header().Set("Allow", http.MethodPost)
+		failure.WriteHTTP(w, failure.New(failure.MethodNotAllowed, "only POST is allowed"))
+		return
+	}
+	if h.reconcileToken != "" {
+		if got, ok := bearer.Token(r); !ok || !bearer.Equal(got, h.reconcileToken) {
+			h.metrics.observe(ReceiverReconcile, ResultUnauthorized)
+			h.warn(log, "reconcile request rejected: missing or invalid bearer token")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="certops"`)
+			failure.WriteHTTP(w, failure.New(failure.Unauthorized, "missing or invalid bearer token"))
+			return
+		}
+	}
+	h.metrics.observe(ReceiverReconcile, ResultAccepted)
+	at := time.Now().UTC()
+	log.Info("reconcile requested; waking reconciler")
+	h.wake.call()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(apiv1.ReconcileRequest{Status: ResultAccepted, RequestedAt: at})
 }
 
 // warn logs a rejected request unless another was logged less than

@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/certops/certops/apiv1"
 	"github.com/certops/certops/webhook"
 )
 
@@ -253,7 +255,7 @@ func TestWrongMethod(t *testing.T) {
 
 func TestUnconfiguredReceiverIs404(t *testing.T) {
 	f := newFixture(t, webhook.Config{GitLabTokenFile: writeSecret(t, gitlabToken)})
-	for _, path := range []string{"/hooks/github", "/hooks/generic", "/hooks/other"} {
+	for _, path := range []string{"/hooks/github", "/hooks/generic", "/hooks/other", "/hooks/reconcile/x"} {
 		rec := f.do(http.MethodPost, path, "{}", map[string]string{"X-Hub-Signature-256": sign("", "{}")})
 		if rec.Code != http.StatusNotFound {
 			t.Errorf("POST %s: status = %d, want 404", path, rec.Code)
@@ -294,6 +296,10 @@ certops_webhook_requests_total{receiver="gitlab",result="accepted"} 1
 certops_webhook_requests_total{receiver="gitlab",result="bad_request"} 0
 certops_webhook_requests_total{receiver="gitlab",result="method_not_allowed"} 0
 certops_webhook_requests_total{receiver="gitlab",result="unauthorized"} 0
+certops_webhook_requests_total{receiver="reconcile",result="accepted"} 0
+certops_webhook_requests_total{receiver="reconcile",result="bad_request"} 0
+certops_webhook_requests_total{receiver="reconcile",result="method_not_allowed"} 0
+certops_webhook_requests_total{receiver="reconcile",result="unauthorized"} 0
 `
 	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "certops_webhook_requests_total"); err != nil {
 		t.Error(err)
@@ -302,5 +308,58 @@ certops_webhook_requests_total{receiver="gitlab",result="unauthorized"} 0
 	webhook.NewMetrics(f.reg)
 	if got := f.count(webhook.ReceiverGitLab, webhook.ResultAccepted); got != 1 {
 		t.Errorf("after re-registration gitlab accepted = %v, want 1", got)
+	}
+}
+
+// TestReconcileReceiver: POST /hooks/reconcile wakes the reconciler with
+// the read API's bearer token (or without one when none is configured),
+// answers when it asked, and refuses everything else without waking.
+func TestReconcileReceiver(t *testing.T) {
+	const token = "api-token"
+	cfg := webhook.Config{ReconcileToken: token}
+	for _, tc := range []struct {
+		name       string
+		cfg        webhook.Config
+		method     string
+		header     map[string]string
+		wantStatus int
+		result     string
+	}{
+		{"token", cfg, http.MethodPost, map[string]string{"Authorization": "Bearer " + token}, 202, webhook.ResultAccepted},
+		{"scheme in any case", cfg, http.MethodPost, map[string]string{"Authorization": "bearer " + token}, 202, webhook.ResultAccepted},
+		{"wrong token", cfg, http.MethodPost, map[string]string{"Authorization": "Bearer nope"}, 401, webhook.ResultUnauthorized},
+		{"no token", cfg, http.MethodPost, nil, 401, webhook.ResultUnauthorized},
+		{"a webhook signature is not a token", cfg, http.MethodPost, map[string]string{webhook.SignatureHeader: sign(token, "")}, 401, webhook.ResultUnauthorized},
+		{"GET", cfg, http.MethodGet, map[string]string{"Authorization": "Bearer " + token}, 405, webhook.ResultMethodNotAllowed},
+		{"open without a token", webhook.Config{}, http.MethodPost, nil, 202, webhook.ResultAccepted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.cfg)
+			before := time.Now().UTC()
+			rec := f.do(tc.method, "/hooks/reconcile", "", tc.header)
+			if rec.Code != tc.wantStatus {
+				t.Fatalf("status %d, want %d; body %s", rec.Code, tc.wantStatus, rec.Body)
+			}
+			wantWakes := 0
+			if tc.wantStatus == 202 {
+				wantWakes = 1
+				var got apiv1.ReconcileRequest
+				if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+					t.Fatal(err)
+				}
+				if got.Status != "accepted" || got.RequestedAt.Before(before) || got.RequestedAt.After(time.Now()) {
+					t.Errorf("answer %+v; want accepted, requested between %v and now", got, before)
+				}
+			}
+			if tc.wantStatus == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+			if f.wakes != wantWakes {
+				t.Errorf("wake called %d times, want %d", f.wakes, wantWakes)
+			}
+			if got := f.count(webhook.ReceiverReconcile, tc.result); got != 1 {
+				t.Errorf("reconcile %s count = %v, want 1", tc.result, got)
+			}
+		})
 	}
 }

@@ -5,13 +5,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/certops/certops/agent"
 	"github.com/certops/certops/envflag"
@@ -30,7 +34,10 @@ func main() {
 var version = "dev"
 
 const usage = `usage: certops-agent --server URL --name NAME --token-file FILE --state-dir DIR [flags]
+       certops-agent status --state-dir DIR [-o text|json]
        certops-agent version
+
+SIGHUP makes a running agent sync now.
 
 Every flag can also be set by its CERTOPS_AGENT_* environment variable.
 Flags:
@@ -58,6 +65,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "certops-agent:", redact.Text(err.Error())) // a --server URL may hold a password
 		return failure.ExitCode(err)
+	}
+	if len(args) > 1 && args[1] == "status" {
+		return statusCmd(args[2:], getenv, stdout, stderr, fail)
 	}
 	cfg, err := parseFlags(args[1:], getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -89,8 +99,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			logger.Error("sync failed", "err", err)
 		}
-	} else if err = a.Run(ctx); err != nil {
-		logger.Error("agent failed", "err", err)
+	} else {
+		stopHUP := syncOnHUP(ctx, a)
+		if err = a.Run(ctx); err != nil {
+			logger.Error("agent failed", "err", err)
+		}
+		stopHUP()
 	}
 	return failure.ExitCode(err)
 }
@@ -154,4 +168,152 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		return nil, err
 	}
 	return &c, nil
+}
+
+// syncOnHUP makes SIGHUP start a pass now (the operator's "sync now"),
+// until ctx ends or the returned stop is called.
+func syncOnHUP(ctx context.Context, a *agent.Agent) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				a.SyncNow()
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
+}
+
+// statusCmd: certops-agent status --state-dir DIR [-o text|json] — what
+// the state directory says: the certificates installed (serial, expiry),
+// the last pass and the last report delivered. It reads the directory
+// only, so it works whether the agent runs or not.
+func statusCmd(args []string, getenv func(string) string, stdout, stderr io.Writer, fail func(error) int) int {
+	fs := envflag.New("certops-agent status", "CERTOPS_AGENT_", getenv, stderr)
+	var dir, output string
+	fs.StringEnv(&dir, "state-dir", "", "the agent's state directory")
+	fs.StringVar(&output, "o", "text", "output: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: certops-agent status --state-dir DIR [-o text|json]\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return fail(failure.Wrap(failure.Usage, err))
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fail(failure.New(failure.Usage, fmt.Sprintf("status: unexpected argument %q", fs.Arg(0))))
+	case dir == "":
+		return fail(failure.New(failure.Usage, "status: --state-dir (or CERTOPS_AGENT_STATE_DIR) is required"))
+	case output != "text" && output != "json":
+		return fail(failure.New(failure.Usage, fmt.Sprintf("status: -o %q: want text or json", output)))
+	}
+	st, err := agent.ReadStatus(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return fail0(enc.Encode(st), fail)
+	}
+	printAgentStatus(stdout, st, time.Now())
+	return 0
+}
+
+func fail0(err error, fail func(error) int) int {
+	if err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// printAgentStatus writes the state directory's summary as a person reads it.
+func printAgentStatus(w io.Writer, st agent.Status, now time.Time) {
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		d := now.Sub(t)
+		if d < 0 {
+			return t.UTC().Format(time.RFC3339) + " (in " + human(-d) + ")"
+		}
+		return t.UTC().Format(time.RFC3339) + " (" + human(d) + " ago)"
+	}
+	fmt.Fprintf(w, "State dir:    %s\n", st.StateDir)
+	switch {
+	case st.LastSync == nil:
+		fmt.Fprintln(w, "Last sync:    never")
+	case st.LastSync.Error != "":
+		fmt.Fprintf(w, "Last sync:    %s, failed: %s\n", at(st.LastSync.At), strings.Join(strings.Fields(st.LastSync.Error), " "))
+	default:
+		fmt.Fprintf(w, "Last sync:    %s, ok\n", at(st.LastSync.At))
+	}
+	if r := st.LastReport; r != nil {
+		result := r.Result
+		if r.Stage != "" {
+			result += " at stage " + r.Stage
+		}
+		fmt.Fprintf(w, "Last report:  %s, %s %s\n", at(r.At), r.Certificate, result)
+	} else {
+		fmt.Fprintln(w, "Last report:  none")
+	}
+	if st.InterruptedInstall {
+		fmt.Fprintln(w, "Warning:      an install was interrupted (journal.json); the agent rolls it back or forward when it starts")
+	}
+	if len(st.PendingKeys) > 0 {
+		fmt.Fprintf(w, "Pending keys: %s (generated for certificates not installed yet)\n", strings.Join(st.PendingKeys, ", "))
+	}
+	fmt.Fprintln(w)
+	if len(st.Certificates) == 0 {
+		fmt.Fprintln(w, "No certificates installed.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tSERIAL\tEXPIRES\tINSTALLED\tFAILURES")
+	for _, c := range st.Certificates {
+		failures := "-"
+		if c.Failures > 0 {
+			failures = fmt.Sprintf("%d, next try %s", c.Failures, at(c.RetryAt))
+			if c.PolicyRefused {
+				failures += " (refused by the host policy)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, orDash(c.Serial), at(c.NotAfter), at(c.InstalledAt), failures)
+	}
+	tw.Flush()
+}
+
+// human is a duration as a person reads it: 45s, 12m, 5h, 81d.
+func human(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -34,7 +34,7 @@ func backupCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.BoolVar(&force, "force", false, "back up even if the schedule says no backup is due") // flag only: no stray CERTOPS_FORCE
 	f.DurationEnv(&wait, "database-wait", 30*time.Second, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return parseExit(err)
 	}
 	fail := func(err error) int { return env.fail("certops backup", err) }
@@ -130,7 +130,7 @@ func restoreCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.StringEnv(&s3.AccessKeyIDEnv, "s3-access-key-id-env", "", "environment variable holding the S3 access key id")
 	f.StringEnv(&s3.SecretAccessKeyEnv, "s3-secret-access-key-env", "", "environment variable holding the S3 secret key")
 	f.StringEnv(&s3.CredentialsFile, "s3-credentials-file", "", "AWS-style credentials file for S3")
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return parseExit(err)
 	}
 	fail := func(err error) int { return env.fail("certops restore", err) }

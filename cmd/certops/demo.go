@@ -38,7 +38,7 @@ func demoCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.DurationEnv(&duration, "duration", 0, "stop after this long (default: run until interrupted)")
 	f.BoolEnv(&keep, "keep", false, "keep the working directory on exit")
 	newLogger := f.logFlags()
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return parseExit(err)
 	}
 	logger, err := newLogger()

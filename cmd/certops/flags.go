@@ -54,3 +54,17 @@ func (f *flagSet) logFlags() func() (*slog.Logger, error) {
 		return logger, failure.Wrap(failure.Usage, err)
 	}
 }
+
+// parseNoArgs parses the args of a command that takes no positional
+// arguments: a stray one (plan --base A B) is bad usage, said on stderr.
+func (f *flagSet) parseNoArgs(args []string) error {
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		err := fmt.Errorf("unexpected argument %q: %s takes no arguments", f.Arg(0), f.Name())
+		fmt.Fprintf(f.env.stderr, "certops %s: %v\n", f.Name(), err)
+		return err
+	}
+	return nil
+}

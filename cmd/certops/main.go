@@ -1,5 +1,7 @@
 // Command certops is the certops reconciler and its command-line tools:
-// serve, migrate, validate, plan, rules, demo, ca, backup and restore.
+// serve, migrate, validate, plan, rules, demo, ca, backup and restore, and
+// the operator's client of a running reconciler: status, get, describe,
+// reconcile, completion.
 package main
 
 import (
@@ -26,16 +28,23 @@ func main() {
 const usage = `usage: certops COMMAND [flags]
 
 commands:
-  serve      run the reconciler, the status API and the webhook receivers
-  migrate    apply database migrations and exit
-  validate   validate a config directory: certops validate [DIR]
-  plan       offline diff between two revisions: certops plan --repo DIR --base REV --head REV
-  rules      print the Prometheus alerting rules: certops rules [DIR] [--format rules|prometheusrule]
-  demo       run everything locally on the bundled example repo
-  ca         create a local CA: certops ca init --out DIR
-  backup     take a backup per the BackupPolicy: certops backup [--destination DIR] [--force]
-  restore    restore a backup into an empty database: certops restore --file FILE
-  version    print the version
+  serve       run the reconciler, the status API and the webhook receivers
+  migrate     apply database migrations and exit
+  validate    validate a config directory: certops validate [DIR]
+  plan        offline diff between two revisions: certops plan --repo DIR --base REV --head REV
+  rules       print the Prometheus alerting rules: certops rules [DIR] [--format rules|prometheusrule]
+  demo        run everything locally on the bundled example repo
+  ca          create a local CA: certops ca init --out DIR
+  backup      take a backup per the BackupPolicy: certops backup [--destination DIR] [--force]
+  restore     restore a backup into an empty database: certops restore --file FILE
+  version     print the version
+
+operator commands (talk to a running reconciler: --server, --token-file, --ca-file):
+  status      the reconciler's status: revisions, conditions, errors, alerts
+  get         list objects: certops get certificates|agents|revisions [-l k=v] [-o table|wide|json|yaml]
+  describe    one object in detail: certops describe certificate|agent NAME
+  reconcile   ask the reconciler to fetch now: certops reconcile [--wait] [--timeout 2m]
+  completion  print a shell completion script: certops completion bash|zsh|fish
 
 Run "certops COMMAND -h" for the flags of a command.
 `
@@ -70,6 +79,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backupCmd(ctx, env, rest)
 	case "restore":
 		return restoreCmd(ctx, env, rest)
+	case "status":
+		return statusCmd(ctx, env, rest)
+	case "get":
+		return getCmd(ctx, env, rest)
+	case "describe":
+		return describeCmd(ctx, env, rest)
+	case "reconcile":
+		return reconcileCmd(ctx, env, rest)
+	case "completion":
+		return completionCmd(env, rest)
 	case "version":
 		fmt.Fprintln(stdout, "certops", version)
 		return 0

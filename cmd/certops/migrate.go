@@ -17,7 +17,7 @@ func migrateCmd(ctx context.Context, env cliEnv, args []string) int {
 	f.StringEnv(&url, "database-url", "", "PostgreSQL connection URL")
 	f.DurationEnv(&wait, "database-wait", 5*time.Minute, "how long to wait for the database to become reachable")
 	newLogger := f.logFlags()
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return parseExit(err)
 	}
 	logger, err := newLogger()

@@ -30,9 +30,9 @@ func planCmd(env cliEnv, args []string) int {
 	format := f.String("format", "text", "output format: text, markdown or json")
 	var verify bool
 	var keyFiles []string
-	f.BoolEnv(&verify, "verify-commits", false, "fail (exit 1) unless the head and every commit between base and head are signed by a trusted key, as `certops serve --verify-commits` requires")
+	f.BoolEnv(&verify, "verify-commits", false, "fail (exit 1) unless the head and every commit between base and head are signed by a trusted key, as certops serve --verify-commits requires")
 	f.StringsEnv(&keyFiles, "trusted-keys", "with --verify-commits: an armored OpenPGP public keyring or an SSH allowed_signers file")
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

@@ -76,7 +76,7 @@ func serveCmd(ctx context.Context, env cliEnv, args []string) int {
 	f := newFlagSet(env, "serve")
 	cfg := declareServe(f)
 	newLogger := f.logFlags()
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return parseExit(err)
 	}
 	logger, err := newLogger()
@@ -113,7 +113,7 @@ func declareServe(f *flagSet) *serveConfig {
 	f.StringEnv(&c.Git.SSHKeyFile, "git-ssh-key-file", "", "SSH private key file")
 	f.StringEnv(&c.Git.KnownHostsFile, "git-known-hosts-file", "", "SSH known_hosts file")
 	f.StringEnv(&c.GitCAFile, "git-ca-file", "", "CA bundle for an HTTPS git server")
-	f.StringEnv(&c.APITokenFile, "api-token-file", "", "file holding the bearer token required on /api/, /metrics and the dashboard (/ui/)")
+	f.StringEnv(&c.APITokenFile, "api-token-file", "", "file holding the bearer token required on /api/, /metrics, the dashboard (/ui/) and POST /hooks/reconcile")
 	f.StringEnv(&c.Hooks.GitHubSecretFile, "github-webhook-secret-file", "", "GitHub webhook secret file (enables /hooks/github)")
 	f.StringEnv(&c.Hooks.GitLabTokenFile, "gitlab-webhook-token-file", "", "GitLab webhook token file (enables /hooks/gitlab)")
 	f.StringEnv(&c.Hooks.GenericSecretFile, "generic-webhook-secret-file", "", "HMAC secret file (enables /hooks/generic)")
@@ -205,7 +205,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 				logger.Warn("sync alert notifications", "err", err)
 			}
 		}})
+	// Webhooks and operators' reconcile requests (POST /hooks/reconcile,
+	// with the API's token) wake the leader's reconciler, through the
+	// store's relay when it runs on another replica.
 	wake := make(chan struct{}, 1)
+	cfg.Hooks.ReconcileToken = token
 	hooks, err := webhook.NewHandler(cfg.Hooks, func() { poke(wake) }, logger, webhook.NewMetrics(reg))
 	if err != nil {
 		return err
