@@ -535,8 +535,12 @@ func describeCertificate(t terminal, c apiv1.Certificate, revs []revisionAction)
 			fmt.Fprintln(t.w, "Deployments:    none (no agent deploys it)")
 		} else {
 			fmt.Fprintln(t.w, "Deployments:")
-			tb := table{header: []string{"AGENT", "STATE", "SERIAL", "EXPIRES", "RENEWS", "LAST ATTEMPT", "RETRY", "LAST ERROR"}, states: []int{1}}
+			tb := table{header: []string{"AGENT", "STATE", "SERIAL", "SERVED", "EXPIRES", "RENEWS", "LAST ATTEMPT", "RETRY", "LAST ERROR"}, states: []int{1}}
 			for _, d := range st.Deployments {
+				state := string(d.State)
+				if d.Suspended {
+					state += " (agent suspended)"
+				}
 				retry := ""
 				if d.Failures > 0 {
 					retry = fmt.Sprintf("%d failure(s)", d.Failures)
@@ -544,13 +548,27 @@ func describeCertificate(t terminal, c apiv1.Certificate, revs []revisionAction)
 						retry += ", " + t.ago(d.RetryAfter)
 					}
 				}
-				tb.rows = append(tb.rows, []string{d.Agent, string(d.State), shortSerial(d.Serial), t.ago(d.NotAfter),
+				tb.rows = append(tb.rows, []string{d.Agent, state, shortSerial(d.Serial), served(d), t.ago(d.NotAfter),
 					t.ago(d.RenewAt), t.ago(d.LastAttempt), retry, oneLine(d.LastError)})
 			}
 			t.print(tb)
 		}
 	}
 	printRevisions(t, revs)
+}
+
+// served is what the deployment's verify address serves: "same" as
+// installed, the other serial, the check's error, or "" when not checked.
+func served(d apiv1.Deployment) string {
+	switch {
+	case d.ServedError != "":
+		return "error: " + oneLine(d.ServedError)
+	case d.ServedSerial == "":
+		return ""
+	case d.ServedSerial == d.Serial:
+		return "same"
+	}
+	return shortSerial(d.ServedSerial) + " (not the installed one)"
 }
 
 // currentSerials is the newest serial issued, or the distinct ones.
@@ -584,6 +602,9 @@ func describeAgent(ctx context.Context, t terminal, cl *apiclient.Client, a apiv
 		state := t.paint(st.State)
 		if st.LastSeen != nil {
 			state += " (last seen " + t.ago(st.LastSeen) + ")"
+		}
+		if st.Suspended {
+			state += ", suspended (spec.suspend: its assignments are frozen)"
 		}
 		field(t, "State", state)
 		field(t, "Version", orDash(st.Version))

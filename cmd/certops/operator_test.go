@@ -50,7 +50,7 @@ func newAPIFixture(t *testing.T, token string) *apiFixture {
 			Files: spec.DeployFiles{Cert: "/etc/ssl/shop.pem"}}}
 	objs := []*spec.Object{
 		{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}},
-		{Kind: spec.KindAgent, Name: "web-02", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("b", 64)}},
+		{Kind: spec.KindAgent, Name: "web-02", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("b", 64), Suspend: true}},
 		{Kind: spec.KindAgent, Name: "db-01", Labels: map[string]string{"role": "db"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("c", 64)}},
 		{Kind: spec.KindCertificate, Name: "shop", Labels: map[string]string{"team": "shop"}, Spec: shop,
 			Source: spec.Position{File: "certs/shop.yaml", Line: 3}},
@@ -81,6 +81,10 @@ func newAPIFixture(t *testing.T, token string) *apiFixture {
 	}
 	if _, err := st.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: "web-01", SpecHash: hash, Serial: "0a1b2c",
 		Result: state.DeploymentInstalled, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordServed(ctx, "web-01", []store.ServedCheck{{Certificate: "shop", Serial: "0a1b2c", NotBefore: now,
+		NotAfter: now.Add(90 * 24 * time.Hour), CheckedAt: now}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-02", SpecHash: hash,
@@ -238,10 +242,11 @@ func TestOperatorCommands(t *testing.T) {
 		if got := fields(out, "2"); len(got) < 4 || got[1] != "update" || got[2] != "applied" || got[3] != "main@222222222222" {
 			t.Errorf("shop's recent revision: %q\n%s", got, out)
 		}
-		if got := fields(out, "web-01"); len(got) < 3 || got[1] != "installed" || got[2] != "0a1b2c" {
-			t.Errorf("web-01's deployment: %q\n%s", got, out)
+		if got := fields(out, "web-01"); len(got) < 4 || got[1] != "installed" || got[2] != "0a1b2c" || got[3] != "same" {
+			t.Errorf("web-01's deployment (installed, and served the same): %q\n%s", got, out)
 		}
-		if got := fields(out, "web-02"); len(got) < 2 || got[1] != "issue-failed" || !strings.Contains(strings.Join(got, " "), "CSR does not match") {
+		if got := fields(out, "web-02"); len(got) < 2 || got[1] != "issue-failed" || !strings.Contains(strings.Join(got, " "), "CSR does not match") ||
+			!strings.Contains(strings.Join(got, " "), "(agent suspended)") {
 			t.Errorf("web-02's deployment: %q\n%s", got, out)
 		}
 		code, out, _ = f.run(t, nil, "describe", "certificate", "shop", "-o", "json")
@@ -256,7 +261,7 @@ func TestOperatorCommands(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
-		wantOutput(t, "describe agent", out, "Name:           web-02", "State:          offline", "Assignments (1):", "CSR does not match", "Recent revisions:")
+		wantOutput(t, "describe agent", out, "Name:           web-02", "State:          offline", "suspended (spec.suspend", "Assignments (1):", "CSR does not match", "Recent revisions:")
 		if got := fields(out, "shop"); len(got) < 2 || got[1] != "issue-failed" {
 			t.Errorf("web-02's assignment: %q\n%s", got, out)
 		}
