@@ -238,3 +238,19 @@ func replaceAttr(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// Approx is a duration as a person reads it in a status line: 45s, 12m,
+// 5h, 81d, 3y (rounded down). Both binaries' status output use it.
+func Approx(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	case d < 3*365*24*time.Hour:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+	return fmt.Sprintf("%dy", int(d.Hours()/24/365))
+}

@@ -115,3 +115,14 @@ func TestDurationsExplainTheirErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestApprox(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		45 * time.Second: "45s", 12 * time.Minute: "12m", 47 * time.Hour: "47h",
+		81 * 24 * time.Hour: "81d", 4 * 365 * 24 * time.Hour: "4y",
+	} {
+		if got := envflag.Approx(d); got != want {
+			t.Errorf("Approx(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -250,9 +250,9 @@ func printAgentStatus(w io.Writer, st agent.Status, now time.Time) {
 		}
 		d := now.Sub(t)
 		if d < 0 {
-			return t.UTC().Format(time.RFC3339) + " (in " + human(-d) + ")"
+			return t.UTC().Format(time.RFC3339) + " (in " + envflag.Approx(-d) + ")"
 		}
-		return t.UTC().Format(time.RFC3339) + " (" + human(d) + " ago)"
+		return t.UTC().Format(time.RFC3339) + " (" + envflag.Approx(d) + " ago)"
 	}
 	fmt.Fprintf(w, "State dir:    %s\n", st.StateDir)
 	switch {
@@ -296,19 +296,6 @@ func printAgentStatus(w io.Writer, st agent.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, orDash(c.Serial), at(c.NotAfter), at(c.InstalledAt), failures)
 	}
 	tw.Flush()
-}
-
-// human is a duration as a person reads it: 45s, 12m, 5h, 81d.
-func human(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 func orDash(s string) string {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 	"sigs.k8s.io/yaml"
 
+	"github.com/certops/certops/envflag"
 	"github.com/certops/certops/failure"
 )
 
@@ -165,9 +166,9 @@ func (t terminal) ago(at *time.Time) string {
 	}
 	d := t.now.Sub(*at)
 	if d < 0 {
-		return "in " + short(-d)
+		return "in " + envflag.Approx(-d)
 	}
-	return short(d) + " ago"
+	return envflag.Approx(d) + " ago"
 }
 
 // when is an absolute time with its relative one: "2027-02-24T18:00:00Z (in 81d)".
@@ -176,21 +177,6 @@ func (t terminal) when(at *time.Time) string {
 		return "-"
 	}
 	return at.UTC().Format(time.RFC3339) + " (" + t.ago(at) + ")"
-}
-
-// short is a duration as a person reads it: 45s, 12m, 5h, 81d, 3y.
-func short(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	case d < 3*365*24*time.Hour:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	}
-	return fmt.Sprintf("%dy", int(d.Hours()/24/365))
 }
 
 // Output formats of the operator commands.
