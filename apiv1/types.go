@@ -1,7 +1,8 @@
 // Package apiv1 holds the wire types of the read-only status API under
 // /api/v1/: what `certops serve` writes (httpapi), what the dashboard
-// renders, what the operator CLI reads, and what the OpenAPI document
-// describes. It holds types only, so a client links no server code.
+// renders, what the operator CLI reads, and the OpenAPI document that
+// describes them (OpenAPIDocument, embedded from openapi.json). It holds
+// types and that document only, so a client links no server code.
 package apiv1
 
 import (
