@@ -38,61 +38,70 @@ func TestOpenAPIDocumentIsACopy(t *testing.T) {
 	}
 }
 
-// schemaTypes are the document's object schemas and the Go types whose
+// schemaTypes returns the document's object schemas and the Go types whose
 // JSON they describe.
-var schemaTypes = map[string]reflect.Type{
-	"Error":              reflect.TypeFor[agentproto.ErrorBody](),
-	"ErrorDetail":        reflect.TypeFor[agentproto.ErrorDetail](),
-	"Status":             reflect.TypeFor[apiv1.Status](),
-	"Condition":          reflect.TypeFor[state.Condition](),
-	"Alert":              reflect.TypeFor[alert.Alert](),
-	"CertificateSummary": reflect.TypeFor[apiv1.CertificateSummary](),
-	"DeploymentSummary":  reflect.TypeFor[apiv1.DeploymentSummary](),
-	"CertificateList":    reflect.TypeFor[apiv1.CertificateList](),
-	"AgentSummary":       reflect.TypeFor[apiv1.AgentSummary](),
-	"Liveness":           reflect.TypeFor[apiv1.Liveness](),
-	"AgentList":          reflect.TypeFor[apiv1.AgentList](),
-	"Certificate":        reflect.TypeFor[apiv1.Certificate](),
-	"CertificateStatus":  reflect.TypeFor[apiv1.CertificateStatus](),
-	"Deployment":         reflect.TypeFor[apiv1.Deployment](),
-	"Agent":              reflect.TypeFor[apiv1.Agent](),
-	"AgentStatus":        reflect.TypeFor[apiv1.AgentStatus](),
-	"PolicyRefusal":      reflect.TypeFor[apiv1.PolicyRefusal](),
-	"RevisionList":       reflect.TypeFor[apiv1.RevisionList](),
-	"RevisionRecord":     reflect.TypeFor[state.RevisionRecord](),
-	"Revision":           reflect.TypeFor[state.Revision](),
-	"RevisionError":      reflect.TypeFor[spec.Error](),
-	"Counts":             reflect.TypeFor[state.Counts](),
-	"ActionRecord":       reflect.TypeFor[state.ActionRecord](),
+func schemaTypes() map[string]reflect.Type {
+	return map[string]reflect.Type{
+		"Error":              reflect.TypeFor[agentproto.ErrorBody](),
+		"ErrorDetail":        reflect.TypeFor[agentproto.ErrorDetail](),
+		"Status":             reflect.TypeFor[apiv1.Status](),
+		"Condition":          reflect.TypeFor[state.Condition](),
+		"Alert":              reflect.TypeFor[alert.Alert](),
+		"CertificateSummary": reflect.TypeFor[apiv1.CertificateSummary](),
+		"DeploymentSummary":  reflect.TypeFor[apiv1.DeploymentSummary](),
+		"CertificateList":    reflect.TypeFor[apiv1.CertificateList](),
+		"AgentSummary":       reflect.TypeFor[apiv1.AgentSummary](),
+		"Liveness":           reflect.TypeFor[apiv1.Liveness](),
+		"AgentList":          reflect.TypeFor[apiv1.AgentList](),
+		"Certificate":        reflect.TypeFor[apiv1.Certificate](),
+		"CertificateStatus":  reflect.TypeFor[apiv1.CertificateStatus](),
+		"Deployment":         reflect.TypeFor[apiv1.Deployment](),
+		"Agent":              reflect.TypeFor[apiv1.Agent](),
+		"AgentStatus":        reflect.TypeFor[apiv1.AgentStatus](),
+		"PolicyRefusal":      reflect.TypeFor[apiv1.PolicyRefusal](),
+		"RevisionList":       reflect.TypeFor[apiv1.RevisionList](),
+		"RevisionRecord":     reflect.TypeFor[state.RevisionRecord](),
+		"Revision":           reflect.TypeFor[state.Revision](),
+		"RevisionError":      reflect.TypeFor[spec.Error](),
+		"Counts":             reflect.TypeFor[state.Counts](),
+		"ActionRecord":       reflect.TypeFor[state.ActionRecord](),
+	}
 }
 
-// untypedSchemas are the object schemas with no Go type of their own.
-var untypedSchemas = map[string]string{
-	"Health":          "a map written by the handler",
-	"Ready":           "a map written by the handler",
-	"ObjectMeta":      "apiv1.Object, checked through the schemas that embed it",
-	"OpenAPIDocument": "the document itself",
+// untypedSchemas returns the object schemas with no Go type of their own.
+func untypedSchemas() map[string]string {
+	return map[string]string{
+		"Health":          "a map written by the handler",
+		"Ready":           "a map written by the handler",
+		"ObjectMeta":      "apiv1.Object, checked through the schemas that embed it",
+		"OpenAPIDocument": "the document itself",
+	}
 }
 
-// enums are the document's enum schemas: the Go type they describe and
-// its values, from its constants.
-var enums = map[string]struct {
+// enum is an enum schema's Go type (nil for a plain string) and values.
+type enum struct {
 	typ    reflect.Type
 	values []string
-}{
-	"ErrorCode": {reflect.TypeFor[agentproto.Code](), strs(agentproto.CodeInvalid, agentproto.CodeUnauthorized, agentproto.CodeForbidden,
-		agentproto.CodeNotFound, agentproto.CodeMethodNotAllowed, agentproto.CodeConflict, agentproto.CodeTooLarge, agentproto.CodeRejected,
-		agentproto.CodeCSRMismatch, agentproto.CodeNameNotPermitted, agentproto.CodeBackoff, agentproto.CodeInternal,
-		agentproto.CodeUnavailable, agentproto.CodeIssuerUnavailable)},
-	"ConditionType":   {reflect.TypeFor[state.ConditionType](), strs(state.ConditionReady, state.ConditionReconciling, state.ConditionStalled)},
-	"ConditionStatus": {reflect.TypeFor[state.ConditionStatus](), strs(state.True, state.False, state.Unknown)},
-	"Severity":        {reflect.TypeFor[alert.Severity](), strs(alert.Warning, alert.Critical)},
-	"Kind":            {reflect.TypeFor[spec.Kind](), strs(spec.Kinds...)},
-	"DeploymentState": {reflect.TypeFor[state.DeploymentState](), strs(state.DeploymentPending, state.DeploymentIssued,
-		state.DeploymentIssueFailed, state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack)},
-	"LivenessState":   {nil, []string{apiv1.Online, apiv1.Offline}}, // a plain string in Go
-	"RevisionOutcome": {reflect.TypeFor[state.RevisionOutcome](), strs(state.OutcomeApplied, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeFailed, state.OutcomeUntrusted)},
-	"Action":          {reflect.TypeFor[state.Action](), strs(state.ActionCreate, state.ActionUpdate, state.ActionDelete)},
+}
+
+// enums returns the document's enum schemas: the Go type each describes
+// and its values, from its constants.
+func enums() map[string]enum {
+	return map[string]enum{
+		"ErrorCode": {reflect.TypeFor[agentproto.Code](), strs(agentproto.CodeInvalid, agentproto.CodeUnauthorized, agentproto.CodeForbidden,
+			agentproto.CodeNotFound, agentproto.CodeMethodNotAllowed, agentproto.CodeConflict, agentproto.CodeTooLarge, agentproto.CodeRejected,
+			agentproto.CodeCSRMismatch, agentproto.CodeNameNotPermitted, agentproto.CodeBackoff, agentproto.CodeInternal,
+			agentproto.CodeUnavailable, agentproto.CodeIssuerUnavailable)},
+		"ConditionType":   {reflect.TypeFor[state.ConditionType](), strs(state.ConditionReady, state.ConditionReconciling, state.ConditionStalled)},
+		"ConditionStatus": {reflect.TypeFor[state.ConditionStatus](), strs(state.True, state.False, state.Unknown)},
+		"Severity":        {reflect.TypeFor[alert.Severity](), strs(alert.Warning, alert.Critical)},
+		"Kind":            {reflect.TypeFor[spec.Kind](), strs(spec.Kinds...)},
+		"DeploymentState": {reflect.TypeFor[state.DeploymentState](), strs(state.DeploymentPending, state.DeploymentIssued,
+			state.DeploymentIssueFailed, state.DeploymentInstalled, state.DeploymentFailed, state.DeploymentRolledBack)},
+		"LivenessState":   {nil, []string{apiv1.Online, apiv1.Offline}}, // a plain string in Go
+		"RevisionOutcome": {reflect.TypeFor[state.RevisionOutcome](), strs(state.OutcomeApplied, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeFailed, state.OutcomeUntrusted)},
+		"Action":          {reflect.TypeFor[state.Action](), strs(state.ActionCreate, state.ActionUpdate, state.ActionDelete)},
+	}
 }
 
 func strs[S ~string](s ...S) []string {
@@ -120,15 +129,15 @@ func TestOpenAPISchemasMatchTheGoTypes(t *testing.T) {
 	}
 	c := checker{t: t, schemas: doc.Components.Schemas}
 	for name, s := range c.schemas {
-		_, typed := schemaTypes[name]
-		_, enum := enums[name]
-		_, untyped := untypedSchemas[name]
+		_, typed := schemaTypes()[name]
+		_, enum := enums()[name]
+		_, untyped := untypedSchemas()[name]
 		switch {
 		case typed:
-			c.object(name, schemaTypes[name])
+			c.object(name, schemaTypes()[name])
 		case enum:
 			got, _ := s["enum"].([]any)
-			if want := enums[name].values; !slices.Equal(sortedStrings(got), sorted(want)) {
+			if want := enums()[name].values; !slices.Equal(sortedStrings(got), sorted(want)) {
 				t.Errorf("schema %s: enum %v, want the constants %v", name, got, want)
 			}
 		case untyped:
@@ -206,13 +215,13 @@ func (c checker) value(path string, s map[string]any, typ reflect.Type) {
 	}
 	if ref, ok := s["$ref"].(string); ok {
 		name := strings.TrimPrefix(ref, "#/components/schemas/")
-		if e, ok := enums[name]; ok {
+		if e, ok := enums()[name]; ok {
 			if e.typ != nil && e.typ != typ || e.typ == nil && typ.Kind() != reflect.String {
 				c.t.Errorf("%s: the enum %s describes %v, the field is %v", path, name, e.typ, typ)
 			}
 			return
 		}
-		if want, ok := schemaTypes[name]; ok {
+		if want, ok := schemaTypes()[name]; ok {
 			if want != typ {
 				c.t.Errorf("%s: schema %s describes %v, the field is %v", path, name, want, typ)
 			}
@@ -221,7 +230,7 @@ func (c checker) value(path string, s map[string]any, typ reflect.Type) {
 		s = c.schemas[name] // e.g. Labels
 	}
 	// A typed string with an enum schema must use it.
-	for name, e := range enums {
+	for name, e := range enums() {
 		if e.typ == typ {
 			c.t.Errorf("%s: a %v, want a $ref to schema %s", path, typ, name)
 			return
