@@ -1,8 +1,9 @@
 // Package apiv1 holds the wire types of the read-only status API under
 // /api/v1/ (and the answer of POST /hooks/reconcile): what `certops serve`
 // writes (httpapi, webhook), what the dashboard renders, what the operator
-// CLI reads (apiclient), and what the OpenAPI document describes. It holds
-// types only, so a client links no server code.
+// CLI reads (apiclient), and the OpenAPI document that describes them
+// (OpenAPIDocument, embedded from openapi.json). It holds types and that
+// document only, so a client links no server code.
 package apiv1
 
 import (

@@ -93,6 +93,7 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 	get("/api/v1/agents", authorize(cfg.BearerToken, list(a, a.svc.Agents)))
 	get("/api/v1/agents/{name}", authorize(cfg.BearerToken, one(a, a.svc.Agent)))
 	get("/api/v1/revisions", authorize(cfg.BearerToken, a.revisions))
+	get("/api/v1/openapi.json", authorize(cfg.BearerToken, openAPIDocument))
 	if cfg.Hooks != nil {
 		mux.Handle("/hooks/", cfg.Hooks)
 	}
@@ -292,6 +293,13 @@ func authorize(token string, next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// openAPIDocument serves the OpenAPI document of the routes above.
+func openAPIDocument(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(apiv1.OpenAPIDocument())
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
