@@ -25,14 +25,22 @@ func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision
 	if err := checkPlan(plan); err != nil {
 		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
 	}
+	revRow, err := newRevisionRow(rev, state.OutcomeApplied, nil, plan.Counts(), len(plan.Changes))
+	if err != nil {
+		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
+	}
+	statusRow, err := newStatusRow(status)
+	if err != nil {
+		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
+	}
 	var id int64
-	err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
+	err = s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
 		// Replicas apply one at a time even if two believe they lead.
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
 			return fmt.Errorf("take apply lock: %w", err)
 		}
 		var err error
-		id, err = insertRevision(ctx, tx, rev, state.OutcomeApplied, nil, plan.Counts(), len(plan.Changes))
+		id, err = insertRevision(ctx, tx, revRow)
 		if err != nil {
 			return err
 		}
@@ -45,7 +53,7 @@ func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision
 		if err := deleteObjects(ctx, tx, plan.Changes); err != nil {
 			return err
 		}
-		return writeStatus(ctx, tx, status)
+		return writeStatus(ctx, tx, statusRow)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
@@ -63,13 +71,21 @@ func (s *Store) RecordAttempt(ctx context.Context, fence state.Fence, rev state.
 		return 0, fmt.Errorf("store: record attempt %s: outcome %q is not one of %q, %q, %q, %q",
 			rev, outcome, state.OutcomeInvalid, state.OutcomePruneBlocked, state.OutcomeUntrusted, state.OutcomeFailed)
 	}
+	revRow, err := newRevisionRow(rev, outcome, errs, nil, 0)
+	if err != nil {
+		return 0, fmt.Errorf("store: record attempt %s: %w", rev, err)
+	}
+	statusRow, err := newStatusRow(status)
+	if err != nil {
+		return 0, fmt.Errorf("store: record attempt %s: %w", rev, err)
+	}
 	var id int64
-	err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
+	err = s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
 		var err error
-		if id, err = insertRevision(ctx, tx, rev, outcome, errs, nil, 0); err != nil {
+		if id, err = insertRevision(ctx, tx, revRow); err != nil {
 			return err
 		}
-		return writeStatus(ctx, tx, status)
+		return writeStatus(ctx, tx, statusRow)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: record attempt %s: %w", rev, err)
@@ -96,26 +112,39 @@ func checkPlan(plan state.Plan) error {
 	return nil
 }
 
-func insertRevision(ctx context.Context, tx pgx.Tx, rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, counts map[spec.Kind]state.Counts, actions int) (int64, error) {
-	var committedAt *time.Time
+// revisionRow is a revision record ready to be inserted: its text
+// bounded and its errors and counts encoded before any transaction opens.
+type revisionRow struct {
+	ref, commit, author, message string
+	committedAt                  *time.Time
+	outcome                      state.RevisionOutcome
+	errsJSON, countsJSON         []byte
+	actions                      int
+}
+
+func newRevisionRow(rev state.Revision, outcome state.RevisionOutcome, errs spec.ErrorList, counts map[spec.Kind]state.Counts, actions int) (revisionRow, error) {
+	row := revisionRow{ref: textlimit.Bound(rev.Ref, 1024), commit: rev.Commit, author: textlimit.Bound(rev.Author, 1024),
+		message: textlimit.Message(rev.Message), outcome: outcome, actions: actions}
 	if !rev.Time.IsZero() {
-		committedAt = &rev.Time
+		row.committedAt = &rev.Time
 	}
-	errsJSON, err := nullableJSON(storableErrors(errs), len(errs) == 0)
-	if err != nil {
-		return 0, err
+	var err error
+	if row.errsJSON, err = nullableJSON(storableErrors(errs), len(errs) == 0); err != nil {
+		return revisionRow{}, err
 	}
-	countsJSON, err := nullableJSON(counts, counts == nil)
-	if err != nil {
-		return 0, err
+	if row.countsJSON, err = nullableJSON(counts, counts == nil); err != nil {
+		return revisionRow{}, err
 	}
+	return row, nil
+}
+
+func insertRevision(ctx context.Context, tx pgx.Tx, row revisionRow) (int64, error) {
 	var id int64
-	err = tx.QueryRow(ctx, `
+	err := tx.QueryRow(ctx, `
 		INSERT INTO revisions (ref, commit, author, message, committed_at, outcome, errors, counts, action_count)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		RETURNING id`,
-		textlimit.Bound(rev.Ref, 1024), rev.Commit, textlimit.Bound(rev.Author, 1024), textlimit.Message(rev.Message),
-		committedAt, outcome, errsJSON, countsJSON, actions,
+		row.ref, row.commit, row.author, row.message, row.committedAt, row.outcome, row.errsJSON, row.countsJSON, row.actions,
 	).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("insert revision: %w", err)

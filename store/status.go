@@ -12,7 +12,11 @@ import (
 
 // SetStatus replaces the reconciler's status while fence is the current lease.
 func (s *Store) SetStatus(ctx context.Context, fence state.Fence, status state.Status) error {
-	if err := s.inFencedTx(ctx, fence, func(tx pgx.Tx) error { return writeStatus(ctx, tx, status) }); err != nil {
+	row, err := newStatusRow(status)
+	if err == nil {
+		err = s.inFencedTx(ctx, fence, func(tx pgx.Tx) error { return writeStatus(ctx, tx, row) })
+	}
+	if err != nil {
 		return fmt.Errorf("store: set status: %w", err)
 	}
 	return nil
@@ -47,16 +51,29 @@ func (s *Store) Status(ctx context.Context) (state.Status, error) {
 	return st, nil
 }
 
-func writeStatus(ctx context.Context, tx pgx.Tx, st state.Status) error {
+// statusRow is a status ready to be written: its errors and conditions
+// bounded and encoded before any transaction opens, so none waits on that
+// work (a revision may carry thousands of long errors).
+type statusRow struct {
+	st                       state.Status
+	errsJSON, conditionsJSON []byte
+}
+
+func newStatusRow(st state.Status) (statusRow, error) {
 	errsJSON, err := nullableJSON(storableErrors(st.Errors), st.Errors == nil)
 	if err != nil {
-		return err
+		return statusRow{}, err
 	}
 	conditionsJSON, err := nullableJSON(storableConditions(st.Conditions), st.Conditions == nil)
 	if err != nil {
-		return err
+		return statusRow{}, err
 	}
-	_, err = tx.Exec(ctx, `
+	return statusRow{st: st, errsJSON: errsJSON, conditionsJSON: conditionsJSON}, nil
+}
+
+func writeStatus(ctx context.Context, tx pgx.Tx, row statusRow) error {
+	st := row.st
+	_, err := tx.Exec(ctx, `
 		INSERT INTO source_status (id, last_applied_revision, last_applied_at, last_attempted_revision,
 		                           last_attempted_at, last_fetch_at, errors, conditions, updated_at)
 		VALUES (1, $1, $2, $3, $4, $5, $6, $7, now())
@@ -70,7 +87,7 @@ func writeStatus(ctx context.Context, tx pgx.Tx, st state.Status) error {
 			conditions              = excluded.conditions,
 			updated_at              = now()`,
 		st.LastAppliedRevision, st.LastAppliedAt, st.LastAttemptedRevision, st.LastAttemptedAt,
-		st.LastFetchAt, errsJSON, conditionsJSON)
+		st.LastFetchAt, row.errsJSON, row.conditionsJSON)
 	if err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
