@@ -193,6 +193,7 @@ type Agent struct {
 	etag        string                  // of the cached assignments
 	assignments []agentproto.Assignment // last 200 answer
 	challenges  []agentproto.Challenge  // http-01 challenges of the last 200 answer
+	bundles     []agentproto.Bundle     // trust bundles of the last 200 answer
 	served      *challengeFiles         // http-01 files written, by token
 	fastPoll    bool                    // an order or challenge is in progress: poll sooner
 	reports     []agentproto.Report     // not yet delivered, oldest first
@@ -466,6 +467,16 @@ func (a *Agent) sync(ctx context.Context) (deployErr, serverErr error) {
 			errs = append(errs, fmt.Errorf("certificate %s: %w", as.Name, err))
 		}
 	}
+	for _, b := range a.bundles {
+		err := a.syncBundle(ctx, b)
+		switch {
+		case err == nil:
+		case errors.Is(err, errCrash):
+			return nil, err
+		default:
+			errs = append(errs, fmt.Errorf("trust bundle %s: %w", b.Name, err))
+		}
+	}
 	a.flushReports(ctx)
 	return errors.Join(errs...), nil
 }
@@ -496,7 +507,7 @@ func (a *Agent) poll(ctx context.Context) ([]agentproto.Assignment, error) {
 		return nil, wrongAgent(got.Agent, a.cfg.Name)
 	}
 	a.identified = true
-	a.etag, a.assignments, a.challenges = etag, got.Certificates, got.Challenges
+	a.etag, a.assignments, a.challenges, a.bundles = etag, got.Certificates, got.Challenges, got.Bundles
 	a.log.Debug("assignments changed", "count", len(got.Certificates), "etag", etag)
 	return a.assignments, nil
 }

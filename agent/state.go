@@ -20,8 +20,10 @@ import (
 // pass and delivered report (what `certops-agent status` shows).
 type state struct {
 	Certificates map[string]*certState `json:"certificates"`
-	LastSync     *SyncRecord           `json:"lastSync,omitempty"`
-	LastReport   *ReportRecord         `json:"lastReport,omitempty"`
+	// Bundles are the trust bundles installed, by name.
+	Bundles    map[string]*bundleState `json:"bundles,omitempty"`
+	LastSync   *SyncRecord             `json:"lastSync,omitempty"`
+	LastReport *ReportRecord           `json:"lastReport,omitempty"`
 }
 
 // SyncRecord is the end of a pass: when, and its error ("" when it
