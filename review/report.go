@@ -155,6 +155,9 @@ func flatten(obj *spec.Object) map[string]leaf {
 	}
 	leaves := map[string]leaf{}
 	collectLeaves(nil, content, leaves)
+	if obj.Kind == spec.KindTrustBundle {
+		summarizePEMSources(leaves)
+	}
 	return leaves
 }
 
