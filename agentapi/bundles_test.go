@@ -1,17 +1,24 @@
 package agentapi_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/assign"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
+	"github.com/certops/certops/store"
 )
 
 func bundleObj(name string, sources ...spec.TrustSource) *spec.Object {
@@ -135,5 +142,52 @@ func TestBundleReports(t *testing.T) {
 		if r := e.do("POST", agentproto.PathReports, tokenOf(tc.agent), tc.report); r.status != tc.status {
 			t.Errorf("%s: got %d %s, want %d", tc.name, r.status, r.body, tc.status)
 		}
+	}
+}
+
+// TestBundleACMERoot: an ACME issuer's source is the last certificate of
+// the chain of the newest certificate issued through it; nothing before
+// the first issuance.
+func TestBundleACMERoot(t *testing.T) {
+	acme := &spec.Object{Kind: spec.KindIssuer, Name: "public", Spec: &spec.IssuerSpec{ACME: &spec.ACMEIssuer{
+		DirectoryURL: "https://acme.invalid/directory", AccountKeyFile: filepath.Join(t.TempDir(), "account.key"),
+		Challenge: spec.ACMEChallenge{DNS01: &spec.DNS01Challenge{PresentScript: "/bin/true"}}}}}
+	www := certObj("www", []string{"web-01"}, nil)
+	www.Certificate().IssuerRef = "public"
+	e := newEnv(t, envOptions{}, append(fleetObjs(), acme, www, bundleObj("public-roots", spec.TrustSource{Issuer: "public"}))...)
+	if got, _ := e.bundles("web-01"); len(got) != 0 {
+		t.Fatalf("before any ACME issuance web-01 got %+v", got)
+	}
+	issue := func(serial string, notBefore time.Time, chain ...string) {
+		t.Helper()
+		v := state.CertificateVersion{Certificate: "www", Agent: "web-01", SpecHash: assign.SpecHash(www.Certificate()),
+			Serial: serial, SHA256: strings.Repeat(serial, 64/len(serial)), NotBefore: notBefore, NotAfter: notBefore.Add(90 * 24 * time.Hour),
+			CertPEM: "leaf", ChainPEM: strings.Join(chain, ""), Issuer: "public", IssuedAt: notBefore}
+		if _, err := e.st.RecordIssuance(context.Background(), store.Issuance{Version: v, RenewAt: notBefore.Add(60 * 24 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		e.refresh()
+	}
+	ca := func(name string) string {
+		p, _, err := pki.NewCA(pki.CAOptions{CommonName: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(p)
+	}
+	intermediate, root, root2 := ca("Intermediate"), ca("Root X1"), ca("Root X2")
+	now := time.Now().UTC().Truncate(time.Second)
+	issue("0a", now, intermediate, root)
+	got, etag1 := e.bundles("web-01")
+	if diff := cmp.Diff(derOf(t, got["public-roots"].PEM), derOf(t, root)); diff != "" {
+		t.Errorf("bundle after the first issuance (-got +want):\n%s", diff)
+	}
+	issue("0b", now.Add(time.Hour), intermediate, root2)
+	got, etag2 := e.bundles("web-01")
+	if diff := cmp.Diff(derOf(t, got["public-roots"].PEM), derOf(t, root2)); diff != "" {
+		t.Errorf("bundle after a newer chain (-got +want):\n%s", diff)
+	}
+	if etag1 == etag2 {
+		t.Error("the ETag did not change with the ACME root")
 	}
 }
