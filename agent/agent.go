@@ -555,6 +555,9 @@ func (a *Agent) report(ctx context.Context, r agentproto.Report) {
 	r.At = a.now().UTC()
 	r.Error = textlimit.Bound(r.Error, agentproto.MaxReportError)
 	log := a.log.With("certificate", r.Certificate, "result", r.Result, "serial", r.Serial)
+	if r.Bundle != "" {
+		log = a.log.With("bundle", r.Bundle, "result", r.Result, "sha256", r.SHA256)
+	}
 	if r.Error != "" {
 		log.Warn("deployment outcome", "stage", r.Stage, "err", r.Error)
 	} else {
@@ -581,7 +584,7 @@ func (a *Agent) flushReports(ctx context.Context) {
 			a.log.Warn("server refused report; dropping it", "certificate", a.reports[0].Certificate, "err", err)
 		} else {
 			r := a.reports[0]
-			a.state.st.LastReport = &ReportRecord{At: r.At, Certificate: r.Certificate, Result: r.Result, Stage: r.Stage}
+			a.state.st.LastReport = &ReportRecord{At: r.At, Certificate: r.Certificate, Bundle: r.Bundle, Result: r.Result, Stage: r.Stage}
 		}
 		a.reports = a.reports[1:]
 	}

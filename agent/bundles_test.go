@@ -83,6 +83,11 @@ func TestBundleInstallVerifiesWithOpenSSL(t *testing.T) {
 	if r.Bundle != "roots" || r.Result != agentproto.ResultInstalled || r.SHA256 != bundleOf("roots", path, reload, e.srv.caPEM).SHA256 || r.Certificate != "" {
 		t.Errorf("last report = %+v, want roots installed", r)
 	}
+	st, err := ReadStatus(e.stateDir)
+	if err != nil || len(st.Bundles) != 1 || st.Bundles[0].Name != "roots" || st.Bundles[0].SHA256 != r.SHA256 || st.Bundles[0].Path != path ||
+		st.LastReport == nil || st.LastReport.Bundle != "roots" {
+		t.Errorf("ReadStatus = %+v, %v; want roots installed and its report last", st, err)
+	}
 	otherPEM, otherLeaf := otherCA(t)
 	if !opensslVerify(t, path, e.files.Cert) {
 		t.Error("openssl verify -CAfile BUNDLE fails for the leaf its CA signed")
