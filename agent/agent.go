@@ -193,6 +193,7 @@ type Agent struct {
 	etag        string                  // of the cached assignments
 	assignments []agentproto.Assignment // last 200 answer
 	challenges  []agentproto.Challenge  // http-01 challenges of the last 200 answer
+	bundles     []agentproto.Bundle     // trust bundles of the last 200 answer
 	served      *challengeFiles         // http-01 files written, by token
 	fastPoll    bool                    // an order or challenge is in progress: poll sooner
 	reports     []agentproto.Report     // not yet delivered, oldest first
@@ -466,6 +467,16 @@ func (a *Agent) sync(ctx context.Context) (deployErr, serverErr error) {
 			errs = append(errs, fmt.Errorf("certificate %s: %w", as.Name, err))
 		}
 	}
+	for _, b := range a.bundles {
+		err := a.syncBundle(ctx, b)
+		switch {
+		case err == nil:
+		case errors.Is(err, errCrash):
+			return nil, err
+		default:
+			errs = append(errs, fmt.Errorf("trust bundle %s: %w", b.Name, err))
+		}
+	}
 	a.flushReports(ctx)
 	return errors.Join(errs...), nil
 }
@@ -496,7 +507,7 @@ func (a *Agent) poll(ctx context.Context) ([]agentproto.Assignment, error) {
 		return nil, wrongAgent(got.Agent, a.cfg.Name)
 	}
 	a.identified = true
-	a.etag, a.assignments, a.challenges = etag, got.Certificates, got.Challenges
+	a.etag, a.assignments, a.challenges, a.bundles = etag, got.Certificates, got.Challenges, got.Bundles
 	a.log.Debug("assignments changed", "count", len(got.Certificates), "etag", etag)
 	return a.assignments, nil
 }
@@ -544,6 +555,9 @@ func (a *Agent) report(ctx context.Context, r agentproto.Report) {
 	r.At = a.now().UTC()
 	r.Error = textlimit.Bound(r.Error, agentproto.MaxReportError)
 	log := a.log.With("certificate", r.Certificate, "result", r.Result, "serial", r.Serial)
+	if r.Bundle != "" {
+		log = a.log.With("bundle", r.Bundle, "result", r.Result, "sha256", r.SHA256)
+	}
 	if r.Error != "" {
 		log.Warn("deployment outcome", "stage", r.Stage, "err", r.Error)
 	} else {
@@ -570,7 +584,7 @@ func (a *Agent) flushReports(ctx context.Context) {
 			a.log.Warn("server refused report; dropping it", "certificate", a.reports[0].Certificate, "err", err)
 		} else {
 			r := a.reports[0]
-			a.state.st.LastReport = &ReportRecord{At: r.At, Certificate: r.Certificate, Result: r.Result, Stage: r.Stage}
+			a.state.st.LastReport = &ReportRecord{At: r.At, Certificate: r.Certificate, Bundle: r.Bundle, Result: r.Result, Stage: r.Stage}
 		}
 		a.reports = a.reports[1:]
 	}

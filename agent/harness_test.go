@@ -40,6 +40,7 @@ type protoServer struct {
 	mu          sync.Mutex
 	assignments []*agentproto.Assignment
 	challenges  []agentproto.Challenge // http-01 challenges listed with the assignments
+	bundles     []agentproto.Bundle    // trust bundles listed with the assignments
 	ready       []string               // tokens confirmed on the challenge ready route
 	bodies      []string
 	requests    []string // "METHOD path -> status"
@@ -175,7 +176,7 @@ func writeError(w http.ResponseWriter, status int, code agentproto.Code, msg str
 
 func (s *protoServer) getAssignments(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	doc := agentproto.Assignments{Agent: "web-01", Challenges: s.challenges}
+	doc := agentproto.Assignments{Agent: "web-01", Challenges: s.challenges, Bundles: s.bundles}
 	for _, a := range s.assignments {
 		doc.Certificates = append(doc.Certificates, *a)
 	}

@@ -20,8 +20,10 @@ import (
 // pass and delivered report (what `certops-agent status` shows).
 type state struct {
 	Certificates map[string]*certState `json:"certificates"`
-	LastSync     *SyncRecord           `json:"lastSync,omitempty"`
-	LastReport   *ReportRecord         `json:"lastReport,omitempty"`
+	// Bundles are the trust bundles installed, by name.
+	Bundles    map[string]*bundleState `json:"bundles,omitempty"`
+	LastSync   *SyncRecord             `json:"lastSync,omitempty"`
+	LastReport *ReportRecord           `json:"lastReport,omitempty"`
 }
 
 // SyncRecord is the end of a pass: when, and its error ("" when it
@@ -35,6 +37,7 @@ type SyncRecord struct {
 type ReportRecord struct {
 	At          time.Time `json:"at"`
 	Certificate string    `json:"certificate"`
+	Bundle      string    `json:"bundle,omitempty"` // a trust bundle's report (Certificate empty)
 	Result      string    `json:"result"`
 	Stage       string    `json:"stage,omitempty"`
 }
@@ -155,6 +158,7 @@ func (s *stateStore) recordSync(at time.Time, err error, log *slog.Logger) {
 type Status struct {
 	StateDir           string                 `json:"stateDir"`
 	Certificates       []InstalledCertificate `json:"certificates"`
+	Bundles            []InstalledBundle      `json:"bundles,omitempty"`
 	LastSync           *SyncRecord            `json:"lastSync,omitempty"`
 	LastReport         *ReportRecord          `json:"lastReport,omitempty"`
 	InterruptedInstall bool                   `json:"interruptedInstall,omitempty"`
@@ -175,6 +179,17 @@ type InstalledCertificate struct {
 	Failures      int       `json:"failures,omitempty"`
 	RetryAt       time.Time `json:"retryAt,omitzero"`
 	PolicyRefused bool      `json:"policyRefused,omitempty"`
+}
+
+// InstalledBundle is one trust bundle in the state directory: what was
+// last installed (SHA256 empty when nothing was), and its last failure.
+type InstalledBundle struct {
+	Name        string    `json:"name"`
+	Path        string    `json:"path,omitempty"`
+	SHA256      string    `json:"sha256,omitempty"`
+	InstalledAt time.Time `json:"installedAt,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
+	RetryAt     time.Time `json:"retryAt,omitzero"`
 }
 
 // ReadStatus reads the state directory dir of an agent (running or not).
@@ -203,6 +218,14 @@ func ReadStatus(dir string) (Status, error) {
 		st.Certificates = append(st.Certificates, c)
 	}
 	slices.SortFunc(st.Certificates, func(a, b InstalledCertificate) int { return strings.Compare(a.Name, b.Name) })
+	for name, bs := range raw.Bundles {
+		b := InstalledBundle{Name: name, Path: bs.Path, SHA256: bs.SHA256, InstalledAt: bs.InstalledAt}
+		if f := bs.Failure; f != nil {
+			b.Failures, b.RetryAt = f.Count, f.RetryAt
+		}
+		st.Bundles = append(st.Bundles, b)
+	}
+	slices.SortFunc(st.Bundles, func(a, b InstalledBundle) int { return strings.Compare(a.Name, b.Name) })
 	st.LastSync, st.LastReport = raw.LastSync, raw.LastReport
 	if _, err := os.Stat(filepath.Join(dir, "journal.json")); err == nil {
 		st.InterruptedInstall = true

@@ -121,6 +121,9 @@ var earliestReport = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // certificate, and not more than the skew after at (Invalid otherwise,
 // nothing changes).
 func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report) error {
+	if rep.Bundle != "" {
+		return l.bundleReport(agent, rep)
+	}
 	switch {
 	case rep.Certificate == "":
 		return failure.New(failure.Invalid, "certificate is required")

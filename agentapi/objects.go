@@ -25,7 +25,8 @@ type objects struct {
 	agents   map[string]*agentEntry
 	certs    map[string]*certEntry
 	issuers  map[string]*spec.Object
-	index    *assign.Index // the agents, for targeting
+	bundles  map[string]*bundleEntry // TrustBundles (see bundles.go)
+	index    *assign.Index           // the agents, for targeting
 }
 
 type agentEntry struct {
@@ -33,6 +34,7 @@ type agentEntry struct {
 	token     [sha256.Size]byte // the decoded tokenSHA256
 	suspended bool              // spec.suspend: its assignments are frozen
 	certs     []string          // assigned certificates, sorted
+	bundles   []string          // assigned trust bundles, sorted
 }
 
 type certEntry struct {
@@ -91,9 +93,12 @@ func (o *objects) issuerList() []*spec.Object {
 // content must be there).
 func (o *objects) with(revision int64, written []store.AssignmentObject, deleted []spec.Key, shared *spec.State) (*objects, []error) {
 	n := &objects{revision: revision, tokens: o.tokens, agents: o.agents, index: o.index,
-		certs: maps.Clone(o.certs), issuers: maps.Clone(o.issuers)}
+		certs: maps.Clone(o.certs), issuers: maps.Clone(o.issuers), bundles: maps.Clone(o.bundles)}
 	if n.certs == nil {
 		n.certs, n.issuers = map[string]*certEntry{}, map[string]*spec.Object{}
+	}
+	if n.bundles == nil {
+		n.bundles = map[string]*bundleEntry{}
 	}
 	var errs []error
 	var agents map[string]*agentEntry // the new agent set, when an Agent changed
@@ -108,7 +113,8 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 	if o.index == nil {
 		changeAgents() // the first load: the agent set is new
 	}
-	touched := map[string]bool{} // certificates written or deleted
+	touched := map[string]bool{}        // certificates written or deleted
+	touchedBundles := map[string]bool{} // trust bundles written or deleted
 	drop := func(k spec.Key) {
 		switch k.Kind {
 		case spec.KindIssuer:
@@ -119,6 +125,9 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 		case spec.KindCertificate:
 			delete(n.certs, k.Name)
 			touched[k.Name] = true
+		case spec.KindTrustBundle:
+			delete(n.bundles, k.Name)
+			touchedBundles[k.Name] = true
 		}
 	}
 	for _, k := range deleted {
@@ -146,13 +155,16 @@ func (o *objects) with(revision int64, written []store.AssignmentObject, deleted
 		case *spec.CertificateSpec:
 			n.certs[row.Name] = &certEntry{spec: sp, specHash: r.specHash}
 			touched[row.Name] = true
+		case *spec.TrustBundleSpec:
+			n.bundles[row.Name] = &bundleEntry{spec: sp}
+			touchedBundles[row.Name] = true
 		}
 	}
 	if agents != nil {
 		errs = append(errs, n.setAgents(agents)...)
 		return n, errs
 	}
-	n.retarget(o, touched)
+	n.retarget(o, touched, touchedBundles)
 	return n, errs
 }
 
@@ -241,14 +253,24 @@ func (n *objects) setAgents(agents map[string]*agentEntry) []error {
 			n.agents[a].certs = append(n.agents[a].certs, name)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(n.bundles)) {
+		b := n.bundles[name]
+		if targets := n.index.Targets(b.spec.Deploy.Targeting()); !slices.Equal(targets, b.targets) {
+			b = &bundleEntry{spec: b.spec, targets: targets}
+			n.bundles[name] = b
+		}
+		for _, a := range b.targets {
+			n.agents[a].bundles = append(n.agents[a].bundles, name)
+		}
+	}
 	return errs
 }
 
-// retarget targets the touched certificates (written or deleted since o)
-// among the unchanged agents, and rebuilds the entries of the agents they
-// leave or reach.
-func (n *objects) retarget(o *objects, touched map[string]bool) {
-	moved := map[string]bool{} // agents whose certificate list may change
+// retarget targets the touched certificates and trust bundles (written or
+// deleted since o) among the unchanged agents, and rebuilds the entries of
+// the agents they leave or reach.
+func (n *objects) retarget(o *objects, touched, touchedBundles map[string]bool) {
+	moved := n.retargetBundles(o, touchedBundles) // agents whose lists may change
 	for name := range touched {
 		if old := o.certs[name]; old != nil {
 			for _, a := range old.targets {
@@ -275,7 +297,8 @@ func (n *objects) retarget(o *objects, touched map[string]bool) {
 			}
 		}
 		slices.Sort(certs)
-		n.agents[a] = &agentEntry{labels: old.labels, token: old.token, suspended: old.suspended, certs: certs}
+		n.agents[a] = &agentEntry{labels: old.labels, token: old.token, suspended: old.suspended, certs: certs,
+			bundles: n.bundlesOf(a, old.bundles, touchedBundles)}
 	}
 }
 

@@ -44,6 +44,7 @@ type IssuerSync interface {
 type Snapshot struct {
 	store    SnapshotStore
 	issuers  IssuerSync // nil: no issuer registry to sync
+	cas      CASource   // the issuers when they give CA certificates; else nil
 	now      func() time.Time
 	interval time.Duration
 	log      *slog.Logger
@@ -67,6 +68,12 @@ type Snapshot struct {
 	gen   uint64
 	// challenges are the published http-01 challenges by agent.
 	challenges map[string][]agentproto.Challenge
+	// bundles is each trust bundle's content (see refreshBundles);
+	// acmeRoots the ACME issuers' roots it used; depsMoved says a
+	// deployment changed since (an ACME root may have too).
+	bundles   map[string]bundleContent
+	acmeRoots map[string][]byte
+	depsMoved bool
 
 	chains interner
 	// shared, when set, has this process's loaded objects, which the
@@ -80,10 +87,13 @@ type Snapshot struct {
 type depKey struct{ cert, agent string }
 
 // NewSnapshot returns an empty snapshot; Ready fails until the first
-// Refresh. issuers may be nil; cfg.RefreshInterval and cfg.Now are used.
+// Refresh. issuers may be nil; when it is a CASource too (as
+// *issuer.Registry is), trust bundles take the local CAs' certificates
+// from it. cfg.RefreshInterval and cfg.Now are used.
 func NewSnapshot(st SnapshotStore, issuers IssuerSync, cfg Config, logger *slog.Logger) *Snapshot {
 	cfg = cfg.withDefaults()
-	return &Snapshot{store: st, issuers: issuers, now: cfg.Now, interval: cfg.RefreshInterval, log: orDiscard(logger),
+	cas, _ := issuers.(CASource)
+	return &Snapshot{cas: cas, store: st, issuers: issuers, now: cfg.Now, interval: cfg.RefreshInterval, log: orDiscard(logger),
 		deps: map[depKey]*state.Deployment{}, etags: map[string]string{},
 		challenges: map[string][]agentproto.Challenge{}, chains: interner{m: map[string]string{}}, challengeSeq: -1,
 		loaded: make(chan struct{})}
@@ -195,6 +205,7 @@ func (s *Snapshot) assignmentsLocked(o *objects, agent string) agentproto.Assign
 		}
 		out.Certificates = append(out.Certificates, a)
 	}
+	out.Bundles = s.bundleAssignmentsLocked(o, ae)
 	out.Challenges = s.challenges[agent]
 	return out
 }
@@ -235,6 +246,7 @@ func (s *Snapshot) applyDeployments(rows []state.Deployment) {
 		changed = true
 	}
 	if changed {
+		s.depsMoved = true
 		s.gen++
 	}
 }
@@ -356,9 +368,18 @@ func (s *Snapshot) Refresh(ctx context.Context) error {
 		s.challengeSeq = challengeSeq
 		s.mu.Unlock()
 	}
+	reloaded := false
 	if o := s.objs.Load(); o == nil || o.revision != revision {
-		return s.loadObjects(ctx, o)
+		if err := s.loadObjects(ctx, o); err != nil {
+			return err
+		}
+		reloaded = true
 	}
+	s.mu.Lock()
+	depsMoved := s.depsMoved
+	s.depsMoved = false
+	s.mu.Unlock()
+	s.refreshBundles(s.objs.Load(), reloaded || depsMoved)
 	return nil
 }
 

@@ -106,6 +106,31 @@ type Assignments struct {
 	// now (ACME orders of certificates it deploys, for itself or for other
 	// agents serving the same names).
 	Challenges []Challenge `json:"challenges,omitempty"`
+	// Bundles are the trust bundles (TrustBundle objects) this agent
+	// installs, by name.
+	Bundles []Bundle `json:"bundles,omitempty"`
+}
+
+// Bundle is a trust bundle to install: PEM, the CA certificates computed
+// on the server from the TrustBundle's sources (each once, in a stable
+// order), written to Files.Bundle whenever the file does not hold exactly
+// PEM, then Reload is run. SHA256 is the hex SHA-256 of PEM, which the
+// agent reports back.
+type Bundle struct {
+	Name   string      `json:"name"`
+	PEM    string      `json:"pem"`
+	SHA256 string      `json:"sha256"`
+	Files  BundleFiles `json:"files"`
+	Reload []string    `json:"reload,omitempty"`
+}
+
+// BundleFiles is where a bundle goes, with its mode ("0644" when empty)
+// and owner.
+type BundleFiles struct {
+	Bundle string `json:"bundle"`
+	Mode   string `json:"mode,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	Group  string `json:"group,omitempty"`
 }
 
 // Challenge is an ACME http-01 challenge: the agent writes KeyAuth to
@@ -242,9 +267,14 @@ const (
 // follows after ": ".
 const ReasonHostPolicyRefused = "HostPolicyRefused"
 
-// Report is the outcome of one deployment attempt.
+// Report is the outcome of one deployment attempt: of a certificate, or,
+// with Bundle set (and Certificate, SpecHash and Serial empty), of a trust
+// bundle, whose installed content SHA256 names (the Bundle.SHA256 the
+// agent installed or tried to).
 type Report struct {
 	Certificate string    `json:"certificate"`
+	Bundle      string    `json:"bundle,omitempty"`
+	SHA256      string    `json:"sha256,omitempty"`
 	SpecHash    string    `json:"specHash"`
 	Serial      string    `json:"serial,omitempty"`
 	Result      string    `json:"result"`

@@ -198,6 +198,25 @@ func (r *Registry) CAExpirations() map[string]time.Time {
 	return out
 }
 
+// CACertificate is the CA certificate the local-CA issuer name signs with
+// now, or nil when name is not a local CA or its CA has not loaded (for
+// trust bundles).
+func (r *Registry) CACertificate(name string) *x509.Certificate {
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil
+	}
+	l, ok := e.issuer.(*localCA)
+	if !ok {
+		return nil
+	}
+	ca, err := l.current(r.now())
+	if err != nil {
+		return nil
+	}
+	return ca.Certificate()
+}
+
 // Status maps every issuer to "" when it is healthy, else to what is wrong.
 func (r *Registry) Status() map[string]string {
 	now := r.now()

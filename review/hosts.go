@@ -14,15 +14,28 @@ import (
 // It is the reviewer's view of what a merge does on the hosts (where each
 // agent's host policy has the last word; `certops validate` cannot see it).
 type HostChange struct {
-	Certificate string   `json:"certificate"`
+	// Certificate or Bundle names the object: a Certificate, or a
+	// TrustBundle (whose Paths is its bundle file).
+	Certificate string   `json:"certificate,omitempty"`
+	Bundle      string   `json:"bundle,omitempty"`
 	Agents      []string `json:"agents"` // the agents deploying it at head, sorted
 	Paths       []string `json:"paths"`  // the files written, at head
 	Reload      []string `json:"reload"` // the argv run after an install, at head
 	// Changed lists what differs from base: "new", or any of "agents",
 	// "paths", "reload", "reissue" (the agents at head get a new
 	// certificate: spec.reissue or another field of the spec hash changed),
-	// "suspend", "resume".
+	// "suspend", "resume"; for a bundle, "sources" (its CA certificates
+	// change: the agents install a new bundle and reload).
 	Changed []string `json:"changed"`
+}
+
+// Title names the object the entry is about: Certificate/NAME or
+// TrustBundle/NAME.
+func (h HostChange) Title() string {
+	if h.Bundle != "" {
+		return string(spec.KindTrustBundle) + "/" + h.Bundle
+	}
+	return string(spec.KindCertificate) + "/" + h.Certificate
 }
 
 // hostEffect is what one certificate makes its agents do.
@@ -60,7 +73,8 @@ func hostEffects(objs map[spec.Key]*spec.Object) map[string]hostEffect {
 }
 
 // hostChanges lists, by certificate name, the certificates of head whose
-// files, reload or agents differ from base (all of them for new ones).
+// files, reload or agents differ from base (all of them for new ones),
+// then likewise the trust bundles.
 func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
 	before, after := hostEffects(base), hostEffects(head)
 	out := []HostChange{}
@@ -103,7 +117,7 @@ func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
 		}
 		return 0
 	})
-	return out
+	return append(out, bundleChanges(base, head)...)
 }
 
 func nonNil(s []string) []string {

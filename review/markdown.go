@@ -199,7 +199,7 @@ func newHostsSection(hosts []HostChange) hostsSection {
 		if len(agents) > maxHostAgents {
 			agents = append(agents[:maxHostAgents:maxHostAgents], fmt.Sprintf("… and %d more agents", len(h.Agents)-maxHostAgents))
 		}
-		title := "Certificate/" + h.Certificate + " (" + strings.Join(h.Changed, ", ") + ")"
+		title := h.Title() + " (" + strings.Join(h.Changed, ", ") + ")"
 		s.full[i] = truncate(title+" on "+listOrNone(agents), maxLineBytes) + "\n" +
 			truncate("  files:  "+listOrNone(h.Paths), maxLineBytes) + "\n" +
 			truncate("  reload: "+argvOrNone(h.Reload), maxLineBytes) + "\n"

@@ -58,7 +58,7 @@ func (r Report) Text(w io.Writer) error {
 	if len(r.Hosts) > 0 {
 		b.WriteString("\nOn the hosts (what the agents will write and run; each host's policy decides):\n")
 		for _, h := range r.Hosts {
-			fmt.Fprintf(&b, "  Certificate/%s (%s) on %s\n", h.Certificate, strings.Join(h.Changed, ", "), listOrNone(h.Agents))
+			fmt.Fprintf(&b, "  %s (%s) on %s\n", h.Title(), strings.Join(h.Changed, ", "), listOrNone(h.Agents))
 			fmt.Fprintf(&b, "    files:  %s\n", listOrNone(h.Paths))
 			fmt.Fprintf(&b, "    reload: %s\n", argvOrNone(h.Reload))
 		}

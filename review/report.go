@@ -20,8 +20,10 @@ import (
 // FormatVersion is the version of the JSON document Report.JSON writes. It
 // changes whenever the document's shape does: 2 added formatVersion,
 // baseCommit, headCommit, valid, refusal and errors, and made a field's old
-// and new values JSON values (they were JSON text inside JSON strings).
-const FormatVersion = 2
+// and new values JSON values (they were JSON text inside JSON strings); 3
+// added trust bundles to hosts (an entry names bundle instead of
+// certificate).
+const FormatVersion = 3
 
 // Report is a plan prepared for review, or the reason there is none: a head
 // revision the reconciler would refuse (Valid false, Errors say why).
@@ -50,8 +52,9 @@ type Report struct {
 	// PruneWarnings are shown prominently above the changes. Build leaves
 	// them empty: the caller that knows the deletion guard fills them in.
 	PruneWarnings []string `json:"pruneWarnings"`
-	// Hosts lists what changes on the hosts: per certificate, the files its
-	// agents write and the reload they run, where those or the agents change.
+	// Hosts lists what changes on the hosts: per certificate (then per
+	// trust bundle), the files its agents write and the reload they run,
+	// where those or the agents change.
 	Hosts []HostChange `json:"hosts"`
 }
 
@@ -155,6 +158,9 @@ func flatten(obj *spec.Object) map[string]leaf {
 	}
 	leaves := map[string]leaf{}
 	collectLeaves(nil, content, leaves)
+	if obj.Kind == spec.KindTrustBundle {
+		summarizePEMSources(leaves)
+	}
 	return leaves
 }
 

@@ -285,8 +285,8 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.FormatVersion != 2 {
-		t.Errorf("formatVersion = %d, want 2", doc.FormatVersion)
+	if doc.FormatVersion != 3 {
+		t.Errorf("formatVersion = %d, want 3", doc.FormatVersion)
 	}
 	if f := doc.Changes[0].Fields[0]; f["new"] != "web" || len(f) != 2 {
 		t.Errorf("the create's first field = %v, want path and new: \"web\" only", f)

@@ -34,7 +34,7 @@ func JSONSchema() ([]byte, error) {
 	return marshalSchema(map[string]any{
 		"$schema":     schemaDialect,
 		"title":       "certops desired-state document (" + APIVersion + ")",
-		"description": "One document of a certops GitOps repository: an Issuer, Agent, Certificate, AlertPolicy, NotificationChannel or BackupPolicy.",
+		"description": "One document of a certops GitOps repository: an Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy or TrustBundle.",
 		"type":        "object",
 		"required":    []string{"apiVersion", "kind", "metadata", "spec"},
 		"properties": map[string]any{
@@ -151,6 +151,8 @@ func exactlyOneOf(typeName string) []string {
 		return []string{"slack", "smtp", "webhook"}
 	case "BackupDestination":
 		return []string{"directory", "s3"}
+	case "TrustSource":
+		return []string{"issuer", "pem"}
 	}
 	return nil
 }
@@ -163,11 +165,11 @@ func fieldConstraints(typeName, field string) map[string]any {
 	name := map[string]any{"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
 	switch typeName + "." + field {
 	case "Issuer.apiVersion", "Agent.apiVersion", "Certificate.apiVersion", "AlertPolicy.apiVersion",
-		"NotificationChannel.apiVersion", "BackupPolicy.apiVersion":
+		"NotificationChannel.apiVersion", "BackupPolicy.apiVersion", "TrustBundle.apiVersion":
 		return map[string]any{"const": APIVersion}
-	case "Metadata.name", "CertificateSpec.issuerRef":
+	case "Metadata.name", "CertificateSpec.issuerRef", "TrustSource.issuer":
 		return name
-	case "Deployment.agents", "AlertPolicySpec.notify":
+	case "Deployment.agents", "AlertPolicySpec.notify", "TrustBundleDeploy.agents":
 		return map[string]any{"items": name}
 	case "AgentSpec.tokenSHA256":
 		return map[string]any{"pattern": "^[0-9a-f]{64}$"}
@@ -205,7 +207,7 @@ func fieldConstraints(typeName, field string) map[string]any {
 		"ACMEEAB.hmacFile", "HTTP01Challenge.webroot", "DNS01Challenge.presentScript", "DNS01Challenge.cleanupScript",
 		"DNS01Challenge.envFile", "DeployFiles.cert", "DeployFiles.chain", "DeployFiles.fullchain", "DeployFiles.key",
 		"SlackChannel.webhookURLFile", "SMTPChannel.passwordFile", "WebhookChannel.hmacSecretFile",
-		"BackupDestination.directory", "S3Target.credentialsFile":
+		"BackupDestination.directory", "S3Target.credentialsFile", "BundleFiles.bundle":
 		return absPath
 	case "ACMEIssuer.directoryURL", "WebhookChannel.url", "S3Target.endpoint":
 		return map[string]any{"pattern": "^https?://", "format": "uri"}
@@ -213,10 +215,14 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"enum": DNSProviders}
 	case "DeployFiles.layout":
 		return map[string]any{"enum": Layouts}
-	case "DeployFiles.mode":
+	case "DeployFiles.mode", "BundleFiles.mode":
 		return map[string]any{"pattern": "^0?[0-7]{3}$"}
-	case "Deployment.reload":
+	case "Deployment.reload", "TrustBundleDeploy.reload":
 		return map[string]any{"minItems": 1}
+	case "TrustBundleSpec.sources":
+		return map[string]any{"minItems": 1}
+	case "TrustSource.pem":
+		return map[string]any{"pattern": "-----BEGIN CERTIFICATE-----"}
 	case "SMTPChannel.port":
 		return map[string]any{"minimum": 1, "maximum": 65535}
 	case "SMTPChannel.to":

@@ -17,7 +17,7 @@ const (
 )
 
 // Kinds lists every kind in apply order.
-var Kinds = []Kind{KindIssuer, KindAgent, KindCertificate, KindAlertPolicy, KindNotificationChannel, KindBackupPolicy}
+var Kinds = []Kind{KindIssuer, KindAgent, KindCertificate, KindAlertPolicy, KindNotificationChannel, KindBackupPolicy, KindTrustBundle}
 
 // Metadata is the metadata block shared by every document.
 type Metadata struct {

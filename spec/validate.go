@@ -20,8 +20,11 @@ import (
 //   - an AlertPolicy's notify entries name existing NotificationChannels;
 //   - no two Agents have the same tokenSHA256 (a token must identify one
 //     agent), reported at each of them;
-//   - no two Certificates write the same file path on an agent both
-//     deploy to (see Deployment.Selects), reported at each of them.
+//   - a TrustBundle's issuer sources and deploy.agents name existing
+//     Issuers and Agents;
+//   - no two Certificates or TrustBundles write the same file path on an
+//     agent both deploy to (see Deployment.Selects), reported at each of
+//     them.
 //
 // A reference that is not a valid name is reported by ParseFile, not again
 // here as a dangling reference.
@@ -85,6 +88,8 @@ func validate(objs []*Object, part bool) ErrorList {
 					}
 				}
 			}
+		case *TrustBundleSpec:
+			errs = append(errs, trustBundleRefs(o, s, exists)...)
 		case *AlertPolicySpec:
 			for i, n := range s.Notify {
 				if isDNSLabel(n) && !exists(KindNotificationChannel, n) {
@@ -160,11 +165,8 @@ func sharedFiles(objs []*Object) ErrorList {
 	shared := map[string][]writer{}
 	var sharedOrder []string
 	for _, o := range objs {
-		c := o.Certificate()
-		if c == nil || c.Deploy == nil {
-			continue
-		}
-		for _, f := range deployFiles(&c.Deploy.Files) {
+		_, files := writtenFiles(o)
+		for _, f := range files {
 			w, taken := first[f.path]
 			switch {
 			case !taken:
@@ -194,7 +196,8 @@ func sharedFiles(objs []*Object) ErrorList {
 	targetsOf := func(o *Object) []string {
 		t, ok := targets[o]
 		if !ok {
-			t = ix.Targets(o.Certificate().Deploy)
+			d, _ := writtenFiles(o)
+			t = ix.Targets(d)
 			targets[o] = t
 		}
 		return t
@@ -240,8 +243,8 @@ func sharedFiles(objs []*Object) ErrorList {
 			report := func(w, other writer) {
 				fpath := "spec.deploy.files." + w.field
 				errs = append(errs, Error{File: w.cert.Source.File, Line: w.cert.line(fpath), Message: fmt.Sprintf(
-					"%s: %q is also the %s path of Certificate %q (%s) on %s; the two would overwrite each other there",
-					fpath, path, other.field, other.cert.Name, other.cert.position("spec.deploy.files."+other.field), where)})
+					"%s: %q is also the %s path of %s %q (%s) on %s; the two would overwrite each other there",
+					fpath, path, other.field, other.cert.Kind, other.cert.Name, other.cert.position("spec.deploy.files."+other.field), where)})
 			}
 			report(k.b, k.a)
 			report(k.a, k.b)

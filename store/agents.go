@@ -58,7 +58,8 @@ type AssignmentChanges struct {
 }
 
 // assignmentKinds are the kinds the agent API reads.
-var assignmentKinds = []string{string(spec.KindIssuer), string(spec.KindAgent), string(spec.KindCertificate)}
+var assignmentKinds = []string{string(spec.KindIssuer), string(spec.KindAgent), string(spec.KindCertificate),
+	string(spec.KindTrustBundle)}
 
 // AssignmentObjects returns the Issuer, Agent and Certificate objects
 // written after revision since (every one for since 0) and those deleted

@@ -268,7 +268,11 @@ func printAgentStatus(w io.Writer, st agent.Status, now time.Time) {
 		if r.Stage != "" {
 			result += " at stage " + r.Stage
 		}
-		fmt.Fprintf(w, "Last report:  %s, %s %s\n", at(r.At), r.Certificate, result)
+		name := r.Certificate
+		if r.Bundle != "" {
+			name = "trust bundle " + r.Bundle
+		}
+		fmt.Fprintf(w, "Last report:  %s, %s %s\n", at(r.At), name, result)
 	} else {
 		fmt.Fprintln(w, "Last report:  none")
 	}
@@ -279,6 +283,7 @@ func printAgentStatus(w io.Writer, st agent.Status, now time.Time) {
 		fmt.Fprintf(w, "Pending keys: %s (generated for certificates not installed yet)\n", strings.Join(st.PendingKeys, ", "))
 	}
 	fmt.Fprintln(w)
+	printBundles(w, st.Bundles, at)
 	if len(st.Certificates) == 0 {
 		fmt.Fprintln(w, "No certificates installed.")
 		return
@@ -303,4 +308,27 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printBundles lists the trust bundles of the state directory, if any,
+// followed by a blank line.
+func printBundles(w io.Writer, bundles []agent.InstalledBundle, at func(time.Time) string) {
+	if len(bundles) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TRUST BUNDLE\tPATH\tSHA256\tINSTALLED\tFAILURES")
+	for _, b := range bundles {
+		failures := "-"
+		if b.Failures > 0 {
+			failures = fmt.Sprintf("%d, next try %s", b.Failures, at(b.RetryAt))
+		}
+		sum := orDash(b.SHA256)
+		if len(sum) > 12 {
+			sum = sum[:12] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, orDash(b.Path), sum, at(b.InstalledAt), failures)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
 }

@@ -84,6 +84,7 @@ func TestStatus(t *testing.T) {
 	  "shop": {"serial": "0a1b2c", "notAfter": "` + notAfter.Format(time.RFC3339) + `", "installedAt": "2026-12-01T10:00:00Z", "specHash": "s1"},
 	  "api": {"failure": {"specHash": "s2", "count": 3, "retryAt": "2030-01-01T00:00:00Z", "policy": true}}},
 	 "lastSync": {"at": "2026-12-05T10:00:00Z", "error": "certificate api: policy: HostPolicyRefused: /etc is not allowed"},
+	 "bundles": {"roots": {"sha256": "5d1f0e9c8b7a69584736251403f2e1d0c9b8a7968574635241302f1e0d9c8b7a", "path": "/etc/ssl/roots.pem", "installedAt": "2026-12-01T10:00:00Z"}},
 	 "lastReport": {"at": "2026-12-05T10:00:00Z", "certificate": "api", "result": "failed", "stage": "policy"}}`
 	if err := os.WriteFile(filepath.Join(stateDir, "state.json"), []byte(state), 0o600); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,8 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status: exit %d", code)
 	}
 	for _, want := range []string{"failed: certificate api: policy: HostPolicyRefused", "Last report:  2026-12-05T10:00:00Z", "api failed at stage policy",
-		"CERTIFICATE", "shop         0a1b2c", notAfter.Format(time.RFC3339), "3, next try 2030-01-01T00:00:00Z", "(refused by the host policy)"} {
+		"CERTIFICATE", "shop         0a1b2c", notAfter.Format(time.RFC3339), "3, next try 2030-01-01T00:00:00Z", "(refused by the host policy)",
+		"TRUST BUNDLE", "roots         /etc/ssl/roots.pem  5d1f0e9c8b7a…"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -196,7 +196,7 @@ func TestPlan(t *testing.T) {
 		BaseCommit, HeadCommit string
 		Changes                []any
 	}
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 || rep.FormatVersion != 2 || !rep.Valid {
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 || rep.FormatVersion != 3 || !rep.Valid {
 		t.Errorf("json plan without changes: %v, %s", err, stdout)
 	}
 	if head := strings.TrimSpace(gitCLI(t, dir, "rev-parse", "HEAD")); rep.HeadCommit != head || rep.BaseCommit != strings.TrimSpace(gitCLI(t, dir, "rev-parse", "HEAD~1")) {
