@@ -172,8 +172,18 @@ func TestFormsReadByTheirConsumers(t *testing.T) {
 					t.Errorf("keytool -list does not say %q:\n%s", strings.TrimSpace(want), list)
 				}
 			}
-			if fp := sha256Colons(t, certPEM); !strings.Contains(list, fp) {
+			fp := sha256Colons(t, certPEM)
+			if !strings.Contains(list, fp) {
 				t.Errorf("keytool -list does not show the leaf's SHA-256 %s:\n%s", fp, list)
+			}
+
+			// pkcs12 again, as Java reads it: one private key entry with
+			// the chain (no friendly name, so Java calls it "1").
+			p12list := run(t, keytool, "-list", "-v", "-keystore", e.files.PKCS12, "-storetype", "PKCS12", "-storepass:file", e.files.PKCS12PasswordFile)
+			for _, want := range []string{"Your keystore contains 1 entry", "Entry type: PrivateKeyEntry\n", fmt.Sprintf("Certificate chain length: %d\n", 1+len(pemCerts(t, chainPEM))), fp} {
+				if !strings.Contains(p12list, want) {
+					t.Errorf("keytool -list of the pkcs12 file does not say %q:\n%s", strings.TrimSpace(want), p12list)
+				}
 			}
 
 			// combined: haproxy loads it as a bind's crt, and refuses a
