@@ -27,10 +27,11 @@ func combinedPEM(certPEM, chainPEM string, key *hostKey) string {
 
 // pkcs12File is a PKCS#12 file with key, leaf and chain, encrypted with
 // go-pkcs12's modern encoder (PBES2: PBKDF2-HMAC-SHA-256 and AES-256-CBC;
-// HMAC-SHA-256 MAC) under the password in passwordFile. It names
+// HMAC-SHA-256 MAC) under the password in passwordFile, its key entry
+// named friendlyName when set. It names
 // Modern2023, which pkcs12.Modern is today, so that a library upgrade does
 // not change what the services must read (OpenSSL 1.1.1+, Java 12+).
-func pkcs12File(cert *issuedCert, key *hostKey, passwordFile string) ([]byte, error) {
+func pkcs12File(cert *issuedCert, key *hostKey, passwordFile, friendlyName string) ([]byte, error) {
 	password, err := secret.ReadFile(passwordFile)
 	if err != nil {
 		return nil, fmt.Errorf("files.pkcs12PasswordFile: %w", err)
@@ -38,6 +39,12 @@ func pkcs12File(cert *issuedCert, key *hostKey, passwordFile string) ([]byte, er
 	b, err := pkcs12.Modern2023.Encode(key.signer, cert.leaf, cert.chain, password)
 	if err != nil {
 		return nil, fmt.Errorf("files.pkcs12: encode: %w", err)
+	}
+	if friendlyName == "" {
+		return b, nil
+	}
+	if b, err = withFriendlyName(b, friendlyName, password); err != nil {
+		return nil, fmt.Errorf("files.pkcs12FriendlyName: %w", err)
 	}
 	return b, nil
 }

@@ -33,6 +33,7 @@ func (e *env) withForms() {
 	e.files.DER = filepath.Join(e.dir, "cert.der")
 	e.files.PKCS12 = filepath.Join(e.dir, "keystore.p12")
 	e.files.PKCS12PasswordFile = filepath.Join(pwDir, "p12.pass")
+	e.files.PKCS12FriendlyName = "Shop TLS"
 	e.files.JKS = filepath.Join(e.dir, "keystore.jks")
 	e.files.JKSPasswordFile = filepath.Join(pwDir, "jks.pass")
 	writeFile(e.t, e.files.PKCS12PasswordFile, testPKCS12Password+"\n", 0o600)
@@ -156,8 +157,12 @@ func TestFormsReadByTheirConsumers(t *testing.T) {
 			}
 			keyOut := filepath.Join(dir, "p12.key")
 			run(t, openssl, "pkcs12", "-in", e.files.PKCS12, "-passin", "file:"+e.files.PKCS12PasswordFile, "-nocerts", "-nodes", "-out", keyOut)
-			if b, _ := os.ReadFile(keyOut); !keyFits(string(b), certPEM) {
+			b, _ := os.ReadFile(keyOut)
+			if !keyFits(string(b), certPEM) {
 				t.Error("the key in the pkcs12 file does not fit the certificate")
+			}
+			if !strings.Contains(string(b), "friendlyName: Shop TLS\n") {
+				t.Errorf("openssl shows no friendly name on the key:\n%s", b)
 			}
 			if out, err := exec.Command(openssl, "pkcs12", "-info", "-nokeys", "-in", e.files.PKCS12, "-passin", "pass:wrong").CombinedOutput(); err == nil {
 				t.Errorf("openssl opened the pkcs12 file with a wrong password:\n%s", out)
@@ -177,10 +182,10 @@ func TestFormsReadByTheirConsumers(t *testing.T) {
 				t.Errorf("keytool -list does not show the leaf's SHA-256 %s:\n%s", fp, list)
 			}
 
-			// pkcs12 again, as Java reads it: one private key entry with
-			// the chain (no friendly name, so Java calls it "1").
+			// pkcs12 again, as Java reads it: one private key entry, named
+			// after the friendly name, with the chain.
 			p12list := run(t, keytool, "-list", "-v", "-keystore", e.files.PKCS12, "-storetype", "PKCS12", "-storepass:file", e.files.PKCS12PasswordFile)
-			for _, want := range []string{"Your keystore contains 1 entry", "Entry type: PrivateKeyEntry\n", fmt.Sprintf("Certificate chain length: %d\n", 1+len(pemCerts(t, chainPEM))), fp} {
+			for _, want := range []string{"Your keystore contains 1 entry", "Alias name: shop tls\n", "Entry type: PrivateKeyEntry\n", fmt.Sprintf("Certificate chain length: %d\n", 1+len(pemCerts(t, chainPEM))), fp} {
 				if !strings.Contains(p12list, want) {
 					t.Errorf("keytool -list of the pkcs12 file does not say %q:\n%s", strings.TrimSpace(want), p12list)
 				}

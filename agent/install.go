@@ -89,7 +89,7 @@ func (a *Agent) fileSet(as agentproto.Assignment, cert *issuedCert, key *hostKey
 		add("key", f.Key, text(string(key.pem)), 0o600),
 		add("combined", f.Combined, text(combinedPEM(withNL(cert.CertPEM), withNL(cert.ChainPEM), key)), 0o600),
 		add("der", f.DER, text(string(cert.leaf.Raw)), 0o644),
-		add("pkcs12", f.PKCS12, func() ([]byte, error) { return pkcs12File(cert, key, f.PKCS12PasswordFile) }, 0o600),
+		add("pkcs12", f.PKCS12, func() ([]byte, error) { return pkcs12File(cert, key, f.PKCS12PasswordFile, f.PKCS12FriendlyName) }, 0o600),
 		add("jks", f.JKS, func() ([]byte, error) { return jksFile(cert, key, jksAlias(as), f.JKSPasswordFile) }, 0o600),
 	)
 	if err != nil {

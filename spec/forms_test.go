@@ -63,6 +63,7 @@ func TestDeployForms(t *testing.T) {
       der: /etc/ssl/x/cert.der
       pkcs12: /etc/ssl/x/keystore.p12
       pkcs12PasswordFile: /etc/certops/p12.pass
+      pkcs12FriendlyName: Shop TLS (prod)
       jks: /etc/ssl/x/keystore.jks
       jksPasswordFile: /etc/certops/p12.pass
       jksAlias: x.example.com
@@ -89,6 +90,12 @@ func TestDeployForms(t *testing.T) {
 		{"the same path twice", "      cert: /etc/ssl/x.pem\n      combined: /etc/ssl/x.pem\n      jks: /etc/ssl/x.jks\n      jksPasswordFile: /etc/ssl/x.jks\n", []string{
 			`certs.yaml:12: spec.deploy.files.combined: "/etc/ssl/x.pem" is also the cert path`,
 			`certs.yaml:14: spec.deploy.files.jksPasswordFile: "/etc/ssl/x.jks" is also the jks path, which the agent writes`,
+		}},
+		{"friendly name without pkcs12", "      der: /etc/ssl/x/x.der\n      pkcs12FriendlyName: shop\n", []string{
+			`certs.yaml:12: spec.deploy.files.pkcs12FriendlyName: is set, but pkcs12 is not: drop it or set pkcs12`,
+		}},
+		{"bad friendly name", "      pkcs12: /etc/ssl/x.p12\n      pkcs12PasswordFile: /etc/p\n      pkcs12FriendlyName: \"key \\U0001F511\"\n", []string{
+			`certs.yaml:13: spec.deploy.files.pkcs12FriendlyName: "key 🔑" is not a friendly name: 1 to 64 printable characters of the Basic Multilingual Plane`,
 		}},
 		{"bad alias", "      jks: /etc/ssl/x.jks\n      jksPasswordFile: /etc/jks.pass\n      jksAlias: Web Server\n", []string{
 			`certs.yaml:13: spec.deploy.files.jksAlias: "Web Server" is not a keystore alias: lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 (keytool shows aliases lowercased)`,

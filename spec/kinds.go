@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Per-kind semantic validation. Paths in errors are the YAML field paths.
@@ -399,6 +400,12 @@ func (c *checker) deployFiles(f *DeployFiles) {
 			c.errorf(path+"."+pw.field, "%q is also the %s path, which the agent writes", pw.p, other)
 		}
 	}
+	switch n := f.PKCS12FriendlyName; {
+	case n != "" && f.PKCS12 == "":
+		c.errorf(path+".pkcs12FriendlyName", "is set, but pkcs12 is not: drop it or set pkcs12")
+	case n != "" && !isFriendlyName(n):
+		c.errorf(path+".pkcs12FriendlyName", "%q is not a friendly name: 1 to 64 printable characters of the Basic Multilingual Plane", n)
+	}
 	switch a := f.JKSAlias; {
 	case a != "" && f.JKS == "":
 		c.errorf(path+".jksAlias", "is set, but jks is not: drop it or set jks")
@@ -432,6 +439,19 @@ func (c *checker) deployFiles(f *DeployFiles) {
 	if f.Group != "" && !isOwner(f.Group) {
 		c.errorf(path+".group", "%q is not a valid group name or gid", f.Group)
 	}
+}
+
+// isFriendlyName reports whether s can be a PKCS#12 friendly name (a
+// BMPString): 1 to 64 printable characters, none beyond U+FFFF.
+func isFriendlyName(s string) bool {
+	n := 0
+	for _, r := range s {
+		if r == utf8.RuneError || r > 0xFFFF || !unicode.IsPrint(r) {
+			return false
+		}
+		n++
+	}
+	return n > 0 && n <= 64
 }
 
 // isJKSAlias reports whether s is a keystore alias that keytool shows as

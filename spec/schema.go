@@ -213,6 +213,8 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"pattern": "^https?://", "format": "uri"}
 	case "DNS01Challenge.provider":
 		return map[string]any{"enum": DNSProviders}
+	case "DeployFiles.pkcs12FriendlyName":
+		return map[string]any{"minLength": 1, "maxLength": 64}
 	case "DeployFiles.jksAlias":
 		return map[string]any{"pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
 	case "DeployFiles.layout":

@@ -210,9 +210,11 @@ type DeployFiles struct {
 	DER string `json:"der,omitempty" yaml:"der,omitempty"`
 	// PKCS12 is key, certificate and chain in a PKCS#12 file (AES-256,
 	// PBKDF2-SHA-256), encrypted with the password in PKCS12PasswordFile,
-	// a file on the agent host.
+	// a file on the agent host, with an optional PKCS12FriendlyName.
 	PKCS12             string `json:"pkcs12,omitempty" yaml:"pkcs12,omitempty"`
 	PKCS12PasswordFile string `json:"pkcs12PasswordFile,omitempty" yaml:"pkcs12PasswordFile,omitempty"`
+	// PKCS12FriendlyName names the key entry (Java's alias).
+	PKCS12FriendlyName string `json:"pkcs12FriendlyName,omitempty" yaml:"pkcs12FriendlyName,omitempty"`
 	// JKS is a Java KeyStore with one private key entry (key, certificate
 	// and chain) named JKSAlias (default: the certificate's name), with
 	// the password in JKSPasswordFile, a file on the agent host.
