@@ -47,8 +47,11 @@
 //
 // # Install
 //
-// The files of a certificate (cert, chain, fullchain, key: the paths set)
-// are swapped as one transaction recorded in StateDir/journal.json:
+// The files of a certificate (cert, chain, fullchain, key, and the forms
+// built here from the key and certificate: combined PEM, DER, PKCS#12 and
+// JKS, the keystores encrypted with passwords read from host files at each
+// install; the paths set) are swapped as one transaction recorded in
+// StateDir/journal.json:
 // prepare (temp files listed) → temp files written, fsynced, chmod/chown'd
 // in each target's directory → swap (each old file hard-linked to a backup,
 // then the temp renamed over it; directories fsynced) → reload → commit →

@@ -28,7 +28,9 @@ type targetFile struct {
 }
 
 // fileSet renders the files of as.Files: cert (leaf), chain, fullchain
-// (leaf + chain) and key, each with its mode and owner.
+// (leaf + chain), key, combined (leaf + chain + key), der (leaf), pkcs12
+// and jks (key containers, with the password files read now), each with
+// its mode and owner. The key and the key containers are capped at 0600.
 func (a *Agent) fileSet(as agentproto.Assignment, cert *issuedCert, key *hostKey) ([]targetFile, error) {
 	f := as.Files
 	uid, gid, err := a.owner(f)
@@ -51,7 +53,7 @@ func (a *Agent) fileSet(as agentproto.Assignment, cert *issuedCert, key *hostKey
 	}
 	var out []targetFile
 	seen := map[string]bool{}
-	add := func(field, path, data string, def os.FileMode) error {
+	add := func(field, path string, data func() ([]byte, error), def os.FileMode) error {
 		if path == "" {
 			return nil
 		}
@@ -69,23 +71,44 @@ func (a *Agent) fileSet(as agentproto.Assignment, cert *issuedCert, key *hostKey
 		if m == 0 {
 			m = def
 		}
-		m = a.capMode(m, field == "key")
-		out = append(out, targetFile{path: path, data: []byte(data), mode: m, uid: uid, gid: gid})
+		m = a.capMode(m, holdsKey(field))
+		b, err := data()
+		if err != nil {
+			return err
+		}
+		out = append(out, targetFile{path: path, data: b, mode: m, uid: uid, gid: gid})
 		return nil
 	}
+	text := func(s string) func() ([]byte, error) {
+		return func() ([]byte, error) { return []byte(s), nil }
+	}
 	err = errors.Join(
-		add("cert", f.Cert, withNL(cert.CertPEM), 0o644),
-		add("chain", f.Chain, withNL(cert.ChainPEM), 0o644),
-		add("fullchain", f.Fullchain, withNL(cert.CertPEM)+withNL(cert.ChainPEM), 0o644),
-		add("key", f.Key, string(key.pem), 0o600),
+		add("cert", f.Cert, text(withNL(cert.CertPEM)), 0o644),
+		add("chain", f.Chain, text(withNL(cert.ChainPEM)), 0o644),
+		add("fullchain", f.Fullchain, text(withNL(cert.CertPEM)+withNL(cert.ChainPEM)), 0o644),
+		add("key", f.Key, text(string(key.pem)), 0o600),
+		add("combined", f.Combined, text(combinedPEM(withNL(cert.CertPEM), withNL(cert.ChainPEM), key)), 0o600),
+		add("der", f.DER, text(string(cert.leaf.Raw)), 0o644),
+		add("pkcs12", f.PKCS12, func() ([]byte, error) { return pkcs12File(cert, key, f.PKCS12PasswordFile, f.PKCS12FriendlyName) }, 0o600),
+		add("jks", f.JKS, func() ([]byte, error) { return jksFile(cert, key, jksAlias(as), f.JKSPasswordFile) }, 0o600),
 	)
 	if err != nil {
 		return nil, err
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no files to install: files.cert, chain, fullchain and key are all empty")
+		return nil, errors.New("no files to install: files.cert, chain, fullchain, key, combined, der, pkcs12 and jks are all empty")
 	}
 	return out, nil
+}
+
+// holdsKey reports whether the file of field holds the private key: the
+// key itself and the key containers, capped at mode 0600.
+func holdsKey(field string) bool {
+	switch field {
+	case "key", "combined", "pkcs12", "jks":
+		return true
+	}
+	return false
 }
 
 // owner resolves files.owner and files.group (names or numeric ids); -1

@@ -33,9 +33,10 @@ type Policy struct {
 	// policy, an assignment with a reload not listed here is refused (an
 	// empty list allows no reload at all).
 	AllowedReloads [][]string `yaml:"allowedReloads"`
-	// MaxFileMode caps the mode of the certificate, chain and fullchain
-	// files (octal, e.g. "0644"); empty: no cap. Keys are capped at 0600
-	// whatever the policy.
+	// MaxFileMode caps the mode of the certificate, chain, fullchain and
+	// DER files (octal, e.g. "0644"); empty: no cap. Keys and the key
+	// containers (combined, PKCS#12, JKS) are capped at 0600 whatever the
+	// policy.
 	MaxFileMode string `yaml:"maxFileMode"`
 
 	maxMode os.FileMode
@@ -199,6 +200,7 @@ func (a *Agent) checkPolicy(as agentproto.Assignment) error {
 	f := as.Files
 	for _, p := range []struct{ field, path string }{
 		{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key},
+		{"combined", f.Combined}, {"der", f.DER}, {"pkcs12", f.PKCS12}, {"jks", f.JKS},
 	} {
 		if p.path == "" || !filepath.IsAbs(p.path) || filepath.Clean(p.path) != p.path {
 			continue // fileSet reports an unusable path
@@ -228,8 +230,8 @@ func (a *Agent) checkPolicy(as agentproto.Assignment) error {
 	return refused("%s", strings.Join(msgs, "; "))
 }
 
-// capMode caps a file's mode: keys at 0600 always, other files at the
-// policy's maxFileMode when set.
+// capMode caps a file's mode: keys and key containers at 0600 always,
+// other files at the policy's maxFileMode when set.
 func (a *Agent) capMode(m os.FileMode, key bool) os.FileMode {
 	if key {
 		return m & 0o600

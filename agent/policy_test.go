@@ -282,7 +282,7 @@ func TestExamplePolicy(t *testing.T) {
 
 var (
 	reloadLine = regexp.MustCompile(`(?m)^\s*reload: \[(.*)\]`)
-	pathLine   = regexp.MustCompile(`(?m)^\s*(?:cert|chain|fullchain|key|webroot): (/\S+)`)
+	pathLine   = regexp.MustCompile(`(?m)^\s*(?:cert|chain|fullchain|key|combined|der|pkcs12|jks|webroot): (/\S+)`)
 )
 
 // After a refusal, the failure backoff (kept in state.json) holds while the

@@ -128,14 +128,18 @@ func (a *Agent) decide(as agentproto.Assignment) decision {
 }
 
 // filesHold reports whether every file of the set exists and the
-// certificate files hold cur.
+// certificate files (PEM and DER) hold cur. The key containers, encrypted
+// with fresh salts at each install, are only checked to exist.
 func filesHold(f agentproto.Files, cur *issuedCert) bool {
-	for _, p := range []string{f.Cert, f.Fullchain} {
+	for _, p := range []string{f.Cert, f.Fullchain, f.Combined} {
 		if p != "" && fingerprintOfFile(p) != cur.sha256 {
 			return false
 		}
 	}
-	for _, p := range []string{f.Chain, f.Key} {
+	if f.DER != "" && !derHolds(f.DER, cur) {
+		return false
+	}
+	for _, p := range []string{f.Chain, f.Key, f.PKCS12, f.JKS} {
 		if p == "" {
 			continue
 		}

@@ -313,7 +313,11 @@ func baseAssignment(name string, c *spec.CertificateSpec) agentproto.Assignment 
 	}
 	if d := c.Deploy; d != nil {
 		f := d.Files
-		a.Files = agentproto.Files{Cert: f.Cert, Chain: f.Chain, Fullchain: f.Fullchain, Key: f.Key, Mode: f.Mode, Owner: f.Owner, Group: f.Group, Layout: f.Layout}
+		a.Files = agentproto.Files{Cert: f.Cert, Chain: f.Chain, Fullchain: f.Fullchain, Key: f.Key,
+			Combined: f.Combined, DER: f.DER,
+			PKCS12: f.PKCS12, PKCS12PasswordFile: f.PKCS12PasswordFile, PKCS12FriendlyName: f.PKCS12FriendlyName,
+			JKS: f.JKS, JKSPasswordFile: f.JKSPasswordFile, JKSAlias: f.JKSAlias,
+			Mode: f.Mode, Owner: f.Owner, Group: f.Group, Layout: f.Layout}
 		a.Reload = d.Reload
 		if d.Verify != nil {
 			a.Verify = &agentproto.Verify{Address: d.Verify.Address, ServerName: d.Verify.ServerName}

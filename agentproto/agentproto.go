@@ -210,6 +210,22 @@ type Files struct {
 	// Layout is how the files are installed: "files" (the default, "" too)
 	// or "symlink" (see the agent's documentation).
 	Layout string `json:"layout,omitempty"`
+
+	// Combined (key, certificate and chain in one PEM file), DER (the
+	// certificate), PKCS12 and JKS (key containers with the chain,
+	// encrypted with the password the agent reads from the file
+	// PKCS12PasswordFile or JKSPasswordFile on its host; PKCS12FriendlyName
+	// names the PKCS#12 key entry, if set; JKSAlias names the JKS one,
+	// default the certificate's name). Key containers are
+	// capped at mode 0600 like the key.
+	Combined           string `json:"combined,omitempty"`
+	DER                string `json:"der,omitempty"`
+	PKCS12             string `json:"pkcs12,omitempty"`
+	PKCS12PasswordFile string `json:"pkcs12PasswordFile,omitempty"`
+	PKCS12FriendlyName string `json:"pkcs12FriendlyName,omitempty"`
+	JKS                string `json:"jks,omitempty"`
+	JKSPasswordFile    string `json:"jksPasswordFile,omitempty"`
+	JKSAlias           string `json:"jksAlias,omitempty"`
 }
 
 // Verify asks the agent to dial Address with SNI ServerName after a reload

@@ -62,7 +62,7 @@ func checkCounts(t *testing.T, state spec.State) {
 	want := map[spec.Kind]int{
 		spec.KindIssuer:              3,
 		spec.KindAgent:               12,
-		spec.KindCertificate:         9,
+		spec.KindCertificate:         10,
 		spec.KindAlertPolicy:         1,
 		spec.KindNotificationChannel: 2,
 		spec.KindBackupPolicy:        1,

@@ -61,7 +61,7 @@ func hostEffects(objs map[spec.Key]*spec.Object) map[string]hostEffect {
 		}
 		f := c.Deploy.Files
 		var paths []string
-		for _, p := range []string{f.Cert, f.Chain, f.Fullchain, f.Key} {
+		for _, p := range []string{f.Cert, f.Chain, f.Fullchain, f.Key, f.Combined, f.DER, f.PKCS12, f.JKS} {
 			if p != "" {
 				paths = append(paths, p)
 			}

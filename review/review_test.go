@@ -637,6 +637,9 @@ func TestHostChanges(t *testing.T) {
 	cert := func(reload ...string) *spec.Object { return certWith(func(*spec.CertificateSpec) {}, reload...) }
 	reissued := certWith(func(c *spec.CertificateSpec) { c.Reissue = "2026-12-05" }, "true")
 	suspended := certWith(func(c *spec.CertificateSpec) { c.Suspend = true }, "true")
+	keystore := certWith(func(c *spec.CertificateSpec) {
+		c.Deploy.Files.PKCS12, c.Deploy.Files.PKCS12PasswordFile = "/etc/ssl/shop/keystore.p12", "/etc/certops/p12.pass"
+	}, "true")
 	for _, tt := range []struct {
 		name       string
 		base, head map[spec.Key]*spec.Object
@@ -649,6 +652,7 @@ func TestHostChanges(t *testing.T) {
 		{"reissue set", objects(agent, cert("true")), objects(agent, reissued), []string{"reissue"}},
 		{"suspended", objects(agent, cert("true")), objects(agent, suspended), []string{"suspend"}},
 		{"resumed", objects(agent, suspended), objects(agent, cert("true")), []string{"resume"}},
+		{"a key container added", objects(agent, cert("true")), objects(agent, keystore), []string{"paths", "reissue"}},
 	} {
 		got := hostChanges(tt.base, tt.head)
 		switch {

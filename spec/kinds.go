@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Per-kind semantic validation. Paths in errors are the YAML field paths.
@@ -372,21 +373,44 @@ func (c *checker) deploy(d *Deployment) {
 
 func (c *checker) deployFiles(f *DeployFiles) {
 	const path = "spec.deploy.files"
-	if f.Cert == "" && f.Fullchain == "" {
-		c.errorf(path, "at least one of cert or fullchain is required")
+	if f.Cert == "" && f.Fullchain == "" && f.Combined == "" && f.DER == "" && f.PKCS12 == "" && f.JKS == "" {
+		c.errorf(path, "at least one of cert, fullchain, combined, der, pkcs12 or jks is required")
 	}
 	seen := map[string]string{}
-	for _, file := range []struct{ name, p string }{
-		{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key},
+	for _, file := range deployFiles(f) {
+		c.absPath(path+"."+file.field, file.path)
+		if other, dup := seen[file.path]; dup {
+			c.errorf(path+"."+file.field, "%q is also the %s path", file.path, other)
+		}
+		seen[file.path] = file.field
+	}
+	// The password files are read on the host, never written.
+	for _, pw := range []struct{ field, form, formPath, p string }{
+		{"pkcs12PasswordFile", "pkcs12", f.PKCS12, f.PKCS12PasswordFile},
+		{"jksPasswordFile", "jks", f.JKS, f.JKSPasswordFile},
 	} {
-		if file.p == "" {
-			continue
+		switch {
+		case pw.formPath != "" && pw.p == "":
+			c.errorf(path+"."+pw.field, "required with %s: the path of a file on the agent host that holds the %s password (never the password itself)", pw.form, pw.form)
+		case pw.formPath == "" && pw.p != "":
+			c.errorf(path+"."+pw.field, "is set, but %s is not: drop it or set %s", pw.form, pw.form)
 		}
-		c.absPath(path+"."+file.name, file.p)
-		if other, dup := seen[file.p]; dup {
-			c.errorf(path+"."+file.name, "%q is also the %s path", file.p, other)
+		c.absPath(path+"."+pw.field, pw.p)
+		if other, dup := seen[pw.p]; dup && pw.p != "" {
+			c.errorf(path+"."+pw.field, "%q is also the %s path, which the agent writes", pw.p, other)
 		}
-		seen[file.p] = file.name
+	}
+	switch n := f.PKCS12FriendlyName; {
+	case n != "" && f.PKCS12 == "":
+		c.errorf(path+".pkcs12FriendlyName", "is set, but pkcs12 is not: drop it or set pkcs12")
+	case n != "" && !isFriendlyName(n):
+		c.errorf(path+".pkcs12FriendlyName", "%q is not a friendly name: 1 to 64 printable characters of the Basic Multilingual Plane", n)
+	}
+	switch a := f.JKSAlias; {
+	case a != "" && f.JKS == "":
+		c.errorf(path+".jksAlias", "is set, but jks is not: drop it or set jks")
+	case a != "" && !isJKSAlias(a):
+		c.errorf(path+".jksAlias", "%q is not a keystore alias: lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 (keytool shows aliases lowercased)", a)
 	}
 	switch f.Layout {
 	case "", LayoutFiles:
@@ -415,6 +439,37 @@ func (c *checker) deployFiles(f *DeployFiles) {
 	if f.Group != "" && !isOwner(f.Group) {
 		c.errorf(path+".group", "%q is not a valid group name or gid", f.Group)
 	}
+}
+
+// isFriendlyName reports whether s can be a PKCS#12 friendly name (a
+// BMPString): 1 to 64 printable characters, none beyond U+FFFF.
+func isFriendlyName(s string) bool {
+	n := 0
+	for _, r := range s {
+		if r == utf8.RuneError || r > 0xFFFF || !unicode.IsPrint(r) {
+			return false
+		}
+		n++
+	}
+	return n > 0 && n <= 64
+}
+
+// isJKSAlias reports whether s is a keystore alias that keytool shows as
+// written: 1 to 64 lowercase letters, digits, '.', '_' and '-', starting
+// with a letter or digit.
+func isJKSAlias(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', '0' <= b && b <= '9':
+		case i > 0 && (b == '.' || b == '_' || b == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (c *checker) alertPolicy(s *AlertPolicySpec) {

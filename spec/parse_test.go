@@ -106,7 +106,7 @@ func TestParseFileErrors(t *testing.T) {
 		}},
 		{"deploy.yaml", []string{
 			`deploy.yaml:8: spec.deploy.agents[1]: duplicate of spec.deploy.agents[0]`,
-			`deploy.yaml:9: spec.deploy.files: at least one of cert or fullchain is required`,
+			`deploy.yaml:9: spec.deploy.files: at least one of cert, fullchain, combined, der, pkcs12 or jks is required`,
 			`deploy.yaml:10: spec.deploy.files.chain: "etc/chain.pem" is not an absolute path`,
 			`deploy.yaml:11: spec.deploy.files.key: "/etc/ssl/../key.pem" must not contain ".."`,
 			`deploy.yaml:12: spec.deploy.files.mode: "1777" is not an octal file mode up to "0777" (e.g. "0600")`,

@@ -206,6 +206,8 @@ func fieldConstraints(typeName, field string) map[string]any {
 	case "LocalCAIssuer.certFile", "LocalCAIssuer.keyFile", "ACMEIssuer.accountKeyFile", "ACMEIssuer.caBundleFile",
 		"ACMEEAB.hmacFile", "HTTP01Challenge.webroot", "DNS01Challenge.presentScript", "DNS01Challenge.cleanupScript",
 		"DNS01Challenge.envFile", "DeployFiles.cert", "DeployFiles.chain", "DeployFiles.fullchain", "DeployFiles.key",
+		"DeployFiles.combined", "DeployFiles.der", "DeployFiles.pkcs12", "DeployFiles.jks",
+		"DeployFiles.pkcs12PasswordFile", "DeployFiles.jksPasswordFile",
 		"SlackChannel.webhookURLFile", "SMTPChannel.passwordFile", "WebhookChannel.hmacSecretFile",
 		"BackupDestination.directory", "S3Target.credentialsFile", "BundleFiles.bundle":
 		return absPath
@@ -213,6 +215,10 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"pattern": "^https?://", "format": "uri"}
 	case "DNS01Challenge.provider":
 		return map[string]any{"enum": DNSProviders}
+	case "DeployFiles.pkcs12FriendlyName":
+		return map[string]any{"minLength": 1, "maxLength": 64}
+	case "DeployFiles.jksAlias":
+		return map[string]any{"pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
 	case "DeployFiles.layout":
 		return map[string]any{"enum": Layouts}
 	case "DeployFiles.mode", "BundleFiles.mode":

@@ -31,6 +31,9 @@ var secretFields = map[string]bool{
 	"spec.webhook.hmacSecretFile":         true,
 	"spec.destination.s3.credentialsFile": true,
 
+	"spec.deploy.files.pkcs12PasswordFile": true,
+	"spec.deploy.files.jksPasswordFile":    true,
+
 	"spec.acme.directoryURL":       true,
 	"spec.webhook.url":             true,
 	"spec.destination.s3.endpoint": true,

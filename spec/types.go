@@ -197,12 +197,30 @@ type LabelSelector struct {
 	MatchLabels map[string]string `json:"matchLabels,omitempty" yaml:"matchLabels,omitempty"`
 }
 
-// DeployFiles are absolute paths on the agent host; at least one of the paths is set.
+// DeployFiles are absolute paths on the agent host; at least one of the
+// certificate's forms is set.
 type DeployFiles struct {
 	Cert      string `json:"cert,omitempty" yaml:"cert,omitempty"`
 	Chain     string `json:"chain,omitempty" yaml:"chain,omitempty"`
 	Fullchain string `json:"fullchain,omitempty" yaml:"fullchain,omitempty"`
 	Key       string `json:"key,omitempty" yaml:"key,omitempty"`
+	// Combined is key, certificate and chain in one PEM file (HAProxy).
+	Combined string `json:"combined,omitempty" yaml:"combined,omitempty"`
+	// DER is the certificate alone, DER encoded.
+	DER string `json:"der,omitempty" yaml:"der,omitempty"`
+	// PKCS12 is key, certificate and chain in a PKCS#12 file (AES-256,
+	// PBKDF2-SHA-256), encrypted with the password in PKCS12PasswordFile,
+	// a file on the agent host, with an optional PKCS12FriendlyName.
+	PKCS12             string `json:"pkcs12,omitempty" yaml:"pkcs12,omitempty"`
+	PKCS12PasswordFile string `json:"pkcs12PasswordFile,omitempty" yaml:"pkcs12PasswordFile,omitempty"`
+	// PKCS12FriendlyName names the key entry (Java's alias).
+	PKCS12FriendlyName string `json:"pkcs12FriendlyName,omitempty" yaml:"pkcs12FriendlyName,omitempty"`
+	// JKS is a Java KeyStore with one private key entry (key, certificate
+	// and chain) named JKSAlias (default: the certificate's name), with
+	// the password in JKSPasswordFile, a file on the agent host.
+	JKS             string `json:"jks,omitempty" yaml:"jks,omitempty"`
+	JKSPasswordFile string `json:"jksPasswordFile,omitempty" yaml:"jksPasswordFile,omitempty"`
+	JKSAlias        string `json:"jksAlias,omitempty" yaml:"jksAlias,omitempty"`
 	// Mode is an octal file mode as a string, e.g. "0600".
 	Mode  string `json:"mode,omitempty" yaml:"mode,omitempty"`
 	Owner string `json:"owner,omitempty" yaml:"owner,omitempty"`

@@ -135,14 +135,15 @@ func sharedTokens(objs []*Object) ErrorList {
 }
 
 // deployFile is one file path a Certificate writes: field is "cert",
-// "chain", "fullchain" or "key".
+// "chain", "fullchain", "key", "combined", "der", "pkcs12" or "jks".
 type deployFile struct {
 	field, path string
 }
 
 func deployFiles(f *DeployFiles) []deployFile {
 	out := make([]deployFile, 0, 4)
-	for _, df := range [...]deployFile{{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key}} {
+	for _, df := range [...]deployFile{{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key},
+		{"combined", f.Combined}, {"der", f.DER}, {"pkcs12", f.PKCS12}, {"jks", f.JKS}} {
 		if df.path != "" {
 			out = append(out, df)
 		}
