@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/certops/certops/spec"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	yaml "sigs.k8s.io/yaml/goyaml.v3"
+
+	"github.com/certops/certops/spec"
 )
 
 // schemaFile is the committed JSON Schema editors check the examples against.
