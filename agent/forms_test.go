@@ -360,12 +360,31 @@ func TestFormsMissingPasswordFile(t *testing.T) {
 	})
 }
 
-// The host policy bounds the new paths like the others, and its
-// maxFileMode caps DER while the key containers stay at 0600.
+// The host policy bounds the new paths like the others (the password
+// files read as well as the files written), and its maxFileMode caps DER
+// while the key containers stay at 0600.
 func TestFormsUnderHostPolicy(t *testing.T) {
 	e := newEnv(t)
 	e.withForms()
-	e.cfg.Policy = &Policy{AllowedDirs: []string{e.dir}, AllowedReloads: [][]string{e.srv.assignments[0].Reload}, MaxFileMode: "0640", maxMode: 0o640}
+	passwords := filepath.Dir(e.files.JKSPasswordFile)
+	e.cfg.Policy = &Policy{AllowedDirs: []string{e.dir, passwords}, AllowedReloads: [][]string{e.srv.assignments[0].Reload}, MaxFileMode: "0640", maxMode: 0o640}
+
+	// A password file elsewhere (any secret of the host) is refused.
+	elsewhere := filepath.Join(t.TempDir(), "shadow")
+	writeFile(t, elsewhere, "not-for-keystores\n", 0o600)
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.JKSPasswordFile = elsewhere })
+	probe := e.newAgent()
+	if err := probe.SyncOnce(t.Context()); err == nil {
+		t.Fatal("SyncOnce succeeded with a jksPasswordFile outside allowedDirs")
+	}
+	if r := e.srv.lastReport(t); r.Stage != agentproto.StagePolicy || !strings.HasPrefix(r.Error, "HostPolicyRefused: files.jksPasswordFile: path "+elsewhere+" is outside allowedDirs [") {
+		t.Errorf("report = %+v, want refused for the password file", r)
+	}
+	if ents := e.dirEntries(); len(ents) != 0 {
+		t.Errorf("written: %v", ents)
+	}
+	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.JKSPasswordFile = e.files.JKSPasswordFile; as.SpecHash = "spec-pw" })
+
 	outside := filepath.Join(t.TempDir(), "keystore.jks")
 	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.JKS = outside; as.Files.Mode = "0664" })
 	a := e.newAgent()

@@ -201,12 +201,15 @@ func (a *Agent) checkPolicy(as agentproto.Assignment) error {
 	for _, p := range []struct{ field, path string }{
 		{"cert", f.Cert}, {"chain", f.Chain}, {"fullchain", f.Fullchain}, {"key", f.Key},
 		{"combined", f.Combined}, {"der", f.DER}, {"pkcs12", f.PKCS12}, {"jks", f.JKS},
+		// Read, not written: the password files are bounded by the same
+		// directories, so Git cannot make the agent read any secret it can.
+		{"pkcs12PasswordFile", f.PKCS12PasswordFile}, {"jksPasswordFile", f.JKSPasswordFile},
 	} {
 		if p.path == "" || !filepath.IsAbs(p.path) || filepath.Clean(p.path) != p.path {
 			continue // fileSet reports an unusable path
 		}
 		err := a.allowed(p.path)
-		if err == nil && f.Layout == layoutSymlink {
+		if err == nil && f.Layout == layoutSymlink && !strings.HasSuffix(p.field, "PasswordFile") {
 			// The files are written under D/.certops.NAME/current/: that
 			// directory must not lead out either.
 			dir, base := filepath.Split(p.path)
