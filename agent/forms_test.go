@@ -383,7 +383,10 @@ func TestFormsUnderHostPolicy(t *testing.T) {
 	if ents := e.dirEntries(); len(ents) != 0 {
 		t.Errorf("written: %v", ents)
 	}
-	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.JKSPasswordFile = e.files.JKSPasswordFile; as.SpecHash = "spec-pw" })
+	e.srv.edit("shop", func(as *agentproto.Assignment) {
+		as.Files.JKSPasswordFile = e.files.JKSPasswordFile
+		as.SpecHash = "spec-pw"
+	})
 
 	outside := filepath.Join(t.TempDir(), "keystore.jks")
 	e.srv.edit("shop", func(as *agentproto.Assignment) { as.Files.JKS = outside; as.Files.Mode = "0664" })
