@@ -2,13 +2,16 @@ package retention_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/retention"
+	"github.com/certops/certops/store"
 )
 
 // BenchmarkPrune50K prunes, with the default settings, the history of
@@ -22,7 +25,8 @@ import (
 // (insert a version, point the deployment at it) and a watcher samples
 // pg_locks for waiting locks. Run it once:
 //
-//	go test -run '^$' -bench Prune50K -benchtime 1x ./retention
+//	go test -run '^$' -bench Prune50K -benchtime 1x -v ./retention
+//	CERTOPS_BENCH_WRITER=saturate go test -run '^$' -bench Prune50K -benchtime 1x -v ./retention
 func BenchmarkPrune50K(b *testing.B) {
 	if testing.Short() {
 		b.Skip("seeds 500,000 versions")
@@ -40,12 +44,19 @@ func BenchmarkPrune50K(b *testing.B) {
 		var maxWaiting int64
 		wg.Go(func() { writes = agentWriter(ctx, d) })
 		wg.Go(func() { maxWaiting = lockWatcher(ctx, d) })
-		p := retention.New(d.st, retention.Defaults(), nil, slog.New(slog.DiscardHandler))
+		timed := &timedStore{Store: d.st}
+		p := retention.New(timed, retention.Defaults(), nil, slog.New(slog.DiscardHandler))
 		r, err := p.PruneOnce(b.Context())
 		cancel()
 		wg.Wait()
 		if err != nil {
 			b.Fatal(err)
+		}
+		if writes.err != nil {
+			b.Fatalf("writer: %v", writes.err)
+		}
+		for _, m := range timed.methods() {
+			b.Logf("%-22s %4d batches, longest %v, total %v", m.name, m.n, m.longest.Round(time.Millisecond), m.total.Round(time.Millisecond))
 		}
 		if r.Versions != 150_000 || r.Revisions != 459 || r.Actions != 2*60_002+457*5 {
 			b.Fatalf("deleted %d versions, %d revisions, %d actions; want 150000, 459, %d", r.Versions, r.Revisions, r.Actions, 2*60_002+457*5)
@@ -99,23 +110,39 @@ func seed50K(b *testing.B, d db) {
 type writerStats struct {
 	n   int
 	max time.Duration
+	err error
 }
 
 // agentWriter issues versions as the agent API does (insert a version,
-// point the deployment at it, one transaction) for random pairs until
-// ctx ends, and returns the slowest transaction.
+// point the deployment at it, one transaction) for random pairs, 100 a
+// second (CERTOPS_BENCH_WRITER=saturate: back to back), until ctx ends, and
+// returns the slowest transaction.
 func agentWriter(ctx context.Context, d db) writerStats {
 	var s writerStats
+	pace := time.NewTicker(10 * time.Millisecond)
+	defer pace.Stop()
+	saturate := os.Getenv("CERTOPS_BENCH_WRITER") == "saturate"
 	for ctx.Err() == nil {
+		if !saturate {
+			select {
+			case <-ctx.Done():
+				return s
+			case <-pace.C:
+			}
+		}
 		c := rand.IntN(50_000)
 		start := time.Now()
 		_, err := d.sql.Exec(ctx, `
 			WITH v AS (
 				INSERT INTO certificate_versions (certificate, agent, spec_hash, serial, sha256, not_before, not_after, cert_pem, issuer)
-				VALUES ('svc-' || lpad($1::text, 5, '0'), 'web-' || lpad(($1 % 10000)::text, 5, '0'), 'h', gen_random_uuid()::text, '', now(), now() + interval '90 days', 'PEM', 'internal-ca')
+				VALUES ($1, $2, 'h', gen_random_uuid()::text, '', now(), now() + interval '90 days', 'PEM', 'internal-ca')
 				RETURNING id, certificate, agent)
-			UPDATE deployments d SET current_version = v.id FROM v WHERE d.certificate = v.certificate AND d.agent = v.agent`, c)
+			UPDATE deployments d SET current_version = v.id FROM v WHERE d.certificate = v.certificate AND d.agent = v.agent`,
+			fmt.Sprintf("svc-%05d", c), fmt.Sprintf("web-%05d", c%10_000))
 		if err != nil {
+			if ctx.Err() == nil {
+				s.err = err
+			}
 			return s
 		}
 		s.n++
@@ -125,7 +152,8 @@ func agentWriter(ctx context.Context, d db) writerStats {
 }
 
 // lockWatcher samples pg_locks every 5 ms until ctx ends and returns the
-// most locks seen waiting at once.
+// most locks seen waiting at once in the benchmark's database (the test
+// cluster may be shared with other tests).
 func lockWatcher(ctx context.Context, d db) int64 {
 	var most int64
 	t := time.NewTicker(5 * time.Millisecond)
@@ -137,9 +165,70 @@ func lockWatcher(ctx context.Context, d db) int64 {
 		case <-t.C:
 		}
 		var n int64
-		if err := d.sql.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&n); err != nil {
+		if err := d.sql.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE NOT l.granted AND a.datname = current_database()`).Scan(&n); err != nil {
 			return most
 		}
 		most = max(most, n)
 	}
+}
+
+// timedStore times each batch method of the store it wraps.
+type timedStore struct {
+	retention.Store
+	mu    sync.Mutex
+	stats map[string]*methodStats
+}
+
+type methodStats struct {
+	name           string
+	n              int
+	longest, total time.Duration
+}
+
+func (t *timedStore) time(name string, start time.Time) {
+	d := time.Since(start)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stats == nil {
+		t.stats = map[string]*methodStats{}
+	}
+	m := t.stats[name]
+	if m == nil {
+		m = &methodStats{name: name}
+		t.stats[name] = m
+	}
+	m.n++
+	m.total += d
+	m.longest = max(m.longest, d)
+}
+
+func (t *timedStore) methods() []methodStats {
+	var out []methodStats
+	for _, name := range []string{"PruneVersionsBatch", "PrunableRevisions", "PruneRevisionActions", "PruneRevisions"} {
+		if m := t.stats[name]; m != nil {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+func (t *timedStore) PruneVersionsBatch(ctx context.Context, after store.VersionCursor, keep, limit int) (store.VersionBatch, error) {
+	defer t.time("PruneVersionsBatch", time.Now())
+	return t.Store.PruneVersionsBatch(ctx, after, keep, limit)
+}
+
+func (t *timedStore) PrunableRevisions(ctx context.Context, keep store.RevisionRetention, limit int) ([]int64, error) {
+	defer t.time("PrunableRevisions", time.Now())
+	return t.Store.PrunableRevisions(ctx, keep, limit)
+}
+
+func (t *timedStore) PruneRevisionActions(ctx context.Context, ids []int64, limit int) (int64, error) {
+	defer t.time("PruneRevisionActions", time.Now())
+	return t.Store.PruneRevisionActions(ctx, ids, limit)
+}
+
+func (t *timedStore) PruneRevisions(ctx context.Context, ids []int64, keep store.RevisionRetention) (int64, error) {
+	defer t.time("PruneRevisions", time.Now())
+	return t.Store.PruneRevisions(ctx, ids, keep)
 }
