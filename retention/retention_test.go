@@ -199,6 +199,24 @@ func TestVersionBatchesAreBounded(t *testing.T) {
 	if _, err := d.st.PruneVersionsBatch(t.Context(), store.VersionCursor{}, -1, 4); err == nil {
 		t.Error("a negative keep was accepted")
 	}
+
+	// Revision actions too: a revision with 7 actions takes 4 batches of 2.
+	seedRevisions(t, d)
+	d.exec(t, `INSERT INTO revision_actions (revision_id, seq, action, kind, name) SELECT 1, s, 'create', 'Certificate', 'c' || s FROM generate_series(4, 7) s`)
+	var sizes []int64
+	for {
+		n, err := d.st.PruneRevisionActions(t.Context(), []int64{1}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, n)
+		if n < 2 {
+			break
+		}
+	}
+	if !slices.Equal(sizes, []int64{2, 2, 2, 1}) {
+		t.Errorf("action batches deleted %v, want [2 2 2 1]", sizes)
+	}
 }
 
 // revisionFixture: ten revisions; 1..8 applied two years ago, 9 and 10
@@ -240,8 +258,9 @@ func TestRevisionsKeptByAgeCountAndUse(t *testing.T) {
 		{"the last six", 0, 6, []int64{2, 5, 6, 7, 8, 9, 10}},
 		// By age alone.
 		{"a year", year, 0, []int64{2, 5, 9, 10}},
-		// Neither: still the newest, the last applied and the referenced.
-		{"nothing", 0, 0, []int64{2, 5, 10}},
+		// Neither: still the newest, the last applied, the referenced, and
+		// those younger than store.MinRevisionAge (9).
+		{"nothing", 0, 0, []int64{2, 5, 9, 10}},
 		{"everything", 3 * year, 0, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

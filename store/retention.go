@@ -96,16 +96,23 @@ func (s *Store) PruneVersionsBatch(ctx context.Context, after VersionCursor, kee
 }
 
 // RevisionRetention says which revisions to keep: those applied within
-// MaxAge, or among the newest Keep, and always the newest revision, the
-// last applied one and every revision an object was last written by
-// (objects.revision_id). The rest is deleted with its actions.
+// MaxAge (at least MinRevisionAge), or among the newest Keep, and always
+// the newest revision, the last applied one and every revision an object
+// was last written by (objects.revision_id). The rest is deleted with its
+// actions.
 type RevisionRetention struct {
 	MaxAge time.Duration
 	Keep   int
 }
 
+// MinRevisionAge is how long every revision is kept whatever the
+// retention says: replicas follow the revisions' delete actions (see
+// AssignmentObjects) every second or so, and must not find a revision
+// pruned before they have read it.
+const MinRevisionAge = time.Hour
+
 // prunableRevisions is the condition on revisions r that makes r prunable
-// under a RevisionRetention given as $1 (MaxAge in seconds) and $2 (Keep).
+// under a RevisionRetention given as $1 (its age in seconds) and $2 (Keep).
 // Its subqueries are uncorrelated, so each runs once per statement: the
 // referenced ids are one scan of objects (which has no index on
 // revision_id, to keep applies fast), not one per revision.
@@ -115,6 +122,9 @@ const prunableRevisions = `
 	AND r.id < (SELECT max(id) FROM revisions)
 	AND r.id <> coalesce((SELECT max(id) FROM revisions WHERE outcome = 'applied'), 0)
 	AND r.id <> ALL (ARRAY(SELECT DISTINCT revision_id FROM objects WHERE revision_id IS NOT NULL))`
+
+// ageSeconds is the age below which every revision is kept.
+func (k RevisionRetention) ageSeconds() float64 { return max(k.MaxAge, MinRevisionAge).Seconds() }
 
 func (k RevisionRetention) check() error {
 	if k.MaxAge < 0 || k.Keep < 0 {
@@ -130,7 +140,7 @@ func (s *Store) PrunableRevisions(ctx context.Context, keep RevisionRetention, l
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT r.id FROM revisions r WHERE `+prunableRevisions+` ORDER BY r.id LIMIT $3`,
-		keep.MaxAge.Seconds(), keep.Keep, limit)
+		keep.ageSeconds(), keep.Keep, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: prunable revisions: %w", err)
 	}
@@ -169,7 +179,7 @@ func (s *Store) PruneRevisions(ctx context.Context, ids []int64, keep RevisionRe
 	var n int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `DELETE FROM revisions r WHERE r.id = ANY($3) AND `+prunableRevisions+` RETURNING r.id`,
-			keep.MaxAge.Seconds(), keep.Keep, ids)
+			keep.ageSeconds(), keep.Keep, ids)
 		if err != nil {
 			return err
 		}
