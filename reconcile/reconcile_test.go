@@ -499,8 +499,14 @@ func TestLeaderElection(t *testing.T) {
 	reg1, reg2 := prometheus.NewRegistry(), prometheus.NewRegistry()
 	opts := reconcile.Options{LeaderRetry: 50 * time.Millisecond, Interval: 50 * time.Millisecond}
 	el1, el2 := &countingElector{Elector: reconcile.ElectorOf(h.store.TryLeader)}, &countingElector{Elector: reconcile.ElectorOf(st2.TryLeader)}
-	rec1 := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, el1, reconcile.NewMetrics(reg1), slog.New(slog.DiscardHandler), opts)
-	rec2 := reconcile.New(gitsource.Source{Repo: repo2}, st2, el2, reconcile.NewMetrics(reg2), slog.New(slog.DiscardHandler), opts)
+	// Leader-only work (WhileLeading) runs on the leader only, and ends
+	// with its term.
+	var leading1, leading2, terms1, terms2 atomic.Int32
+	opts1, opts2 := opts, opts
+	opts1.WhileLeading = whileLeading(&leading1, &terms1)
+	opts2.WhileLeading = whileLeading(&leading2, &terms2)
+	rec1 := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, el1, reconcile.NewMetrics(reg1), slog.New(slog.DiscardHandler), opts1)
+	rec2 := reconcile.New(gitsource.Source{Repo: repo2}, st2, el2, reconcile.NewMetrics(reg2), slog.New(slog.DiscardHandler), opts2)
 
 	ctx1, cancel1 := context.WithCancel(ctx)
 	ctx2, cancel2 := context.WithCancel(ctx)
@@ -528,20 +534,42 @@ func TestLeaderElection(t *testing.T) {
 	if a, b := leaders(); a+b != 1 {
 		t.Fatalf("leaders: got %v+%v, want exactly one", a, b)
 	}
-	// Stop the leader: the other one takes over.
+	leaderWork, followerWork := &leading1, &terms2
+	if a == 0 {
+		leaderWork, followerWork = &leading2, &terms1
+	}
+	testkit.WaitFor(t, 10*time.Second, "leader-only work on the leader", func() bool { return leaderWork.Load() == 1 })
+	if n := followerWork.Load(); n != 0 {
+		t.Fatalf("leader-only work started %d times on the follower, want never", n)
+	}
+	// Stop the leader: the other one takes over, and its leader-only
+	// work starts once the first one's has ended.
 	if a == 1 {
 		cancel1()
 		<-done1
 		testkit.WaitFor(t, 10*time.Second, "the second replica to lead", func() bool { _, b := leaders(); return b == 1 })
+		testkit.WaitFor(t, 10*time.Second, "leader-only work on the second replica only", func() bool { return leading1.Load() == 0 && leading2.Load() == 1 })
 	} else {
 		cancel2()
 		<-done2
 		testkit.WaitFor(t, 10*time.Second, "the first replica to lead", func() bool { a, _ := leaders(); return a == 1 })
+		testkit.WaitFor(t, 10*time.Second, "leader-only work on the first replica only", func() bool { return leading1.Load() == 1 && leading2.Load() == 0 })
 	}
 	cancel1()
 	cancel2()
 	if st := h.status(); !strings.HasPrefix(st.LastAppliedRevision, "main@sha1:") {
 		t.Errorf("no revision applied by the leader: %+v", st)
+	}
+}
+
+// whileLeading is a WhileLeading that counts the terms it started and
+// whether one is running now.
+func whileLeading(running, terms *atomic.Int32) func(context.Context) {
+	return func(ctx context.Context) {
+		terms.Add(1)
+		running.Add(1)
+		defer running.Add(-1)
+		<-ctx.Done()
 	}
 }
 

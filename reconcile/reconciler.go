@@ -92,7 +92,13 @@ type Options struct {
 	Verifier CommitVerifier
 	// Latest, when set, is given every revision loaded whole and valid,
 	// so other parts of the process share its objects.
-	Latest              *spec.Latest
+	Latest *spec.Latest
+	// WhileLeading, when set, runs beside the reconcile loop for each
+	// leadership term, with a context that ends with the term (the lease
+	// lost or released, or Run's context ended); the lease is released only
+	// after it has returned. Leader-only background work (pruning history)
+	// runs here.
+	WhileLeading        func(ctx context.Context)
 	Interval            time.Duration // poll interval (default 1m)
 	Jitter              float64       // ± fraction of the interval (default 0.1)
 	FullCompareInterval time.Duration // drift check against the database (default 10m)
@@ -173,7 +179,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		if ok {
 			r.log.Info("acquired reconcile lease")
 			r.m.leader.Set(1)
+			endTerm := r.whileLeading(ctx, lease)
 			r.lead(ctx, lease)
+			endTerm()
 			lease.Release()
 			r.m.leader.Set(0)
 			r.log.Info("released reconcile lease")
@@ -181,6 +189,31 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		if err := sleep(ctx, r.opt.LeaderRetry); err != nil {
 			return nil
 		}
+	}
+}
+
+// whileLeading starts Options.WhileLeading for the term of lease, and
+// returns the function that ends it and waits for it to return.
+func (r *Reconciler) whileLeading(ctx context.Context, lease Lease) (endTerm func()) {
+	if r.opt.WhileLeading == nil {
+		return func() {}
+	}
+	termCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.opt.WhileLeading(termCtx)
+	}()
+	go func() {
+		select {
+		case <-lease.Done():
+			cancel()
+		case <-termCtx.Done():
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 

@@ -13,6 +13,8 @@
 //     their change counter;
 //   - the facts alerting reads, and the notification state and outbox;
 //   - the backup history;
+//   - the batched deletes of history retention (old certificate versions,
+//     old revisions and their actions);
 //   - the webhook wake-up relay between replicas (LISTEN/NOTIFY).
 //
 // It also opens the database (with session timeouts, waiting for it to

@@ -273,6 +273,8 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"serve", "--no-such-flag"},
 		{"serve", "--repo", "."}, // no --database-url
 		{"serve", "--database-url", "postgres://x", "--repo", ".", "--log-format", "xml"},
+		{"serve", "--database-url", "postgres://x", "--repo", ".", "--keep-versions", "-1"},
+		{"serve", "--database-url", "postgres://x", "--repo", ".", "--prune-interval", "-1h"},
 		{"migrate"}, // no --database-url
 		{"migrate", "--database-wait", "soon"},
 		{"backup", "--log-level", "loud", "--database-url", "postgres://x"},
@@ -289,6 +291,9 @@ func TestBadUsageExitsTwo(t *testing.T) {
 	}
 	if code, _, _ := cli(context.Background(), map[string]string{"CERTOPS_INTERVAL": "often"}, "serve"); code != 2 {
 		t.Errorf("serve with a bad CERTOPS_INTERVAL: exit %d, want 2", code)
+	}
+	if code, _, stderr := cli(context.Background(), map[string]string{"CERTOPS_KEEP_REVISIONS": "all"}, "serve"); code != 2 || !strings.Contains(stderr, "CERTOPS_KEEP_REVISIONS") {
+		t.Errorf("serve with a bad CERTOPS_KEEP_REVISIONS: exit %d, stderr %q; want 2 naming the variable", code, stderr)
 	}
 	if code, _, _ := cli(context.Background(), nil, "validate", filepath.Join(t.TempDir(), "missing")); code != 1 {
 		t.Errorf("validate of a missing directory: exit %d, want 1 (an error, not bad usage)", code)

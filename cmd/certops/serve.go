@@ -34,6 +34,7 @@ import (
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/redact"
+	"github.com/certops/certops/retention"
 	"github.com/certops/certops/secret"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
@@ -65,6 +66,9 @@ type serveConfig struct {
 	// applied one are all signed by a key in the TrustedKeys files.
 	VerifyCommits bool
 	TrustedKeys   []string
+	// Retention is how much history the leader keeps, and how often it
+	// prunes the rest.
+	Retention retention.Options
 }
 
 // defaultGCPercent is serve's GOGC unless the environment sets one.
@@ -128,6 +132,11 @@ func declareServe(f *flagSet) *serveConfig {
 	f.BoolEnv(&c.MigrationsViaHook, "migrations-via-hook", false, "skip migrating at boot (a Helm hook runs certops migrate)")
 	f.BoolEnv(&c.VerifyCommits, "verify-commits", false, "apply a revision only if every commit since the last applied one is signed by a trusted key (refused: Stalled, reason UntrustedCommit)")
 	f.StringsEnv(&c.TrustedKeys, "trusted-keys", "with --verify-commits: an armored OpenPGP public keyring or an SSH allowed_signers file")
+	c.Retention = retention.Defaults()
+	f.IntEnv(&c.Retention.KeepVersions, "keep-versions", retention.DefaultKeepVersions, "certificate versions kept per certificate and agent besides those still valid or in use (current, installed, served)")
+	f.DurationEnv(&c.Retention.KeepRevisionsFor, "keep-revisions-for", retention.DefaultKeepRevisionsFor, "keep the revision records applied within this age (or among the last --keep-revisions); the last applied one is always kept")
+	f.IntEnv(&c.Retention.KeepRevisions, "keep-revisions", retention.DefaultKeepRevisions, "keep the last this many revision records (or those within --keep-revisions-for)")
+	f.DurationEnv(&c.Retention.Interval, "prune-interval", retention.DefaultInterval, "how often the leader prunes old certificate versions and revisions, in small batches (0: never)")
 	declareHTTPLimits(f, &c.HTTP)
 	declareTLS(f, &c.TLS)
 	return c
@@ -155,6 +164,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	}
 	if err := cfg.TLS.check(); err != nil {
 		return err
+	}
+	if err := cfg.Retention.Check(); err != nil {
+		return failure.Wrap(failure.Usage, err)
 	}
 	var tlsConfig *tls.Config
 	if cfg.TLS.CertFile != "" {
@@ -308,8 +320,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if verifier != nil {
 		logger.Info("applying only commits signed by trusted keys", "keys", keys.Len(), "files", cfg.TrustedKeys)
 	}
+	// History is pruned by the leader only, for as long as its term lasts.
+	pruner := retention.New(st, cfg.Retention, retention.NewMetrics(reg), logger.With("component", "retention"))
 	rec := reconcile.New(src, st, reconcile.ElectorOf(st.TryLeader), metrics, logger, reconcile.Options{
-		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier, Verifier: verifier, Latest: latest})
+		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier, Verifier: verifier, Latest: latest,
+		WhileLeading: pruner.Run})
 	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)
