@@ -65,6 +65,9 @@ func (c *checker) document(doc any) (Header, any) {
 	case *BackupPolicy:
 		h, spec = d.Header, &d.Spec
 		c.backupPolicy(&d.Spec)
+	case *Revocation:
+		h, spec = d.Header, &d.Spec
+		c.revocation(&d.Spec)
 	}
 	c.metadata(&h.Metadata)
 	return h, spec

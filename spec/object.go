@@ -62,6 +62,8 @@ func NewSpec(k Kind) any {
 		return &NotificationChannelSpec{}
 	case KindBackupPolicy:
 		return &BackupPolicySpec{}
+	case KindRevocation:
+		return &RevocationSpec{}
 	}
 	return nil
 }

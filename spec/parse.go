@@ -226,6 +226,8 @@ func newDocument(k Kind) any {
 		return &NotificationChannel{}
 	case KindBackupPolicy:
 		return &BackupPolicy{}
+	case KindRevocation:
+		return &Revocation{}
 	}
 	return nil
 }
@@ -275,6 +277,8 @@ func (p *fileParser) referenceLines(root *yaml.Node, o *Object) []refLine {
 				paths = append(paths, p.intern("spec.deploy.files."+f.field))
 			}
 		}
+	case *RevocationSpec:
+		paths = append(paths, "spec.certificate")
 	case *AlertPolicySpec:
 		for i := range s.Notify {
 			paths = append(paths, p.intern(fmt.Sprintf("spec.notify[%d]", i)))
