@@ -28,8 +28,10 @@ const (
 // that the Revocation lists, or that were issued before its issuedBefore
 // (and before now). A serial already revoked keeps its first row (a
 // revocation is final, its reason and time too). Deployments whose current
-// version was just revoked are due for renewal at once (renew_at = now, a
-// new change_seq), so their agents get a new certificate. It returns how
+// version was just revoked are due for renewal at once (renew_at = the
+// version's notBefore, in the past on every clock; a new change_seq), so
+// their agents get a new certificate and the agent API's reissue limit
+// does not hold them back. It returns how
 // many serials were revoked.
 func writeRevocations(ctx context.Context, tx pgx.Tx, revisionID int64, changes []state.Change) (int64, error) {
 	var revoked int64
@@ -70,10 +72,10 @@ func writeRevocations(ctx context.Context, tx pgx.Tx, revisionID int64, changes 
 		return 0, nil
 	}
 	_, err := tx.Exec(ctx, `
-		UPDATE deployments AS d SET renew_at = now(), updated_at = now(), `+changeSet+`
+		UPDATE deployments AS d SET renew_at = v.not_before, updated_at = now(), `+changeSet+`
 		FROM certificate_versions v, revocations r
 		WHERE v.id = d.current_version AND r.issuer = v.issuer AND r.serial = v.serial
-			AND r.revision_id = $1 AND (d.renew_at IS NULL OR d.renew_at > now())`, revisionID)
+			AND r.revision_id = $1 AND (d.renew_at IS NULL OR d.renew_at > v.not_before)`, revisionID)
 	if err != nil {
 		return 0, fmt.Errorf("renew deployments of revoked serials: %w", err)
 	}
