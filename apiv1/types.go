@@ -153,6 +153,9 @@ type Deployment struct {
 	ServedCheckedAt     *time.Time `json:"servedCheckedAt,omitempty"`
 	ServedError         string     `json:"servedError,omitempty"`
 	ServedMismatchSince *time.Time `json:"servedMismatchSince,omitempty"`
+	// Revoked: the serial installed or served is revoked by a Revocation
+	// from Git; a new certificate is due at once. Absent otherwise.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Agent is the body of GET /api/v1/agents/{name}.

@@ -69,7 +69,7 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 			continue
 		}
 		ds := apiv1.Deployment{Agent: agent, Suspended: suspendedAgents[agent], Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
-			LastAttempt: timePtr(d.LastAttempt)}
+			LastAttempt: timePtr(d.LastAttempt), Revoked: d.Revoked}
 		ds.State, ds.LastError = assign.CurrentState(hash, d)
 		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
 			ds.Failures, ds.RetryAfter = d.Failures, timePtr(d.NotBefore)

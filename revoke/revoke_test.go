@@ -245,6 +245,19 @@ func TestCRLAndOCSPWithOpenSSL(t *testing.T) {
 		t.Errorf("OCSP GET: %v, %+v", err, r)
 	}
 
+	// The read API's deployments say which installed serial is revoked.
+	for _, agent := range []string{"web-01", "web-02"} {
+		serial := map[string]string{"web-01": bad.Serial, "web-02": good.Serial}[agent]
+		if _, err := f.st.RecordReport(ctx, store.DeploymentReport{Certificate: "shop", Agent: agent, SpecHash: "h",
+			Serial: serial, Result: state.DeploymentInstalled, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		deps, err := f.st.AgentDeployments(ctx, agent)
+		if err != nil || len(deps) != 1 || deps[0].Revoked != (agent == "web-01") {
+			t.Errorf("AgentDeployments(%s) = %+v, %v; want revoked only on web-01", agent, deps, err)
+		}
+	}
+
 	// The deployment of the revoked serial renews now; the other does not.
 	deps, _, err := f.st.DeploymentsSince(ctx, 0)
 	if err != nil {
