@@ -265,20 +265,31 @@ func (s *Store) SaveCRL(ctx context.Context, issuer string, build func(last *Sto
 	return out, nil
 }
 
-// PendingACMERevocations returns up to limit revocations that still have
-// to be sent to their ACME CA, oldest first, with the certificate.
-func (s *Store) PendingACMERevocations(ctx context.Context, limit int) ([]RevokedSerial, error) {
+// ClaimACMERevocations claims up to limit revocations that still have to
+// be sent to their ACME CA and were not attempted (or claimed) within
+// retry, oldest first, with the certificate: their attempt time is set
+// now, so another replica skips them for retry. Every replica may run
+// the ACME revoker; a claim is one statement.
+func (s *Store) ClaimACMERevocations(ctx context.Context, limit int, retry time.Duration) ([]RevokedSerial, error) {
 	rows, err := s.pool.Query(ctx, `
+		WITH claimed AS (
+			UPDATE revocations SET acme_at = now()
+			WHERE id IN (
+				SELECT id FROM revocations
+				WHERE acme_state = 'pending' AND (acme_at IS NULL OR acme_at <= now() - make_interval(secs => $2::float8))
+				ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING *
+		)
 		SELECT r.id, r.issuer, r.serial, r.certificate, r.revocation, r.reason, r.revoked_at, r.acme_state, r.acme_error,
 			coalesce((SELECT v.cert_pem FROM certificate_versions v WHERE v.issuer = r.issuer AND v.serial = r.serial LIMIT 1), ''),
 			r.acme_attempts
-		FROM revocations r WHERE r.acme_state = 'pending' ORDER BY r.id LIMIT $1`, limit)
+		FROM claimed r ORDER BY r.id`, limit, retry.Seconds())
 	if err != nil {
-		return nil, fmt.Errorf("store: pending ACME revocations: %w", err)
+		return nil, fmt.Errorf("store: claim ACME revocations: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, scanRevoked)
 	if err != nil {
-		return nil, fmt.Errorf("store: pending ACME revocations: %w", err)
+		return nil, fmt.Errorf("store: claim ACME revocations: %w", err)
 	}
 	return out, nil
 }

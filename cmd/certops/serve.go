@@ -355,6 +355,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	background.Go(func() { _ = agents.events.Run(runCtx) })
 	background.Go(func() { _ = monitor.Run(runCtx) })
 	background.Go(func() { _ = notifier.Run(runCtx) })
+	// Revocations of ACME certificates go to their CA (each claimed by one replica).
+	background.Go(func() { _ = revoke.NewACMERevoker(st, registry, 0, logger.With("component", "revoke")).Run(runCtx) })
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
