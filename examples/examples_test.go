@@ -66,6 +66,7 @@ func checkCounts(t *testing.T, state spec.State) {
 		spec.KindAlertPolicy:         1,
 		spec.KindNotificationChannel: 2,
 		spec.KindBackupPolicy:        1,
+		spec.KindRevocation:          2,
 	}
 	for _, kind := range spec.Kinds {
 		if got[kind] != want[kind] {

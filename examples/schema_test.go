@@ -129,8 +129,8 @@ func TestExamplesMatchSchema(t *testing.T) {
 			t.Error(p)
 		}
 	}
-	if docs != 28 { // the objects TestConfigLoadsFromDisk counts
-		t.Errorf("validated %d documents, want the 28 objects of the example", docs)
+	if docs != 30 { // the objects TestConfigLoadsFromDisk counts
+		t.Errorf("validated %d documents, want the 30 objects of the example", docs)
 	}
 }
 
