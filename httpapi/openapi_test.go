@@ -573,10 +573,34 @@ func liveConfig(t *testing.T, st *store.Store) httpapi.Config {
 	}
 	objs = append(objs, &spec.Object{Kind: spec.KindRevocation, Name: "shop-old", Spec: &spec.RevocationSpec{
 		Certificate: "shop", Serials: []string{"A0:1D"}, Reason: "superseded"}})
+	// An older one, from an ACME issuer, whose revocation at the CA failed once.
+	older := old
+	older.Serial, older.Issuer, older.IssuedAt = "a01c", "le", old.IssuedAt.Add(-time.Hour)
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: older, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: old, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, &spec.Object{Kind: spec.KindIssuer, Name: "le", Spec: &spec.IssuerSpec{ACME: &spec.ACMEIssuer{
+		DirectoryURL: "https://127.0.0.1:1/dir", AccountKeyFile: "/acme.key", Challenge: spec.ACMEChallenge{HTTP01: &spec.HTTP01Challenge{Webroot: "/w"}}}}},
+		&spec.Object{Kind: spec.KindRevocation, Name: "shop-acme", Spec: &spec.RevocationSpec{
+			Certificate: "shop", Serials: []string{"a01c"}, Reason: "keyCompromise"}})
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat("1", 40), Author: "Ada <ada@example.com>", Message: "shop certificates", Time: now.Add(-time.Hour)}
 	status := state.Status{LastFetchAt: &now}
 	status.MarkApplied(rev, now.Add(-time.Minute))
 	storekit.Apply(t, st, rev, status, storekit.Desired(objs...))
+	revs, err := st.CertificateRevocations(ctx, "shop")
+	if err != nil || len(revs) != 2 {
+		t.Fatalf("revocations of shop: %+v, %v", revs, err)
+	}
+	for _, rv := range revs {
+		if rv.ACMEState != "" {
+			if err := st.RecordACMERevocation(ctx, rv.ID, "urn:ietf:params:acme:error:serverInternal: try later", now, 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
 	// Revision 2 is refused.
 	bad := state.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: now}

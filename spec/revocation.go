@@ -56,6 +56,17 @@ var RevocationReasons = map[string]int{
 var revocationReasonNames = []string{"unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
 	"superseded", "cessationOfOperation", "privilegeWithdrawn", "aACompromise"}
 
+// RevocationReasonName is the reason name of an RFC 5280 CRLReason code,
+// or the code as a number when spec.reason has no name for it.
+func RevocationReasonName(code int) string {
+	for name, c := range RevocationReasons {
+		if c == code {
+			return name
+		}
+	}
+	return fmt.Sprint(code)
+}
+
 // maxSerialHexDigits bounds a serial: RFC 5280 (4.1.2.2) allows 20 octets.
 const maxSerialHexDigits = 40
 
