@@ -63,7 +63,8 @@ func newFixture(t *testing.T) *fixture {
 	f.issuer = &spec.Object{Kind: spec.KindIssuer, Name: "ca", Spec: &spec.IssuerSpec{LocalCA: &spec.LocalCAIssuer{
 		CertFile: filepath.Join(f.dir, "ca.pem"), KeyFile: filepath.Join(f.dir, "ca.key"), PublicURL: f.srv.URL}}}
 	f.registry.Sync([]*spec.Object{f.issuer})
-	f.cert = &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: &spec.CertificateSpec{IssuerRef: "ca", DNSNames: []string{"shop.example.com"}}}
+	f.cert = &spec.Object{Kind: spec.KindCertificate, Name: "shop", Spec: &spec.CertificateSpec{IssuerRef: "ca", DNSNames: []string{"shop.example.com"},
+		Deploy: &spec.Deployment{Agents: []string{"web-01", "web-02"}, Files: spec.DeployFiles{Cert: "/etc/ssl/shop.pem"}}}}
 	return f
 }
 
@@ -119,8 +120,12 @@ func (f *fixture) apply(revocations ...*spec.Object) {
 	f.t.Helper()
 	f.commits++
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat(string(rune('0'+f.commits)), 40)}
+	objs := []*spec.Object{f.issuer, f.cert}
+	for i, a := range []string{"web-01", "web-02"} {
+		objs = append(objs, &spec.Object{Kind: spec.KindAgent, Name: a, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat(string(rune('a'+i)), 64)}})
+	}
 	storekit.Apply(f.t, f.st, rev, state.Status{LastAppliedRevision: rev.String()},
-		storekit.Desired(append([]*spec.Object{f.issuer, f.cert}, revocations...)...))
+		storekit.Desired(append(objs, revocations...)...))
 }
 
 func revocation(name string, r spec.RevocationSpec) *spec.Object {
@@ -256,6 +261,15 @@ func TestCRLAndOCSPWithOpenSSL(t *testing.T) {
 		if err != nil || len(deps) != 1 || deps[0].Revoked != (agent == "web-01") {
 			t.Errorf("AgentDeployments(%s) = %+v, %v; want revoked only on web-01", agent, deps, err)
 		}
+	}
+
+	// Alerting's facts: the revoked serial is in use on web-01, since its revocation.
+	facts, err := f.st.AlertFacts(ctx, time.Now(), time.Now())
+	if err != nil || len(facts.Certificates) != 1 {
+		t.Fatalf("AlertFacts: %+v, %v", facts, err)
+	}
+	if c := facts.Certificates[0]; c.RevokedInUseSince.IsZero() || len(c.RevokedInUseAgents) != 1 || c.RevokedInUseAgents[0] != "web-01" {
+		t.Errorf("facts of shop: revoked in use since %s on %v; want web-01", c.RevokedInUseSince, c.RevokedInUseAgents)
 	}
 
 	// The deployment of the revoked serial renews now; the other does not.
