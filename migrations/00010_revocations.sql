@@ -37,6 +37,10 @@ CREATE TABLE crls (
     der         bytea NOT NULL
 );
 
+-- OCSP looks a serial up by issuer on every request.
+CREATE INDEX certificate_versions_issuer_serial_idx ON certificate_versions (issuer, serial);
+
 -- +goose Down
+DROP INDEX certificate_versions_issuer_serial_idx;
 DROP TABLE crls;
 DROP TABLE revocations;
