@@ -30,7 +30,16 @@ const (
 	// evaluate it itself; each refusal is a DeployFailed event): an
 	// agent's host policy refused an assignment.
 	HostPolicyRefused = "CertopsHostPolicyRefused"
+	// RevokedCertificateInUse: a serial revoked by a Revocation from Git
+	// is still installed or served RevokedInUseGrace after its revocation
+	// (its replacement was due at once).
+	RevokedCertificateInUse = "CertopsRevokedCertificateInUse"
 )
+
+// RevokedInUseGrace is how long a revoked serial may stay installed or
+// served before RevokedCertificateInUse fires: the agent's next poll, the
+// issuance and the reload fit in it.
+const RevokedInUseGrace = 15 * time.Minute
 
 // Event names for notifications that are not threshold alerts: one-off
 // failures worth telling someone about.

@@ -62,6 +62,12 @@ type Certificate struct {
 	// none does), and ServedMismatchAgents those agents.
 	ServedMismatchSince  time.Time
 	ServedMismatchAgents []string
+	// RevokedInUseSince is the earliest revocation time of a revoked
+	// serial (a Revocation from Git) that an agent still has installed or
+	// its service still serves; zero when none. RevokedInUseAgents are
+	// those agents, sorted.
+	RevokedInUseSince  time.Time
+	RevokedInUseAgents []string
 }
 
 // Agent is an agent of the desired state and when it was last heard of.
@@ -110,6 +116,13 @@ func Evaluate(in Input) []alert.Alert {
 	for _, c := range in.Certificates {
 		out = appendCertificate(out, t, c, in.Now)
 		out = appendServed(out, t, c, in.Now)
+		if r := c.RevokedInUseSince; !r.IsZero() && in.Now.Sub(r) >= alert.RevokedInUseGrace {
+			out = append(out, alert.Alert{Name: alert.RevokedCertificateInUse, Severity: alert.Critical, Subject: c.Name,
+				Summary: "A revoked certificate of " + c.Name + " is still installed or served",
+				Description: fmt.Sprintf("On %s, a serial of certificate %s revoked %s ago (a Revocation in Git) is still installed or served, although its replacement was due at once: clients that check revocation refuse it.",
+					agentList(c.RevokedInUseAgents), c.Name, ago(in.Now, r)),
+				Labels: map[string]string{labelCertificate: c.Name}, Since: r.Add(alert.RevokedInUseGrace)})
+		}
 	}
 	for _, is := range in.Issuers {
 		if is.CANotAfter.IsZero() || is.LongestDuration <= 0 || is.CANotAfter.Sub(in.Now) >= is.LongestDuration {

@@ -32,6 +32,7 @@ const (
 	metricNotReadySince       = "certops_reconcile_not_ready_since_timestamp_seconds"
 	// Served checks (from Postgres) and issuer CAs.
 	metricServedMismatchSince = "certops_served_certificate_mismatch_since_timestamp_seconds"
+	metricRevokedInUseSince   = "certops_revoked_certificate_in_use_since_timestamp_seconds"
 	metricServedExpiration    = "certops_served_certificate_expiration_timestamp_seconds"
 	metricServedNotBefore     = "certops_served_certificate_not_before_timestamp_seconds"
 	metricIssuerCAExpiration  = "certops_issuer_ca_expiration_timestamp_seconds"
@@ -151,6 +152,7 @@ type FactMetrics struct {
 	agentLastSeen, jobs, jobsFailed, issuanceFailures, notReadySince *prometheus.Desc
 	servedMismatchSince, servedExpiration, servedNotBefore           *prometheus.Desc
 	issuerCAExpiration, issuerLongest                                *prometheus.Desc
+	revokedInUseSince                                                *prometheus.Desc
 }
 
 // NewFactMetrics creates the fact gauges and registers them with reg. They
@@ -158,7 +160,7 @@ type FactMetrics struct {
 //
 // Their cardinality is bounded by the desired state: one series per agent,
 // per issuer named by certificates, per certificate with a served
-// mismatch, and per certificate whose served certificate was seen (the
+// mismatch or a revoked serial in use, and per certificate whose served certificate was seen (the
 // last two unless turned off, see MonitorOptions.NoPerCertificateSeries).
 func NewFactMetrics(reg prometheus.Registerer) *FactMetrics {
 	m := &FactMetrics{
@@ -171,6 +173,9 @@ func NewFactMetrics(reg prometheus.Registerer) *FactMetrics {
 			[]string{labelCertificate}, nil),
 		servedNotBefore: prometheus.NewDesc(metricServedNotBefore,
 			"Start of validity of the served certificate that expires first (Unix time).",
+			[]string{labelCertificate}, nil),
+		revokedInUseSince: prometheus.NewDesc(metricRevokedInUseSince,
+			"When the earliest revoked serial (a Revocation from Git) that an agent still has installed or its service still serves was revoked (Unix time); absent while none is.",
 			[]string{labelCertificate}, nil),
 		issuerCAExpiration: prometheus.NewDesc(metricIssuerCAExpiration,
 			"When the CA certificate of a localCA issuer ends (Unix time), as loaded by this replica.",
@@ -204,7 +209,7 @@ func (m *FactMetrics) Set(in Input) { m.last.Store(&in) }
 // Describe implements prometheus.Collector.
 func (m *FactMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.agentLastSeen, m.jobs, m.jobsFailed, m.issuanceFailures, m.notReadySince,
-		m.servedMismatchSince, m.servedExpiration, m.servedNotBefore, m.issuerCAExpiration, m.issuerLongest} {
+		m.servedMismatchSince, m.servedExpiration, m.servedNotBefore, m.issuerCAExpiration, m.issuerLongest, m.revokedInUseSince} {
 		ch <- d
 	}
 }
@@ -228,6 +233,9 @@ func (m *FactMetrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range in.Certificates {
 		if !c.ServedMismatchSince.IsZero() {
 			gauge(m.servedMismatchSince, unix(c.ServedMismatchSince), c.Name)
+		}
+		if !c.RevokedInUseSince.IsZero() {
+			gauge(m.revokedInUseSince, unix(c.RevokedInUseSince), c.Name)
 		}
 		if m.perCertificate && !c.ServedNotAfter.IsZero() {
 			gauge(m.servedExpiration, unix(c.ServedNotAfter), c.Name)

@@ -123,7 +123,8 @@ func TestEveryAlertHasRuleAnnotationsAndRunbook(t *testing.T) {
 	}
 	for _, n := range []string{alert.CertificateExpiringSoon, alert.CertificateRenewalOverdue, alert.AgentOffline,
 		alert.JobFailureRateHigh, alert.IssuanceFailures, alert.ReconcileStalled, alert.SourceStale, alert.BackupTooOld,
-		alert.HostPolicyRefused, alert.ServedCertificateMismatch, alert.ServedCertificateExpiringSoon, alert.IssuerExpiringSoon} {
+		alert.HostPolicyRefused, alert.ServedCertificateMismatch, alert.ServedCertificateExpiringSoon, alert.IssuerExpiringSoon,
+		alert.RevokedCertificateInUse} {
 		if !names[n] {
 			t.Errorf("no rule for %s", n)
 		}
@@ -143,7 +144,7 @@ func TestThresholdAndFactMetricsPassPromtoolCheckMetrics(t *testing.T) {
 	facts.Set(Input{Now: now, Agents: []Agent{{Name: "web-01", LastSeen: now}, {Name: "web-02", Added: now}},
 		Jobs: Jobs{Total: 3, Failed: 2}, IssuanceFailures: 1, Reconcile: Reconcile{NotReadySince: now},
 		Certificates: []Certificate{
-			{Name: "shop", ServedNotBefore: now, ServedNotAfter: now.Add(time.Hour), ServedMismatchSince: now},
+			{Name: "shop", ServedNotBefore: now, ServedNotAfter: now.Add(time.Hour), ServedMismatchSince: now, RevokedInUseSince: now},
 			{Name: "quiet"},
 		},
 		Issuers: []Issuer{{Name: "internal-ca", CANotAfter: now, LongestDuration: time.Hour}, {Name: "le", LongestDuration: 2 * time.Hour}}})
@@ -166,6 +167,7 @@ func TestThresholdAndFactMetricsPassPromtoolCheckMetrics(t *testing.T) {
 		`certops_jobs_failed_in_window 2`,
 		`certops_alert_threshold_served_mismatch_seconds 1800`,
 		`certops_served_certificate_mismatch_since_timestamp_seconds{certificate="shop"}`,
+		`certops_revoked_certificate_in_use_since_timestamp_seconds{certificate="shop"}`,
 		`certops_served_certificate_expiration_timestamp_seconds{certificate="shop"}`,
 		`certops_served_certificate_not_before_timestamp_seconds{certificate="shop"}`,
 		`certops_issuer_ca_expiration_timestamp_seconds{issuer="internal-ca"}`,
@@ -475,6 +477,21 @@ func TestRulesFireAtThresholds(t *testing.T) {
 				check("39m", alert.ServedCertificateMismatch),
 				check("44m", alert.ServedCertificateMismatch), // pending since 40m
 				check("45m", alert.ServedCertificateMismatch, warning("35m 0s", "certificate", "a")),
+			},
+		},
+		{
+			// a: revoked at 10m (replica b says 12m: the earliest wins),
+			// still in use; b: revoked at 10m, replaced at 20m.
+			Name: "revoked certificate in use: fires 15m after the revocation, after for: 1m; replacing it resolves",
+			InputSeries: []series{
+				{metricRevokedInUseSince + `{certificate="a",instance="a"}`, "600x60"},
+				{metricRevokedInUseSince + `{certificate="a",instance="b"}`, "720x60"},
+				{metricRevokedInUseSince + `{certificate="b"}`, "600x10 _x50"},
+			},
+			AlertRuleTest: []alertCheck{
+				check("24m", alert.RevokedCertificateInUse),
+				check("25m", alert.RevokedCertificateInUse), // pending since 25m
+				check("26m", alert.RevokedCertificateInUse, critical("16m 0s", "certificate", "a")),
 			},
 		},
 		{

@@ -242,6 +242,19 @@ and on()
 			},
 		},
 		{
+			// No threshold in the AlertPolicy: a revoked serial is replaced
+			// at once, so one still in use past the grace is an outage.
+			Alert: alert.RevokedCertificateInUse,
+			Expr: fmt.Sprintf("time() - min by (certificate) (%s)\n  >= %d",
+				metricRevokedInUseSince, int(alert.RevokedInUseGrace.Seconds())),
+			For:    "1m",
+			Labels: map[string]string{labelSeverity: string(alert.Critical)},
+			Annotations: map[string]string{
+				"summary":     "A revoked certificate of {{ $labels.certificate }} is still installed or served",
+				"description": "A serial of certificate {{ $labels.certificate }} revoked by a Revocation in Git {{ $value | humanizeDuration }} ago is still installed by an agent or served at its verify address, although its replacement was due at once: clients that check revocation refuse it. GET /api/v1/certificates/{{ $labels.certificate }} shows revoked: true per agent.",
+			},
+		},
+		{
 			Alert:  alert.ServedCertificateExpiringSoon,
 			Expr:   fmt.Sprintf(`%[1]s{severity="warning"} unless on(certificate) %[1]s{severity="critical"}`, recordServedExpiring),
 			For:    "15m",

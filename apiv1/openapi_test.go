@@ -56,6 +56,7 @@ func schemaTypes() map[string]reflect.Type {
 		"Certificate":        reflect.TypeFor[apiv1.Certificate](),
 		"CertificateStatus":  reflect.TypeFor[apiv1.CertificateStatus](),
 		"Deployment":         reflect.TypeFor[apiv1.Deployment](),
+		"Revocation":         reflect.TypeFor[apiv1.Revocation](),
 		"Agent":              reflect.TypeFor[apiv1.Agent](),
 		"AgentStatus":        reflect.TypeFor[apiv1.AgentStatus](),
 		"PolicyRefusal":      reflect.TypeFor[apiv1.PolicyRefusal](),

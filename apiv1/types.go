@@ -121,6 +121,25 @@ type CertificateStatus struct {
 	// (a local CA's name constraints), before any agent asks.
 	IssuerError string       `json:"issuerError,omitempty"`
 	Deployments []Deployment `json:"deployments"`
+	// Revocations are the certificate's serials revoked by Revocations
+	// from Git, oldest first; absent when none.
+	Revocations []Revocation `json:"revocations,omitempty"`
+}
+
+// Revocation is one revoked serial of a certificate.
+type Revocation struct {
+	Serial string `json:"serial"`
+	Issuer string `json:"issuer"`
+	// Revocation is the name of the Revocation object that revoked it.
+	Revocation string `json:"revocation"`
+	// Reason is the RFC 5280 reason name (spec.reason).
+	Reason    string    `json:"reason"`
+	RevokedAt time.Time `json:"revokedAt"`
+	// ACME is, for an ACME issuer, the revocation at the CA: pending,
+	// revoked or failed; ACMEError the last attempt's error. Absent for a
+	// local CA (its CRL and OCSP publish the revocation).
+	ACME      string `json:"acme,omitempty"`
+	ACMEError string `json:"acmeError,omitempty"`
 }
 
 // Deployment is the certificate's state on one agent.
@@ -153,6 +172,9 @@ type Deployment struct {
 	ServedCheckedAt     *time.Time `json:"servedCheckedAt,omitempty"`
 	ServedError         string     `json:"servedError,omitempty"`
 	ServedMismatchSince *time.Time `json:"servedMismatchSince,omitempty"`
+	// Revoked: the serial installed or served is revoked by a Revocation
+	// from Git; a new certificate is due at once. Absent otherwise.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Agent is the body of GET /api/v1/agents/{name}.

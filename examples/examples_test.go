@@ -67,6 +67,7 @@ func checkCounts(t *testing.T, state spec.State) {
 		spec.KindNotificationChannel: 2,
 		spec.KindBackupPolicy:        1,
 		spec.KindTrustBundle:         1,
+		spec.KindRevocation:          2,
 	}
 	for _, kind := range spec.Kinds {
 		if got[kind] != want[kind] {

@@ -20,6 +20,7 @@ import (
 type StatusReader interface {
 	CertificateDeployments(ctx context.Context, certificate string) ([]state.Deployment, error)
 	AgentDeployments(ctx context.Context, agent string) ([]state.Deployment, error)
+	CertificateRevocations(ctx context.Context, certificate string) ([]store.RevokedSerial, error)
 	DeploymentSummaries(ctx context.Context, certificates []string) (map[string]store.DeploymentSummary, error)
 	AgentsSeen(ctx context.Context, names []string) (map[string]store.AgentSeen, error)
 	AgentAssignments(ctx context.Context, agent string, labels map[string]string) ([]string, error)
@@ -53,6 +54,14 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 	if c.Suspend {
 		st.Suspended, st.Reason = true, "Suspended (spec.suspend): no renewals or deployments until the field is removed; "+r.Reason
 	}
+	revoked, err := a.r.CertificateRevocations(ctx, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	for _, rv := range revoked {
+		st.Revocations = append(st.Revocations, apiv1.Revocation{Serial: rv.Serial, Issuer: rv.Issuer, Revocation: rv.Revocation,
+			Reason: spec.RevocationReasonName(rv.Reason), RevokedAt: rv.RevokedAt, ACME: rv.ACMEState, ACMEError: rv.ACMEError})
+	}
 	if a.issuers != nil && !c.Suspend {
 		if err := a.issuers.CheckNames(c.IssuerRef, c); err != nil {
 			// No agent can get it issued (or renewed): say so first.
@@ -69,7 +78,7 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 			continue
 		}
 		ds := apiv1.Deployment{Agent: agent, Suspended: suspendedAgents[agent], Serial: d.InstalledSerial, NotAfter: timePtr(d.InstalledNotAfter),
-			LastAttempt: timePtr(d.LastAttempt)}
+			LastAttempt: timePtr(d.LastAttempt), Revoked: d.Revoked}
 		ds.State, ds.LastError = assign.CurrentState(hash, d)
 		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
 			ds.Failures, ds.RetryAfter = d.Failures, timePtr(d.NotBefore)

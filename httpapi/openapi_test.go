@@ -529,8 +529,8 @@ func collectKeys(t *testing.T, name string, body []byte, keys map[string]bool) {
 //     is refused by db-01's host policy and by its issuer; pending
 //     (suspended) is issued to web-01 (no report yet) and awaited from
 //     db-01 (suspended).
-//   - web-01's service serves an older shop than installed (a mismatch);
-//     its check of api failed.
+//   - web-01's service serves an older shop than installed (a mismatch),
+//     which a Revocation revoked; its check of api failed.
 //   - web-01 was just seen (online, version, hostname), web-02 an hour ago
 //     (offline), db-01 never.
 //   - revision 1 was applied, revision 2 refused as invalid with errors.
@@ -563,10 +563,44 @@ func liveConfig(t *testing.T, st *store.Store) httpapi.Config {
 		}
 		objs = append(objs, o)
 	}
+	// The certificate web-01's service still serves (a01d, issued before
+	// revision 1) is revoked by it.
+	old := state.CertificateVersion{Certificate: "shop", Agent: "web-01", SpecHash: assign.SpecHash(certs["shop"]), Serial: "a01d",
+		SHA256: "ee", NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour), CertPEM: "cert", ChainPEM: "chain",
+		Issuer: "ca", IssuedAt: now.Add(-80 * 24 * time.Hour)}
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: old, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, &spec.Object{Kind: spec.KindRevocation, Name: "shop-old", Spec: &spec.RevocationSpec{
+		Certificate: "shop", Serials: []string{"A0:1D"}, Reason: "superseded"}})
+	// An older one, from an ACME issuer, whose revocation at the CA failed once.
+	older := old
+	older.Serial, older.Issuer, older.IssuedAt = "a01c", "le", old.IssuedAt.Add(-time.Hour)
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: older, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: old, RenewAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, &spec.Object{Kind: spec.KindIssuer, Name: "le", Spec: &spec.IssuerSpec{ACME: &spec.ACMEIssuer{
+		DirectoryURL: "https://127.0.0.1:1/dir", AccountKeyFile: "/acme.key", Challenge: spec.ACMEChallenge{HTTP01: &spec.HTTP01Challenge{Webroot: "/w"}}}}},
+		&spec.Object{Kind: spec.KindRevocation, Name: "shop-acme", Spec: &spec.RevocationSpec{
+			Certificate: "shop", Serials: []string{"a01c"}, Reason: "keyCompromise"}})
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat("1", 40), Author: "Ada <ada@example.com>", Message: "shop certificates", Time: now.Add(-time.Hour)}
 	status := state.Status{LastFetchAt: &now}
 	status.MarkApplied(rev, now.Add(-time.Minute))
 	storekit.Apply(t, st, rev, status, storekit.Desired(objs...))
+	revs, err := st.CertificateRevocations(ctx, "shop")
+	if err != nil || len(revs) != 2 {
+		t.Fatalf("revocations of shop: %+v, %v", revs, err)
+	}
+	for _, rv := range revs {
+		if rv.ACMEState != "" {
+			if err := st.RecordACMERevocation(ctx, rv.ID, "urn:ietf:params:acme:error:serverInternal: try later", now, 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
 	// Revision 2 is refused.
 	bad := state.Revision{Ref: "main", Commit: strings.Repeat("2", 40), Time: now}
@@ -611,7 +645,7 @@ func liveConfig(t *testing.T, st *store.Store) httpapi.Config {
 	// What the services serve: shop on web-01 an older certificate than
 	// the one installed (a mismatch), api's check failed.
 	if _, err := st.RecordServed(ctx, "web-01", []store.ServedCheck{
-		{Certificate: "shop", Serial: "0aold", NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour), CheckedAt: now},
+		{Certificate: "shop", Serial: "a01d", NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour), CheckedAt: now},
 		{Certificate: "api", Error: "dial tcp 127.0.0.1:443: connection refused", CheckedAt: now},
 	}); err != nil {
 		t.Fatal(err)

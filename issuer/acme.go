@@ -424,3 +424,44 @@ func orderFrom(ctx context.Context) *Order {
 	o, _ := ctx.Value(orderKey{}).(*Order)
 	return o
 }
+
+// Revoker revokes certificates at the CA that issued them: the ACME
+// issuers implement it (Registry.Revoker).
+type Revoker interface {
+	// Revoke asks the CA to revoke the certificate (PEM) for an RFC 5280
+	// reason code. A certificate the CA already revoked is not an error.
+	Revoke(ctx context.Context, certPEM string, reason int) error
+}
+
+// Revoke implements Revoker through lego (RevokeWithReason).
+func (a *acmeIssuer) Revoke(ctx context.Context, certPEM string, reason int) error {
+	client, err := a.setup(ctx)
+	if err != nil {
+		return fmt.Errorf("issuer %q: %w", a.name, err)
+	}
+	r := uint(reason)
+	err = client.Certificate.RevokeWithReason(ctx, []byte(certPEM), &r)
+	var problem *acme.ProblemDetails
+	if errors.As(err, &problem) && problem.Type == "urn:ietf:params:acme:error:alreadyRevoked" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("issuer %q: revoke: %w", a.name, err)
+	}
+	return nil
+}
+
+// Revoker returns the named issuer's Revoker: a failure.NotFound error
+// when there is no such issuer or it cannot revoke (a local CA revokes by
+// its CRL and OCSP instead).
+func (r *Registry) Revoker(name string) (Revoker, error) {
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q is not defined", name))
+	}
+	rv, ok := e.issuer.(Revoker)
+	if !ok {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q cannot revoke at a CA", name))
+	}
+	return rv, nil
+}

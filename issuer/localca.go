@@ -50,7 +50,7 @@ func (l *localCA) Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x50
 	if err != nil {
 		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: %w", l.name, err))
 	}
-	issued, err := ca.Sign(csr, cert, now)
+	issued, err := ca.SignPublished(csr, cert, now, pki.PublishedAt(l.files.PublicURL, l.name))
 	if err != nil {
 		return nil, fmt.Errorf("issuer %q: %w", l.name, err)
 	}
@@ -140,4 +140,23 @@ func stampFile(path string) fileStamp {
 		return fileStamp{}
 	}
 	return fileStamp{modTime: fi.ModTime().UnixNano(), size: fi.Size()}
+}
+
+// CA returns the CA of the named localCA issuer as loaded at now: a
+// failure.NotFound error when there is no such issuer or it is not a
+// local CA, failure.Unavailable when its files never loaded.
+func (r *Registry) CA(name string) (*pki.CA, error) {
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q is not defined", name))
+	}
+	l, ok := e.issuer.(*localCA)
+	if !ok {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q is not a local CA", name))
+	}
+	ca, err := l.current(r.now())
+	if err != nil {
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: %w", name, err))
+	}
+	return ca, nil
 }

@@ -38,6 +38,12 @@ const clockSkew = time.Minute
 // name_not_permitted for a name outside the CA's name constraints (see
 // CheckNames; nothing is signed then), and failure.Unavailable when the CA is not valid at now.
 func (ca *CA) Sign(csr *x509.CertificateRequest, c *spec.CertificateSpec, now time.Time) (*agentproto.Issued, error) {
+	return ca.SignPublished(csr, c, now, Published{})
+}
+
+// SignPublished is Sign for a leaf that names where its revocation status
+// is published (see Published).
+func (ca *CA) SignPublished(csr *x509.CertificateRequest, c *spec.CertificateSpec, now time.Time, urls Published) (*agentproto.Issued, error) {
 	if now.Before(ca.cert.NotBefore) || !now.Before(ca.cert.NotAfter) {
 		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("CA %q is not valid at %s (valid from %s to %s)",
 			ca.cert.Subject, now.UTC().Format(time.RFC3339),
@@ -56,6 +62,7 @@ func (ca *CA) Sign(csr *x509.CertificateRequest, c *spec.CertificateSpec, now ti
 	tmpl.NotBefore = later(now.Add(-clockSkew), ca.cert.NotBefore)
 	tmpl.NotAfter = earlier(now.Add(c.DurationValue()), ca.cert.NotAfter)
 	tmpl.AuthorityKeyId = ca.cert.SubjectKeyId
+	urls.apply(tmpl)
 	if tmpl.SubjectKeyId, err = subjectKeyID(csr.PublicKey); err != nil {
 		return nil, failure.Wrap(failure.Invalid, err)
 	}

@@ -68,6 +68,9 @@ func (c *checker) document(doc any) (Header, any) {
 	case *TrustBundle:
 		h, spec = d.Header, &d.Spec
 		c.trustBundle(&d.Spec)
+	case *Revocation:
+		h, spec = d.Header, &d.Spec
+		c.revocation(&d.Spec)
 	}
 	c.metadata(&h.Metadata)
 	return h, spec

@@ -54,6 +54,9 @@ func (c *checker) issuer(s *IssuerSpec) {
 	if ca := s.LocalCA; ca != nil {
 		c.requiredAbsPath("spec.localCA.certFile", ca.CertFile)
 		c.requiredAbsPath("spec.localCA.keyFile", ca.KeyFile)
+		if ca.PublicURL != "" {
+			c.publicURL("spec.localCA.publicURL", ca.PublicURL)
+		}
 	}
 	a := s.ACME
 	if a == nil {

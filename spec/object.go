@@ -64,6 +64,8 @@ func NewSpec(k Kind) any {
 		return &BackupPolicySpec{}
 	case KindTrustBundle:
 		return &TrustBundleSpec{}
+	case KindRevocation:
+		return &RevocationSpec{}
 	}
 	return nil
 }

@@ -228,6 +228,8 @@ func newDocument(k Kind) any {
 		return &BackupPolicy{}
 	case KindTrustBundle:
 		return &TrustBundle{}
+	case KindRevocation:
+		return &Revocation{}
 	}
 	return nil
 }
@@ -279,6 +281,8 @@ func (p *fileParser) referenceLines(root *yaml.Node, o *Object) []refLine {
 		}
 	case *TrustBundleSpec:
 		paths = append(paths, trustBundleLines(p, s)...)
+	case *RevocationSpec:
+		paths = append(paths, "spec.certificate")
 	case *AlertPolicySpec:
 		for i := range s.Notify {
 			paths = append(paths, p.intern(fmt.Sprintf("spec.notify[%d]", i)))

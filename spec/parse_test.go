@@ -143,8 +143,8 @@ func TestParseFileErrors(t *testing.T) {
 			`issuer.yaml:38: spec.acme.challenge.dns01.propagationWait: "-5s" must be positive`,
 		}},
 		{"kind.yaml", []string{
-			`kind.yaml:2: kind: unknown kind "Secret" (want one of Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy, TrustBundle)`,
-			`kind.yaml:5: kind: required (one of Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy, TrustBundle)`,
+			`kind.yaml:2: kind: unknown kind "Secret" (want one of Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy, TrustBundle, Revocation)`,
+			`kind.yaml:5: kind: required (one of Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy, TrustBundle, Revocation)`,
 			`kind.yaml:8: a document must be a mapping with apiVersion, kind, metadata and spec`,
 		}},
 		{"meta.yaml", []string{

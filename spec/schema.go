@@ -34,7 +34,7 @@ func JSONSchema() ([]byte, error) {
 	return marshalSchema(map[string]any{
 		"$schema":     schemaDialect,
 		"title":       "certops desired-state document (" + APIVersion + ")",
-		"description": "One document of a certops GitOps repository: an Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy or TrustBundle.",
+		"description": "One document of a certops GitOps repository: an Issuer, Agent, Certificate, AlertPolicy, NotificationChannel, BackupPolicy, TrustBundle or Revocation.",
 		"type":        "object",
 		"required":    []string{"apiVersion", "kind", "metadata", "spec"},
 		"properties": map[string]any{
@@ -153,6 +153,8 @@ func exactlyOneOf(typeName string) []string {
 		return []string{"directory", "s3"}
 	case "TrustSource":
 		return []string{"issuer", "pem"}
+	case "RevocationSpec":
+		return []string{"serials", "issuedBefore"}
 	}
 	return nil
 }
@@ -165,12 +167,18 @@ func fieldConstraints(typeName, field string) map[string]any {
 	name := map[string]any{"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
 	switch typeName + "." + field {
 	case "Issuer.apiVersion", "Agent.apiVersion", "Certificate.apiVersion", "AlertPolicy.apiVersion",
-		"NotificationChannel.apiVersion", "BackupPolicy.apiVersion", "TrustBundle.apiVersion":
+		"NotificationChannel.apiVersion", "BackupPolicy.apiVersion", "TrustBundle.apiVersion", "Revocation.apiVersion":
 		return map[string]any{"const": APIVersion}
-	case "Metadata.name", "CertificateSpec.issuerRef", "TrustSource.issuer":
+	case "Metadata.name", "CertificateSpec.issuerRef", "TrustSource.issuer", "RevocationSpec.certificate":
 		return name
 	case "Deployment.agents", "AlertPolicySpec.notify", "TrustBundleDeploy.agents":
 		return map[string]any{"items": name}
+	case "RevocationSpec.serials":
+		return map[string]any{"items": map[string]any{"pattern": "^[0-9A-Fa-f:]+$"}}
+	case "RevocationSpec.issuedBefore":
+		return map[string]any{"format": "date-time"}
+	case "RevocationSpec.reason":
+		return map[string]any{"enum": revocationReasonNames}
 	case "AgentSpec.tokenSHA256":
 		return map[string]any{"pattern": "^[0-9a-f]{64}$"}
 	case "PrivateKey.algorithm":

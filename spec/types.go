@@ -17,7 +17,7 @@ const (
 )
 
 // Kinds lists every kind in apply order.
-var Kinds = []Kind{KindIssuer, KindAgent, KindCertificate, KindAlertPolicy, KindNotificationChannel, KindBackupPolicy, KindTrustBundle}
+var Kinds = []Kind{KindIssuer, KindAgent, KindCertificate, KindAlertPolicy, KindNotificationChannel, KindBackupPolicy, KindTrustBundle, KindRevocation}
 
 // Metadata is the metadata block shared by every document.
 type Metadata struct {
@@ -84,6 +84,10 @@ type IssuerSpec struct {
 type LocalCAIssuer struct {
 	CertFile string `json:"certFile" yaml:"certFile"`
 	KeyFile  string `json:"keyFile" yaml:"keyFile"`
+	// PublicURL, when set, is where relying parties reach certops' /pki
+	// routes: issued certificates then carry the CRL distribution point
+	// and the AIA OCSP and CA-issuers URLs under it.
+	PublicURL string `json:"publicURL,omitempty" yaml:"publicURL,omitempty"`
 }
 
 // ACMEIssuer obtains certificates from an ACME server.

@@ -17,6 +17,7 @@ import (
 //   - a Certificate's issuerRef names an existing Issuer, its deploy.agents
 //     name existing Agents, and it has a deploy block when its issuer answers
 //     ACME http-01 challenges (the deploying agents serve them);
+//   - a Revocation's certificate names an existing Certificate;
 //   - an AlertPolicy's notify entries name existing NotificationChannels;
 //   - no two Agents have the same tokenSHA256 (a token must identify one
 //     agent), reported at each of them;
@@ -90,6 +91,10 @@ func validate(objs []*Object, part bool) ErrorList {
 			}
 		case *TrustBundleSpec:
 			errs = append(errs, trustBundleRefs(o, s, exists)...)
+		case *RevocationSpec:
+			if isDNSLabel(s.Certificate) && !exists(KindCertificate, s.Certificate) {
+				at(o, "spec.certificate", "Certificate %q does not exist (a Revocation names a Certificate of the same revision)", s.Certificate)
+			}
 		case *AlertPolicySpec:
 			for i, n := range s.Notify {
 				if isDNSLabel(n) && !exists(KindNotificationChannel, n) {

@@ -52,6 +52,9 @@ type Deployment struct {
 	// verify address; nil when never checked, and in the agent API's
 	// snapshot, which does not carry it (the read API's reads do).
 	Served *Served
+	// Revoked: the serial installed or served is revoked (a Revocation
+	// from Git); set by the read API's reads only, like Served.
+	Revoked bool
 }
 
 // Served is what an agent's served checks last found at a deployment's

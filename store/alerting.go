@@ -48,6 +48,12 @@ type CertificateFacts struct {
 	// none does. ServedMismatchAgents are those agents, sorted.
 	ServedMismatchSince  time.Time
 	ServedMismatchAgents []string
+	// RevokedInUseSince is the earliest revocation time of a revoked
+	// serial (a Revocation from Git) that an agent still has installed or
+	// its service still serves; zero when none. RevokedInUseAgents are
+	// those agents, sorted.
+	RevokedInUseSince  time.Time
+	RevokedInUseAgents []string
 }
 
 // AgentFacts is an agent of the desired state with its liveness.
@@ -70,10 +76,16 @@ func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince ti
 			       min(d.installed_not_after), min(d.renew_at),
 			       (array_agg(d.served_not_before ORDER BY d.served_not_after) FILTER (WHERE d.served_not_after IS NOT NULL))[1],
 			       min(d.served_not_after), min(d.served_mismatch_since),
-			       array_agg(d.agent ORDER BY d.agent) FILTER (WHERE d.served_mismatch_since IS NOT NULL)
+			       array_agg(d.agent ORDER BY d.agent) FILTER (WHERE d.served_mismatch_since IS NOT NULL),
+			       min(rv.revoked_at),
+			       array_agg(d.agent ORDER BY d.agent) FILTER (WHERE rv.revoked_at IS NOT NULL)
 			FROM objects c
 			JOIN deployments d ON d.certificate = c.name
 			JOIN objects a ON a.kind = $2 AND a.name = d.agent
+			LEFT JOIN LATERAL (
+				SELECT min(r.revoked_at) AS revoked_at FROM revocations r
+				WHERE r.certificate = d.certificate AND r.serial <> ''
+					AND (r.serial = d.installed_serial OR r.serial = d.served_serial)) rv ON true
 			LEFT JOIN certificate_versions v
 			       ON v.certificate = d.certificate AND v.agent = d.agent AND v.serial = d.installed_serial
 			WHERE c.kind = $1 AND (
@@ -87,8 +99,10 @@ func (s *Store) AlertFacts(ctx context.Context, jobsSince, issueFailuresSince ti
 		}
 		f.Certificates, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (CertificateFacts, error) {
 			var c CertificateFacts
-			var notBefore, notAfter, renewAt, servedNotBefore, servedNotAfter, mismatch *time.Time
-			err := row.Scan(&c.Name, &notBefore, &notAfter, &renewAt, &servedNotBefore, &servedNotAfter, &mismatch, &c.ServedMismatchAgents)
+			var notBefore, notAfter, renewAt, servedNotBefore, servedNotAfter, mismatch, revoked *time.Time
+			err := row.Scan(&c.Name, &notBefore, &notAfter, &renewAt, &servedNotBefore, &servedNotAfter, &mismatch, &c.ServedMismatchAgents,
+				&revoked, &c.RevokedInUseAgents)
+			c.RevokedInUseSince = deref(revoked)
 			c.NotBefore, c.NotAfter, c.RenewAt = deref(notBefore), deref(notAfter), deref(renewAt)
 			c.ServedNotBefore, c.ServedNotAfter, c.ServedMismatchSince = deref(servedNotBefore), deref(servedNotAfter), deref(mismatch)
 			return c, err

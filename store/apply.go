@@ -15,7 +15,8 @@ import (
 
 // Apply applies plan as revision rev in one transaction: the revision record
 // with its per-object actions, the object creates, updates and deletes, and
-// the status. The transaction commits only while fence is the current lease
+// the status, and the serials that created or updated Revocation objects
+// revoke (see writeRevocations). The transaction commits only while fence is the current lease
 // (ErrFenced otherwise). On any error nothing is changed. It returns the
 // revision's id.
 //
@@ -33,7 +34,7 @@ func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision
 	if err != nil {
 		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
 	}
-	var id int64
+	var id, revoked int64
 	err = s.inFencedTx(ctx, fence, func(tx pgx.Tx) error {
 		// Replicas apply one at a time even if two believe they lead.
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", applyLockKey); err != nil {
@@ -53,12 +54,18 @@ func (s *Store) Apply(ctx context.Context, fence state.Fence, rev state.Revision
 		if err := deleteObjects(ctx, tx, plan.Changes); err != nil {
 			return err
 		}
+		if revoked, err = writeRevocations(ctx, tx, id, plan.Changes); err != nil {
+			return err
+		}
 		return writeStatus(ctx, tx, statusRow)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: apply %s: %w", rev, err)
 	}
 	s.logger.Debug("revision applied", "revision", rev.String(), "id", id, "changes", len(plan.Changes))
+	if revoked > 0 {
+		s.logger.Info("serials revoked", "revision", rev.String(), "count", revoked)
+	}
 	return id, nil
 }
 

@@ -53,7 +53,9 @@ const deploymentFrom = ` FROM deployments d LEFT JOIN certificate_versions v ON 
 // servedColumns follow deploymentColumns where a read also wants
 // Deployment.Served (scanDeploymentServed).
 const servedColumns = `, d.served_serial, d.served_not_before, d.served_not_after, d.served_checked_at,
-	d.served_error, d.served_mismatch_since`
+	d.served_error, d.served_mismatch_since,
+	EXISTS (SELECT 1 FROM revocations r WHERE r.certificate = d.certificate AND r.serial <> ''
+		AND (r.serial = d.installed_serial OR r.serial = d.served_serial))`
 
 // Every write of a deployment row takes the next change_seq and records its
 // transaction in change_xid (see DeploymentsSince): nextChange in the
@@ -355,7 +357,9 @@ func scanDeployment(row pgx.CollectableRow) (state.Deployment, error) {
 func scanDeploymentServed(row pgx.CollectableRow) (state.Deployment, error) {
 	var sv state.Served
 	var notBefore, notAfter, checkedAt, mismatch *time.Time
-	d, err := scanDeploymentWith(row, []any{&sv.Serial, &notBefore, &notAfter, &checkedAt, &sv.Error, &mismatch})
+	var revoked bool
+	d, err := scanDeploymentWith(row, []any{&sv.Serial, &notBefore, &notAfter, &checkedAt, &sv.Error, &mismatch, &revoked})
+	d.Revoked = revoked
 	if err != nil || checkedAt == nil {
 		return d, err
 	}

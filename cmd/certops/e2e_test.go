@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,6 +177,39 @@ spec:
 	if secondSerial == firstSerial {
 		t.Fatal("the spec change did not reissue")
 	}
+
+	// A Revocation of the served serial in Git: the agent gets a new
+	// certificate at once, and the CRL fetched from the live public route
+	// (no token) makes openssl refuse the revoked leaf.
+	revokedPEM := filepath.Join(base, "revoked.pem")
+	if err := os.WriteFile(revokedPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, config, map[string]string{"revocations.yaml": fmt.Sprintf(`apiVersion: certops/v1
+kind: Revocation
+metadata: {name: shop-leak}
+spec: {certificate: shop, serials: [%q], reason: keyCompromise}
+`, secondSerial)})
+	testkit.WaitFor(t, waitTimeout, "a new certificate to replace the revoked one", func() bool {
+		_ = ag.SyncOnce(ctx)
+		leaf, err = ng.verifyWithCA(filepath.Join(caDir, "ca.crt"), "www.shop.example.com")
+		return err == nil && leaf.SerialNumber.Text(16) != secondSerial
+	})
+	crlResp, err := http.Get(url + "/pki/v1/e2e-ca/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlDER, _ := io.ReadAll(crlResp.Body)
+	crlResp.Body.Close()
+	crlPEM := filepath.Join(base, "crl.pem")
+	if err := os.WriteFile(crlPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("openssl", "verify", "-crl_check", "-CAfile", filepath.Join(caDir, "ca.crt"), "-CRLfile", crlPEM, revokedPEM).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "certificate revoked") {
+		t.Errorf("openssl verify -crl_check of the revoked leaf (CRL answer %d): %v\n%s", crlResp.StatusCode, err, out)
+	}
+	secondSerial = leaf.SerialNumber.Text(16) // what is served now
 
 	// A reload that fails rolls back: nginx keeps serving the second leaf and
 	// the files are that leaf's again.

@@ -541,6 +541,9 @@ func describeCertificate(t terminal, c apiv1.Certificate, revs []revisionAction)
 				if d.Suspended {
 					state += " (agent suspended)"
 				}
+				if d.Revoked {
+					state += " (REVOKED serial in use)"
+				}
 				retry := ""
 				if d.Failures > 0 {
 					retry = fmt.Sprintf("%d failure(s)", d.Failures)

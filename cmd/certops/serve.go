@@ -35,6 +35,7 @@ import (
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/redact"
 	"github.com/certops/certops/retention"
+	"github.com/certops/certops/revoke"
 	"github.com/certops/certops/secret"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/store"
@@ -260,6 +261,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		agentHandler = requireClientCert(agentHandler)
 	}
 	mux.Handle(agentproto.PathPrefix, agentHandler)
+	// The public revocation routes of the local CA issuers (CRL, OCSP, CA
+	// certificate): no token, read by relying parties; every replica
+	// serves them from Postgres.
+	mux.Handle(revoke.PathPrefix, revoke.NewHandler(st, registry, revoke.Config{}, logger.With("component", "pki")))
 	mux.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -365,6 +370,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	background.Go(func() { _ = agents.events.Run(runCtx) })
 	background.Go(func() { _ = monitor.Run(runCtx) })
 	background.Go(func() { _ = notifier.Run(runCtx) })
+	// Revocations of ACME certificates go to their CA (each claimed by one replica).
+	background.Go(func() { _ = revoke.NewACMERevoker(st, registry, 0, logger.With("component", "revoke")).Run(runCtx) })
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:

@@ -330,3 +330,26 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// CertStatus is what Pebble says of a certificate it issued (its
+// management API's cert-status-by-serial): "Valid" or "Revoked", with
+// the revocation reason code.
+type CertStatus struct {
+	Status string
+	Reason *uint `json:",omitempty"`
+}
+
+// CertStatus asks Pebble about the certificate with the hex serial.
+func (s *Server) CertStatus(t testing.TB, serial string) CertStatus {
+	t.Helper()
+	resp, err := s.client.Get(s.mgmtURL + "/cert-status-by-serial/" + serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st CertStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("cert-status-by-serial/%s: %s: %v", serial, resp.Status, err)
+	}
+	return st
+}
