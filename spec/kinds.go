@@ -516,6 +516,7 @@ func (c *checker) alertPolicy(s *AlertPolicySpec) {
 		c.name(p, n)
 		c.unique(seen, p, "spec.notify", n, i)
 	}
+	c.alertRoutes(s.Routes)
 }
 
 func (c *checker) expiryThreshold(path string, t *ExpiryThreshold) {
@@ -584,6 +585,7 @@ func (c *checker) notificationChannel(s *NotificationChannelSpec) {
 		if m.StartTLS != nil && !*m.StartTLS && (m.Username != "" || m.PasswordFile != "") {
 			c.errorf("spec.smtp.startTLS", "false with username or passwordFile set: certops never sends credentials over a plain-text connection, so every delivery would be refused; set startTLS: true, or drop username and passwordFile for an unauthenticated relay")
 		}
+		c.smtpSecurity(m)
 	}
 	if w := s.Webhook; w != nil {
 		if w.URL != "" {

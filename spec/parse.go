@@ -287,6 +287,11 @@ func (p *fileParser) referenceLines(root *yaml.Node, o *Object) []refLine {
 		for i := range s.Notify {
 			paths = append(paths, p.intern(fmt.Sprintf("spec.notify[%d]", i)))
 		}
+		for i, r := range s.Routes {
+			for j := range r.Notify {
+				paths = append(paths, p.intern(fmt.Sprintf("spec.routes[%d].notify[%d]", i, j)))
+			}
+		}
 	}
 	lines := make([]refLine, len(paths))
 	for i, path := range paths {

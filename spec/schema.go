@@ -173,6 +173,14 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return name
 	case "Deployment.agents", "AlertPolicySpec.notify", "TrustBundleDeploy.agents":
 		return map[string]any{"items": name}
+	case "AlertRoute.notify":
+		return map[string]any{"minItems": 1, "items": name}
+	case "AlertRoute.match":
+		return map[string]any{"minProperties": 1}
+	case "SMTPChannel.tls":
+		return map[string]any{"enum": []string{SMTPTLSImplicit, SMTPTLSStartTLS}}
+	case "SMTPChannel.auth":
+		return map[string]any{"enum": []string{SMTPAuthPlain, SMTPAuthLogin}}
 	case "RevocationSpec.serials":
 		return map[string]any{"items": map[string]any{"pattern": "^[0-9A-Fa-f:]+$"}}
 	case "RevocationSpec.issuedBefore":

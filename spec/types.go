@@ -272,8 +272,20 @@ type AlertPolicySpec struct {
 	// ServedMismatchAfter: alert when an agent's service has served another
 	// certificate than the one installed for this long (default 30m).
 	ServedMismatchAfter string   `json:"servedMismatchAfter,omitempty" yaml:"servedMismatchAfter,omitempty"`
-	Notify              []string `json:"notify,omitempty" yaml:"notify,omitempty"`
-	RenotifyInterval    string   `json:"renotifyInterval,omitempty" yaml:"renotifyInterval,omitempty"`
+	// Notify are the default channels: for alerts no route matches, and
+	// for alerts about certops itself (which have no subject labels).
+	Notify []string `json:"notify,omitempty" yaml:"notify,omitempty"`
+	// Routes send the alerts about certificates and agents whose labels
+	// match to other channels; see ChannelsFor.
+	Routes           []AlertRoute `json:"routes,omitempty" yaml:"routes,omitempty"`
+	RenotifyInterval string       `json:"renotifyInterval,omitempty" yaml:"renotifyInterval,omitempty"`
+}
+
+// AlertRoute sends the alerts whose subject carries every Match label
+// (key and value) to the Notify channels.
+type AlertRoute struct {
+	Match  map[string]string `json:"match" yaml:"match"`
+	Notify []string          `json:"notify" yaml:"notify"`
 }
 
 // ExpiryThresholds fire when time left drops below a duration or a fraction of lifetime.
@@ -325,6 +337,13 @@ type SMTPChannel struct {
 	StartTLS     *bool    `json:"startTLS,omitempty" yaml:"startTLS,omitempty"`
 	Username     string   `json:"username,omitempty" yaml:"username,omitempty"`
 	PasswordFile string   `json:"passwordFile,omitempty" yaml:"passwordFile,omitempty"`
+	// TLS is SMTPTLSImplicit (TLS from the first byte, SMTPS) or
+	// SMTPTLSStartTLS; empty: implicit on port 465, STARTTLS otherwise
+	// (see TLSMode).
+	TLS string `json:"tls,omitempty" yaml:"tls,omitempty"`
+	// Auth is SMTPAuthPlain or SMTPAuthLogin; empty: what the server
+	// offers, PLAIN preferred.
+	Auth string `json:"auth,omitempty" yaml:"auth,omitempty"`
 }
 
 // WebhookChannel POSTs JSON to URL, signed with HMAC-SHA256 using a secret from a file.

@@ -18,7 +18,8 @@ import (
 //     name existing Agents, and it has a deploy block when its issuer answers
 //     ACME http-01 challenges (the deploying agents serve them);
 //   - a Revocation's certificate names an existing Certificate;
-//   - an AlertPolicy's notify entries name existing NotificationChannels;
+//   - an AlertPolicy's notify entries, its own and its routes', name
+//     existing NotificationChannels;
 //   - no two Agents have the same tokenSHA256 (a token must identify one
 //     agent), reported at each of them;
 //   - a TrustBundle's issuer sources and deploy.agents name existing
@@ -99,6 +100,13 @@ func validate(objs []*Object, part bool) ErrorList {
 			for i, n := range s.Notify {
 				if isDNSLabel(n) && !exists(KindNotificationChannel, n) {
 					at(o, fmt.Sprintf("spec.notify[%d]", i), "NotificationChannel %q does not exist", n)
+				}
+			}
+			for i, r := range s.Routes {
+				for j, n := range r.Notify {
+					if isDNSLabel(n) && !exists(KindNotificationChannel, n) {
+						at(o, fmt.Sprintf("spec.routes[%d].notify[%d]", i, j), "NotificationChannel %q does not exist", n)
+					}
 				}
 			}
 		}
