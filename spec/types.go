@@ -271,7 +271,7 @@ type AlertPolicySpec struct {
 	BackupTooOld      string          `json:"backupTooOldAfter,omitempty" yaml:"backupTooOldAfter,omitempty"`
 	// ServedMismatchAfter: alert when an agent's service has served another
 	// certificate than the one installed for this long (default 30m).
-	ServedMismatchAfter string   `json:"servedMismatchAfter,omitempty" yaml:"servedMismatchAfter,omitempty"`
+	ServedMismatchAfter string `json:"servedMismatchAfter,omitempty" yaml:"servedMismatchAfter,omitempty"`
 	// Notify are the default channels: for alerts no route matches, and
 	// for alerts about certops itself (which have no subject labels).
 	Notify []string `json:"notify,omitempty" yaml:"notify,omitempty"`
