@@ -18,14 +18,15 @@ import (
 	"github.com/certops/certops/spec"
 )
 
-// sendSMTP mails m to the channel's recipients. With startTLS (the default)
-// the connection is upgraded before anything else is sent, and a server
-// that does not offer STARTTLS is an error, never a reason to go on in
-// plaintext. Credentials are never sent over plaintext: a channel with a
-// username and startTLS: false is refused.
+// sendSMTP mails m to the channel's recipients. With implicit TLS (tls:
+// implicit, the default on port 465) TLS starts with the connection; with
+// STARTTLS (the default elsewhere) the connection is upgraded before
+// anything else is sent, and a server that does not offer STARTTLS is an
+// error, never a reason to go on in plaintext. Credentials are never sent
+// over plaintext: a channel with a username and startTLS: false is refused.
 func (n *Notifier) sendSMTP(ctx context.Context, c *spec.SMTPChannel, m Message, id string) error {
-	startTLS := c.StartTLS == nil || *c.StartTLS
-	if c.Username != "" && !startTLS {
+	mode := c.TLSMode()
+	if c.Username != "" && mode == spec.SMTPTLSNone {
 		return errors.New("refusing to send SMTP credentials over a plaintext connection: set startTLS: true, or drop username for an unauthenticated relay")
 	}
 	var password string
@@ -41,10 +42,9 @@ func (n *Notifier) sendSMTP(ctx context.Context, c *spec.SMTPChannel, m Message,
 	}
 
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dialSMTP(ctx, addr, mode, smtpTLSConfig(c, n.opts))
 	if err != nil {
-		return fmt.Errorf("SMTP %s: %w", addr, err)
+		return fmt.Errorf("SMTP %s: %w", addr, timeoutErr(ctx, err))
 	}
 	// Bound the whole conversation by ctx: its deadline, or its end.
 	if deadline, ok := ctx.Deadline(); ok {
@@ -70,19 +70,24 @@ func converse(client *smtp.Client, c *spec.SMTPChannel, opts Options, password s
 	if err := client.Hello(opts.Hostname); err != nil {
 		return fmt.Errorf("EHLO: %w", err)
 	}
-	if c.StartTLS == nil || *c.StartTLS {
+	if c.TLSMode() == spec.SMTPTLSStartTLS {
 		if ok, _ := client.Extension("STARTTLS"); !ok {
 			return errors.New("server does not offer STARTTLS (startTLS is on; refusing to send in plaintext)")
 		}
-		if err := client.StartTLS(&tls.Config{ServerName: c.Host, RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}); err != nil {
+		if err := client.StartTLS(smtpTLSConfig(c, opts)); err != nil {
 			return fmt.Errorf("STARTTLS: %w", err)
 		}
 	}
 	if c.Username != "" {
-		if ok, _ := client.Extension("AUTH"); !ok {
+		ok, offered := client.Extension("AUTH")
+		if !ok {
 			return errors.New("server does not offer AUTH")
 		}
-		if err := client.Auth(smtp.PlainAuth("", c.Username, password, c.Host)); err != nil {
+		auth, err := smtpAuth(c, offered, password)
+		if err != nil {
+			return err
+		}
+		if err := client.Auth(auth); err != nil {
 			return fmt.Errorf("AUTH as %s: %w", c.Username, err)
 		}
 	}
@@ -108,6 +113,27 @@ func converse(client *smtp.Client, c *spec.SMTPChannel, opts Options, password s
 		return fmt.Errorf("QUIT: %w", err)
 	}
 	return nil
+}
+
+// dialSMTP connects to addr; with implicit TLS it completes the TLS
+// handshake (verifying the server against cfg) before returning.
+func dialSMTP(ctx context.Context, addr, mode string, cfg *tls.Config) (net.Conn, error) {
+	if mode == spec.SMTPTLSImplicit {
+		d := tls.Dialer{Config: cfg}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("implicit TLS: %w", err)
+		}
+		return conn, nil
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// smtpTLSConfig verifies the server's certificate against the channel's
+// host and opts.RootCAs (the system's when nil).
+func smtpTLSConfig(c *spec.SMTPChannel, opts Options) *tls.Config {
+	return &tls.Config{ServerName: c.Host, RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
 }
 
 // mailMessage is m as an RFC 5322 message: plain UTF-8 text, quoted-
