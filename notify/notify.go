@@ -72,6 +72,7 @@ type Store interface {
 	SyncNotifications(ctx context.Context, at time.Time, decide func(current []store.NotificationState) (store.NotificationUpdate, error)) (bool, error)
 	EnqueueNotifications(ctx context.Context, msgs []store.NewNotification) (int, error)
 	NotificationRoutes(ctx context.Context) (*spec.AlertPolicySpec, map[string]*spec.NotificationChannelSpec, error)
+	ObjectLabels(ctx context.Context, kind spec.Kind, names []string) (map[string]map[string]string, error)
 	DueNotificationChannels(ctx context.Context, now time.Time) ([]string, error)
 	ClaimNotification(ctx context.Context, channel string, now time.Time, lease time.Duration) (store.Notification, bool, error)
 	RecordNotificationResult(ctx context.Context, id int64, attempt int, r store.NotificationResult) (bool, error)
@@ -194,9 +195,13 @@ func (n *Notifier) Sync(ctx context.Context, policy *spec.AlertPolicySpec, chann
 	if err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
+	route, err := n.router(ctx, policy, firing)
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
 	var enqueued int
 	applied, err := n.st.SyncNotifications(ctx, now, func(current []store.NotificationState) (store.NotificationUpdate, error) {
-		up, err := plan(current, firing, targets, now, renotify)
+		up, err := plan(current, firing, targets, route, now, renotify)
 		enqueued = len(up.Enqueue)
 		return up, err
 	})
@@ -241,6 +246,11 @@ func (n *Notifier) Event(ctx context.Context, a alert.Alert) error {
 	if err != nil {
 		return fmt.Errorf("notify: event %s: %w", a.Key(), err)
 	}
+	route, err := n.router(ctx, policy, []alert.Alert{a})
+	if err != nil {
+		return fmt.Errorf("notify: event %s: %w", a.Key(), err)
+	}
+	routed := route(a)
 	now := n.opts.Now()
 	payload, err := payloadOf(Message{Kind: KindEvent, Status: StatusFiring, Alert: a, At: now})
 	if err != nil {
@@ -249,6 +259,9 @@ func (n *Notifier) Event(ctx context.Context, a alert.Alert) error {
 	dedup := a.Key() + "@" + a.Since.UTC().Format(time.RFC3339Nano)
 	msgs := make([]store.NewNotification, 0, len(targets))
 	for _, c := range targets {
+		if !slices.Contains(routed, c.Name) {
+			continue
+		}
 		msgs = append(msgs, store.NewNotification{Channel: c, AlertKey: a.Key(), Kind: KindEvent,
 			Payload: payload, DedupKey: dedup, CreatedAt: now})
 	}
@@ -263,14 +276,15 @@ func (n *Notifier) Event(ctx context.Context, a alert.Alert) error {
 	return nil
 }
 
-// targets are the channels policy notifies, in the policy's order. A name
-// without a channel (validation rules that out) is skipped with a warning.
+// targets are the channels policy names (spec.AlertPolicySpec.AllChannels:
+// its notify, then its routes'), in the policy's order. A name without a
+// channel (validation rules that out) is skipped with a warning.
 func (n *Notifier) targets(policy *spec.AlertPolicySpec, channels map[string]*spec.NotificationChannelSpec) ([]store.NotificationChannel, error) {
 	if policy == nil {
 		return nil, nil
 	}
 	var out []store.NotificationChannel
-	for _, name := range policy.Notify {
+	for _, name := range policy.AllChannels() {
 		if slices.ContainsFunc(out, func(c store.NotificationChannel) bool { return c.Name == name }) {
 			continue
 		}
@@ -317,10 +331,14 @@ func renotifyInterval(policy *spec.AlertPolicySpec) (time.Duration, error) {
 }
 
 // plan compares the alerts firing at now with what each target channel was
-// told and returns the state changes and messages that follow.
-func plan(current []store.NotificationState, firing []alert.Alert, targets []store.NotificationChannel, now time.Time, renotify time.Duration) (store.NotificationUpdate, error) {
+// told and returns the state changes and messages that follow. route gives
+// the channels each alert goes to; a channel still in targets that an alert
+// no longer routes to (its subject's labels changed) is told nothing more
+// about it, and one told it fired is told when it resolves.
+func plan(current []store.NotificationState, firing []alert.Alert, targets []store.NotificationChannel, route func(alert.Alert) []string, now time.Time, renotify time.Duration) (store.NotificationUpdate, error) {
 	up := store.NotificationUpdate{Channels: targets}
 	byKey := make(map[string]alert.Alert, len(firing))
+	routed := make(map[string][]string, len(firing))
 	var keys []string
 	type nameSubject struct{ name, subject string }
 	firingSubjects := make(map[nameSubject]bool, len(firing))
@@ -332,6 +350,7 @@ func plan(current []store.NotificationState, firing []alert.Alert, targets []sto
 			a.Since = now
 		}
 		byKey[a.Key()] = a
+		routed[a.Key()] = route(a)
 		keys = append(keys, a.Key())
 		firingSubjects[nameSubject{a.Name, a.Subject}] = true
 	}
@@ -363,6 +382,10 @@ func plan(current []store.NotificationState, firing []alert.Alert, targets []sto
 			up.Delete = append(up.Delete, st) // the channel is no longer notified
 			continue
 		}
+		if _, still := byKey[st.AlertKey]; still && !slices.Contains(routed[st.AlertKey], st.Channel) {
+			up.Delete = append(up.Delete, st) // the alert no longer goes to this channel
+			continue
+		}
 		if _, still := byKey[st.AlertKey]; still || st.State != store.NotificationFiring {
 			continue
 		}
@@ -385,6 +408,9 @@ func plan(current []store.NotificationState, firing []alert.Alert, targets []sto
 	for _, c := range targets {
 		for _, key := range keys {
 			a := byKey[key]
+			if !slices.Contains(routed[key], c.Name) {
+				continue
+			}
 			st, ok := told[pair{key, c.Name}]
 			var kind string
 			switch {

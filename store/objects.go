@@ -326,3 +326,28 @@ func prefixUpperBound(prefix string) (string, bool) {
 	}
 	return prefix[:len(prefix)-1] + string(rune(last+1)), true
 }
+
+// ObjectLabels returns the labels of the applied objects of kind named in
+// names, by name; names without an object are absent. Notifications route
+// alerts by the labels of their subjects with it.
+func (s *Store) ObjectLabels(ctx context.Context, kind spec.Kind, names []string) (map[string]map[string]string, error) {
+	out := make(map[string]map[string]string, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, "SELECT name, labels FROM objects WHERE kind = $1 AND name = ANY($2)", string(kind), names)
+	if err != nil {
+		return nil, fmt.Errorf("store: labels of %s objects: %w", kind, err)
+	}
+	var name string
+	var labels map[string]string
+	_, err = pgx.ForEachRow(rows, []any{&name, &labels}, func() error {
+		out[name] = labels
+		labels = nil
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: labels of %s objects: %w", kind, err)
+	}
+	return out, nil
+}
