@@ -20,6 +20,8 @@ const (
 	// hostsShare: the hosts section may claim up to 1/hostsShare of the
 	// budget ahead of the objects; it gets whatever the objects leave too.
 	hostsShare = 4
+	// routingShare: likewise for the alert routing section, after the hosts.
+	routingShare = 8
 )
 
 // Markdown writes the plan as a PR comment of at most MaxMarkdownBytes: a
@@ -27,7 +29,8 @@ const (
 // collapsed diff per object, and "On the hosts". When everything does not
 // fit, objects degrade in order: a collapsed diff each while they fit, then
 // one line each (names only) while they fit, then a count of the rest; the
-// hosts section likewise. For a refused head it writes the errors instead.
+// hosts section likewise, then "Alert routing" (one line per object while
+// they fit). For a refused head it writes the errors instead.
 // Everything taken from the repository is escaped or fenced.
 func (r Report) Markdown(w io.Writer) error {
 	var b bytes.Buffer
@@ -51,14 +54,21 @@ func (r Report) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "\n> **Warning:** %s\n", escapeMarkdown(truncate(warning, maxLineBytes)))
 	}
 	hosts := newHostsSection(r.Hosts)
+	routing := newRoutingSection(r.AlertRouting)
 	objects := MaxMarkdownBytes - b.Len()
+	routingReserve := 0
+	if len(r.AlertRouting) > 0 {
+		routingReserve = min(routing.fullSize(), objects/routingShare)
+		objects -= routingReserve
+	}
 	if len(r.Hosts) > 0 {
 		objects -= min(hosts.fullSize(), objects/hostsShare)
 	}
 	writeMarkdownObjects(&b, r.Changes, objects)
 	if len(r.Hosts) > 0 {
-		hosts.write(&b, MaxMarkdownBytes-b.Len())
+		hosts.write(&b, MaxMarkdownBytes-b.Len()-routingReserve)
 	}
+	routing.write(&b, MaxMarkdownBytes-b.Len())
 	_, err := w.Write(b.Bytes())
 	return err
 }

@@ -63,6 +63,7 @@ func (r Report) Text(w io.Writer) error {
 			fmt.Fprintf(&b, "    reload: %s\n", argvOrNone(h.Reload))
 		}
 	}
+	textRouting(&b, r.AlertRouting)
 	_, err := w.Write(b.Bytes())
 	return err
 }
@@ -93,6 +94,9 @@ func (r Report) JSON(w io.Writer) error {
 	}
 	if r.Hosts == nil {
 		r.Hosts = []HostChange{}
+	}
+	if r.AlertRouting == nil {
+		r.AlertRouting = []AlertRouting{}
 	}
 	if r.Counts == nil {
 		r.Counts = map[spec.Kind]state.Counts{}

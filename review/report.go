@@ -22,8 +22,8 @@ import (
 // baseCommit, headCommit, valid, refusal and errors, and made a field's old
 // and new values JSON values (they were JSON text inside JSON strings); 3
 // added trust bundles to hosts (an entry names bundle instead of
-// certificate).
-const FormatVersion = 3
+// certificate); 4 added alertRouting.
+const FormatVersion = 4
 
 // Report is a plan prepared for review, or the reason there is none: a head
 // revision the reconciler would refuse (Valid false, Errors say why).
@@ -56,6 +56,10 @@ type Report struct {
 	// trust bundle), the files its agents write and the reload they run,
 	// where those or the agents change.
 	Hosts []HostChange `json:"hosts"`
+	// AlertRouting lists where the alerts about Certificates and Agents
+	// go, for those created, relabelled or routed elsewhere, when the
+	// AlertPolicy routes by labels (empty otherwise).
+	AlertRouting []AlertRouting `json:"alertRouting"`
 }
 
 // ObjectChange is one created, updated or deleted object and its changed fields.
@@ -85,7 +89,8 @@ type FieldDiff struct {
 // two revisions; plan is reconcile.Compute of head against base's hashes.
 // Changes come in kind order (spec.KeyLess), each object's fields by path.
 func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
-	r := Report{Valid: true, Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head)}
+	r := Report{Valid: true, Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head),
+		AlertRouting: alertRouting(base, head)}
 	for _, c := range plan.Changes {
 		cur := c.Object
 		if cur == nil {

@@ -270,7 +270,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatalf("decode JSON output: %v", err)
 	}
 	// JSON sets the format version and writes empty lists as [].
-	want.FormatVersion, want.PruneWarnings, want.Errors = FormatVersion, []string{}, []spec.Error{}
+	want.FormatVersion, want.PruneWarnings, want.Errors, want.AlertRouting = FormatVersion, []string{}, []spec.Error{}, []AlertRouting{}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("JSON round trip mismatch (-got +want):\n%s", diff)
 	}
@@ -285,8 +285,8 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.FormatVersion != 3 {
-		t.Errorf("formatVersion = %d, want 3", doc.FormatVersion)
+	if doc.FormatVersion != 4 {
+		t.Errorf("formatVersion = %d, want 4", doc.FormatVersion)
 	}
 	if f := doc.Changes[0].Fields[0]; f["new"] != "web" || len(f) != 2 {
 		t.Errorf("the create's first field = %v, want path and new: \"web\" only", f)
@@ -306,6 +306,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatalf("decode JSON output: %v", err)
 	}
 	refused.FormatVersion, refused.Changes, refused.PruneWarnings, refused.Hosts = FormatVersion, []ObjectChange{}, []string{}, []HostChange{}
+	refused.AlertRouting = []AlertRouting{}
 	if diff := cmp.Diff(gotRefused, refused); diff != "" {
 		t.Errorf("JSON round trip of a refusal mismatch (-got +want):\n%s", diff)
 	}
