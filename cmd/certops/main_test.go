@@ -25,6 +25,7 @@ import (
 	"github.com/certops/certops/fleet"
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/pgtest"
+	"github.com/certops/certops/review"
 	"github.com/certops/certops/testkit"
 	"github.com/certops/certops/testkit/storekit"
 	"github.com/certops/certops/webhook"
@@ -196,7 +197,7 @@ func TestPlan(t *testing.T) {
 		BaseCommit, HeadCommit string
 		Changes                []any
 	}
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 || rep.FormatVersion != 3 || !rep.Valid {
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Changes) != 0 || rep.FormatVersion != review.FormatVersion || !rep.Valid {
 		t.Errorf("json plan without changes: %v, %s", err, stdout)
 	}
 	if head := strings.TrimSpace(gitCLI(t, dir, "rev-parse", "HEAD")); rep.HeadCommit != head || rep.BaseCommit != strings.TrimSpace(gitCLI(t, dir, "rev-parse", "HEAD~1")) {
