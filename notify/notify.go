@@ -1,6 +1,8 @@
 // Package notify tells people about alerts through the NotificationChannels
 // of the AlertPolicy in Git: Slack incoming webhooks, SMTP mail and signed
-// generic webhooks.
+// generic webhooks. Each alert goes to the channels the policy routes it to
+// by the labels of its certificate and agent (spec.AlertPolicySpec.ChannelsFor;
+// spec.notify by default).
 //
 // Nothing here sends on the caller's time. Sync (the firing alerts, called
 // after every evaluation on every replica; an evaluation older than one
