@@ -93,14 +93,17 @@ type ExternalRequest struct {
 }
 
 // external runs an operator's command to sign (see spec.ExternalIssuer).
+// It runs one command at a time: CA tools such as `openssl ca` keep a
+// database that concurrent runs corrupt.
 type external struct {
 	name   string
 	spec   spec.ExternalIssuer
 	logger *slog.Logger
+	turn   chan struct{} // holds a token while a command runs
 }
 
 func newExternal(name string, s spec.ExternalIssuer, logger *slog.Logger) *external {
-	return &external{name: name, spec: s, logger: logger}
+	return &external{name: name, spec: s, logger: logger, turn: make(chan struct{}, 1)}
 }
 
 func (e *external) Type() string { return TypeExternal }
@@ -143,6 +146,10 @@ func (e *external) Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x5
 		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: %w", e.name, err))
 	}
 	req := e.request(requestFrom(ctx), cert, csr)
+	if err := e.wait(ctx); err != nil {
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: %w", e.name, err))
+	}
+	defer func() { <-e.turn }()
 	start := time.Now()
 	out, err := e.run(ctx, req, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw}))
 	took := time.Since(start)
@@ -158,6 +165,24 @@ func (e *external) Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x5
 	e.logger.Info("external issuer signed", "certificate", req.Certificate, "agent", req.Agent,
 		"serial", issued.Serial, "took", took.Round(time.Millisecond))
 	return issued, nil
+}
+
+// wait takes the issuer's turn to run a command. It waits at most one
+// timeout (the one run ahead ends by then, unless others were queued
+// first): a failure then lets the agent back off instead of piling up
+// requests.
+func (e *external) wait(ctx context.Context) error {
+	timeout := e.spec.TimeoutDuration()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case e.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return fmt.Errorf("the commands of other issuances kept it busy for %s; retry later", timeout)
+	}
 }
 
 // request describes the issuance for the command.

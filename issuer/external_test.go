@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -269,4 +271,57 @@ func mustParse(t *testing.T, der []byte) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestExternalRunsOneCommandAtATime: openssl ca's database does not
+// survive concurrent runs, so the issuer runs its command once at a time.
+func TestExternalRunsOneCommandAtATime(t *testing.T) {
+	ca := opensslca.New(t, "OpenSSL Test CA")
+	lock := filepath.Join(t.TempDir(), "running")
+	script := opensslca.Script(t, `mkdir '`+lock+`' || { echo "another run is in progress" >&2; exit 1; }
+sleep 0.2
+rmdir '`+lock+`'
+exec '`+ca.SignScript(t)+`'
+`)
+	r, _, _ := newTestRegistry(t)
+	r.Sync([]*spec.Object{externalObject("corporate", spec.ExternalIssuer{Command: []string{script}, CABundleFile: ca.CertFile})})
+	s, err := r.Signer("corporate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.Sign(context.Background(), shopSpec(), shopCSR(t), time.Now())
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Sign: %v", err)
+		}
+	}
+}
+
+// TestExternalBusyIssuerFailsAfterTimeout: a request that cannot get its
+// turn within the timeout fails (Unavailable) rather than queue on.
+func TestExternalBusyIssuerFailsAfterTimeout(t *testing.T) {
+	ca := opensslca.New(t, "CA")
+	e := newExternal("corporate", spec.ExternalIssuer{Command: []string{ca.SignScript(t)}, Timeout: "50ms", CABundleFile: ca.CertFile},
+		slog.New(slog.DiscardHandler))
+	e.turn <- struct{}{} // a command is running
+	_, err := e.Sign(context.Background(), shopSpec(), shopCSR(t), time.Now())
+	wantKind(t, err, failure.Unavailable, "the commands of other issuances kept it busy for 50ms")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Sign(ctx, shopSpec(), shopCSR(t), time.Now()); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sign with a canceled context: %v", err)
+	}
+	<-e.turn               // the command ends
+	e.spec.Timeout = "30s" // time enough for openssl
+	if _, err := e.Sign(context.Background(), shopSpec(), shopCSR(t), time.Now()); err != nil {
+		t.Errorf("Sign once the issuer is free: %v", err)
+	}
 }
