@@ -69,7 +69,7 @@ func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto
 		return nil, s.orders.Start(ctx, c, name, agent, o, csr, now)
 	}
 	start := time.Now()
-	issued, err := s.sign(ctx, c, csr, now)
+	issued, err := s.sign(issuer.WithRequest(ctx, issuer.Request{Certificate: name, Agent: agent}), c, csr, now)
 	s.metrics.issuanceDuration.WithLabelValues(iss).Observe(time.Since(start).Seconds())
 	if err != nil {
 		result := resultFailure

@@ -13,6 +13,10 @@
 // stay on the agents. It implements Orderer besides Signer: http-01
 // challenges are answered by the agents deploying the certificate through
 // an HTTP01Publisher the caller passes with each Order.
+//
+// An external issuer runs an operator's command that turns the CSR into a
+// certificate chain (see external.go) and checks what it returns: the
+// CSR's key, the spec's names, valid now, chaining to its CA bundle.
 package issuer
 
 import (
@@ -43,7 +47,7 @@ type Signer interface {
 	// (the agent API does, before it picks Sign or Order), so a CSR that
 	// does not match is refused once, synchronously, whatever the issuer.
 	Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x509.CertificateRequest, now time.Time) (*agentproto.Issued, error)
-	// Type is the issuer type: TypeLocalCA or TypeACME.
+	// Type is the issuer type: TypeLocalCA, TypeACME or TypeExternal.
 	Type() string
 }
 
@@ -138,8 +142,10 @@ func (r *Registry) load(o *spec.Object) issuer {
 			return broken{typ: TypeACME, err: err}
 		}
 		return a
+	case s.External != nil:
+		return newExternal(o.Name, *s.External, logger)
 	default:
-		return broken{err: errors.New("issuer has neither localCA nor acme")}
+		return broken{err: errors.New("issuer has none of localCA, acme, external")}
 	}
 }
 

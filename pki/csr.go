@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -220,4 +221,40 @@ func parseURIs(ss []string) ([]*url.URL, error) {
 		uris = append(uris, u)
 	}
 	return uris, nil
+}
+
+// CheckCertificateNames reports whether the certificate leaf, which a CA
+// other than certops' own returned for c, names exactly what c asks for:
+// the same DNS names, IP addresses, URIs and email addresses (as in
+// CheckCSR), and c's common name, or, when c has none, no common name or
+// one of its DNS names (what CAs that copy the first name put there).
+// Every difference is listed in one *MismatchError, wrapped as a
+// failure.Rejected error.
+func CheckCertificateNames(leaf *x509.Certificate, c *spec.CertificateSpec) error {
+	var problems []string
+	cn := leaf.Subject.CommonName
+	switch {
+	case c.CommonName != "" && cn != c.CommonName:
+		problems = append(problems, fmt.Sprintf("common name is %q, want %q", cn, c.CommonName))
+	case c.CommonName == "" && cn != "" && !slices.ContainsFunc(c.DNSNames, func(n string) bool { return strings.EqualFold(n, cn) }):
+		problems = append(problems, fmt.Sprintf("common name %q is none of the DNS names", cn))
+	}
+	problems = append(problems, setDiff("DNS name", leaf.DNSNames, c.DNSNames, strings.ToLower)...)
+	problems = append(problems, setDiff("IP address", ipStrings(leaf.IPAddresses), c.IPAddresses, normalizeIP)...)
+	problems = append(problems, setDiff("URI", uriStrings(leaf.URIs), c.URIs, normalizeURI)...)
+	problems = append(problems, setDiff("email address", leaf.EmailAddresses, c.EmailAddresses, nil)...)
+	if len(problems) > 0 {
+		return failure.Wrap(failure.Rejected, &CertificateMismatchError{Problems: problems})
+	}
+	return nil
+}
+
+// CertificateMismatchError lists every way a certificate's names differ
+// from its spec's (see CheckCertificateNames).
+type CertificateMismatchError struct {
+	Problems []string
+}
+
+func (e *CertificateMismatchError) Error() string {
+	return "certificate does not match the certificate spec: " + strings.Join(e.Problems, "; ")
 }

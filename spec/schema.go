@@ -144,7 +144,7 @@ func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 func exactlyOneOf(typeName string) []string {
 	switch typeName {
 	case "IssuerSpec":
-		return []string{"localCA", "acme"}
+		return []string{"localCA", "acme", "external"}
 	case "ACMEChallenge":
 		return []string{"http01", "dns01"}
 	case "NotificationChannelSpec":
@@ -165,6 +165,9 @@ func fieldConstraints(typeName, field string) map[string]any {
 	duration := map[string]any{"pattern": durationPattern}
 	absPath := map[string]any{"pattern": "^/"}
 	name := map[string]any{"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
+	if typeName == "ExternalIssuer" {
+		return externalConstraints(field)
+	}
 	switch typeName + "." + field {
 	case "Issuer.apiVersion", "Agent.apiVersion", "Certificate.apiVersion", "AlertPolicy.apiVersion",
 		"NotificationChannel.apiVersion", "BackupPolicy.apiVersion", "TrustBundle.apiVersion", "Revocation.apiVersion":
