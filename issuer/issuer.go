@@ -138,8 +138,15 @@ func (r *Registry) load(o *spec.Object) issuer {
 			return broken{typ: TypeACME, err: err}
 		}
 		return a
+	case s.Vault != nil:
+		v, err := newVault(o.Name, *s.Vault, logger, func() time.Time { return r.now() })
+		if err != nil {
+			logger.Error("vault issuer is misconfigured", "err", err)
+			return broken{typ: TypeVault, err: err}
+		}
+		return v
 	default:
-		return broken{err: errors.New("issuer has neither localCA nor acme")}
+		return broken{err: errors.New("issuer has none of localCA, acme, vault")}
 	}
 }
 

@@ -50,7 +50,10 @@ func canonicalUsage(u string) string {
 }
 
 func (c *checker) issuer(s *IssuerSpec) {
-	c.exactlyOne("spec", []string{"localCA", "acme"}, s.LocalCA != nil, s.ACME != nil)
+	c.exactlyOne("spec", []string{"localCA", "acme", "vault"}, s.LocalCA != nil, s.ACME != nil, s.Vault != nil)
+	if s.Vault != nil {
+		c.vault(s.Vault)
+	}
 	if ca := s.LocalCA; ca != nil {
 		c.requiredAbsPath("spec.localCA.certFile", ca.CertFile)
 		c.requiredAbsPath("spec.localCA.keyFile", ca.KeyFile)

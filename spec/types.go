@@ -74,10 +74,11 @@ type BackupPolicy struct {
 
 // ---- Issuer ----
 
-// IssuerSpec configures one issuer: exactly one of LocalCA or ACME.
+// IssuerSpec configures one issuer: exactly one of LocalCA, ACME or Vault.
 type IssuerSpec struct {
 	LocalCA *LocalCAIssuer `json:"localCA,omitempty" yaml:"localCA,omitempty"`
 	ACME    *ACMEIssuer    `json:"acme,omitempty" yaml:"acme,omitempty"`
+	Vault   *VaultIssuer   `json:"vault,omitempty" yaml:"vault,omitempty"`
 }
 
 // LocalCAIssuer signs with a CA whose certificate and key are files on the reconciler.
