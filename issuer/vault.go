@@ -30,6 +30,9 @@ import (
 // TypeVault is the type of a vault issuer, as Signer.Type reports it.
 const TypeVault = "vault"
 
+// neverExpires stands for the lease of a token without one.
+const neverExpires = 100 * 365 * 24 * time.Hour
+
 // VaultRequestTimeout bounds one request to Vault (a login, a renewal, a
 // signing).
 const VaultRequestTimeout = 30 * time.Second
@@ -228,11 +231,11 @@ func (v *vaultIssuer) currentToken(ctx context.Context) (string, error) {
 		return v.token, nil
 	}
 	if v.token != "" && v.renewable && now.Before(v.expiresAt) {
-		if err := v.renewLocked(ctx, now); err == nil {
+		err := v.renewLocked(ctx, now)
+		if err == nil {
 			return v.token, nil
-		} else {
-			v.logger.Warn("renewing the vault token failed; logging in again", "err", err)
 		}
+		v.logger.Warn("renewing the vault token failed; logging in again", "err", err)
 	}
 	if err := v.loginLocked(ctx, now); err != nil {
 		return "", err
@@ -291,11 +294,10 @@ func (v *vaultIssuer) renewLocked(ctx context.Context, now time.Time) error {
 func (v *vaultIssuer) keepLocked(a *vault.SecretAuth, now time.Time) {
 	v.token = a.ClientToken
 	v.renewable = a.Renewable
-	if a.LeaseDuration <= 0 {
-		v.renewAt, v.expiresAt = time.Time{}.AddDate(9999, 0, 0), time.Time{}.AddDate(9999, 0, 0)
-		return
-	}
 	lease := time.Duration(a.LeaseDuration) * time.Second
+	if lease <= 0 {
+		lease = neverExpires
+	}
 	v.renewAt, v.expiresAt = now.Add(lease/2), now.Add(lease)
 }
 

@@ -257,3 +257,26 @@ func TestVaultMissingCABundle(t *testing.T) {
 		t.Errorf("%d sign requests", signs)
 	}
 }
+
+// Over HTTPS, caBundleFile is the trust for Vault's TLS certificate too:
+// with Vault's TLS certificate in the bundle signing works, without it
+// the connection is refused before any token is sent.
+func TestVaultTLS(t *testing.T) {
+	v := vaultkit.StartTLS(t)
+	dir := t.TempDir()
+	r, _, _ := newTestRegistry(t)
+	s := vaultSpec(t, v, dir, false)
+	writeFile(t, s.CABundleFile, []byte(v.CAPEM+v.TLSCertPEM))
+	r.Sync([]*spec.Object{vaultObject("vault", s)})
+	if _, _, err := signWithVault(t, r, shopSpec()); err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+
+	untrusted := vaultSpec(t, v, t.TempDir(), false) // the bundle holds the PKI CA only
+	r.Sync([]*spec.Object{vaultObject("vault", untrusted)})
+	_, _, err := signWithVault(t, r, shopSpec())
+	wantKind(t, err, failure.Unavailable, "certificate signed by unknown authority")
+	if _, _, signs := v.Counts(); signs != 1 {
+		t.Errorf("%d sign requests, want only the trusted one", signs)
+	}
+}

@@ -46,8 +46,9 @@ const (
 
 // Server is the stand-in Vault.
 type Server struct {
-	URL   string // the base address, http://127.0.0.1:PORT
-	CAPEM string // the CA it signs with
+	URL        string // the base address, http(s)://127.0.0.1:PORT
+	CAPEM      string // the CA it signs with
+	TLSCertPEM string // the server's TLS certificate (StartTLS only)
 
 	caCert *x509.Certificate
 	caKey  crypto.Signer
@@ -70,8 +71,21 @@ type SignAnswer struct {
 	Expiration   int64    `json:"expiration"`
 }
 
-// Start starts a server with a new CA; it stops when the test ends.
+// Start starts a server speaking plain HTTP with a new CA; it stops when
+// the test ends.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start over HTTPS: TLSCertPEM is the server's self-signed
+// certificate (for 127.0.0.1), to be trusted by the client.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, useTLS bool) *Server {
 	t.Helper()
 	certPEM, keyPEM, err := pki.NewCA(pki.CAOptions{CommonName: "vaultkit PKI root"})
 	if err != nil {
@@ -86,7 +100,13 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{CAPEM: string(certPEM), caCert: certs[0], caKey: key, tokens: map[string]bool{RootToken: true}}
-	srv := httptest.NewServer(http.HandlerFunc(s.serve))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	if useTLS {
+		srv.StartTLS()
+		s.TLSCertPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
