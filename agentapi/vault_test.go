@@ -71,8 +71,8 @@ func TestIssueThroughVault(t *testing.T) {
 	}
 
 	r = e.issue("web-01", "evil")
-	if r.status != http.StatusUnprocessableEntity {
-		t.Fatalf("issue evil.test: %d %s, want 422", r.status, r.body)
+	if b := r.errorBody(t); r.status != http.StatusServiceUnavailable || b.Error.Code != agentproto.CodeIssuerUnavailable || strings.Contains(b.Error.Message, "Vault") {
+		t.Fatalf("issue evil.test: %d %s, want 503 issuer_unavailable without Vault's message", r.status, r.body)
 	}
 	deps, err = e.st.CertificateDeployments(context.Background(), "evil")
 	if err != nil || len(deps) != 1 {

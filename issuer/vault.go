@@ -133,7 +133,7 @@ func (v *vaultIssuer) sign(ctx context.Context, cert *spec.CertificateSpec, csr 
 	}
 	issued, err := v.checkIssued(secret, cert, csr, now)
 	if err != nil {
-		return nil, failure.Wrap(failure.Rejected, fmt.Errorf("issuer %q: Vault's certificate refused: %w", v.name, err))
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: Vault's certificate refused: %w", v.name, err))
 	}
 	return issued, nil
 }
@@ -196,7 +196,10 @@ func (v *vaultIssuer) write(ctx context.Context, path string, body map[string]an
 }
 
 // vaultError turns a failed Vault request into a failure error carrying
-// Vault's own messages, bounded and with secrets redacted.
+// Vault's own messages, bounded and with secrets redacted. None is
+// Rejected: the agent API answers that as a CSR problem, and the CSR was
+// checked; Vault refusing is the issuer failing (recorded on the
+// deployment and in the issuer's status, not sent to the agent).
 func (v *vaultIssuer) vaultError(path string, err error) error {
 	var re *vault.ResponseError
 	if !errors.As(err, &re) {
@@ -208,11 +211,8 @@ func (v *vaultIssuer) vaultError(path string, err error) error {
 		msg = strings.Join(re.Errors, "; ")
 	}
 	msg = textlimit.Message(redact.Text(msg))
-	kind := failure.Unavailable
-	switch {
-	case re.StatusCode == http.StatusBadRequest:
-		kind = failure.Rejected
-	case re.StatusCode == http.StatusForbidden:
+	kind := failure.Unavailable // to the agent: issuer_unavailable, with backoff
+	if re.StatusCode == http.StatusForbidden {
 		kind = failure.Forbidden
 	}
 	return failure.Wrap(kind, fmt.Errorf("issuer %q: Vault answered %d to %s: %s", v.name, re.StatusCode, path, msg))

@@ -165,7 +165,7 @@ func TestVaultAppRoleWrongSecretID(t *testing.T) {
 	writeFile(t, s.Auth.AppRole.SecretIDFile, []byte("wrong-secret-id"))
 	r.Sync([]*spec.Object{vaultObject("vault", s)})
 	_, _, err := signWithVault(t, r, shopSpec())
-	wantKind(t, err, failure.Rejected, `issuer "vault": Vault answered 400 to auth/approle/login: invalid role or secret ID`)
+	wantKind(t, err, failure.Unavailable, `issuer "vault": Vault answered 400 to auth/approle/login: invalid role or secret ID`)
 	if strings.Contains(err.Error(), "wrong-secret-id") {
 		t.Errorf("the error shows the secret ID: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestVaultErrorSurfaced(t *testing.T) {
 	c := shopSpec()
 	c.CommonName, c.DNSNames = "shop.evil.test", []string{"shop.evil.test"}
 	_, _, err := signWithVault(t, r, c)
-	wantKind(t, err, failure.Rejected, `issuer "vault": Vault answered 400 to pki/sign/certops: subject alternate name shop.evil.test not allowed by this role`)
+	wantKind(t, err, failure.Unavailable, `issuer "vault": Vault answered 400 to pki/sign/certops: subject alternate name shop.evil.test not allowed by this role`)
 
 	// A long message with a credential in it comes back bounded and redacted.
 	v.SetSignError("backend https://admin:hunter2@db.internal/ failed: " + strings.Repeat("y", 10000))
@@ -235,7 +235,7 @@ func TestVaultWrongCertificateRefused(t *testing.T) {
 			r, _, _ := newTestRegistry(t)
 			r.Sync([]*spec.Object{vaultObject("vault", vaultSpec(t, v, t.TempDir(), false))})
 			_, _, err := signWithVault(t, r, shopSpec())
-			wantKind(t, err, failure.Rejected, `issuer "vault": Vault's certificate refused: `+tc.want)
+			wantKind(t, err, failure.Unavailable, `issuer "vault": Vault's certificate refused: `+tc.want)
 		})
 	}
 }
