@@ -21,17 +21,18 @@ import (
 // The URL fields are here too: the decoder must not show a mistyped one,
 // and the checker shows only their scheme and host.
 var secretFields = map[string]bool{
-	"spec.tokenSHA256":                     true,
-	"spec.localCA.keyFile":                 true,
-	"spec.acme.accountKeyFile":             true,
-	"spec.acme.eab.hmacFile":               true,
-	"spec.acme.challenge.dns01.envFile":    true,
+	"spec.tokenSHA256":                    true,
+	"spec.localCA.keyFile":                true,
+	"spec.acme.accountKeyFile":            true,
+	"spec.acme.eab.hmacFile":              true,
+	"spec.acme.challenge.dns01.envFile":   true,
+	"spec.slack.webhookURLFile":           true,
+	"spec.smtp.passwordFile":              true,
+	"spec.webhook.hmacSecretFile":         true,
+	"spec.destination.s3.credentialsFile": true,
+
 	"spec.vault.auth.tokenFile":            true,
 	"spec.vault.auth.appRole.secretIDFile": true,
-	"spec.slack.webhookURLFile":            true,
-	"spec.smtp.passwordFile":               true,
-	"spec.webhook.hmacSecretFile":          true,
-	"spec.destination.s3.credentialsFile":  true,
 
 	"spec.deploy.files.pkcs12PasswordFile": true,
 	"spec.deploy.files.jksPasswordFile":    true,
