@@ -52,12 +52,14 @@ type vaultIssuer struct {
 	client *vault.Client // without a token; each request clones it and sets one
 	roots  *x509.CertPool
 
-	mu         sync.Mutex // guards the AppRole token
-	token      string
-	renewAt    time.Time // when to renew the token (half its lease)
-	expiresAt  time.Time // when the token's lease ends
-	renewable  bool
-	lastErrMsg string // the last failure talking to Vault, for status; "" after a success
+	mu        sync.Mutex // guards the AppRole token; held while logging in or renewing
+	token     string
+	renewAt   time.Time // when to renew the token (half its lease)
+	expiresAt time.Time // when the token's lease ends
+	renewable bool
+
+	statusMu   sync.Mutex // guards lastErrMsg
+	lastErrMsg string     // the last signing's failure, for status; "" after a success
 }
 
 func newVault(name string, cfg spec.VaultIssuer, logger *slog.Logger, now func() time.Time) (*vaultIssuer, error) {
@@ -96,8 +98,8 @@ func (v *vaultIssuer) Type() string { return TypeVault }
 func (v *vaultIssuer) usable(time.Time) error { return nil }
 
 func (v *vaultIssuer) status(time.Time) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.statusMu.Lock()
+	defer v.statusMu.Unlock()
 	return v.lastErrMsg
 }
 
@@ -110,13 +112,13 @@ func (v *vaultIssuer) Sign(ctx context.Context, cert *spec.CertificateSpec, csr 
 		return nil, err
 	}
 	issued, err := v.sign(ctx, cert, csr, now)
-	v.mu.Lock()
+	v.statusMu.Lock()
 	if err != nil {
 		v.lastErrMsg = textlimit.Message(err.Error())
 	} else {
 		v.lastErrMsg = ""
 	}
-	v.mu.Unlock()
+	v.statusMu.Unlock()
 	if err != nil {
 		v.logger.Warn("vault signing failed", "err", err)
 		return nil, err
