@@ -60,7 +60,7 @@ func checkCounts(t *testing.T, state spec.State) {
 		got[key.Kind]++
 	}
 	want := map[spec.Kind]int{
-		spec.KindIssuer:              4,
+		spec.KindIssuer:              5,
 		spec.KindAgent:               12,
 		spec.KindCertificate:         10,
 		spec.KindAlertPolicy:         1,

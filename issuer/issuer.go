@@ -144,8 +144,15 @@ func (r *Registry) load(o *spec.Object) issuer {
 		return a
 	case s.External != nil:
 		return newExternal(o.Name, *s.External, logger)
+	case s.Vault != nil:
+		v, err := newVault(o.Name, *s.Vault, logger, func() time.Time { return r.now() })
+		if err != nil {
+			logger.Error("vault issuer is misconfigured", "err", err)
+			return broken{typ: TypeVault, err: err}
+		}
+		return v
 	default:
-		return broken{err: errors.New("issuer has none of localCA, acme, external")}
+		return broken{err: errors.New("issuer has none of localCA, acme, external, vault")}
 	}
 }
 

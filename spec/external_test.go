@@ -48,7 +48,7 @@ spec:
 		`issuers.yaml:15: spec.external.caBundleFile: required`,
 		`issuers.yaml:16: spec.external.command: required: the command's argv, its first element an absolute path`,
 		`issuers.yaml:17: spec.external.timeout: "-1s" must be positive`,
-		`issuers.yaml:22: spec: only one of localCA, acme, external may be set`,
+		`issuers.yaml:22: spec: only one of localCA, acme, external, vault may be set`,
 	}
 	if diff := cmp.Diff(errorStrings(t, errs), want); diff != "" {
 		t.Errorf("errors (-got +want):\n%s", diff)

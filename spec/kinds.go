@@ -50,9 +50,12 @@ func canonicalUsage(u string) string {
 }
 
 func (c *checker) issuer(s *IssuerSpec) {
-	c.exactlyOne("spec", []string{"localCA", "acme", "external"}, s.LocalCA != nil, s.ACME != nil, s.External != nil)
+	c.exactlyOne("spec", []string{"localCA", "acme", "external", "vault"}, s.LocalCA != nil, s.ACME != nil, s.External != nil, s.Vault != nil)
 	if s.External != nil {
 		c.external(s.External)
+	}
+	if s.Vault != nil {
+		c.vault(s.Vault)
 	}
 	if ca := s.LocalCA; ca != nil {
 		c.requiredAbsPath("spec.localCA.certFile", ca.CertFile)

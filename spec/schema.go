@@ -144,7 +144,9 @@ func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 func exactlyOneOf(typeName string) []string {
 	switch typeName {
 	case "IssuerSpec":
-		return []string{"localCA", "acme", "external"}
+		return []string{"localCA", "acme", "external", "vault"}
+	case "VaultAuth":
+		return []string{"tokenFile", "appRole"}
 	case "ACMEChallenge":
 		return []string{"http01", "dns01"}
 	case "NotificationChannelSpec":

@@ -31,6 +31,9 @@ var secretFields = map[string]bool{
 	"spec.webhook.hmacSecretFile":         true,
 	"spec.destination.s3.credentialsFile": true,
 
+	"spec.vault.auth.tokenFile":            true,
+	"spec.vault.auth.appRole.secretIDFile": true,
+
 	"spec.deploy.files.pkcs12PasswordFile": true,
 	"spec.deploy.files.jksPasswordFile":    true,
 

@@ -74,11 +74,12 @@ type BackupPolicy struct {
 
 // ---- Issuer ----
 
-// IssuerSpec configures one issuer: exactly one of LocalCA, ACME or External.
+// IssuerSpec configures one issuer: exactly one of LocalCA, ACME, External or Vault.
 type IssuerSpec struct {
 	LocalCA  *LocalCAIssuer  `json:"localCA,omitempty" yaml:"localCA,omitempty"`
 	ACME     *ACMEIssuer     `json:"acme,omitempty" yaml:"acme,omitempty"`
 	External *ExternalIssuer `json:"external,omitempty" yaml:"external,omitempty"`
+	Vault    *VaultIssuer    `json:"vault,omitempty" yaml:"vault,omitempty"`
 }
 
 // LocalCAIssuer signs with a CA whose certificate and key are files on the reconciler.

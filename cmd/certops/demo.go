@@ -260,8 +260,8 @@ const (
 	demoAgentToken = "demo-token-web-01"
 )
 
-// demoRewrite adapts the example config to one machine: the CA paths point
-// at the demo CA, deploy paths move under hostRoot, reload commands become
+// demoRewrite adapts the example config to one machine: the CA paths (and
+// the vault example's CA bundle) point at the demo CA, deploy paths move under hostRoot, reload commands become
 // "true" and verify blocks and file owners go (nothing listens, and the demo
 // may not run as root); backups go to backupDir, and the AlertPolicy
 // notifies the console receiver alone (the example's Slack and webhook
@@ -271,6 +271,7 @@ func demoRewrite(ca *createdCA, hostRoot, backupDir string, console *consoleRece
 	paths := strings.NewReplacer(
 		"/etc/certops/ca/tls.crt", ca.certFile,
 		"/etc/certops/ca/tls.key", ca.keyFile,
+		"/etc/certops/vault/ca.pem", ca.certFile, // the vault example loads; no certificate uses it
 		"/etc/ssl/", filepath.Join(hostRoot, "etc", "ssl")+"/",
 		"/var/backups/certops", backupDir,
 	)
