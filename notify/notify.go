@@ -1,6 +1,6 @@
 // Package notify tells people about alerts through the NotificationChannels
-// of the AlertPolicy in Git: Slack incoming webhooks, SMTP mail and signed
-// generic webhooks.
+// of the AlertPolicy in Git: Slack incoming webhooks, SMTP mail, signed
+// generic webhooks, Alertmanager, PagerDuty and Microsoft Teams.
 //
 // Nothing here sends on the caller's time. Sync (the firing alerts, called
 // after every evaluation on every replica; an evaluation older than one
@@ -289,7 +289,7 @@ func (n *Notifier) targets(policy *spec.AlertPolicySpec, channels map[string]*sp
 	return out, nil
 }
 
-// channelType is slack, smtp or webhook; "" for a nil or empty spec.
+// channelType is the channel's type (its ChannelX constant); "" for a nil or empty spec.
 func channelType(c *spec.NotificationChannelSpec) string {
 	switch {
 	case c == nil:
@@ -300,6 +300,12 @@ func channelType(c *spec.NotificationChannelSpec) string {
 		return ChannelSMTP
 	case c.Webhook != nil:
 		return ChannelWebhook
+	case c.Alertmanager != nil:
+		return ChannelAlertmanager
+	case c.PagerDuty != nil:
+		return ChannelPagerDuty
+	case c.Teams != nil:
+		return ChannelTeams
 	}
 	return ""
 }
