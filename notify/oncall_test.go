@@ -157,3 +157,97 @@ func TestPagerDutyErrorsAreSurfacedAndRateLimitsRetried(t *testing.T) {
 		}
 	}
 }
+
+func TestTeamsPostsAnAdaptiveCard(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusAccepted) // what a Workflows webhook answers
+	})
+	e := newEnv(t, fastOptions())
+	e.run(t)
+	channels := map[string]*spec.NotificationChannelSpec{
+		"teams": {Teams: &spec.TeamsChannel{WebhookURLFile: writeFile(t, "teams-url", rc.URL+"/workflows/abc/triggers/manual/paths/invoke?sig=S3CRET\n")}},
+		"plain": {Teams: &spec.TeamsChannel{WebhookURLFile: writeFile(t, "plain-url", "http://teams.example.com/hook?sig=S3CRET")}},
+	}
+	shop := expiring("shop", alert.Critical)
+	e.sync(t, policyFor("teams", "plain"), channels, t0, shop)
+	msgs := e.waitMessages(t, 2, func(m store.Notification) bool {
+		return m.Channel == "teams" && m.Status == store.OutboxSent || m.Channel == "plain" && m.LastError != ""
+	})
+	for _, m := range msgs {
+		if m.Channel == "plain" && (!strings.Contains(m.LastError, "does not hold an https URL") || strings.Contains(m.LastError, "S3CRET")) {
+			t.Errorf("plain-http URL: error %q, want a refusal that does not show the URL", m.LastError)
+		}
+	}
+
+	reqs := rc.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("Teams got %d requests, want 1", len(reqs))
+	}
+	if reqs[0].Path != "/workflows/abc/triggers/manual/paths/invoke" || reqs[0].Header.Get("Content-Type") != "application/json" {
+		t.Errorf("posted to %s as %q, want the URL from the file as JSON", reqs[0].Path, reqs[0].Header.Get("Content-Type"))
+	}
+	// The shape the Workflows template "Post to a channel when a webhook
+	// request is received" takes.
+	var got struct {
+		Type        string `json:"type"`
+		Attachments []struct {
+			ContentType string          `json:"contentType"`
+			ContentURL  *string         `json:"contentUrl"`
+			Content     json.RawMessage `json:"content"`
+		} `json:"attachments"`
+	}
+	if err := json.Unmarshal(reqs[0].Body, &got); err != nil {
+		t.Fatalf("payload %s: %v", reqs[0].Body, err)
+	}
+	if got.Type != "message" || len(got.Attachments) != 1 || got.Attachments[0].ContentType != "application/vnd.microsoft.card.adaptive" {
+		t.Fatalf("payload %s: want a message with one Adaptive Card attachment", reqs[0].Body)
+	}
+	var card struct {
+		Schema  string `json:"$schema"`
+		Type    string `json:"type"`
+		Version string `json:"version"`
+		Body    []struct {
+			Type  string `json:"type"`
+			Text  string `json:"text"`
+			Color string `json:"color"`
+			Facts []struct {
+				Title string `json:"title"`
+				Value string `json:"value"`
+			} `json:"facts"`
+		} `json:"body"`
+		Actions []struct {
+			Type  string `json:"type"`
+			Title string `json:"title"`
+			URL   string `json:"url"`
+		} `json:"actions"`
+	}
+	if err := json.Unmarshal(got.Attachments[0].Content, &card); err != nil {
+		t.Fatal(err)
+	}
+	if card.Type != "AdaptiveCard" || card.Version != "1.4" || card.Schema != "http://adaptivecards.io/schemas/adaptive-card.json" {
+		t.Errorf("card type %q version %q schema %q, want an Adaptive Card 1.4", card.Type, card.Version, card.Schema)
+	}
+	var texts []string
+	facts := map[string]string{}
+	for _, b := range card.Body {
+		if b.Type == "TextBlock" {
+			texts = append(texts, b.Text)
+		}
+		for _, f := range b.Facts {
+			facts[f.Title] = f.Value
+		}
+	}
+	if diff := cmp.Diff(texts, []string{"[FIRING] CertopsCertificateExpiringSoon (critical): shop", shop.Summary, shop.Description}); diff != "" {
+		t.Errorf("text blocks (-got +want):\n%s", diff)
+	}
+	if card.Body[0].Color != "Attention" {
+		t.Errorf("headline color %q, want Attention for critical", card.Body[0].Color)
+	}
+	if diff := cmp.Diff(facts, map[string]string{"Subject": "shop", "Severity": "critical", "Since": "2025-03-01T11:00:00Z", "Labels": "team=shop"}); diff != "" {
+		t.Errorf("facts (-got +want):\n%s", diff)
+	}
+	if len(card.Actions) != 1 || card.Actions[0].Type != "Action.OpenUrl" || card.Actions[0].URL != shop.Labels[notify.RunbookLabel] {
+		t.Errorf("actions %+v, want one Action.OpenUrl to the runbook", card.Actions)
+	}
+}
