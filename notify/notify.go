@@ -20,9 +20,10 @@
 //   - an event is enqueued once per alert key and Since, however often it is
 //     reported.
 //
-// Secrets (the Slack webhook URL, the SMTP password, the webhook HMAC
-// secret) are read from their files at every attempt, so rotating a mounted
-// Secret needs no restart, and never appear in errors or logs.
+// Secrets (the Slack and Teams webhook URLs, the SMTP password, the webhook
+// HMAC secret, the Alertmanager bearer token, the PagerDuty routing key)
+// are read from their files at every attempt, so rotating a mounted Secret
+// needs no restart, and never appear in errors or logs.
 package notify
 
 import (
