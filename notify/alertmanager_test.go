@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +40,14 @@ import (
 // with "pattern app/dist: no matching files found").
 func startAlertmanager(t *testing.T, token string) string {
 	t.Helper()
+	srv := httptest.NewServer(alertmanagerHandler(t, token))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// alertmanagerHandler is the handler startAlertmanager serves.
+func alertmanagerHandler(t *testing.T, token string) http.Handler {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	rec := eventrecorder.NopRecorder()
@@ -72,15 +81,13 @@ func startAlertmanager(t *testing.T, token string) string {
 	// the silencer marks each alert silenced or active.
 	api.Update(cfg, func(ctx context.Context, labels model.LabelSet) { silencer.Mutes(ctx, labels) })
 	handler := api.Register(route.New(), "/")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" && r.Header.Get("Authorization") != "Bearer "+token {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		handler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	})
 }
 
 // gettableAlert is the part of Alertmanager's GET /api/v2/alerts answer
@@ -181,4 +188,53 @@ func TestAlertmanagerRefusalsAreRetriedAndReported(t *testing.T) {
 		strings.Contains(m.LastError, "wr0ng") {
 		t.Errorf("dead message: %d attempts, error %q; want 2 and the 401 without the token", m.Attempts, m.LastError)
 	}
+}
+
+func TestAlertmanagerOverHTTPSTrustsCAFile(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(alertmanagerHandler(t, ""))
+	t.Cleanup(srv.Close)
+	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	opts := fastOptions()
+	opts.MaxAttempts = 1
+	e := newEnv(t, opts)
+	e.run(t)
+	channels := map[string]*spec.NotificationChannelSpec{
+		"trusted":   {Alertmanager: &spec.AlertmanagerChannel{URL: srv.URL, CAFile: caFile}},
+		"untrusted": {Alertmanager: &spec.AlertmanagerChannel{URL: srv.URL}},
+		"no-pem":    {Alertmanager: &spec.AlertmanagerChannel{URL: srv.URL, CAFile: writeFile(t, "empty.pem", "not a certificate")}},
+	}
+	e.sync(t, policyFor("trusted", "untrusted", "no-pem"), channels, time.Now(), expiring("shop", alert.Warning))
+	msgs := e.waitMessages(t, 3, func(m store.Notification) bool {
+		return m.Channel == "trusted" && m.Status == store.OutboxSent || m.Channel != "trusted" && m.Status == store.OutboxDead
+	})
+	for _, m := range msgs {
+		switch m.Channel {
+		case "untrusted":
+			if !strings.Contains(m.LastError, "certificate signed by unknown authority") {
+				t.Errorf("untrusted: error %q, want the unknown CA reported", m.LastError)
+			}
+		case "no-pem":
+			if !strings.Contains(m.LastError, "holds no PEM certificate") {
+				t.Errorf("no-pem: error %q, want the CA file refused", m.LastError)
+			}
+		}
+	}
+	if got := getAlertsTLS(t, srv); len(got) != 1 || got[0].Labels["alertname"] != alert.CertificateExpiringSoon {
+		t.Errorf("Alertmanager lists %+v, want the one alert", got)
+	}
+}
+
+func getAlertsTLS(t *testing.T, srv *httptest.Server) []gettableAlert {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + "/api/v2/alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []gettableAlert
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
