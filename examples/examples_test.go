@@ -64,7 +64,7 @@ func checkCounts(t *testing.T, state spec.State) {
 		spec.KindAgent:               12,
 		spec.KindCertificate:         10,
 		spec.KindAlertPolicy:         1,
-		spec.KindNotificationChannel: 3,
+		spec.KindNotificationChannel: 4,
 		spec.KindBackupPolicy:        1,
 		spec.KindTrustBundle:         1,
 		spec.KindRevocation:          2,

@@ -150,8 +150,14 @@ func (n *Notifier) send(ctx context.Context, m store.Notification) error {
 		return n.sendSMTP(ctx, c.SMTP, msg, id)
 	case c.Webhook != nil:
 		return n.sendWebhook(ctx, c.Webhook, m.Channel, msg, id)
+	case c.Alertmanager != nil:
+		return n.sendAlertmanager(ctx, c.Alertmanager, msg)
+	case c.PagerDuty != nil:
+		return n.sendPagerDuty(ctx, c.PagerDuty, msg)
+	case c.Teams != nil:
+		return n.sendTeams(ctx, c.Teams, msg)
 	}
-	return errors.New("channel has no slack, smtp or webhook settings")
+	return errors.New("channel has no settings of a known type")
 }
 
 // deliveryID identifies a message across its attempts (and across

@@ -1,8 +1,9 @@
 // Package notify tells people about alerts through the NotificationChannels
-// of the AlertPolicy in Git: Slack incoming webhooks, SMTP mail and signed
-// generic webhooks. Each alert goes to the channels the policy routes it to
-// by the labels of its certificate and agent (spec.AlertPolicySpec.ChannelsFor;
-// spec.notify by default).
+// of the AlertPolicy in Git: Slack incoming webhooks, SMTP mail, signed
+// generic webhooks, Alertmanager, PagerDuty and Microsoft Teams. Each alert
+// goes to the channels the policy routes it to by the labels of its
+// certificate and agent (spec.AlertPolicySpec.ChannelsFor; spec.notify by
+// default).
 //
 // Nothing here sends on the caller's time. Sync (the firing alerts, called
 // after every evaluation on every replica; an evaluation older than one
@@ -22,9 +23,10 @@
 //   - an event is enqueued once per alert key and Since, however often it is
 //     reported.
 //
-// Secrets (the Slack webhook URL, the SMTP password, the webhook HMAC
-// secret) are read from their files at every attempt, so rotating a mounted
-// Secret needs no restart, and never appear in errors or logs.
+// Secrets (the Slack and Teams webhook URLs, the SMTP password, the webhook
+// HMAC secret, the Alertmanager bearer token, the PagerDuty routing key)
+// are read from their files at every attempt, so rotating a mounted Secret
+// needs no restart, and never appear in errors or logs.
 package notify
 
 import (
@@ -305,7 +307,7 @@ func (n *Notifier) targets(policy *spec.AlertPolicySpec, channels map[string]*sp
 	return out, nil
 }
 
-// channelType is slack, smtp or webhook; "" for a nil or empty spec.
+// channelType is the channel's type (its ChannelX constant); "" for a nil or empty spec.
 func channelType(c *spec.NotificationChannelSpec) string {
 	switch {
 	case c == nil:
@@ -316,6 +318,12 @@ func channelType(c *spec.NotificationChannelSpec) string {
 		return ChannelSMTP
 	case c.Webhook != nil:
 		return ChannelWebhook
+	case c.Alertmanager != nil:
+		return ChannelAlertmanager
+	case c.PagerDuty != nil:
+		return ChannelPagerDuty
+	case c.Teams != nil:
+		return ChannelTeams
 	}
 	return ""
 }

@@ -60,6 +60,11 @@ func (n *Notifier) sendWebhook(ctx context.Context, c *spec.WebhookChannel, chan
 // post POSTs a JSON body to target and wants a 2xx answer. what names the
 // receiver in errors instead of target, which may be secret.
 func (n *Notifier) post(ctx context.Context, target string, body []byte, header http.Header, what string) error {
+	return n.postWith(ctx, n.opts.HTTPClient, target, body, header, what)
+}
+
+// postWith is post through client.
+func (n *Notifier) postWith(ctx context.Context, client *http.Client, target string, body []byte, header http.Header, what string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("POST to %s: invalid URL", what)
@@ -69,7 +74,7 @@ func (n *Notifier) post(ctx context.Context, target string, body []byte, header 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "certops")
-	resp, err := n.opts.HTTPClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			err = ue.Err // without the URL

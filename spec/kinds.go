@@ -562,7 +562,9 @@ func (c *checker) expiryOrder(e *ExpiryThresholds) {
 func fractionInRange(f float64) bool { return f > 0 && f < 1 }
 
 func (c *checker) notificationChannel(s *NotificationChannelSpec) {
-	c.exactlyOne("spec", []string{"slack", "smtp", "webhook"}, s.Slack != nil, s.SMTP != nil, s.Webhook != nil)
+	c.exactlyOne("spec", []string{"slack", "smtp", "webhook", "alertmanager", "pagerduty", "teams"},
+		s.Slack != nil, s.SMTP != nil, s.Webhook != nil, s.Alertmanager != nil, s.PagerDuty != nil, s.Teams != nil)
+	c.moreChannels(s)
 	if sl := s.Slack; sl != nil {
 		c.requiredAbsPath("spec.slack.webhookURLFile", sl.WebhookURLFile)
 	}

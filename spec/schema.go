@@ -150,7 +150,7 @@ func exactlyOneOf(typeName string) []string {
 	case "ACMEChallenge":
 		return []string{"http01", "dns01"}
 	case "NotificationChannelSpec":
-		return []string{"slack", "smtp", "webhook"}
+		return []string{"slack", "smtp", "webhook", "alertmanager", "pagerduty", "teams"}
 	case "BackupDestination":
 		return []string{"directory", "s3"}
 	case "TrustSource":
@@ -230,9 +230,12 @@ func fieldConstraints(typeName, field string) map[string]any {
 		"DeployFiles.combined", "DeployFiles.der", "DeployFiles.pkcs12", "DeployFiles.jks",
 		"DeployFiles.pkcs12PasswordFile", "DeployFiles.jksPasswordFile",
 		"SlackChannel.webhookURLFile", "SMTPChannel.passwordFile", "WebhookChannel.hmacSecretFile",
+		"AlertmanagerChannel.bearerTokenFile", "AlertmanagerChannel.caFile", "PagerDutyChannel.routingKeyFile",
+		"TeamsChannel.webhookURLFile",
 		"BackupDestination.directory", "S3Target.credentialsFile", "BundleFiles.bundle":
 		return absPath
-	case "ACMEIssuer.directoryURL", "WebhookChannel.url", "S3Target.endpoint":
+	case "ACMEIssuer.directoryURL", "WebhookChannel.url", "S3Target.endpoint",
+		"AlertmanagerChannel.url", "AlertmanagerChannel.dashboardURL", "PagerDutyChannel.url":
 		return map[string]any{"pattern": "^https?://", "format": "uri"}
 	case "DNS01Challenge.provider":
 		return map[string]any{"enum": DNSProviders}

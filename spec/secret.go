@@ -29,6 +29,9 @@ var secretFields = map[string]bool{
 	"spec.slack.webhookURLFile":           true,
 	"spec.smtp.passwordFile":              true,
 	"spec.webhook.hmacSecretFile":         true,
+	"spec.alertmanager.bearerTokenFile":   true,
+	"spec.pagerduty.routingKeyFile":       true,
+	"spec.teams.webhookURLFile":           true,
 	"spec.destination.s3.credentialsFile": true,
 
 	"spec.vault.auth.tokenFile":            true,
@@ -39,6 +42,8 @@ var secretFields = map[string]bool{
 
 	"spec.acme.directoryURL":       true,
 	"spec.webhook.url":             true,
+	"spec.alertmanager.url":        true,
+	"spec.pagerduty.url":           true,
 	"spec.destination.s3.endpoint": true,
 }
 

@@ -317,11 +317,15 @@ type CountThreshold struct {
 
 // ---- NotificationChannel ----
 
-// NotificationChannelSpec is exactly one of Slack, SMTP or Webhook.
+// NotificationChannelSpec is exactly one of Slack, SMTP, Webhook,
+// Alertmanager, PagerDuty or Teams (the last three are in channels.go).
 type NotificationChannelSpec struct {
-	Slack   *SlackChannel   `json:"slack,omitempty" yaml:"slack,omitempty"`
-	SMTP    *SMTPChannel    `json:"smtp,omitempty" yaml:"smtp,omitempty"`
-	Webhook *WebhookChannel `json:"webhook,omitempty" yaml:"webhook,omitempty"`
+	Slack        *SlackChannel        `json:"slack,omitempty" yaml:"slack,omitempty"`
+	SMTP         *SMTPChannel         `json:"smtp,omitempty" yaml:"smtp,omitempty"`
+	Webhook      *WebhookChannel      `json:"webhook,omitempty" yaml:"webhook,omitempty"`
+	Alertmanager *AlertmanagerChannel `json:"alertmanager,omitempty" yaml:"alertmanager,omitempty"`
+	PagerDuty    *PagerDutyChannel    `json:"pagerduty,omitempty" yaml:"pagerduty,omitempty"`
+	Teams        *TeamsChannel        `json:"teams,omitempty" yaml:"teams,omitempty"`
 }
 
 // SlackChannel posts to an incoming webhook whose URL is read from a file.

@@ -45,7 +45,8 @@ type NotificationState struct {
 }
 
 // NotificationChannel is a channel's current settings: its name, type
-// (slack, smtp, webhook) and spec as JSON (paths and URLs, never secrets).
+// (slack, smtp, webhook, alertmanager, pagerduty or teams) and spec as
+// JSON (paths and URLs, never secrets).
 type NotificationChannel struct {
 	Name string
 	Type string
