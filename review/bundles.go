@@ -56,15 +56,7 @@ func bundleChanges(base, head map[spec.Key]*spec.Object) []HostChange {
 		if b, ok := before[name]; !ok {
 			changed = []string{"new"}
 		} else {
-			if !slices.Equal(b.agents, e.agents) {
-				changed = append(changed, "agents")
-			}
-			if !slices.Equal(b.paths, e.paths) {
-				changed = append(changed, "paths")
-			}
-			if !slices.Equal(b.reload, e.reload) {
-				changed = append(changed, "reload")
-			}
+			changed = placementChanges(b.agents, e.agents, b.paths, e.paths, b.reload, e.reload)
 			if b.sources != e.sources {
 				changed = append(changed, "sources")
 			}

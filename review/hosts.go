@@ -83,15 +83,7 @@ func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
 		if b, ok := before[name]; !ok {
 			changed = []string{"new"}
 		} else {
-			if !slices.Equal(b.agents, e.agents) {
-				changed = append(changed, "agents")
-			}
-			if !slices.Equal(b.paths, e.paths) {
-				changed = append(changed, "paths")
-			}
-			if !slices.Equal(b.reload, e.reload) {
-				changed = append(changed, "reload")
-			}
+			changed = placementChanges(b.agents, e.agents, b.paths, e.paths, b.reload, e.reload)
 			if b.specHash != e.specHash {
 				changed = append(changed, "reissue")
 			}
@@ -118,6 +110,23 @@ func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
 		return 0
 	})
 	return append(out, bundleChanges(base, head)...)
+}
+
+// placementChanges names what differs between two placements of an object
+// on the hosts: "agents", "paths", "reload" (certificates and trust bundles
+// alike).
+func placementChanges(bAgents, eAgents, bPaths, ePaths, bReload, eReload []string) []string {
+	var changed []string
+	if !slices.Equal(bAgents, eAgents) {
+		changed = append(changed, "agents")
+	}
+	if !slices.Equal(bPaths, ePaths) {
+		changed = append(changed, "paths")
+	}
+	if !slices.Equal(bReload, eReload) {
+		changed = append(changed, "reload")
+	}
+	return changed
 }
 
 func nonNil(s []string) []string {

@@ -344,20 +344,27 @@ func (c *checker) privateKey(k *PrivateKey) {
 	}
 }
 
-func (c *checker) deploy(d *Deployment) {
-	const path = "spec.deploy"
-	if len(d.Agents) == 0 && (d.AgentSelector == nil || len(d.AgentSelector.MatchLabels) == 0) {
+// targeting checks which agents a deploy block at path names or selects:
+// at least one way, valid and distinct names, valid selector labels. A
+// Certificate's and a TrustBundle's deploy blocks share it.
+func (c *checker) targeting(path string, agents []string, sel *LabelSelector) {
+	if len(agents) == 0 && (sel == nil || len(sel.MatchLabels) == 0) {
 		c.errorf(path, "at least one of agents or agentSelector.matchLabels is required")
 	}
 	seen := map[string]int{}
-	for i, a := range d.Agents {
+	for i, a := range agents {
 		p := fmt.Sprintf("%s.agents[%d]", path, i)
 		c.name(p, a)
 		c.unique(seen, p, path+".agents", a, i)
 	}
-	if d.AgentSelector != nil {
-		c.labels(path+".agentSelector.matchLabels", d.AgentSelector.MatchLabels, true)
+	if sel != nil {
+		c.labels(path+".agentSelector.matchLabels", sel.MatchLabels, true)
 	}
+}
+
+func (c *checker) deploy(d *Deployment) {
+	const path = "spec.deploy"
+	c.targeting(path, d.Agents, d.AgentSelector)
 	c.deployFiles(&d.Files)
 	switch {
 	case d.Reload != nil && (len(d.Reload) == 0 || d.Reload[0] == ""):

@@ -135,18 +135,7 @@ func (c *checker) trustBundle(s *TrustBundleSpec) {
 	}
 	d := &s.Deploy
 	const path = "spec.deploy"
-	if len(d.Agents) == 0 && (d.AgentSelector == nil || len(d.AgentSelector.MatchLabels) == 0) {
-		c.errorf(path, "at least one of agents or agentSelector.matchLabels is required")
-	}
-	seen := map[string]int{}
-	for i, a := range d.Agents {
-		p := fmt.Sprintf("%s.agents[%d]", path, i)
-		c.name(p, a)
-		c.unique(seen, p, path+".agents", a, i)
-	}
-	if d.AgentSelector != nil {
-		c.labels(path+".agentSelector.matchLabels", d.AgentSelector.MatchLabels, true)
-	}
+	c.targeting(path, d.Agents, d.AgentSelector)
 	if d.Reload != nil && (len(d.Reload) == 0 || d.Reload[0] == "") {
 		c.errorf(path+".reload", "must be a non-empty argv list whose first element is the command")
 	}
