@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/certops/certops/agentproto"
@@ -122,15 +121,7 @@ func (a *Agent) checkBundlePolicy(b agentproto.Bundle) error {
 	if err := a.reloadAllowed(b.Reload); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	// One reason first, then each rule that refused (as checkPolicy).
-	msgs := make([]string, len(errs))
-	for i, err := range errs {
-		msgs[i] = strings.Replace(err.Error(), ReasonHostPolicyRefused+": ", "", 1)
-	}
-	return refused("%s", strings.Join(msgs, "; "))
+	return policyRefusal(errs)
 }
 
 // bundleRollback restores the previous file after a failed reload, reloads

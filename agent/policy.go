@@ -222,10 +222,15 @@ func (a *Agent) checkPolicy(as agentproto.Assignment) error {
 	if err := a.reloadAllowed(as.Reload); err != nil {
 		errs = append(errs, err)
 	}
+	return policyRefusal(errs)
+}
+
+// policyRefusal joins the host policy's refusals into one error: the reason
+// once, then each rule that refused; nil when there are none.
+func policyRefusal(errs []error) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	// One reason first, then each rule that refused.
 	msgs := make([]string, len(errs))
 	for i, err := range errs {
 		msgs[i] = strings.Replace(err.Error(), ReasonHostPolicyRefused+": ", "", 1)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/failure"
+	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
 )
 
@@ -175,6 +176,19 @@ func (r *Registry) Signer(name string) (Signer, error) {
 // may or when that cannot be told here (an unknown or unloaded issuer, ACME:
 // those fail at issue time with their own reasons).
 func (r *Registry) CheckNames(name string, c *spec.CertificateSpec) error {
+	ca := r.loadedCA(name)
+	if ca == nil {
+		return nil // not a local CA, or it has not loaded: its own status says why
+	}
+	if err := ca.CheckNames(c); err != nil {
+		return fmt.Errorf("issuer %q cannot sign this certificate: %w", name, err)
+	}
+	return nil
+}
+
+// loadedCA is the CA the local-CA issuer name signs with now, or nil when
+// name is no local CA or its CA has not loaded.
+func (r *Registry) loadedCA(name string) *pki.CA {
 	e, ok := (*r.issuers.Load())[name]
 	if !ok {
 		return nil
@@ -185,12 +199,9 @@ func (r *Registry) CheckNames(name string, c *spec.CertificateSpec) error {
 	}
 	ca, err := l.current(r.now())
 	if err != nil {
-		return nil // the issuer's own status says why it cannot sign
+		return nil
 	}
-	if err := ca.CheckNames(c); err != nil {
-		return fmt.Errorf("issuer %q cannot sign this certificate: %w", name, err)
-	}
-	return nil
+	return ca
 }
 
 // CAExpirations maps each localCA issuer whose CA has loaded to when its
@@ -215,19 +226,10 @@ func (r *Registry) CAExpirations() map[string]time.Time {
 // now, or nil when name is not a local CA or its CA has not loaded (for
 // trust bundles).
 func (r *Registry) CACertificate(name string) *x509.Certificate {
-	e, ok := (*r.issuers.Load())[name]
-	if !ok {
-		return nil
+	if ca := r.loadedCA(name); ca != nil {
+		return ca.Certificate()
 	}
-	l, ok := e.issuer.(*localCA)
-	if !ok {
-		return nil
-	}
-	ca, err := l.current(r.now())
-	if err != nil {
-		return nil
-	}
-	return ca.Certificate()
+	return nil
 }
 
 // Status maps every issuer to "" when it is healthy, else to what is wrong.
