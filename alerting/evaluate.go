@@ -203,20 +203,8 @@ func Evaluate(in Input) []alert.Alert {
 // appendCertificate appends the expiry and renewal alerts of one certificate.
 func appendCertificate(out []alert.Alert, t Thresholds, c Certificate, now time.Time) []alert.Alert {
 	if !c.NotAfter.IsZero() {
-		for _, sev := range []alert.Severity{alert.Critical, alert.Warning} {
-			since, ok := expiring(t.Expiry(sev), c, now)
-			if !ok {
-				continue
-			}
-			left := c.NotAfter.Sub(now)
-			desc := fmt.Sprintf("Certificate %s expires in %s, at %s.", c.Name, left.Round(time.Second), c.NotAfter.UTC().Format(time.RFC3339))
-			if left <= 0 {
-				desc = fmt.Sprintf("Certificate %s expired %s ago, at %s.", c.Name, (-left).Round(time.Second), c.NotAfter.UTC().Format(time.RFC3339))
-			}
-			out = append(out, alert.Alert{Name: alert.CertificateExpiringSoon, Severity: sev, Subject: c.Name,
-				Summary: "Certificate " + c.Name + " expires soon", Description: desc,
-				Labels: map[string]string{labelCertificate: c.Name}, Since: since})
-			break // critical replaces warning
+		if a, ok := expiringAlert(t, c, now, alert.CertificateExpiringSoon, "Certificate "+c.Name); ok {
+			out = append(out, a)
 		}
 	}
 	if !c.RenewAt.IsZero() && now.Sub(c.RenewAt) >= t.RenewalOverdue {
@@ -245,22 +233,30 @@ func appendServed(out []alert.Alert, t Thresholds, c Certificate, now time.Time)
 		return out
 	}
 	served := Certificate{Name: c.Name, NotBefore: c.ServedNotBefore, NotAfter: c.ServedNotAfter}
+	if a, ok := expiringAlert(t, served, now, alert.ServedCertificateExpiringSoon, "The certificate served for "+c.Name); ok {
+		out = append(out, a)
+	}
+	return out
+}
+
+// expiringAlert is the expiry alert name of certificate c (validity
+// NotBefore..NotAfter), called what in its texts, at the most severe level
+// its thresholds reach now (critical replaces warning), if any.
+func expiringAlert(t Thresholds, c Certificate, now time.Time, name, what string) (alert.Alert, bool) {
 	for _, sev := range []alert.Severity{alert.Critical, alert.Warning} {
-		since, ok := expiring(t.Expiry(sev), served, now)
+		since, ok := expiring(t.Expiry(sev), c, now)
 		if !ok {
 			continue
 		}
-		left := c.ServedNotAfter.Sub(now)
-		desc := fmt.Sprintf("The certificate served for %s expires in %s, at %s.", c.Name, left.Round(time.Second), c.ServedNotAfter.UTC().Format(time.RFC3339))
+		left := c.NotAfter.Sub(now)
+		desc := fmt.Sprintf("%s expires in %s, at %s.", what, left.Round(time.Second), c.NotAfter.UTC().Format(time.RFC3339))
 		if left <= 0 {
-			desc = fmt.Sprintf("The certificate served for %s expired %s ago, at %s.", c.Name, (-left).Round(time.Second), c.ServedNotAfter.UTC().Format(time.RFC3339))
+			desc = fmt.Sprintf("%s expired %s ago, at %s.", what, (-left).Round(time.Second), c.NotAfter.UTC().Format(time.RFC3339))
 		}
-		out = append(out, alert.Alert{Name: alert.ServedCertificateExpiringSoon, Severity: sev, Subject: c.Name,
-			Summary: "The certificate served for " + c.Name + " expires soon", Description: desc,
-			Labels: map[string]string{labelCertificate: c.Name}, Since: since})
-		break // critical replaces warning
+		return alert.Alert{Name: name, Severity: sev, Subject: c.Name, Summary: what + " expires soon", Description: desc,
+			Labels: map[string]string{labelCertificate: c.Name}, Since: since}, true
 	}
-	return out
+	return alert.Alert{}, false
 }
 
 // agentList names agents for a description: "agent web-01", "agents
