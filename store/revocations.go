@@ -191,20 +191,32 @@ type StoredCRL struct {
 // CRL returns the stored CRL of issuer (nil when none was signed yet) and
 // the highest revocation id of the issuer now, in one query.
 func (s *Store) CRL(ctx context.Context, issuer string) (*StoredCRL, int64, error) {
+	c, latest, err := readCRL(ctx, s.pool, issuer)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: CRL of %s: %w", issuer, err)
+	}
+	return c, latest, nil
+}
+
+// rowQuerier is what readCRL reads through: the pool or a transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// readCRL reads the stored CRL of issuer (nil when none was signed yet)
+// and the highest revocation id of the issuer, in one query.
+func readCRL(ctx context.Context, q rowQuerier, issuer string) (*StoredCRL, int64, error) {
 	var c StoredCRL
 	var latest int64
 	var number *int64
-	err := s.pool.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		SELECT (SELECT coalesce(max(id), 0) FROM revocations WHERE issuer = $1),
 			c.number, coalesce(c.covers, 0), coalesce(c.ca_sha256, ''), coalesce(c.this_update, 'epoch'),
 			coalesce(c.next_update, 'epoch'), coalesce(c.der, ''::bytea)
 		FROM (SELECT 1) AS one LEFT JOIN crls c ON c.issuer = $1`, issuer).
 		Scan(&latest, &number, &c.Covers, &c.CASHA256, &c.ThisUpdate, &c.NextUpdate, &c.DER)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: CRL of %s: %w", issuer, err)
-	}
-	if number == nil {
-		return nil, latest, nil
+	if err != nil || number == nil {
+		return nil, latest, err
 	}
 	c.Issuer, c.Number = issuer, *number
 	return &c, latest, nil
@@ -221,22 +233,9 @@ func (s *Store) SaveCRL(ctx context.Context, issuer string, build func(last *Sto
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('certops-crl:' || $1, 0))`, issuer); err != nil {
 			return err
 		}
-		var last *StoredCRL
-		var latest int64
-		var c StoredCRL
-		var number *int64
-		err := tx.QueryRow(ctx, `
-			SELECT (SELECT coalesce(max(id), 0) FROM revocations WHERE issuer = $1),
-				c.number, coalesce(c.covers, 0), coalesce(c.ca_sha256, ''), coalesce(c.this_update, 'epoch'),
-				coalesce(c.next_update, 'epoch'), coalesce(c.der, ''::bytea)
-			FROM (SELECT 1) AS one LEFT JOIN crls c ON c.issuer = $1`, issuer).
-			Scan(&latest, &number, &c.Covers, &c.CASHA256, &c.ThisUpdate, &c.NextUpdate, &c.DER)
+		last, latest, err := readCRL(ctx, tx, issuer)
 		if err != nil {
 			return err
-		}
-		if number != nil {
-			c.Issuer, c.Number = issuer, *number
-			last = &c
 		}
 		next, err := build(last, latest)
 		if err != nil {
