@@ -15,7 +15,6 @@ import (
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/spec"
-	"github.com/certops/certops/textlimit"
 )
 
 // Trust bundles: the TrustBundle objects are part of the immutable objects
@@ -252,9 +251,8 @@ func (l *Ledger) bundleReport(agent string, rep agentproto.Report) error {
 	switch {
 	case rep.Certificate != "" || rep.Serial != "" || rep.SpecHash != "":
 		return failure.New(failure.Invalid, "a bundle report has no certificate, specHash or serial")
-	case rep.Result != agentproto.ResultInstalled && rep.Result != agentproto.ResultFailed && rep.Result != agentproto.ResultRolledBack:
-		return failure.New(failure.Invalid, fmt.Sprintf("result must be %q, %q or %q",
-			agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack))
+	case !knownResult(rep.Result):
+		return badResult()
 	case rep.Result == agentproto.ResultInstalled && !isHex64(rep.SHA256):
 		return failure.New(failure.Invalid, "an installed bundle report needs the bundle's sha256 (64 hex digits)")
 	}
@@ -265,11 +263,7 @@ func (l *Ledger) bundleReport(agent string, rep agentproto.Report) error {
 	if err != nil {
 		return err
 	}
-	msg := textlimit.Truncate(rep.Error, agentproto.MaxReportError)
-	if rep.Stage != "" {
-		msg = strings.TrimSpace(rep.Stage + ": " + msg)
-	}
-	msg = textlimit.Message(msg)
+	msg := reportMessage(rep)
 	l.metrics.report(rep)
 	if rep.Result == agentproto.ResultInstalled {
 		l.log.Info("trust bundle installed", "bundle", rep.Bundle, "agent", agent, "sha256", rep.SHA256)

@@ -127,9 +127,8 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	switch {
 	case rep.Certificate == "":
 		return failure.New(failure.Invalid, "certificate is required")
-	case rep.Result != agentproto.ResultInstalled && rep.Result != agentproto.ResultFailed && rep.Result != agentproto.ResultRolledBack:
-		return failure.New(failure.Invalid, fmt.Sprintf("result must be %q, %q or %q",
-			agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack))
+	case !knownResult(rep.Result):
+		return badResult()
 	case rep.Result == agentproto.ResultInstalled && rep.Serial == "":
 		return failure.New(failure.Invalid, "an installed report needs the serial")
 	}
@@ -140,14 +139,7 @@ func (l *Ledger) Report(ctx context.Context, agent string, rep agentproto.Report
 	if err != nil {
 		return err
 	}
-	msg := textlimit.Truncate(rep.Error, agentproto.MaxReportError)
-	if rep.Stage != "" {
-		msg = strings.TrimSpace(rep.Stage + ": " + msg)
-	}
-	if rep.Result == agentproto.ResultInstalled {
-		msg = ""
-	}
-	msg = textlimit.Message(msg)
+	msg := reportMessage(rep)
 	d, err := l.store.RecordReport(ctx, store.DeploymentReport{
 		Certificate: rep.Certificate, Agent: agent, SpecHash: rep.SpecHash, Serial: rep.Serial,
 		Result: state.DeploymentState(rep.Result), Stage: rep.Stage, Error: msg, At: at,
@@ -200,4 +192,31 @@ func notAssigned(cert string) error {
 func unavailable(log *slog.Logger, what string, err error) error {
 	log.Error("agent API: "+what, "err", err)
 	return failure.WithRetryAfter(failure.New(failure.Unavailable, "temporarily unavailable; retry later"), 5*time.Second)
+}
+
+// knownResult tells whether a report's result is one of the protocol's.
+func knownResult(result string) bool {
+	switch result {
+	case agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack:
+		return true
+	}
+	return false
+}
+
+func badResult() error {
+	return failure.New(failure.Invalid, fmt.Sprintf("result must be %q, %q or %q",
+		agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack))
+}
+
+// reportMessage is what a report's failure is recorded as: its stage and
+// error, bounded; "" for an installed report.
+func reportMessage(rep agentproto.Report) string {
+	if rep.Result == agentproto.ResultInstalled {
+		return ""
+	}
+	msg := textlimit.Truncate(rep.Error, agentproto.MaxReportError)
+	if rep.Stage != "" {
+		msg = strings.TrimSpace(rep.Stage + ": " + msg)
+	}
+	return textlimit.Message(msg)
 }
