@@ -197,7 +197,7 @@ func (s *Orders) runOrder(ctx context.Context, c *certEntry, name, agent string,
 		return
 	}
 	issued := res.Issued
-	d, err := s.ledger.issued(ctx, c, name, agent, issued, s.acmeRenewalTime(c, name, agent, res, now), now)
+	d, err := s.ledger.issued(ctx, c, name, agent, issued, res.RenewalWindow, s.acmeRenewalTime(c, name, agent, res, now), now)
 	if err != nil {
 		s.log.Error("ACME certificate issued but not stored; the agent will order again", "certificate", name,
 			"agent", agent, "serial", issued.Serial, "err", err)
@@ -229,7 +229,7 @@ func (s *Orders) replaces(name, agent, iss string) *x509.Certificate {
 // when it offered one, else on the certificate's renewBefore schedule.
 func (s *Orders) acmeRenewalTime(c *certEntry, name, agent string, res *issuer.OrderResult, now time.Time) time.Time {
 	w := res.RenewalWindow
-	if w.IsZero() || !w.Start.Before(w.End) {
+	if w == nil {
 		return assign.RenewalTime(c.spec, name, agent, res.Issued.NotBefore, res.Issued.NotAfter, s.jitter)
 	}
 	return assign.RenewalInWindow(w.Start, w.End, name, agent, now)

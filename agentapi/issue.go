@@ -79,7 +79,7 @@ func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto
 		return nil, s.refuse(ctx, c, name, agent, now, result, err)
 	}
 	renewAt := assign.RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.jitter)
-	if _, err := s.ledger.issued(ctx, c, name, agent, issued, renewAt, now); err != nil {
+	if _, err := s.ledger.issued(ctx, c, name, agent, issued, nil, renewAt, now); err != nil {
 		return nil, unavailable(s.log, "record issuance", err)
 	}
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,

@@ -57,15 +57,16 @@ const (
 	resultError    = "error"    // signed but not stored (503, no backoff)
 )
 
-// issued records a certificate issued for agent and counts it (success,
-// or error when it could not be stored).
-func (l *Ledger) issued(ctx context.Context, c *certEntry, name, agent string, issued *agentproto.Issued, renewAt, now time.Time) (state.Deployment, error) {
+// issued records a certificate issued for agent, with the CA's renewal
+// window if it suggested one, and counts it (success, or error when it
+// could not be stored).
+func (l *Ledger) issued(ctx context.Context, c *certEntry, name, agent string, issued *agentproto.Issued, window *state.RenewalWindow, renewAt, now time.Time) (state.Deployment, error) {
 	iss := c.spec.IssuerRef
 	d, err := l.store.RecordIssuance(ctx, store.Issuance{
 		Version: state.CertificateVersion{
 			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
 			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
-			Issuer: iss, IssuedAt: now,
+			Issuer: iss, IssuedAt: now, RenewalWindow: window,
 		},
 		RenewAt: renewAt,
 	})

@@ -25,6 +25,7 @@ import (
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/state"
 )
 
 // Orderer is a Signer that orders certificates from an ACME server. An
@@ -57,17 +58,9 @@ type Order struct {
 type OrderResult struct {
 	Issued *agentproto.Issued
 	// RenewalWindow is the ARI suggested window (RFC 9773 §4.2) for the
-	// new certificate; zero when the server offers none.
-	RenewalWindow RenewalWindow
+	// new certificate; nil when the server offers none.
+	RenewalWindow *state.RenewalWindow
 }
-
-// RenewalWindow is a window in which the CA suggests renewing.
-type RenewalWindow struct {
-	Start, End time.Time
-}
-
-// IsZero reports whether the server offered no window.
-func (w RenewalWindow) IsZero() bool { return w.Start.IsZero() && w.End.IsZero() }
 
 // HTTP01Publisher places http-01 key authorizations on the agents that
 // deploy a certificate; agentapi.Orders implements it.
@@ -245,7 +238,13 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 	info, err := client.Certificate.GetRenewalInfo(ctx, leaf)
 	switch {
 	case err == nil:
-		out.RenewalWindow = RenewalWindow{Start: info.SuggestedWindow.Start, End: info.SuggestedWindow.End}
+		w := state.RenewalWindow{Start: info.SuggestedWindow.Start, End: info.SuggestedWindow.End}
+		if w.Valid() {
+			out.RenewalWindow = &w
+		} else {
+			a.logger.Warn("the CA suggested an empty renewal window; renewing on the certificate's schedule",
+				"certificate", o.Certificate, "start", w.Start, "end", w.End)
+		}
 	case !errors.Is(err, api.ErrNoARI):
 		a.logger.Warn("renewal information unavailable; renewing on the certificate's schedule",
 			"certificate", o.Certificate, "err", err)

@@ -17,7 +17,25 @@ type CertificateVersion struct {
 	ChainPEM    string    `json:"chainPEM"`
 	Issuer      string    `json:"issuer"`
 	IssuedAt    time.Time `json:"issuedAt"`
+	// RenewalWindow is the window the CA suggested renewing in (ACME
+	// Renewal Information, RFC 9773), as last asked; nil when the CA
+	// offered none.
+	RenewalWindow *RenewalWindow `json:"renewalWindow,omitempty"`
 }
+
+// RenewalWindow is a window in which a CA suggests renewing a certificate.
+type RenewalWindow struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Valid reports whether the window is a non-empty interval.
+func (w RenewalWindow) Valid() bool { return !w.Start.IsZero() && w.Start.Before(w.End) }
+
+// Open reports whether the window has begun at now: a renewal from then
+// on is one the CA asked for (Let's Encrypt exempts such renewals from its
+// rate limits).
+func (w *RenewalWindow) Open(now time.Time) bool { return w != nil && !now.Before(w.Start) }
 
 // Deployment is the state of one certificate on one agent.
 type Deployment struct {

@@ -46,7 +46,8 @@ type DeploymentReport struct {
 const deploymentColumns = `d.certificate, d.agent, d.spec_hash, d.renew_at, d.installed_serial,
 	d.installed_spec_hash, d.installed_not_after, d.state, d.state_spec_hash, d.last_error, d.last_attempt, d.failures,
 	d.not_before, d.updated_at, d.change_seq,
-	v.id, v.spec_hash, v.serial, v.sha256, v.not_before, v.not_after, v.cert_pem, v.chain_pem, v.issuer, v.issued_at`
+	v.id, v.spec_hash, v.serial, v.sha256, v.not_before, v.not_after, v.cert_pem, v.chain_pem, v.issuer, v.issued_at,
+	v.ari_window_start, v.ari_window_end`
 
 const deploymentFrom = ` FROM deployments d LEFT JOIN certificate_versions v ON v.id = d.current_version`
 
@@ -71,11 +72,16 @@ const (
 // It returns the deployment as written.
 func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployment, error) {
 	v := in.Version
+	var windowStart, windowEnd *time.Time
+	if w := v.RenewalWindow; w != nil {
+		windowStart, windowEnd = &w.Start, &w.End
+	}
 	rows, err := s.pool.Query(ctx, `
 		WITH v AS (
 			INSERT INTO certificate_versions
-				(certificate, agent, spec_hash, serial, sha256, not_before, not_after, cert_pem, chain_pem, issuer, issued_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+				(certificate, agent, spec_hash, serial, sha256, not_before, not_after, cert_pem, chain_pem, issuer, issued_at,
+				ari_window_start, ari_window_end, ari_checked_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, CASE WHEN $13::timestamptz IS NULL THEN NULL ELSE $11::timestamptz END)
 			RETURNING *
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, spec_hash, current_version, renew_at, state,
@@ -90,7 +96,7 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d, v`,
 		v.Certificate, v.Agent, v.SpecHash, v.Serial, v.SHA256, v.NotBefore, v.NotAfter, v.CertPEM,
-		v.ChainPEM, v.Issuer, v.IssuedAt, in.RenewAt)
+		v.ChainPEM, v.Issuer, v.IssuedAt, in.RenewAt, windowStart, windowEnd)
 	if err != nil {
 		return state.Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
 	}
@@ -378,11 +384,13 @@ func scanDeploymentWith(row pgx.CollectableRow, extra []any) (state.Deployment, 
 		vID                                              *int64
 		vSpecHash, vSerial, vSHA, vCert, vChain, vIssuer *string
 		vNotBefore, vNotAfter, vIssuedAt                 *time.Time
+		vWindowStart, vWindowEnd                         *time.Time
 	)
 	dest := []any{&d.Certificate, &d.Agent, &d.SpecHash, &renewAt, &d.InstalledSerial,
 		&d.InstalledSpecHash, &installedNotAfter, &d.State, &d.StateSpecHash, &d.LastError, &lastAttempt, &failures,
 		&notBefore, &d.UpdatedAt, &d.ChangeSeq,
-		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt}
+		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt,
+		&vWindowStart, &vWindowEnd}
 	err := row.Scan(append(dest, extra...)...)
 	if err != nil {
 		return d, err
@@ -395,6 +403,9 @@ func scanDeploymentWith(row pgx.CollectableRow, extra []any) (state.Deployment, 
 			ID: *vID, Certificate: d.Certificate, Agent: d.Agent, SpecHash: *vSpecHash, Serial: *vSerial,
 			SHA256: *vSHA, NotBefore: *vNotBefore, NotAfter: *vNotAfter, CertPEM: *vCert, ChainPEM: *vChain,
 			Issuer: *vIssuer, IssuedAt: *vIssuedAt,
+		}
+		if vWindowStart != nil && vWindowEnd != nil {
+			d.Current.RenewalWindow = &state.RenewalWindow{Start: *vWindowStart, End: *vWindowEnd}
 		}
 	}
 	return d, nil
