@@ -66,7 +66,7 @@ func (e *serverError) code() agentproto.Code {
 	case agentproto.CodeInvalid, agentproto.CodeUnauthorized, agentproto.CodeForbidden, agentproto.CodeNotFound,
 		agentproto.CodeMethodNotAllowed, agentproto.CodeConflict, agentproto.CodeTooLarge, agentproto.CodeRejected,
 		agentproto.CodeCSRMismatch, agentproto.CodeNameNotPermitted, agentproto.CodeBackoff, agentproto.CodeInternal, agentproto.CodeUnavailable,
-		agentproto.CodeIssuerUnavailable, agentproto.CodeSuspended:
+		agentproto.CodeIssuerUnavailable, agentproto.CodeSuspended, agentproto.CodeWaiting:
 		return e.Code
 	}
 	switch {

@@ -33,6 +33,7 @@ func TestIssueAnswerCodes(t *testing.T) {
 		{http.StatusUnprocessableEntity, agentproto.CodeNameNotPermitted, fail},
 		{http.StatusConflict, agentproto.CodeConflict, repoll},
 		{http.StatusConflict, agentproto.CodeSuspended, repoll},
+		{http.StatusTooManyRequests, agentproto.CodeWaiting, repoll}, // no failure: the assignments say until when
 		{http.StatusTooManyRequests, agentproto.CodeBackoff, wait},
 		{http.StatusServiceUnavailable, agentproto.CodeUnavailable, wait},
 		{http.StatusServiceUnavailable, agentproto.CodeIssuerUnavailable, wait},

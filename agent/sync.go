@@ -193,6 +193,12 @@ func (a *Agent) issueAndDeploy(ctx context.Context, as agentproto.Assignment) er
 		return fmt.Errorf("%s: %v", agentproto.StageIssue, err)
 	case isServerTrouble(err):
 		return err
+	case code == agentproto.CodeWaiting:
+		// No failure: the server holds the order back (the CA's rate
+		// limit). The assignments say until when.
+		a.etag = ""
+		a.log.Info("the server holds the certificate back; waiting", "certificate", as.Name, "reason", err)
+		return nil
 	case code == agentproto.CodeConflict || code == agentproto.CodeSuspended:
 		a.etag = "" // our spec is outdated: fetch the assignments again
 		a.log.Info("server says the spec changed; polling again", "certificate", as.Name, "code", code)

@@ -18,6 +18,7 @@ import (
 	"github.com/certops/certops/assign"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
+	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
@@ -37,7 +38,7 @@ import (
 // OrderStore is what the Orders read and write; *store.Store implements
 // it.
 type OrderStore interface {
-	ClaimACMEOrder(ctx context.Context, o store.ACMEOrder) (bool, error)
+	ClaimACMEOrder(ctx context.Context, o store.ACMEOrder) (store.ACMEClaim, error)
 	ReleaseACMEOrder(ctx context.Context, certificate, agent, holder string) error
 	ExtendIssueBackoff(ctx context.Context, certificate, agent string, notBefore time.Time) (state.Deployment, error)
 	PutACMEChallenge(ctx context.Context, ch store.ACMEChallenge, now time.Time) error
@@ -92,14 +93,17 @@ const pendingRetry = "2"
 const justIssued = time.Minute
 
 // Start handles an issue request for an ACME certificate whose CSR passed
-// the checks: it starts the order unless one is in progress. A nil error
-// means pending (202).
+// the checks: it starts the order unless one is in progress, or unless the
+// order would take the issuer over its rate limit for the certificate's
+// names (then the deployment waits, and the answer is RateLimited with
+// the wait as Retry-After). A nil error means pending (202).
 func (s *Orders) Start(ctx context.Context, c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest, now time.Time) error {
 	key := depKey{name, agent}
 	s.mu.Lock()
 	_, running := s.running[key]
 	s.mu.Unlock()
-	if d := s.snapshot.deployment(name, agent); d != nil && d.Current != nil && d.Current.SpecHash == c.specHash &&
+	d := s.snapshot.deployment(name, agent)
+	if d != nil && d.Current != nil && d.Current.SpecHash == c.specHash &&
 		now.Sub(d.Current.IssuedAt) < justIssued && now.Before(d.RenewAt) {
 		// The order completed after the agent last polled: no new order.
 		running = true
@@ -107,23 +111,52 @@ func (s *Orders) Start(ctx context.Context, c *certEntry, name, agent string, o 
 	if running {
 		return nil
 	}
-	claimed, err := s.store.ClaimACMEOrder(ctx, store.ACMEOrder{
+	ord := order{nameSet: c.spec.NameSet(), replaces: s.replaces(name, agent, c.spec.IssuerRef)}
+	ord.ariRenewal = ord.replaces != nil && d.Current.RenewalWindow.Open(now) && leafNameSet(ord.replaces) == ord.nameSet
+	claim, err := s.store.ClaimACMEOrder(ctx, store.ACMEOrder{
 		Certificate: name, Agent: agent, SpecHash: c.specHash, Holder: s.holder,
 		StartedAt: now, ExpiresAt: now.Add(s.orderTimeout),
+		Issuer: c.spec.IssuerRef, NameSet: ord.nameSet, Limit: o.CertificatesPerNameSetPerWeek(), ARIRenewal: ord.ariRenewal,
 	})
 	if err != nil {
 		return unavailable(s.log, "claim ACME order", err)
 	}
-	if claimed {
-		s.startOrder(c, name, agent, o, csr)
+	if w := claim.Wait; w != nil {
+		s.snapshot.applyDeployments([]state.Deployment{*w})
+		s.metrics.rateLimitWaits.WithLabelValues(c.spec.IssuerRef).Inc()
+		s.log.Info("ACME order waits for the CA's rate limit", "certificate", name, "agent", agent,
+			"issuer", c.spec.IssuerRef, "until", w.NotBefore, "reason", w.Waiting)
+		return waiting(w.Waiting, w.NotBefore.Sub(now))
+	}
+	if claim.Claimed {
+		s.startOrder(c, name, agent, o, csr, ord)
 	}
 	return nil
+}
+
+// order is what Start found out about an order before it starts.
+type order struct {
+	nameSet  string            // the certificate's names, as the CA's limit counts them
+	replaces *x509.Certificate // the certificate it renews, or nil
+	// ariRenewal: it renews replaces, for the same names, inside the
+	// window the CA suggested (RFC 9773), so the CA's limits exempt it.
+	ariRenewal bool
+}
+
+// leafNameSet is a certificate's names as the CA's limit counts them (the
+// one rule: spec.CertificateSpec.NameSet).
+func leafNameSet(leaf *x509.Certificate) string {
+	ips := make([]string, len(leaf.IPAddresses))
+	for i, ip := range leaf.IPAddresses {
+		ips[i] = ip.String()
+	}
+	return (&spec.CertificateSpec{DNSNames: leaf.DNSNames, IPAddresses: ips}).NameSet()
 }
 
 // startOrder runs the order in the background until it completes, fails
 // or OrderTimeout passes, then releases the claim. After Run ended no order
 // starts: the claim is released at once.
-func (s *Orders) startOrder(c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest) {
+func (s *Orders) startOrder(c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest, ord order) {
 	key := depKey{name, agent}
 	s.mu.Lock()
 	if s.stopped {
@@ -144,7 +177,7 @@ func (s *Orders) startOrder(c *certEntry, name, agent string, o issuer.Orderer, 
 		}()
 		ctx, cancel := context.WithTimeout(s.bg, s.orderTimeout)
 		defer cancel()
-		s.runOrder(ctx, c, name, agent, o, csr)
+		s.runOrder(ctx, c, name, agent, o, csr, ord)
 	}()
 }
 
@@ -162,12 +195,12 @@ func (s *Orders) releaseOrder(name, agent string) {
 // back the agent off, and a certificate issued just before it must still be
 // stored. An order cut short by shutdown is no failure of the CA's and is
 // not recorded; the agent asks again.
-func (s *Orders) runOrder(ctx context.Context, c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest) {
+func (s *Orders) runOrder(ctx context.Context, c *certEntry, name, agent string, o issuer.Orderer, csr *x509.CertificateRequest, ord order) {
 	iss := c.spec.IssuerRef
-	s.log.Info("ACME order started", "certificate", name, "agent", agent, "issuer", iss)
+	s.log.Info("ACME order started", "certificate", name, "agent", agent, "issuer", iss, "ari_renewal", ord.ariRenewal)
 	start := time.Now()
 	res, err := o.Order(ctx, issuer.Order{Certificate: name, Agent: agent, Spec: c.spec, CSR: csr,
-		Replaces: s.replaces(name, agent, iss), Webroots: s})
+		Replaces: ord.replaces, Webroots: s})
 	s.metrics.issuanceDuration.WithLabelValues(iss).Observe(time.Since(start).Seconds())
 	now := s.now()
 	if err != nil && s.bg.Err() != nil {
@@ -197,14 +230,15 @@ func (s *Orders) runOrder(ctx context.Context, c *certEntry, name, agent string,
 		return
 	}
 	issued := res.Issued
-	d, err := s.ledger.issued(ctx, c, name, agent, issued, res.RenewalWindow, s.acmeRenewalTime(c, name, agent, res, now), now)
+	d, err := s.ledger.issued(ctx, c, name, agent, issued, s.acmeRenewalTime(c, name, agent, res, now), now,
+		&acmeIssued{window: res.RenewalWindow, ledger: store.ACMEIssuance{NameSet: ord.nameSet, ARIRenewal: ord.ariRenewal}})
 	if err != nil {
 		s.log.Error("ACME certificate issued but not stored; the agent will order again", "certificate", name,
 			"agent", agent, "serial", issued.Serial, "err", err)
 		return
 	}
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
-		"serial", issued.Serial, "not_after", issued.NotAfter, "renew_at", d.RenewAt)
+		"serial", issued.Serial, "not_after", issued.NotAfter, "renew_at", d.RenewAt, "ari_renewal", ord.ariRenewal)
 }
 
 // replaces is the certificate the agent holds from the same issuer, which

@@ -79,7 +79,7 @@ func (s *Issuance) Issue(ctx context.Context, agent, name string, req agentproto
 		return nil, s.refuse(ctx, c, name, agent, now, result, err)
 	}
 	renewAt := assign.RenewalTime(c.spec, name, agent, issued.NotBefore, issued.NotAfter, s.jitter)
-	if _, err := s.ledger.issued(ctx, c, name, agent, issued, nil, renewAt, now); err != nil {
+	if _, err := s.ledger.issued(ctx, c, name, agent, issued, renewAt, now, nil); err != nil {
 		return nil, unavailable(s.log, "record issuance", err)
 	}
 	s.log.Info("certificate issued", "certificate", name, "agent", agent, "issuer", iss,
@@ -102,6 +102,9 @@ func checkIssue(c *certEntry, d *state.Deployment, name string, req agentproto.I
 		return nil, nil, failure.New(failure.Conflict, "the certificate's spec changed; poll the assignments again")
 	}
 	if d != nil && d.SpecHash == c.specHash && d.NotBefore.After(now) {
+		if why := d.WaitingNow(c.specHash, now); why != "" {
+			return nil, nil, waiting(why, d.NotBefore.Sub(now))
+		}
 		return nil, nil, failure.WithRetryAfter(failure.New(failure.RateLimited,
 			"backing off after "+strconv.Itoa(d.Failures)+" failed attempt(s): "+d.LastError), d.NotBefore.Sub(now))
 	}
@@ -175,4 +178,10 @@ func currentFor(d *state.Deployment, specHash string) *state.CertificateVersion 
 		return nil
 	}
 	return d.Current
+}
+
+// waiting is the answer to an issue request the server holds back without
+// a failure (the CA's rate limit): 429 waiting, with why and Retry-After.
+func waiting(why string, wait time.Duration) error {
+	return failure.WithRetryAfter(failure.WithCode(failure.New(failure.RateLimited, why), agentproto.CodeWaiting), wait)
 }

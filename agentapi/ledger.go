@@ -57,19 +57,29 @@ const (
 	resultError    = "error"    // signed but not stored (503, no backoff)
 )
 
-// issued records a certificate issued for agent, with the CA's renewal
-// window if it suggested one, and counts it (success, or error when it
+// acmeIssued is what an ACME order adds to the record of its certificate.
+type acmeIssued struct {
+	window *state.RenewalWindow // the CA's suggested renewal window, if any
+	ledger store.ACMEIssuance   // the entry in the issuer's rate-limit ledger
+}
+
+// issued records a certificate issued for agent (with acme's additions
+// when an ACME order obtained it) and counts it (success, or error when it
 // could not be stored).
-func (l *Ledger) issued(ctx context.Context, c *certEntry, name, agent string, issued *agentproto.Issued, window *state.RenewalWindow, renewAt, now time.Time) (state.Deployment, error) {
+func (l *Ledger) issued(ctx context.Context, c *certEntry, name, agent string, issued *agentproto.Issued, renewAt, now time.Time, acme *acmeIssued) (state.Deployment, error) {
 	iss := c.spec.IssuerRef
-	d, err := l.store.RecordIssuance(ctx, store.Issuance{
+	in := store.Issuance{
 		Version: state.CertificateVersion{
 			Certificate: name, Agent: agent, SpecHash: c.specHash, Serial: issued.Serial, SHA256: issued.SHA256,
 			NotBefore: issued.NotBefore, NotAfter: issued.NotAfter, CertPEM: issued.CertPEM, ChainPEM: issued.ChainPEM,
-			Issuer: iss, IssuedAt: now, RenewalWindow: window,
+			Issuer: iss, IssuedAt: now,
 		},
 		RenewAt: renewAt,
-	})
+	}
+	if acme != nil {
+		in.Version.RenewalWindow, in.ACME = acme.window, &acme.ledger
+	}
+	d, err := l.store.RecordIssuance(ctx, in)
 	if err != nil {
 		l.metrics.issuance.WithLabelValues(iss, resultError).Inc()
 		return d, err

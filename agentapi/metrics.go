@@ -17,6 +17,7 @@ type Metrics struct {
 	deployments       *prometheus.CounterVec
 	deploymentFailure *prometheus.CounterVec
 	rollbacks         prometheus.Counter
+	rateLimitWaits    *prometheus.CounterVec
 }
 
 // NewMetrics registers the counters and histograms with reg (nil: a
@@ -47,6 +48,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "certops_rollbacks_total",
 			Help: "Deployments rolled back to the previous files after a failed reload or verification.",
 		}),
+		rateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certops_acme_rate_limit_waits_total",
+			Help: "ACME orders held back because they would exceed the issuer's certificates per name set per week, by issuer.",
+		}, []string{"issuer"}),
 	}
 	for _, r := range []string{agentproto.ResultInstalled, agentproto.ResultFailed, agentproto.ResultRolledBack} {
 		m.deployments.WithLabelValues(r)
@@ -54,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, st := range []string{agentproto.StagePolicy, agentproto.StageInstall, agentproto.StageReload, agentproto.StageVerify} {
 		m.deploymentFailure.WithLabelValues(st)
 	}
-	reg.MustRegister(m.issuance, m.issuanceDuration, m.deployments, m.deploymentFailure, m.rollbacks)
+	reg.MustRegister(m.issuance, m.issuanceDuration, m.deployments, m.deploymentFailure, m.rollbacks, m.rateLimitWaits)
 	return m
 }
 

@@ -358,6 +358,9 @@ const (
 	CodeUnavailable       Code = "unavailable"
 	CodeIssuerUnavailable Code = "issuer_unavailable"
 	CodeSuspended         Code = "suspended"
+	// CodeWaiting (429): no failure, the server holds the issue back (the
+	// CA's rate limit); the assignment's notBefore says until when.
+	CodeWaiting Code = "waiting"
 )
 
 // ErrorBody is the JSON shape of every error answer of every certops

@@ -162,6 +162,10 @@ type Deployment struct {
 	Failures      int        `json:"failures,omitempty"`
 	// RetryAfter is when the server accepts the next issue request.
 	RetryAfter *time.Time `json:"retryAfter,omitempty"`
+	// Waiting says why no certificate is ordered before RetryAfter when
+	// that is no failure's backoff: "waiting for the CA's rate limit until
+	// T (…)". Absent otherwise.
+	Waiting string `json:"waiting,omitempty"`
 	// Served* are what the agent's latest served check found at the
 	// certificate's verify address: the serial and expiry last served
 	// (kept through failed checks), when it checked, the latest check's

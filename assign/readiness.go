@@ -110,6 +110,8 @@ func agentProblem(specHash, agent string, d *state.Deployment, now time.Time) st
 		return fmt.Sprintf("issuance for agent %s failed: %s", agent, lastError)
 	case st.Failed():
 		return fmt.Sprintf("deployment on agent %s %s: %s", agent, st, lastError)
+	case d.WaitingNow(specHash, now) != "":
+		return fmt.Sprintf("agent %s: %s", agent, d.WaitingNow(specHash, now))
 	case installed && !d.InstalledNotAfter.IsZero():
 		return fmt.Sprintf("certificate on agent %s expired at %s", agent, d.InstalledNotAfter.UTC().Format(time.RFC3339))
 	case current:

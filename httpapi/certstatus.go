@@ -48,7 +48,8 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 		byAgent[deps[i].Agent] = &deps[i]
 	}
 	hash := assign.SpecHash(c)
-	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, time.Now())
+	now := time.Now()
+	r := assign.Assess(hash, targets, func(agent string) *state.Deployment { return byAgent[agent] }, now)
 	st := &apiv1.CertificateStatus{Ready: r.Ready, Reason: r.Reason, SpecHash: hash,
 		NotAfter: timePtr(r.Expiration), RenewAt: timePtr(r.Renewal), Deployments: []apiv1.Deployment{}}
 	if c.Suspend {
@@ -83,6 +84,7 @@ func (a *Service) certificateStatus(ctx context.Context, o store.StoredObject) (
 		if d.SpecHash == hash { // the failures and backoff of an older spec do not hold for this one
 			ds.Failures, ds.RetryAfter = d.Failures, timePtr(d.NotBefore)
 		}
+		ds.Waiting = d.WaitingNow(hash, now)
 		if d.Current != nil {
 			ds.CurrentSerial, ds.RenewAt = d.Current.Serial, timePtr(d.RenewAt)
 		}

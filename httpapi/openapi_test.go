@@ -289,6 +289,7 @@ func TestOpenAPILiveResponses(t *testing.T) {
 	get("/api/v1/certificates/other", "/api/v1/certificates/{name}", 200)
 	get("/api/v1/certificates/api", "/api/v1/certificates/{name}", 200)
 	get("/api/v1/certificates/pending", "/api/v1/certificates/{name}", 200)
+	get("/api/v1/certificates/fleet", "/api/v1/certificates/{name}", 200)
 	get("/api/v1/agents", "/api/v1/agents", 200)
 	get("/api/v1/agents?limit=1000&prefix=web-&label=role=web", "/api/v1/agents", 200)
 	for _, a := range []string{"web-01", "web-02", "db-01"} {
@@ -548,6 +549,8 @@ func liveConfig(t *testing.T, st *store.Store) httpapi.Config {
 			Deploy: &spec.Deployment{Agents: []string{"db-01"}, Files: spec.DeployFiles{Cert: "/etc/ssl/other.pem"}}},
 		"pending": {IssuerRef: "ca", CommonName: "pending.example.com",
 			Deploy: &spec.Deployment{Agents: []string{"web-01", "db-01"}, Files: spec.DeployFiles{Cert: "/etc/ssl/pending.pem"}}},
+		"fleet": {IssuerRef: "le", CommonName: "fleet.example.com", DNSNames: []string{"fleet.example.com"},
+			Deploy: &spec.Deployment{AgentSelector: web, Files: spec.DeployFiles{Cert: "/etc/ssl/fleet.pem"}}},
 	}
 	objs := []*spec.Object{
 		{Kind: spec.KindAgent, Name: "web-01", Labels: map[string]string{"role": "web"}, Spec: &spec.AgentSpec{TokenSHA256: strings.Repeat("a", 64)}},
@@ -642,6 +645,19 @@ func liveConfig(t *testing.T, st *store.Store) httpapi.Config {
 	report("other", "db-01", "", state.DeploymentFailed, agentproto.StagePolicy,
 		agentproto.StagePolicy+": "+agentproto.ReasonHostPolicyRefused+": reload [bash -c x] is not in allowedReloads")
 	issue("pending", "web-01")
+	// fleet's issuer allows one certificate per name set per week: web-01
+	// got it, web-02 waits.
+	fleet := state.CertificateVersion{Certificate: "fleet", Agent: "web-01", SpecHash: assign.SpecHash(certs["fleet"]), Serial: "0afleet",
+		SHA256: "ff", NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), CertPEM: "cert", ChainPEM: "chain", Issuer: "le", IssuedAt: now,
+		RenewalWindow: &state.RenewalWindow{Start: now.Add(60 * 24 * time.Hour), End: now.Add(62 * 24 * time.Hour)}}
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: fleet, RenewAt: now.Add(61 * 24 * time.Hour),
+		ACME: &store.ACMEIssuance{NameSet: certs["fleet"].NameSet()}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.ClaimACMEOrder(ctx, store.ACMEOrder{Certificate: "fleet", Agent: "web-02", SpecHash: assign.SpecHash(certs["fleet"]),
+		Holder: "test", StartedAt: now, ExpiresAt: now.Add(10 * time.Minute), Issuer: "le", NameSet: certs["fleet"].NameSet(), Limit: 1}); err != nil || c.Wait == nil {
+		t.Fatalf("ClaimACMEOrder = %+v, %v; want a wait", c, err)
+	}
 	// What the services serve: shop on web-01 an older certificate than
 	// the one installed (a mismatch), api's check failed.
 	if _, err := st.RecordServed(ctx, "web-01", []store.ServedCheck{

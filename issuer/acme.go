@@ -38,6 +38,10 @@ type Orderer interface {
 	// the caller as for Sign. A failed order's error carries the
 	// CA's problem document; RetryAfter tells how long the CA asked to wait.
 	Order(ctx context.Context, o Order) (*OrderResult, error)
+	// CertificatesPerNameSetPerWeek is the CA's limit of certificates for
+	// one exact set of names in 7 days that orders are scheduled within;
+	// 0 is none (spec.ACMEIssuer.CertificatesPerNameSetPerWeek).
+	CertificatesPerNameSetPerWeek() int
 }
 
 // Order is one certificate to obtain for one agent.
@@ -174,6 +178,8 @@ func propagation(wait time.Duration) []dns01.ChallengeOption {
 }
 
 func (a *acmeIssuer) Type() string { return TypeACME }
+
+func (a *acmeIssuer) CertificatesPerNameSetPerWeek() int { return a.cfg.CertificatesPerNameSetPerWeek() }
 
 // usable is the last setup failure while it is recent.
 func (a *acmeIssuer) usable(now time.Time) error {

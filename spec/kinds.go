@@ -85,6 +85,9 @@ func (c *checker) issuer(s *IssuerSpec) {
 	if a.Profile != "" && !isToken(a.Profile) {
 		c.errorf("spec.acme.profile", "%q is not a valid profile name", a.Profile)
 	}
+	if rl := a.RateLimits; rl != nil && rl.CertificatesPerNameSetPerWeek != nil && *rl.CertificatesPerNameSetPerWeek < 0 {
+		c.errorf("spec.acme.rateLimits.certificatesPerNameSetPerWeek", "%d is negative (0 means no limit)", *rl.CertificatesPerNameSetPerWeek)
+	}
 	ch := a.Challenge
 	c.exactlyOne("spec.acme.challenge", []string{"http01", "dns01"}, ch.HTTP01 != nil, ch.DNS01 != nil)
 	if ch.HTTP01 != nil {

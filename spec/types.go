@@ -101,6 +101,17 @@ type ACMEIssuer struct {
 	EAB            *ACMEEAB      `json:"eab,omitempty" yaml:"eab,omitempty"`
 	Profile        string        `json:"profile,omitempty" yaml:"profile,omitempty"`
 	Challenge      ACMEChallenge `json:"challenge" yaml:"challenge"`
+	// RateLimits are the CA's limits certops keeps its orders within.
+	RateLimits *ACMERateLimits `json:"rateLimits,omitempty" yaml:"rateLimits,omitempty"`
+}
+
+// ACMERateLimits are limits of the CA that certops schedules its orders
+// within (see ACMEIssuer.CertificatesPerNameSetPerWeek).
+type ACMERateLimits struct {
+	// CertificatesPerNameSetPerWeek is how many certificates for one exact
+	// set of names the CA issues in 7 days (Let's Encrypt: 5); 0 means no
+	// limit. Unset: 5 for Let's Encrypt, no limit for other CAs.
+	CertificatesPerNameSetPerWeek *int `json:"certificatesPerNameSetPerWeek,omitempty" yaml:"certificatesPerNameSetPerWeek,omitempty"`
 }
 
 // ACMEEAB is an External Account Binding; the HMAC key is read from a file.

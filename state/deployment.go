@@ -1,6 +1,9 @@
 package state
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // CertificateVersion is one certificate issued to one agent: the leaf and
 // its chain as PEM. The store never holds a private key.
@@ -62,7 +65,10 @@ type Deployment struct {
 	LastAttempt   time.Time
 	Failures      int
 	NotBefore     time.Time
-	UpdatedAt     time.Time
+	// Waiting says why no certificate is ordered before NotBefore when
+	// that is no failure's backoff (see RateLimitWaiting); empty otherwise.
+	Waiting   string
+	UpdatedAt time.Time
 	// ChangeSeq orders the writes of the row: each takes the next value of
 	// the sequence agent_change_seq once the row is locked.
 	ChangeSeq int64
@@ -123,3 +129,25 @@ const (
 	IssuanceFailure  IssuanceResult = "failure"  // the issuer failed (503, backoff)
 	IssuanceError    IssuanceResult = "error"    // signed but not stored (503, no backoff)
 )
+
+// RateLimitWaiting is a deployment's Waiting while an ACME issuer's rate
+// limit of limit certificates per name set per 7 days holds its order
+// back: issued certificates for its names in the last 7 days, and
+// ordering more being ordered.
+func RateLimitWaiting(issuer string, until time.Time, issued, ordering, limit int) string {
+	ordered := ""
+	if ordering > 0 {
+		ordered = fmt.Sprintf(" and %d being ordered", ordering)
+	}
+	return fmt.Sprintf("waiting for the CA's rate limit until %s (issuer %s allows %d certificates for these names in 7 days: %d issued%s)",
+		until.UTC().Format(time.RFC3339), issuer, limit, issued, ordered)
+}
+
+// WaitingNow is why the deployment waits at now for its spec specHash
+// (Waiting, while NotBefore has not passed), or "".
+func (d *Deployment) WaitingNow(specHash string, now time.Time) string {
+	if d == nil || d.SpecHash != specHash || !d.NotBefore.After(now) {
+		return ""
+	}
+	return d.Waiting
+}

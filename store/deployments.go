@@ -17,6 +17,15 @@ import (
 type Issuance struct {
 	Version state.CertificateVersion
 	RenewAt time.Time
+	// ACME, for a certificate an ACME issuer issued, enters it in the
+	// issuer's rate-limit ledger (see ClaimACMEOrder).
+	ACME *ACMEIssuance
+}
+
+// ACMEIssuance is an ACME certificate's entry in the rate-limit ledger.
+type ACMEIssuance struct {
+	NameSet    string // spec.CertificateSpec.NameSet
+	ARIRenewal bool   // renewed inside the CA's suggested window
 }
 
 // IssueFailure is a refused or failed issue attempt.
@@ -45,7 +54,7 @@ type DeploymentReport struct {
 // deploymentColumns select a deployment with its current version (d, v).
 const deploymentColumns = `d.certificate, d.agent, d.spec_hash, d.renew_at, d.installed_serial,
 	d.installed_spec_hash, d.installed_not_after, d.state, d.state_spec_hash, d.last_error, d.last_attempt, d.failures,
-	d.not_before, d.updated_at, d.change_seq,
+	d.not_before, d.updated_at, d.change_seq, d.waiting,
 	v.id, v.spec_hash, v.serial, v.sha256, v.not_before, v.not_after, v.cert_pem, v.chain_pem, v.issuer, v.issued_at,
 	v.ari_window_start, v.ari_window_end`
 
@@ -76,6 +85,11 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 	if w := v.RenewalWindow; w != nil {
 		windowStart, windowEnd = &w.Start, &w.End
 	}
+	var nameSet *string
+	var ariRenewal bool
+	if a := in.ACME; a != nil {
+		nameSet, ariRenewal = &a.NameSet, a.ARIRenewal
+	}
 	rows, err := s.pool.Query(ctx, `
 		WITH v AS (
 			INSERT INTO certificate_versions
@@ -90,13 +104,16 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				spec_hash = excluded.spec_hash, current_version = excluded.current_version,
 				renew_at = excluded.renew_at, state = excluded.state, state_spec_hash = excluded.state_spec_hash, last_error = '',
-				last_attempt = excluded.last_attempt, failures = 0, not_before = NULL,
+				last_attempt = excluded.last_attempt, failures = 0, not_before = NULL, waiting = '',
 				updated_at = now(), `+changeSet+`
 			RETURNING *
+		), ledger AS (
+			INSERT INTO acme_issuances (issuer, name_set, certificate, agent, serial, issued_at, ari_renewal)
+			SELECT $10, $15, $1, $2, $4, $11, $16 WHERE $15::text IS NOT NULL
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d, v`,
 		v.Certificate, v.Agent, v.SpecHash, v.Serial, v.SHA256, v.NotBefore, v.NotAfter, v.CertPEM,
-		v.ChainPEM, v.Issuer, v.IssuedAt, in.RenewAt, windowStart, windowEnd)
+		v.ChainPEM, v.Issuer, v.IssuedAt, in.RenewAt, windowStart, windowEnd, nameSet, ariRenewal)
 	if err != nil {
 		return state.Deployment{}, fmt.Errorf("store: record issuance of %s for %s: %w", v.Certificate, v.Agent, err)
 	}
@@ -124,7 +141,7 @@ func (s *Store) RecordIssueFailure(ctx context.Context, f IssueFailure) (state.D
 				failures = CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures + 1 ELSE 1 END,
 				not_before = excluded.last_attempt + make_interval(secs => least($7::float8,
 					$6::float8 * power(2, least(CASE WHEN d.spec_hash = excluded.spec_hash THEN d.failures ELSE 0 END, 40)))),
-				updated_at = now(), `+changeSet+`
+				waiting = '', updated_at = now(), `+changeSet+`
 			RETURNING *
 		)
 		SELECT `+deploymentColumns+` FROM dep AS d LEFT JOIN certificate_versions v ON v.id = d.current_version`,
@@ -154,9 +171,9 @@ const ReportClockSkew = 5 * time.Minute
 // serial is only taken when that serial was issued to the agent for the
 // certificate, no later than ReportClockSkew after the report's time; else
 // ErrUnknownSerial and nothing changes. A failed report of the issue stage
-// for the spec whose issue attempt the server recorded as issue-failed is
-// the agent's account of that same attempt: the server's state and error,
-// which say why, stay. An installed report clears the served mismatch (the
+// for the spec whose issue attempt the server recorded as issue-failed, or
+// held back as waiting, is the agent's account of that same attempt: the
+// server's state and error, which say why, stay. An installed report clears the served mismatch (the
 // verify step has just compared them; the next served check tells again).
 // It returns the deployment as written.
 func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Deployment, error) {
@@ -183,10 +200,10 @@ func (s *Store) RecordReport(ctx context.Context, r DeploymentReport) (state.Dep
 				installed_spec_hash = CASE WHEN $7 THEN excluded.installed_spec_hash ELSE d.installed_spec_hash END,
 				installed_not_after = CASE WHEN $7 THEN excluded.installed_not_after ELSE d.installed_not_after END,
 				served_mismatch_since = CASE WHEN $7 THEN NULL ELSE d.served_mismatch_since END,
-				state           = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.state ELSE excluded.state END,
+				state           = CASE WHEN $10 AND (d.state = 'issue-failed' OR d.waiting <> '') AND d.spec_hash = $3 THEN d.state ELSE excluded.state END,
 				state_spec_hash = excluded.state_spec_hash,
-				last_error      = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_error ELSE excluded.last_error END,
-				last_attempt    = CASE WHEN $10 AND d.state = 'issue-failed' AND d.spec_hash = $3 THEN d.last_attempt ELSE excluded.last_attempt END,
+				last_error      = CASE WHEN $10 AND (d.state = 'issue-failed' OR d.waiting <> '') AND d.spec_hash = $3 THEN d.last_error ELSE excluded.last_error END,
+				last_attempt    = CASE WHEN $10 AND (d.state = 'issue-failed' OR d.waiting <> '') AND d.spec_hash = $3 THEN d.last_attempt ELSE excluded.last_attempt END,
 				updated_at = now(), `+changeSet+`
 			RETURNING *
 		)
@@ -313,8 +330,10 @@ func (s *Store) deploymentsOf(ctx context.Context, where, name string) ([]state.
 
 // DeploymentSummary counts one certificate's deployments by state.
 type DeploymentSummary struct {
-	Deployments int            `json:"deployments"`
-	States      map[string]int `json:"states,omitempty"`
+	Deployments int `json:"deployments"`
+	// States counts them by state; a row that has none yet (a deployment
+	// waiting for a rate limit before its first certificate) is pending.
+	States map[string]int `json:"states,omitempty"`
 	// EarliestNotAfter is the soonest expiry of what is installed.
 	EarliestNotAfter *time.Time `json:"earliestNotAfter,omitempty"`
 }
@@ -323,9 +342,9 @@ type DeploymentSummary struct {
 // (one query for a page of a list); certificates without any are absent.
 func (s *Store) DeploymentSummaries(ctx context.Context, certificates []string) (map[string]DeploymentSummary, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT certificate, state, count(*), min(installed_not_after)
+		SELECT certificate, coalesce(nullif(state, ''), 'pending'), count(*), min(installed_not_after)
 		FROM deployments WHERE certificate = ANY($1)
-		GROUP BY certificate, state`, certificates)
+		GROUP BY 1, 2`, certificates)
 	if err != nil {
 		return nil, fmt.Errorf("store: deployment summaries: %w", err)
 	}
@@ -388,7 +407,7 @@ func scanDeploymentWith(row pgx.CollectableRow, extra []any) (state.Deployment, 
 	)
 	dest := []any{&d.Certificate, &d.Agent, &d.SpecHash, &renewAt, &d.InstalledSerial,
 		&d.InstalledSpecHash, &installedNotAfter, &d.State, &d.StateSpecHash, &d.LastError, &lastAttempt, &failures,
-		&notBefore, &d.UpdatedAt, &d.ChangeSeq,
+		&notBefore, &d.UpdatedAt, &d.ChangeSeq, &d.Waiting,
 		&vID, &vSpecHash, &vSerial, &vSHA, &vNotBefore, &vNotAfter, &vCert, &vChain, &vIssuer, &vIssuedAt,
 		&vWindowStart, &vWindowEnd}
 	err := row.Scan(append(dest, extra...)...)

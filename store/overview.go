@@ -126,7 +126,7 @@ func certificatesByState(ctx context.Context, tx pgx.Tx, into map[state.Deployme
 	rows, err := tx.Query(ctx, `
 		WITH worst AS (
 			SELECT d.certificate, min(CASE d.state WHEN 'failed' THEN 0 WHEN 'rolled-back' THEN 1
-				WHEN 'issue-failed' THEN 2 WHEN 'issued' THEN 3 ELSE 4 END) AS rank
+				WHEN 'issue-failed' THEN 2 WHEN 'issued' THEN 3 WHEN '' THEN 5 ELSE 4 END) AS rank
 			FROM deployments d JOIN objects a ON a.kind = 'Agent' AND a.name = d.agent
 			GROUP BY d.certificate)
 		SELECT CASE w.rank WHEN 0 THEN 'failed' WHEN 1 THEN 'rolled-back' WHEN 2 THEN 'issue-failed'

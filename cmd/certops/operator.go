@@ -544,15 +544,18 @@ func describeCertificate(t terminal, c apiv1.Certificate, revs []revisionAction)
 				if d.Revoked {
 					state += " (REVOKED serial in use)"
 				}
-				retry := ""
+				retry, lastError := "", d.LastError
 				if d.Failures > 0 {
 					retry = fmt.Sprintf("%d failure(s)", d.Failures)
 					if d.RetryAfter != nil {
 						retry += ", " + t.ago(d.RetryAfter)
 					}
 				}
+				if d.Waiting != "" {
+					retry, lastError = "waiting, "+t.ago(d.RetryAfter), d.Waiting
+				}
 				tb.rows = append(tb.rows, []string{d.Agent, state, shortSerial(d.Serial), served(d), t.ago(d.NotAfter),
-					t.ago(d.RenewAt), t.ago(d.LastAttempt), retry, oneLine(d.LastError)})
+					t.ago(d.RenewAt), t.ago(d.LastAttempt), retry, oneLine(lastError)})
 			}
 			t.print(tb)
 		}
