@@ -179,7 +179,9 @@ func propagation(wait time.Duration) []dns01.ChallengeOption {
 
 func (a *acmeIssuer) Type() string { return TypeACME }
 
-func (a *acmeIssuer) CertificatesPerNameSetPerWeek() int { return a.cfg.CertificatesPerNameSetPerWeek() }
+func (a *acmeIssuer) CertificatesPerNameSetPerWeek() int {
+	return a.cfg.CertificatesPerNameSetPerWeek()
+}
 
 // usable is the last setup failure while it is recent.
 func (a *acmeIssuer) usable(now time.Time) error {
