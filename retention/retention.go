@@ -27,6 +27,7 @@ type Store interface {
 	PrunableRevisions(ctx context.Context, keep store.RevisionRetention, limit int) ([]int64, error)
 	PruneRevisionActions(ctx context.Context, ids []int64, limit int) (int64, error)
 	PruneRevisions(ctx context.Context, ids []int64, keep store.RevisionRetention) (int64, error)
+	PruneACMEIssuances(ctx context.Context, before time.Time, limit int) (int64, error)
 }
 
 // Defaults of Options (and of `certops serve`'s flags).
@@ -98,6 +99,7 @@ const (
 	TableCertificateVersions = "certificate_versions"
 	TableRevisions           = "revisions"
 	TableRevisionActions     = "revision_actions"
+	TableACMEIssuances       = "acme_issuances"
 )
 
 // Metrics are the pruner's Prometheus metrics.
@@ -115,7 +117,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of one retention batch (one transaction).",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
 	}
-	for _, t := range []string{TableCertificateVersions, TableRevisions, TableRevisionActions} {
+	for _, t := range []string{TableCertificateVersions, TableRevisions, TableRevisionActions, TableACMEIssuances} {
 		m.pruned.WithLabelValues(t) // every series from the start
 	}
 	reg.MustRegister(m.pruned, m.batches)
@@ -138,6 +140,7 @@ func New(st Store, opt Options, m *Metrics, logger *slog.Logger) *Pruner {
 // Result is what one round deleted, and how long its batches took.
 type Result struct {
 	Versions, Revisions, Actions int64
+	Ledger                       int64 // rows of the ACME rate-limit ledger
 	Batches                      int
 	LongestBatch                 time.Duration
 	Elapsed                      time.Duration
@@ -167,7 +170,8 @@ func (p *Pruner) Run(ctx context.Context) {
 	}
 }
 
-// PruneOnce runs one round: certificate versions, then revisions. It
+// PruneOnce runs one round: certificate versions, revisions, then the
+// ACME rate-limit ledger's rows older than store.ACMELedgerRetention. It
 // stops between two batches when ctx ends; every batch done is committed.
 func (p *Pruner) PruneOnce(ctx context.Context) (Result, error) {
 	var r Result
@@ -176,9 +180,12 @@ func (p *Pruner) PruneOnce(ctx context.Context) (Result, error) {
 	if err == nil {
 		err = p.pruneRevisions(ctx, &r)
 	}
+	if err == nil {
+		err = p.pruneLedger(ctx, &r, start.Add(-store.ACMELedgerRetention))
+	}
 	r.Elapsed = time.Since(start)
 	attrs := []any{"versions", r.Versions, "revisions", r.Revisions, "revision_actions", r.Actions,
-		"batches", r.Batches, "longest_batch", r.LongestBatch, "elapsed", r.Elapsed}
+		"acme_issuances", r.Ledger, "batches", r.Batches, "longest_batch", r.LongestBatch, "elapsed", r.Elapsed}
 	if err != nil {
 		return r, fmt.Errorf("retention: %w", err)
 	}
@@ -247,6 +254,25 @@ func (p *Pruner) pruneRevisions(ctx context.Context, r *Result) error {
 		r.Revisions += n
 		p.count(TableRevisions, n)
 		if len(ids) < p.opt.BatchSize {
+			return nil
+		}
+	}
+}
+
+// pruneLedger deletes the rate-limit ledger's rows issued before before.
+func (p *Pruner) pruneLedger(ctx context.Context, r *Result, before time.Time) error {
+	for {
+		var n int64
+		err := p.batch(ctx, r, func() (err error) {
+			n, err = p.st.PruneACMEIssuances(ctx, before, p.opt.BatchSize)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		r.Ledger += n
+		p.count(TableACMEIssuances, n)
+		if n < int64(p.opt.BatchSize) {
 			return nil
 		}
 	}

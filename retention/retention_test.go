@@ -398,3 +398,22 @@ func TestMetricsAndRun(t *testing.T) {
 		t.Fatal("Run with Interval 0 did not return")
 	}
 }
+
+// The ACME rate-limit ledger keeps 8 days (its 7-day window and a day):
+// older rows go, in batches; newer ones stay.
+func TestACMELedgerPruned(t *testing.T) {
+	d := openDB(t)
+	for _, age := range []time.Duration{9 * 24 * time.Hour, 8*24*time.Hour + time.Hour, 10 * 24 * time.Hour, 7 * 24 * time.Hour, time.Hour} {
+		d.exec(t, `INSERT INTO acme_issuances (issuer, name_set, certificate, agent, serial, issued_at, ari_renewal)
+			VALUES ('le', 'shop.example.com', 'shop', 'web-01', 'aa', now() - make_interval(secs => $1), false)`, age.Seconds())
+	}
+	p := retention.New(d.st, retention.Options{KeepVersions: 2, Interval: time.Hour, BatchSize: 2}, nil, slog.New(slog.DiscardHandler))
+	r, err := p.PruneOnce(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := d.count(t, `SELECT count(*) FROM acme_issuances`)
+	if r.Ledger != 3 || left != 2 {
+		t.Errorf("pruned %d ledger rows, %d left; want 3 pruned (older than 8 days), 2 left", r.Ledger, left)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -14,9 +15,10 @@ const MaxMarkdownBytes = 60_000
 
 // Caps within the byte budget, so that one object cannot take it all.
 const (
-	maxFieldsPerObject = 50  // fields in one object's diff
-	maxLineBytes       = 500 // one line of a diff, a names-only line, an error, a warning
-	maxHostAgents      = 20  // agents named on one host entry
+	maxFieldsPerObject  = 50  // fields in one object's diff
+	maxLineBytes        = 500 // one line of a diff, a names-only line, an error, a warning
+	maxMarkdownWarnings = 10  // warnings shown above the changes
+	maxHostAgents       = 20  // agents named on one host entry
 	// hostsShare: the hosts section may claim up to 1/hostsShare of the
 	// budget ahead of the objects; it gets whatever the objects leave too.
 	hostsShare = 4
@@ -50,7 +52,12 @@ func (r Report) Markdown(w io.Writer) error {
 			fmt.Fprintf(&b, "| %s | %d | %d | %d |\n", escapeMarkdown(string(k)), n.Create, n.Update, n.Delete)
 		}
 	}
-	for _, warning := range r.PruneWarnings {
+	warnings := slices.Concat(r.PruneWarnings, r.RateLimitWarnings)
+	for i, warning := range warnings {
+		if i == maxMarkdownWarnings {
+			fmt.Fprintf(&b, "\n> **Warning:** … and %d more (see `certops plan --format json`)\n", len(warnings)-i)
+			break
+		}
 		fmt.Fprintf(&b, "\n> **Warning:** %s\n", escapeMarkdown(truncate(warning, maxLineBytes)))
 	}
 	hosts := newHostsSection(r.Hosts)

@@ -33,7 +33,7 @@ func (r Report) Text(w io.Writer) error {
 		n := r.Counts[k]
 		fmt.Fprintf(&b, "%s: %d to create, %d to update, %d to delete\n", k, n.Create, n.Update, n.Delete)
 	}
-	for _, warning := range r.PruneWarnings {
+	for _, warning := range slices.Concat(r.PruneWarnings, r.RateLimitWarnings) {
 		fmt.Fprintf(&b, "warning: %s\n", warning)
 	}
 	if len(r.Changes) > 0 {
@@ -112,6 +112,9 @@ func (r Report) JSON(w io.Writer) error {
 	}
 	if r.PruneWarnings == nil {
 		r.PruneWarnings = []string{}
+	}
+	if r.RateLimitWarnings == nil {
+		r.RateLimitWarnings = []string{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -22,8 +22,8 @@ import (
 // baseCommit, headCommit, valid, refusal and errors, and made a field's old
 // and new values JSON values (they were JSON text inside JSON strings); 3
 // added trust bundles to hosts (an entry names bundle instead of
-// certificate); 4 added alertRouting.
-const FormatVersion = 4
+// certificate); 4 added alertRouting; 5 added rateLimitWarnings.
+const FormatVersion = 5
 
 // Report is a plan prepared for review, or the reason there is none: a head
 // revision the reconciler would refuse (Valid false, Errors say why).
@@ -52,6 +52,11 @@ type Report struct {
 	// PruneWarnings are shown prominently above the changes. Build leaves
 	// them empty: the caller that knows the deletion guard fills them in.
 	PruneWarnings []string `json:"pruneWarnings"`
+	// RateLimitWarnings say where the change makes more agents order
+	// certificates for one set of names from an ACME issuer than the
+	// issuer's rateLimits allow in a week (so some will wait); shown
+	// prominently like PruneWarnings.
+	RateLimitWarnings []string `json:"rateLimitWarnings"`
 	// Hosts lists what changes on the hosts: per certificate (then per
 	// trust bundle), the files its agents write and the reload they run,
 	// where those or the agents change.
@@ -90,7 +95,7 @@ type FieldDiff struct {
 // Changes come in kind order (spec.KeyLess), each object's fields by path.
 func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
 	r := Report{Valid: true, Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head),
-		AlertRouting: alertRouting(base, head)}
+		AlertRouting: alertRouting(base, head), RateLimitWarnings: rateLimitWarnings(base, head)}
 	for _, c := range plan.Changes {
 		cur := c.Object
 		if cur == nil {

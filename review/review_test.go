@@ -271,6 +271,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 	// JSON sets the format version and writes empty lists as [].
 	want.FormatVersion, want.PruneWarnings, want.Errors, want.AlertRouting = FormatVersion, []string{}, []spec.Error{}, []AlertRouting{}
+	want.RateLimitWarnings = []string{}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("JSON round trip mismatch (-got +want):\n%s", diff)
 	}
@@ -285,8 +286,8 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.FormatVersion != 4 {
-		t.Errorf("formatVersion = %d, want 4", doc.FormatVersion)
+	if doc.FormatVersion != 5 {
+		t.Errorf("formatVersion = %d, want 5", doc.FormatVersion)
 	}
 	if f := doc.Changes[0].Fields[0]; f["new"] != "web" || len(f) != 2 {
 		t.Errorf("the create's first field = %v, want path and new: \"web\" only", f)
@@ -306,7 +307,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatalf("decode JSON output: %v", err)
 	}
 	refused.FormatVersion, refused.Changes, refused.PruneWarnings, refused.Hosts = FormatVersion, []ObjectChange{}, []string{}, []HostChange{}
-	refused.AlertRouting = []AlertRouting{}
+	refused.AlertRouting, refused.RateLimitWarnings = []AlertRouting{}, []string{}
 	if diff := cmp.Diff(gotRefused, refused); diff != "" {
 		t.Errorf("JSON round trip of a refusal mismatch (-got +want):\n%s", diff)
 	}

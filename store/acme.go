@@ -103,7 +103,7 @@ func (s *Store) ClaimACMEOrder(ctx context.Context, o ACMEOrder) (ACMEClaim, err
 func rateLimitWait(ctx context.Context, tx pgx.Tx, o ACMEOrder) (until time.Time, issuedCount, ordering int, err error) {
 	since := o.StartedAt.Add(-rateLimitWindow)
 	if _, err := tx.Exec(ctx, `DELETE FROM acme_issuances WHERE issuer = $1 AND name_set = $2 AND issued_at < $3`,
-		o.Issuer, o.NameSet, since.Add(-24*time.Hour)); err != nil {
+		o.Issuer, o.NameSet, o.StartedAt.Add(-ACMELedgerRetention)); err != nil {
 		return time.Time{}, 0, 0, err
 	}
 	rows, err := tx.Query(ctx, `SELECT issued_at FROM acme_issuances

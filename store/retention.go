@@ -196,3 +196,20 @@ func (s *Store) PruneRevisions(ctx context.Context, ids []int64, keep RevisionRe
 	}
 	return n, nil
 }
+
+// ACMELedgerRetention is how long the rate-limit ledger keeps a
+// certificate: its 7-day window and a day of margin.
+const ACMELedgerRetention = rateLimitWindow + 24*time.Hour
+
+// PruneACMEIssuances deletes, in one transaction, up to limit rate-limit
+// ledger rows issued before before (ClaimACMEOrder drops those of the name
+// set it counts; this catches the name sets never ordered again).
+func (s *Store) PruneACMEIssuances(ctx context.Context, before time.Time, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM acme_issuances WHERE id IN (
+			SELECT id FROM acme_issuances WHERE issued_at < $1 LIMIT $2)`, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune the ACME rate-limit ledger: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
