@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-acme/lego/v5/acme"
 	"github.com/go-acme/lego/v5/acme/api"
+	"github.com/go-acme/lego/v5/certcrypto"
 	"github.com/go-acme/lego/v5/certificate"
 	"github.com/go-acme/lego/v5/challenge/dns01"
 	"github.com/go-acme/lego/v5/lego"
@@ -127,9 +128,12 @@ type acmeIssuer struct {
 	logger *slog.Logger
 	// solver sets up the issuer's challenge type on a new lego client.
 	solver func(*lego.Client) error
+	// persist is the dns-persist-01 configuration; nil for other challenges.
+	persist *dnsPersist
 
 	mu       sync.Mutex
 	client   *lego.Client // nil until the account is set up
+	account  string       // the account URL, once set up
 	setupErr error        // the last setup failure
 	setupAt  time.Time    // when setup last failed
 }
@@ -161,8 +165,11 @@ func newACME(name string, cfg spec.ACMEIssuer, opts ACMEOptions, logger *slog.Lo
 		p := &scriptProvider{present: ch.DNS01.PresentScript, cleanup: ch.DNS01.CleanupScript, wait: wait,
 			timeout: opts.ScriptTimeout, logger: logger}
 		a.solver = func(c *lego.Client) error { return c.Challenge.SetDNS01Provider(p, propagation(wait)...) }
+	case ch.DNSPersist01 != nil:
+		a.persist = newDNSPersist(ch.DNSPersist01)
+		a.solver = func(c *lego.Client) error { return c.Challenge.SetDNSPersist01(a.persist.options()...) }
 	default:
-		return nil, errors.New("acme issuer has no challenge (http01 or dns01)")
+		return nil, errors.New("acme issuer has no challenge (http01, dns01 or dnsPersist01)")
 	}
 	return a, nil
 }
@@ -224,9 +231,20 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 	if a.cfg.Challenge.HTTP01 != nil && o.Webroots == nil {
 		return nil, failure.Wrap(failure.Invalid, fmt.Errorf("issuer %q answers http-01 on the agents' webroot: order through the agent API", a.name))
 	}
-	client, err := a.setup(ctx)
+	names := certcrypto.ExtractDomainsCSR(o.CSR) // what lego orders
+	if a.persist != nil {
+		if _, err := a.persist.domains(names); err != nil {
+			return nil, failure.Wrap(failure.Invalid, fmt.Errorf("issuer %q: %w", a.name, err))
+		}
+	}
+	client, account, err := a.setup(ctx)
 	if err != nil {
 		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: %w", a.name, err))
+	}
+	if a.persist != nil {
+		if err := a.persist.check(ctx, names, account, time.Now()); err != nil {
+			return nil, fmt.Errorf("issuer %q: %w", a.name, err)
+		}
 	}
 	req := certificate.ObtainForCSRRequest{CSR: o.CSR, Profile: a.cfg.Profile}
 	if o.Replaces != nil {
@@ -236,7 +254,7 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 	}
 	res, err := client.Certificate.ObtainForCSR(withOrder(ctx, &o), req)
 	if err != nil {
-		return nil, &OrderError{Issuer: a.name, Err: err}
+		return nil, &OrderError{Issuer: a.name, Err: a.explain(err, names, account)}
 	}
 	issued, leaf, err := issuedFrom(res, o.CSR)
 	if err != nil {
@@ -258,6 +276,24 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 			"certificate", o.Certificate, "err", err)
 	}
 	return out, nil
+}
+
+// explain adds to a failed order's error what the CA expected to find,
+// for the challenges whose answer the operator set up: dns-persist-01's
+// records.
+func (a *acmeIssuer) explain(err error, names []string, account string) error {
+	if a.persist == nil {
+		return err
+	}
+	records, rerr := a.persist.records(names, account)
+	if rerr != nil || len(records) == 0 {
+		return err
+	}
+	want := make([]string, len(records))
+	for i, r := range records {
+		want[i] = r.String()
+	}
+	return fmt.Errorf("%w; dns-persist-01 expects the TXT record(s) %s", err, strings.Join(want, "; "))
 }
 
 // OrderError is a failed order: its message carries the CA's problem
@@ -313,35 +349,41 @@ func issuedFrom(res *certificate.Resource, csr *x509.CertificateRequest) (*agent
 
 // setup returns the lego client with its account: on first use it reads
 // (or creates) the account key, finds the account by key or registers it
-// (with EAB when configured) and installs the challenge solver. A failure
-// is remembered for SetupRetry so a broken issuer does not hammer the CA.
-func (a *acmeIssuer) setup(ctx context.Context) (*lego.Client, error) {
+// (with EAB when configured) and installs the challenge solver. It returns
+// the client and the account URL. A failure is remembered for SetupRetry so
+// a broken issuer does not hammer the CA.
+func (a *acmeIssuer) setup(ctx context.Context) (*lego.Client, string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.client != nil {
-		return a.client, nil
+		return a.client, a.account, nil
 	}
 	if a.setupErr != nil && time.Since(a.setupAt) < a.opts.SetupRetry {
-		return nil, a.setupErr
+		return nil, "", a.setupErr
 	}
-	client, err := a.newClient(ctx)
+	client, account, err := a.newClient(ctx)
 	if err != nil {
 		a.setupErr, a.setupAt = err, time.Now()
 		a.logger.Error("acme account setup failed", "directory", a.cfg.DirectoryURL, "err", err)
-		return nil, err
+		return nil, "", err
 	}
-	a.client, a.setupErr = client, nil
-	return client, nil
+	a.client, a.account, a.setupErr = client, account, nil
+	if a.persist != nil {
+		a.persist.logRecords(a.logger, account)
+	}
+	return client, account, nil
 }
 
-func (a *acmeIssuer) newClient(ctx context.Context) (*lego.Client, error) {
+// newClient builds the lego client, sets its account up and returns the
+// account URL with it.
+func (a *acmeIssuer) newClient(ctx context.Context) (*lego.Client, string, error) {
 	hc, err := a.httpClient()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	key, created, err := loadOrCreateAccountKey(a.cfg.AccountKeyFile)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if created {
 		a.logger.Info("acme account key created", "file", a.cfg.AccountKeyFile)
@@ -353,25 +395,25 @@ func (a *acmeIssuer) newClient(ctx context.Context) (*lego.Client, error) {
 	cfg.UserAgent = a.opts.UserAgent
 	client, err := lego.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("ACME directory %s: %w", a.cfg.DirectoryURL, err)
+		return nil, "", fmt.Errorf("ACME directory %s: %w", a.cfg.DirectoryURL, err)
 	}
-	if err := a.account(ctx, client, user); err != nil {
-		return nil, err
+	if err := a.findAccount(ctx, client, user); err != nil {
+		return nil, "", err
 	}
 	if err := a.solver(client); err != nil {
-		return nil, fmt.Errorf("challenge solver: %w", err)
+		return nil, "", fmt.Errorf("challenge solver: %w", err)
 	}
 	if a.cfg.Profile != "" {
 		if _, ok := client.GetServerMetadata().Profiles[a.cfg.Profile]; !ok {
-			return nil, fmt.Errorf("the ACME server offers no profile %q", a.cfg.Profile)
+			return nil, "", fmt.Errorf("the ACME server offers no profile %q", a.cfg.Profile)
 		}
 	}
-	return client, nil
+	return client, user.reg.Location, nil
 }
 
-// account finds the account of the key, registering it when the server
-// does not know it.
-func (a *acmeIssuer) account(ctx context.Context, client *lego.Client, user *acmeUser) error {
+// findAccount finds the account of the key, registering it when the
+// server does not know it.
+func (a *acmeIssuer) findAccount(ctx context.Context, client *lego.Client, user *acmeUser) error {
 	reg, err := client.Registration.ResolveAccountByKey(ctx)
 	if err == nil {
 		user.reg = reg
@@ -442,7 +484,7 @@ type Revoker interface {
 
 // Revoke implements Revoker through lego (RevokeWithReason).
 func (a *acmeIssuer) Revoke(ctx context.Context, certPEM string, reason int) error {
-	client, err := a.setup(ctx)
+	client, _, err := a.setup(ctx)
 	if err != nil {
 		return fmt.Errorf("issuer %q: %w", a.name, err)
 	}

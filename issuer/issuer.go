@@ -12,7 +12,8 @@
 // acme.go and docs/acme.md): the agent's CSR finalizes the order, so keys
 // stay on the agents. It implements Orderer besides Signer: http-01
 // challenges are answered by the agents deploying the certificate through
-// an HTTP01Publisher the caller passes with each Order.
+// an HTTP01Publisher the caller passes with each Order; dns-persist-01
+// records are the operator's, checked before each order (acme_persist.go).
 //
 // An external issuer runs an operator's command that turns the CSR into a
 // certificate chain (see external.go) and checks what it returns: the

@@ -89,12 +89,16 @@ func (c *checker) issuer(s *IssuerSpec) {
 		c.errorf("spec.acme.rateLimits.certificatesPerNameSetPerWeek", "%d is negative (0 means no limit)", *rl.CertificatesPerNameSetPerWeek)
 	}
 	ch := a.Challenge
-	c.exactlyOne("spec.acme.challenge", []string{"http01", "dns01"}, ch.HTTP01 != nil, ch.DNS01 != nil)
+	c.exactlyOne("spec.acme.challenge", []string{"http01", "dns01", "dnsPersist01"},
+		ch.HTTP01 != nil, ch.DNS01 != nil, ch.DNSPersist01 != nil)
 	if ch.HTTP01 != nil {
 		c.requiredAbsPath("spec.acme.challenge.http01.webroot", ch.HTTP01.Webroot)
 	}
 	if d := ch.DNS01; d != nil {
 		c.dns01("spec.acme.challenge.dns01", d)
+	}
+	if d := ch.DNSPersist01; d != nil {
+		c.dnsPersist01("spec.acme.challenge.dnsPersist01", d)
 	}
 }
 

@@ -145,7 +145,7 @@ func TestParseFileErrors(t *testing.T) {
 			`issuer.yaml:7: spec.acme.directoryURL: must use https: http is allowed only for loopback hosts, and "acme.example.com" is not one`,
 			`issuer.yaml:8: spec.acme.email: "Ops <ops@example.com>" is not a valid email address`,
 			`issuer.yaml:9: spec.acme.accountKeyFile: is not a clean path (no "//", "." elements or trailing "/")`,
-			`issuer.yaml:10: spec.acme.challenge: only one of http01, dns01 may be set`,
+			`issuer.yaml:10: spec.acme.challenge: only one of http01, dns01, dnsPersist01 may be set`,
 			`issuer.yaml:17: spec: one of localCA, acme, external, vault is required`,
 			`issuer.yaml:27: spec.acme.challenge.dns01: use either scripts (presentScript, cleanupScript, propagationWait) or a provider (provider, envFile), not both`,
 			`issuer.yaml:34: spec.acme.directoryURL: must be an http or https URL, not ftp`,

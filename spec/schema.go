@@ -148,7 +148,7 @@ func exactlyOneOf(typeName string) []string {
 	case "VaultAuth":
 		return []string{"tokenFile", "appRole"}
 	case "ACMEChallenge":
-		return []string{"http01", "dns01"}
+		return []string{"http01", "dns01", "dnsPersist01"}
 	case "NotificationChannelSpec":
 		return []string{"slack", "smtp", "webhook", "alertmanager", "pagerduty", "teams"}
 	case "BackupDestination":
@@ -188,8 +188,10 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"enum": []string{SMTPAuthPlain, SMTPAuthLogin}}
 	case "RevocationSpec.serials":
 		return map[string]any{"items": map[string]any{"pattern": "^[0-9A-Fa-f:]+$"}}
-	case "RevocationSpec.issuedBefore":
+	case "RevocationSpec.issuedBefore", "DNSPersist01Challenge.persistUntil":
 		return map[string]any{"format": "date-time"}
+	case "DNSPersist01Challenge.issuerDomainName":
+		return map[string]any{"pattern": `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`, "maxLength": 253}
 	case "RevocationSpec.reason":
 		return map[string]any{"enum": revocationReasonNames}
 	case "AgentSpec.tokenSHA256":

@@ -122,8 +122,9 @@ type ACMEEAB struct {
 
 // ACMEChallenge selects exactly one challenge type.
 type ACMEChallenge struct {
-	HTTP01 *HTTP01Challenge `json:"http01,omitempty" yaml:"http01,omitempty"`
-	DNS01  *DNS01Challenge  `json:"dns01,omitempty" yaml:"dns01,omitempty"`
+	HTTP01       *HTTP01Challenge       `json:"http01,omitempty" yaml:"http01,omitempty"`
+	DNS01        *DNS01Challenge        `json:"dns01,omitempty" yaml:"dns01,omitempty"`
+	DNSPersist01 *DNSPersist01Challenge `json:"dnsPersist01,omitempty" yaml:"dnsPersist01,omitempty"`
 }
 
 // HTTP01Challenge places challenge files under a webroot on the agent hosts.

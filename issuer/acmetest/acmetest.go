@@ -43,45 +43,63 @@ type Options struct {
 	NonceReject int
 }
 
-// Server is a running Pebble with its challenge test server.
+// Server is a running Pebble with its challenge test server, which is
+// Pebble's DNS (the embedded DNS).
 type Server struct {
 	DirectoryURL string // https://127.0.0.1:PORT/dir
 	CABundleFile string // the CA of Pebble's HTTPS listeners
 	HTTPPort     int    // where Pebble fetches http-01 tokens (on 127.0.0.1)
 	EABKeyID     string
 	EABHMACFile  string
+	*DNS         // the DNS Pebble resolves names with
 
-	mgmtURL  string // Pebble management (HTTPS)
-	challURL string // challtestsrv management (HTTP)
-	client   *http.Client
+	mgmtURL string // Pebble management (HTTPS)
+	client  *http.Client
+}
+
+// DNS is a running pebble-challtestsrv DNS server whose records the test
+// sets through its management API; names without records resolve to
+// 127.0.0.1.
+type DNS struct {
+	Addr string // 127.0.0.1:PORT, UDP and TCP
+
+	mgmtURL string // challtestsrv management (HTTP)
+	client  *http.Client
 }
 
 const startTimeout = 60 * time.Second
+
+// StartDNS runs a challtestsrv DNS server until the test ends: Start runs
+// one as Pebble's; a second one gives the reconciler another view of DNS
+// than the CA's.
+func StartDNS(t testing.TB) *DNS {
+	t.Helper()
+	ports := freePorts(t, 2)
+	d := &DNS{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), mgmtURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		client: &http.Client{Timeout: 10 * time.Second}}
+	run(t, "pebble-challtestsrv", nil,
+		"-dnsserver", d.Addr, "-management", strings.TrimPrefix(d.mgmtURL, "http://"),
+		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
+		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "")
+	waitFor(t, "challtestsrv", func() error { return d.ClearTXT("ready.test.") })
+	return d
+}
 
 // Start runs Pebble and challtestsrv until the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile, pool := writeTLSCert(t, dir)
-	ports := freePorts(t, 5)
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	ports := freePorts(t, 3)
 	s := &Server{
-		DirectoryURL: fmt.Sprintf("https://127.0.0.1:%d/dir", ports[1]),
+		DirectoryURL: fmt.Sprintf("https://127.0.0.1:%d/dir", ports[0]),
 		CABundleFile: certFile,
-		HTTPPort:     ports[2],
-		mgmtURL:      fmt.Sprintf("https://127.0.0.1:%d", ports[3]),
-		challURL:     fmt.Sprintf("http://127.0.0.1:%d", ports[4]),
+		HTTPPort:     ports[1],
+		mgmtURL:      fmt.Sprintf("https://127.0.0.1:%d", ports[2]),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool}}},
+		DNS: StartDNS(t),
 	}
-
-	run(t, "pebble-challtestsrv", nil,
-		"-dnsserver", dnsAddr, "-management", strings.TrimPrefix(s.challURL, "http://"),
-		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
-		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "")
-	waitFor(t, "challtestsrv", func() error {
-		return s.post(s.challURL+"/clear-txt", map[string]string{"host": "ready.test."})
-	})
 
 	cfg := map[string]any{
 		"listenAddress":           strings.TrimSuffix(strings.TrimPrefix(s.DirectoryURL, "https://"), "/dir"),
@@ -118,7 +136,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.NonceReject > 0 {
 		env = append(env, "PEBBLE_WFE_NONCEREJECT="+strconv.Itoa(opts.NonceReject))
 	}
-	run(t, "pebble", env, "-config", cfgFile, "-dnsserver", dnsAddr)
+	run(t, "pebble", env, "-config", cfgFile, "-dnsserver", s.DNS.Addr)
 	waitFor(t, "pebble", func() error {
 		resp, err := s.client.Get(s.DirectoryURL)
 		if err != nil {
@@ -133,26 +151,26 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// AddA makes host resolve to 127.0.0.1 for Pebble.
-func (s *Server) AddA(t testing.TB, host string) {
+// AddA makes host resolve to 127.0.0.1.
+func (d *DNS) AddA(t testing.TB, host string) {
 	t.Helper()
-	if err := s.post(s.challURL+"/add-a", map[string]any{"host": host, "addresses": []string{"127.0.0.1"}}); err != nil {
+	if err := post(d.client, d.mgmtURL+"/add-a", map[string]any{"host": host, "addresses": []string{"127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // SetTXT adds a TXT record (host is a FQDN with the trailing dot).
-func (s *Server) SetTXT(host, value string) error {
-	return s.post(s.challURL+"/set-txt", map[string]string{"host": host, "value": value})
+func (d *DNS) SetTXT(host, value string) error {
+	return post(d.client, d.mgmtURL+"/set-txt", map[string]string{"host": host, "value": value})
 }
 
 // ClearTXT removes the TXT records of host.
-func (s *Server) ClearTXT(host string) error {
-	return s.post(s.challURL+"/clear-txt", map[string]string{"host": host})
+func (d *DNS) ClearTXT(host string) error {
+	return post(d.client, d.mgmtURL+"/clear-txt", map[string]string{"host": host})
 }
 
 // ChallSrvURL is challtestsrv's management URL (for scripts using curl).
-func (s *Server) ChallSrvURL() string { return s.challURL }
+func (d *DNS) ChallSrvURL() string { return d.mgmtURL }
 
 // Roots returns Pebble's root CA as a pool; Pebble makes a new one at
 // every start.
@@ -181,20 +199,19 @@ func (s *Server) SetRenewalInfo(t testing.TB, certPEM string, start, end time.Ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.postTLS(s.mgmtURL+"/set-renewal-info/", map[string]string{
+	if err := post(s.client, s.mgmtURL+"/set-renewal-info/", map[string]string{
 		"certificate": certPEM, "ariResponse": string(ari)}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (s *Server) post(url string, body any) error { return s.postTLS(url, body) }
-
-func (s *Server) postTLS(url string, body any) error {
+// post sends body as JSON and wants 200 OK.
+func post(client *http.Client, url string, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	resp, err := s.client.Post(url, "application/json", bytes.NewReader(b))
+	resp, err := client.Post(url, "application/json", bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
