@@ -44,6 +44,7 @@ type env struct {
 	st      *store.Store
 	url     string
 	api     *api
+	issuers *issuer.Registry // synced by the snapshot with the applied Issuers
 	http    *httptest.Server
 	clock   *testkit.Clock
 	reg     *prometheus.Registry
@@ -72,10 +73,10 @@ func newEnv(t testing.TB, opts envOptions, objs ...*spec.Object) *env {
 		reg: prometheus.NewRegistry(), caDir: t.TempDir(), desired: map[spec.Key]*spec.Object{}}
 	e.caCert, _ = writeCA(t, e.caDir, opts.caValidity)
 	e.apply(objs...)
-	registry := issuer.NewRegistry(nil)
+	e.issuers = issuer.NewRegistry(nil)
 	cfg := opts.cfg
 	cfg.Now = e.clock.Now
-	e.api = newAPI(apiDeps{store: st, signers: registry, issuers: registry, reg: e.reg, perCertificate: opts.perCertificate},
+	e.api = newAPI(apiDeps{store: st, signers: e.issuers, issuers: e.issuers, reg: e.reg, perCertificate: opts.perCertificate},
 		cfg, testLogger(t))
 	e.refresh()
 	e.http = httptest.NewServer(e.api.handler)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
+	"github.com/certops/certops/store"
 	"github.com/certops/certops/testkit"
 )
 
@@ -99,8 +100,8 @@ func TestACMERateLimitSchedulesOrders(t *testing.T) {
 		t.Errorf("ledger %v, want two certificates, no ARI renewal", n)
 	}
 
-	// The CA moves one installed certificate's renewal window to now (as
-	// the ARI re-check records it): its renewal is exempt from the limit.
+	// The CA moves one installed certificate's renewal window to now: its
+	// renewal is exempt from the limit.
 	renewer := ds[0].Agent
 	if renewer == waiter.Agent {
 		renewer = ds[1].Agent
@@ -164,23 +165,25 @@ func ledger(t *testing.T, e *env, issuer string) []bool {
 	return out
 }
 
-// openWindow sets the ARI window of agent's current version of cert to
-// have begun an hour before now, and announces the row to the replicas.
+// openWindow records, as the ARI re-check does when the CA moves a
+// window, that agent's current certificate of cert is to be renewed in a
+// window that began an hour before now.
 func openWindow(t *testing.T, e *env, cert, agent string, now time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.url)
+	ds, err := e.st.CertificateDeployments(ctx, cert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `
-		WITH v AS (
-			UPDATE certificate_versions v SET ari_window_start = $3, ari_window_end = $4
-			FROM deployments d WHERE d.certificate = $1 AND d.agent = $2 AND v.id = d.current_version
-			RETURNING v.id)
-		UPDATE deployments SET change_seq = nextval('agent_change_seq'), change_xid = pg_current_xact_id()
-		WHERE certificate = $1 AND agent = $2`, cert, agent, now.Add(-time.Hour), now.Add(time.Hour)); err != nil {
-		t.Fatal(err)
+	for _, d := range ds {
+		if d.Agent == agent {
+			if _, err := e.st.RecordRenewalInfo(ctx, store.RenewalInfoCheck{VersionID: d.Current.ID,
+				Window: state.RenewalWindow{Start: now.Add(-time.Hour), End: now.Add(time.Hour)}, CheckedAt: now,
+				NextCheck: now.Add(24 * time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
 	}
+	t.Fatalf("no deployment of %s on %s", cert, agent)
 }

@@ -261,17 +261,11 @@ func (a *acmeIssuer) Order(ctx context.Context, o Order) (*OrderResult, error) {
 		return nil, fmt.Errorf("issuer %q: %w", a.name, err)
 	}
 	out := &OrderResult{Issued: issued}
-	info, err := client.Certificate.GetRenewalInfo(ctx, leaf)
+	info, err := a.renewalInfo(ctx, client, leaf)
 	switch {
 	case err == nil:
-		w := state.RenewalWindow{Start: info.SuggestedWindow.Start, End: info.SuggestedWindow.End}
-		if w.Valid() {
-			out.RenewalWindow = &w
-		} else {
-			a.logger.Warn("the CA suggested an empty renewal window; renewing on the certificate's schedule",
-				"certificate", o.Certificate, "start", w.Start, "end", w.End)
-		}
-	case !errors.Is(err, api.ErrNoARI):
+		out.RenewalWindow = &info.Window
+	case !errors.Is(err, ErrNoARI):
 		a.logger.Warn("renewal information unavailable; renewing on the certificate's schedule",
 			"certificate", o.Certificate, "err", err)
 	}
@@ -294,6 +288,63 @@ func (a *acmeIssuer) explain(err error, names []string, account string) error {
 		want[i] = r.String()
 	}
 	return fmt.Errorf("%w; dns-persist-01 expects the TXT record(s) %s", err, strings.Join(want, "; "))
+}
+
+// RenewalInfoer asks a CA for its current renewal advice on a certificate
+// it issued (ACME Renewal Information, RFC 9773): the acme issuers
+// implement it (Registry.RenewalInfoer).
+type RenewalInfoer interface {
+	// RenewalInfo returns the CA's advice for leaf now: ErrNoARI when the
+	// CA offers none (no renewalInfo in its directory), another error when
+	// it could not be asked (to be asked again later).
+	RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*RenewalInfo, error)
+}
+
+// RenewalInfo is a CA's renewal advice on one certificate (RFC 9773 §4.2).
+type RenewalInfo struct {
+	// Window is when the CA suggests renewing (always Valid).
+	Window state.RenewalWindow
+	// RetryAfter is how long the CA asks to wait before asking again; 0
+	// when it did not say.
+	RetryAfter time.Duration
+	// ExplanationURL is a page that says why the window is what it is
+	// (a mass revocation, load balancing), if the CA gave one.
+	ExplanationURL string
+}
+
+// ErrNoARI is RenewalInfo's answer when the CA offers no renewal
+// information. lego gives the same answer for an empty window (end not
+// after start), which RFC 9773 §4.2 says to treat as no answer.
+var ErrNoARI = errors.New("the ACME server offers no renewal information (ARI)")
+
+// RenewalInfo implements RenewalInfoer through lego (GetRenewalInfo),
+// with the issuer's account client.
+func (a *acmeIssuer) RenewalInfo(ctx context.Context, leaf *x509.Certificate) (*RenewalInfo, error) {
+	client, _, err := a.setup(ctx)
+	if err != nil {
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: %w", a.name, err))
+	}
+	info, err := a.renewalInfo(ctx, client, leaf)
+	if err != nil {
+		return nil, fmt.Errorf("issuer %q: renewal information: %w", a.name, err)
+	}
+	return info, nil
+}
+
+// renewalInfo asks the CA for leaf's renewal information.
+func (a *acmeIssuer) renewalInfo(ctx context.Context, client *lego.Client, leaf *x509.Certificate) (*RenewalInfo, error) {
+	info, err := client.Certificate.GetRenewalInfo(ctx, leaf)
+	if errors.Is(err, api.ErrNoARI) {
+		return nil, ErrNoARI
+	}
+	if err != nil {
+		return nil, err
+	}
+	w := state.RenewalWindow{Start: info.SuggestedWindow.Start, End: info.SuggestedWindow.End}
+	if !w.Valid() { // lego refuses end <= start; a zero start is no window either
+		return nil, ErrNoARI
+	}
+	return &RenewalInfo{Window: w, RetryAfter: max(info.RetryAfter, 0), ExplanationURL: info.ExplanationURL}, nil
 }
 
 // OrderError is a failed order: its message carries the CA's problem
@@ -498,6 +549,28 @@ func (a *acmeIssuer) Revoke(ctx context.Context, certPEM string, reason int) err
 		return fmt.Errorf("issuer %q: revoke: %w", a.name, err)
 	}
 	return nil
+}
+
+// RenewalInfoer returns the named issuer's RenewalInfoer: a
+// failure.NotFound error when there is no such issuer or it is not an ACME
+// issuer (no CA to ask), failure.Unavailable when it is an ACME issuer that
+// cannot be used now (misconfigured, its account setup failed recently).
+func (r *Registry) RenewalInfoer(name string) (RenewalInfoer, error) {
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q is not defined", name))
+	}
+	if e.issuer.Type() != TypeACME {
+		return nil, failure.Wrap(failure.NotFound, fmt.Errorf("issuer %q is not an ACME issuer", name))
+	}
+	if err := e.issuer.usable(r.now()); err != nil {
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q is unavailable: %w", name, err))
+	}
+	ri, ok := e.issuer.(RenewalInfoer)
+	if !ok {
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q is unavailable: %s", name, e.issuer.status(r.now())))
+	}
+	return ri, nil
 }
 
 // Revoker returns the named issuer's Revoker: a failure.NotFound error

@@ -499,12 +499,12 @@ func TestLeaderElection(t *testing.T) {
 	reg1, reg2 := prometheus.NewRegistry(), prometheus.NewRegistry()
 	opts := reconcile.Options{LeaderRetry: 50 * time.Millisecond, Interval: 50 * time.Millisecond}
 	el1, el2 := &countingElector{Elector: reconcile.ElectorOf(h.store.TryLeader)}, &countingElector{Elector: reconcile.ElectorOf(st2.TryLeader)}
-	// Leader-only work (WhileLeading) runs on the leader only, and ends
-	// with its term.
+	// Leader-only work (WhileLeading, two of them) runs on the leader
+	// only, and ends with its term.
 	var leading1, leading2, terms1, terms2 atomic.Int32
 	opts1, opts2 := opts, opts
-	opts1.WhileLeading = whileLeading(&leading1, &terms1)
-	opts2.WhileLeading = whileLeading(&leading2, &terms2)
+	opts1.WhileLeading = []func(context.Context){whileLeading(&leading1, &terms1), whileLeading(&leading1, &terms1)}
+	opts2.WhileLeading = []func(context.Context){whileLeading(&leading2, &terms2), whileLeading(&leading2, &terms2)}
 	rec1 := reconcile.New(gitsource.Source{Repo: mustRepo(t, h.repo.dir)}, h.store, el1, reconcile.NewMetrics(reg1), slog.New(slog.DiscardHandler), opts1)
 	rec2 := reconcile.New(gitsource.Source{Repo: repo2}, st2, el2, reconcile.NewMetrics(reg2), slog.New(slog.DiscardHandler), opts2)
 
@@ -538,7 +538,7 @@ func TestLeaderElection(t *testing.T) {
 	if a == 0 {
 		leaderWork, followerWork = &leading2, &terms1
 	}
-	testkit.WaitFor(t, 10*time.Second, "leader-only work on the leader", func() bool { return leaderWork.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "leader-only work on the leader", func() bool { return leaderWork.Load() == 2 })
 	if n := followerWork.Load(); n != 0 {
 		t.Fatalf("leader-only work started %d times on the follower, want never", n)
 	}
@@ -548,12 +548,12 @@ func TestLeaderElection(t *testing.T) {
 		cancel1()
 		<-done1
 		testkit.WaitFor(t, 10*time.Second, "the second replica to lead", func() bool { _, b := leaders(); return b == 1 })
-		testkit.WaitFor(t, 10*time.Second, "leader-only work on the second replica only", func() bool { return leading1.Load() == 0 && leading2.Load() == 1 })
+		testkit.WaitFor(t, 10*time.Second, "leader-only work on the second replica only", func() bool { return leading1.Load() == 0 && leading2.Load() == 2 })
 	} else {
 		cancel2()
 		<-done2
 		testkit.WaitFor(t, 10*time.Second, "the first replica to lead", func() bool { a, _ := leaders(); return a == 1 })
-		testkit.WaitFor(t, 10*time.Second, "leader-only work on the first replica only", func() bool { return leading1.Load() == 1 && leading2.Load() == 0 })
+		testkit.WaitFor(t, 10*time.Second, "leader-only work on the first replica only", func() bool { return leading1.Load() == 2 && leading2.Load() == 0 })
 	}
 	cancel1()
 	cancel2()

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certops/certops/alert"
@@ -93,12 +94,13 @@ type Options struct {
 	// Latest, when set, is given every revision loaded whole and valid,
 	// so other parts of the process share its objects.
 	Latest *spec.Latest
-	// WhileLeading, when set, runs beside the reconcile loop for each
-	// leadership term, with a context that ends with the term (the lease
-	// lost or released, or Run's context ended); the lease is released only
-	// after it has returned. Leader-only background work (pruning history)
-	// runs here.
-	WhileLeading        func(ctx context.Context)
+	// WhileLeading are run beside the reconcile loop for each leadership
+	// term, each in its own goroutine, with a context that ends with the
+	// term (the lease lost or released, or Run's context ended); the lease
+	// is released only after they have all returned. Leader-only
+	// background work (pruning history, re-checking ACME renewal
+	// information) runs here.
+	WhileLeading        []func(ctx context.Context)
 	Interval            time.Duration // poll interval (default 1m)
 	Jitter              float64       // ± fraction of the interval (default 0.1)
 	FullCompareInterval time.Duration // drift check against the database (default 10m)
@@ -193,17 +195,16 @@ func (r *Reconciler) Run(ctx context.Context) error {
 }
 
 // whileLeading starts Options.WhileLeading for the term of lease, and
-// returns the function that ends it and waits for it to return.
+// returns the function that ends them and waits for them to return.
 func (r *Reconciler) whileLeading(ctx context.Context, lease Lease) (endTerm func()) {
-	if r.opt.WhileLeading == nil {
+	if len(r.opt.WhileLeading) == 0 {
 		return func() {}
 	}
 	termCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.opt.WhileLeading(termCtx)
-	}()
+	var work sync.WaitGroup
+	for _, fn := range r.opt.WhileLeading {
+		work.Go(func() { fn(termCtx) })
+	}
 	go func() {
 		select {
 		case <-lease.Done():
@@ -213,7 +214,7 @@ func (r *Reconciler) whileLeading(ctx context.Context, lease Lease) (endTerm fun
 	}()
 	return func() {
 		cancel()
-		<-done
+		work.Wait()
 	}
 }
 

@@ -50,7 +50,7 @@ func completionTable() []completionCommand {
 	apiClientFlags := []completionFlag{{name: "server"}, {name: "token-file"}, {name: "ca-file"}}
 	return []completionCommand{
 		{name: "serve", desc: "run the reconciler, the status API and the webhook receivers", flags: joinFlags(
-			flagNames(false, "api-token-file", "cache-dir", "database-url", "database-wait", "db-idle-in-transaction-timeout",
+			flagNames(false, "api-token-file", "ari-interval", "cache-dir", "database-url", "database-wait", "db-idle-in-transaction-timeout",
 				"db-lock-timeout", "db-statement-timeout", "debug-listen", "full-compare-interval", "generic-webhook-secret-file",
 				"git-ca-file", "git-known-hosts-file", "git-password-file", "git-ssh-key-file", "git-token-file", "git-username",
 				"github-webhook-secret-file", "gitlab-webhook-token-file", "http-idle-timeout", "http-max-connections",

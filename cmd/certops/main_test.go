@@ -276,6 +276,7 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"serve", "--database-url", "postgres://x", "--repo", ".", "--log-format", "xml"},
 		{"serve", "--database-url", "postgres://x", "--repo", ".", "--keep-versions", "-1"},
 		{"serve", "--database-url", "postgres://x", "--repo", ".", "--prune-interval", "-1h"},
+		{"serve", "--database-url", "postgres://x", "--repo", ".", "--ari-interval", "-1h"},
 		{"migrate"}, // no --database-url
 		{"migrate", "--database-wait", "soon"},
 		{"backup", "--log-level", "loud", "--database-url", "postgres://x"},

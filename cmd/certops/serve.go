@@ -34,6 +34,7 @@ import (
 	"github.com/certops/certops/notify"
 	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/redact"
+	"github.com/certops/certops/renewalinfo"
 	"github.com/certops/certops/retention"
 	"github.com/certops/certops/revoke"
 	"github.com/certops/certops/secret"
@@ -70,6 +71,9 @@ type serveConfig struct {
 	// Retention is how much history the leader keeps, and how often it
 	// prunes the rest.
 	Retention retention.Options
+	// RenewalInfo is how often the leader re-checks the ACME renewal
+	// windows (ARI) that are due.
+	RenewalInfo renewalinfo.Options
 }
 
 // defaultGCPercent is serve's GOGC unless the environment sets one.
@@ -138,6 +142,8 @@ func declareServe(f *flagSet) *serveConfig {
 	f.DurationEnv(&c.Retention.KeepRevisionsFor, "keep-revisions-for", retention.DefaultKeepRevisionsFor, "keep the revision records applied within this age (or among the last --keep-revisions); the last applied one is always kept")
 	f.IntEnv(&c.Retention.KeepRevisions, "keep-revisions", retention.DefaultKeepRevisions, "keep the last this many revision records (or those within --keep-revisions-for)")
 	f.DurationEnv(&c.Retention.Interval, "prune-interval", retention.DefaultInterval, "how often the leader prunes old certificate versions and revisions, in small batches (0: never)")
+	c.RenewalInfo = renewalinfo.Defaults()
+	f.DurationEnv(&c.RenewalInfo.Interval, "ari-interval", renewalinfo.DefaultInterval, "how often the leader re-checks the ACME renewal windows (ARI) that are due: each current ACME certificate's daily, or after the CA's Retry-After when shorter, at most hourly (0: never)")
 	declareHTTPLimits(f, &c.HTTP)
 	declareTLS(f, &c.TLS)
 	return c
@@ -167,6 +173,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 		return err
 	}
 	if err := cfg.Retention.Check(); err != nil {
+		return failure.Wrap(failure.Usage, err)
+	}
+	if err := cfg.RenewalInfo.Check(); err != nil {
 		return failure.Wrap(failure.Usage, err)
 	}
 	var tlsConfig *tls.Config
@@ -325,11 +334,13 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 	if verifier != nil {
 		logger.Info("applying only commits signed by trusted keys", "keys", keys.Len(), "files", cfg.TrustedKeys)
 	}
-	// History is pruned by the leader only, for as long as its term lasts.
+	// History is pruned, and the ACME renewal windows re-checked, by the
+	// leader only, for as long as its term lasts.
 	pruner := retention.New(st, cfg.Retention, retention.NewMetrics(reg), logger.With("component", "retention"))
+	windows := renewalinfo.New(st, registry, cfg.RenewalInfo, renewalinfo.NewMetrics(reg), logger.With("component", "renewalinfo"))
 	rec := reconcile.New(src, st, reconcile.ElectorOf(st.TryLeader), metrics, logger, reconcile.Options{
 		Interval: cfg.Interval, FullCompareInterval: cfg.FullCompare, Events: notifier, Verifier: verifier, Latest: latest,
-		WhileLeading: pruner.Run})
+		WhileLeading: []func(context.Context){pruner.Run, windows.Run}})
 	starting.Store(false)
 
 	runCtx, cancel := context.WithCancel(ctx)

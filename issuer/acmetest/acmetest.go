@@ -192,10 +192,15 @@ func (s *Server) Roots(t testing.TB) *x509.CertPool {
 	return pool
 }
 
-// SetRenewalInfo makes Pebble answer ARI for certPEM with this window.
-func (s *Server) SetRenewalInfo(t testing.TB, certPEM string, start, end time.Time) {
+// SetRenewalInfo makes Pebble answer ARI for certPEM with this window
+// (and explanation URL, unless "").
+func (s *Server) SetRenewalInfo(t testing.TB, certPEM string, start, end time.Time, explanationURL string) {
 	t.Helper()
-	ari, err := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": end}})
+	info := map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": end}}
+	if explanationURL != "" {
+		info["explanationURL"] = explanationURL
+	}
+	ari, err := json.Marshal(info)
 	if err != nil {
 		t.Fatal(err)
 	}
