@@ -34,6 +34,7 @@ func (o *stuckOrderer) Type() string                         { return issuer.Typ
 func (o *stuckOrderer) Sign(context.Context, *spec.CertificateSpec, *x509.CertificateRequest, time.Time) (*agentproto.Issued, error) {
 	return nil, errors.New("orders only")
 }
+func (o *stuckOrderer) CertificatesPerNameSetPerWeek() int { return 0 }
 func (o *stuckOrderer) Order(ctx context.Context, _ issuer.Order) (*issuer.OrderResult, error) {
 	o.orders.Add(1)
 	<-ctx.Done()

@@ -120,6 +120,14 @@ func (o ACMEOptions) withDefaults() ACMEOptions {
 	return o
 }
 
+// The acme issuer is an Orderer (callers find it by type assertion, so
+// the compiler checks it here), a RenewalInfoer and a Revoker.
+var (
+	_ Orderer       = (*acmeIssuer)(nil)
+	_ RenewalInfoer = (*acmeIssuer)(nil)
+	_ Revoker       = (*acmeIssuer)(nil)
+)
+
 // acmeIssuer orders certificates from one ACME server with one account.
 type acmeIssuer struct {
 	name   string
