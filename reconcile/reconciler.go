@@ -635,3 +635,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Rounds runs round every interval until ctx ends: the leader-only work
+// of Options.WhileLeading (pruning history, re-checking ACME renewal
+// information) is made of such rounds. The first round starts after one
+// interval, at most a minute, so that a new leader's first reconcile goes
+// first.
+func Rounds(ctx context.Context, interval time.Duration, round func(context.Context)) {
+	wait := min(interval, time.Minute)
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		round(ctx)
+		wait = interval
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
 )
@@ -154,20 +155,11 @@ func (c *Checker) Run(ctx context.Context) {
 	if c.opt.Interval <= 0 {
 		return
 	}
-	wait := min(c.opt.Interval, time.Minute)
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	reconcile.Rounds(ctx, c.opt.Interval, func(ctx context.Context) {
 		if _, err := c.CheckOnce(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("check ACME renewal information; retrying next round", "err", err)
 		}
-		wait = c.opt.Interval
-	}
+	})
 }
 
 // CheckOnce checks every version due now, a batch at a time, and returns

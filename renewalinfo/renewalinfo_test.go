@@ -1,7 +1,6 @@
 package renewalinfo_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -39,14 +38,14 @@ type env struct {
 	registry *issuer.Registry
 	clock    *testkit.Clock
 	reg      *prometheus.Registry
-	logs     *syncBuffer
+	logs     *testkit.Buffer
 	checker  *renewalinfo.Checker
 }
 
 func newEnv(t *testing.T, opt renewalinfo.Options, issuers ...*spec.Object) *env {
 	t.Helper()
 	e := &env{st: storekit.Open(t), registry: issuer.NewRegistry(nil), clock: testkit.NewClock(time.Now().UTC().Truncate(time.Second)),
-		reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+		reg: prometheus.NewRegistry(), logs: &testkit.Buffer{}}
 	e.registry.Sync(issuers)
 	opt.Now = e.clock.Now
 	e.checker = renewalinfo.New(e.st, e.registry, opt, renewalinfo.NewMetrics(e.reg),
@@ -405,21 +404,4 @@ func (w *webroot) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = rw.Write([]byte(keyAuth))
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certops/certops/reconcile"
 	"github.com/certops/certops/store"
 )
 
@@ -154,20 +155,11 @@ func (p *Pruner) Run(ctx context.Context) {
 	if !p.opt.Enabled() {
 		return
 	}
-	wait := min(p.opt.Interval, time.Minute)
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	reconcile.Rounds(ctx, p.opt.Interval, func(ctx context.Context) {
 		if _, err := p.PruneOnce(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn("prune history; retrying next round", "err", err)
 		}
-		wait = p.opt.Interval
-	}
+	})
 }
 
 // PruneOnce runs one round: certificate versions, revisions, then the

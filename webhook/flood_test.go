@@ -1,17 +1,16 @@
 package webhook_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/certops/certops/testkit"
 	"github.com/certops/certops/webhook"
 )
 
@@ -23,28 +22,10 @@ import (
 // which makes "nothing has happened yet" as deterministic an assertion as
 // "it has happened".
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func floodHandler(t *testing.T, cfg webhook.Config) (http.Handler, *atomic.Int64, *lockedBuffer) {
+func floodHandler(t *testing.T, cfg webhook.Config) (http.Handler, *atomic.Int64, *testkit.Buffer) {
 	t.Helper()
 	var wakes atomic.Int64
-	logs := &lockedBuffer{}
+	logs := &testkit.Buffer{}
 	h, err := webhook.NewHandler(cfg, func() { wakes.Add(1) }, slog.New(slog.NewTextHandler(logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)

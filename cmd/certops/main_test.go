@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,27 +42,9 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m)
 }
 
-// syncBuffer is a bytes.Buffer safe for a command writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cli runs the certops command line in-process.
 func cli(ctx context.Context, env map[string]string, args ...string) (code int, stdout, stderr string) {
-	var out, errOut syncBuffer
+	var out, errOut testkit.Buffer
 	code = run(ctx, append([]string{"certops"}, args...), func(k string) string { return env[k] }, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -609,7 +590,7 @@ func runDemo(t *testing.T, dir string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"certops", "demo", "--listen", "127.0.0.1:0", "--dir", dir},
@@ -695,7 +676,7 @@ func runDemo(t *testing.T, dir string) string {
 // The demo's console receiver prints each signed notification as one line
 // and refuses unsigned ones.
 func TestDemoConsoleReceiver(t *testing.T) {
-	var out syncBuffer
+	var out testkit.Buffer
 	c, err := startConsoleReceiver(t.Context(), &out, filepath.Join(t.TempDir(), "notify.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -736,17 +717,17 @@ func TestDemoConsoleReceiver(t *testing.T) {
 
 // server is a `certops serve` running in the background.
 type server struct {
-	url  string      // http://127.0.0.1:PORT, or https:// with TLS
-	logs *syncBuffer // its JSON log (stderr)
-	done <-chan int  // its exit code
+	url  string          // http://127.0.0.1:PORT, or https:// with TLS
+	logs *testkit.Buffer // its JSON log (stderr)
+	done <-chan int      // its exit code
 }
 
 // startServe runs `certops serve` in the background, listening on a port
 // the system picks, and waits until it logs the address it listens on.
 func startServe(t *testing.T, ctx context.Context, env map[string]string) *server {
 	t.Helper()
-	var out syncBuffer
-	s := &server{logs: &syncBuffer{}}
+	var out testkit.Buffer
+	s := &server{logs: &testkit.Buffer{}}
 	done := make(chan int, 1)
 	s.done = done
 	go func() {

@@ -270,7 +270,7 @@ func TestServeTLSFlagErrors(t *testing.T) {
 			for k, v := range tc.env {
 				env[k] = v
 			}
-			var out, errOut syncBuffer
+			var out, errOut testkit.Buffer
 			code := run(context.Background(), []string{"certops", "serve", "--listen", "127.0.0.1:0"},
 				func(k string) string { return env[k] }, &out, &errOut)
 			if code != 2 {
