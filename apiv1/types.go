@@ -314,6 +314,12 @@ type CertificateVersion struct {
 	NotAfter  time.Time `json:"notAfter"`
 	Issuer    string    `json:"issuer"`
 	IssuedAt  time.Time `json:"issuedAt"`
+	// RenewalWindow is the window the CA suggests renewing in (ACME
+	// Renewal Information), as last asked; absent when it offered none.
+	RenewalWindow *state.RenewalWindow `json:"renewalWindow,omitempty"`
+	// ARIRenewal: this certificate renewed the previous one inside the
+	// CA's suggested window (exempt from Let's Encrypt's rate limits).
+	ARIRenewal bool `json:"ariRenewal,omitempty"`
 }
 
 // ReconcileRequest is the 202 answer of POST /hooks/reconcile: the

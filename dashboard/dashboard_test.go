@@ -97,6 +97,14 @@ func TestPagesInABrowser(t *testing.T) {
 	if n := tb.count("#versions tbody tr"); n != 3 {
 		t.Errorf("versions = %d, want 3", n)
 	}
+	// The newest (5a03) renewed web-02's inside the CA's window.
+	if got := tb.text("#versions tbody tr:first-child"); !strings.Contains(got, "5a03") || !strings.Contains(got, "ARI renewal") ||
+		!strings.Contains(got, " – ") {
+		t.Errorf("newest version row = %q, want 5a03 marked as an ARI renewal, with its window", got)
+	}
+	if got := tb.text("#versions tbody tr:last-child"); strings.Contains(got, "ARI renewal") || !strings.Contains(got, "—") {
+		t.Errorf("oldest version row = %q, want no ARI mark and no window", got)
+	}
 	if got := tb.text("#renew-at"); !strings.HasPrefix(got, "in ") {
 		t.Errorf("renewal = %q, want a time to come", got)
 	}

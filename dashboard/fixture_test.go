@@ -102,7 +102,12 @@ func fleet(t *testing.T, st *store.Store) {
 		t.Helper()
 		v := state.CertificateVersion{Certificate: cert, Agent: agent, SpecHash: hash[cert], Serial: serial, SHA256: strings.Repeat("5e", 32),
 			NotBefore: now.Add(-time.Hour), NotAfter: notAfter, CertPEM: "leaf", ChainPEM: "chain", Issuer: "internal-ca", IssuedAt: now.Add(-time.Hour)}
-		if _, err := st.RecordIssuance(ctx, store.Issuance{Version: v, RenewAt: notAfter.Add(-30 * 24 * time.Hour)}); err != nil {
+		in := store.Issuance{Version: v, RenewAt: notAfter.Add(-30 * 24 * time.Hour)}
+		if serial == "5a03" { // renewed in the window the CA suggested
+			in.Version.RenewalWindow = &state.RenewalWindow{Start: notAfter.Add(-31 * 24 * time.Hour), End: notAfter.Add(-29 * 24 * time.Hour)}
+			in.ACME = &store.ACMEIssuance{NameSet: "shop.example.com", ARIRenewal: true}
+		}
+		if _, err := st.RecordIssuance(ctx, in); err != nil {
 			t.Fatal(err)
 		}
 	}

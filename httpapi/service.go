@@ -245,7 +245,8 @@ func (a *Service) CertificateVersions(ctx context.Context, name string, limit in
 	out := make([]apiv1.CertificateVersion, len(vs))
 	for i, v := range vs {
 		out[i] = apiv1.CertificateVersion{ID: v.ID, Agent: v.Agent, SpecHash: v.SpecHash, Serial: v.Serial, SHA256: v.SHA256,
-			NotBefore: v.NotBefore, NotAfter: v.NotAfter, Issuer: v.Issuer, IssuedAt: v.IssuedAt}
+			NotBefore: v.NotBefore, NotAfter: v.NotAfter, Issuer: v.Issuer, IssuedAt: v.IssuedAt,
+			RenewalWindow: v.RenewalWindow, ARIRenewal: v.ARIRenewal}
 	}
 	return out, nil
 }

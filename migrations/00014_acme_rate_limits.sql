@@ -27,7 +27,11 @@ ALTER TABLE acme_orders
 
 ALTER TABLE deployments ADD COLUMN waiting text NOT NULL DEFAULT '';
 
+-- The version was an ARI renewal (shown with the certificate's versions).
+ALTER TABLE certificate_versions ADD COLUMN ari_renewal boolean NOT NULL DEFAULT false;
+
 -- +goose Down
+ALTER TABLE certificate_versions DROP COLUMN ari_renewal;
 ALTER TABLE deployments DROP COLUMN waiting;
 ALTER TABLE acme_orders DROP COLUMN issuer, DROP COLUMN name_set, DROP COLUMN ari_renewal;
 DROP TABLE acme_issuances;

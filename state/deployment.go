@@ -24,6 +24,10 @@ type CertificateVersion struct {
 	// Renewal Information, RFC 9773), as last asked; nil when the CA
 	// offered none.
 	RenewalWindow *RenewalWindow `json:"renewalWindow,omitempty"`
+	// ARIRenewal: an ACME order renewed the previous certificate inside
+	// the window the CA suggested (exempt from Let's Encrypt's rate
+	// limits). Read by store.CertificateVersions only.
+	ARIRenewal bool `json:"ariRenewal,omitempty"`
 }
 
 // RenewalWindow is a window in which a CA suggests renewing a certificate.

@@ -94,8 +94,8 @@ func (s *Store) RecordIssuance(ctx context.Context, in Issuance) (state.Deployme
 		WITH v AS (
 			INSERT INTO certificate_versions
 				(certificate, agent, spec_hash, serial, sha256, not_before, not_after, cert_pem, chain_pem, issuer, issued_at,
-				ari_window_start, ari_window_end, ari_checked_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, CASE WHEN $13::timestamptz IS NULL THEN NULL ELSE $11::timestamptz END)
+				ari_window_start, ari_window_end, ari_checked_at, ari_renewal)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, CASE WHEN $13::timestamptz IS NULL THEN NULL ELSE $11::timestamptz END, $16)
 			RETURNING *
 		), dep AS (
 			INSERT INTO deployments AS d (certificate, agent, spec_hash, current_version, renew_at, state,

@@ -260,11 +260,12 @@ const MaxVersionsPage = 100
 
 // CertificateVersions returns the newest versions issued for the
 // certificate (to any agent), newest first, at most limit (up to
-// MaxVersionsPage), without their PEM.
+// MaxVersionsPage), without their PEM, with their ARI window and mark.
 func (s *Store) CertificateVersions(ctx context.Context, certificate string, limit int) ([]state.CertificateVersion, error) {
 	limit = min(max(limit, 1), MaxVersionsPage)
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, certificate, agent, spec_hash, serial, sha256, not_before, not_after, issuer, issued_at
+		SELECT id, certificate, agent, spec_hash, serial, sha256, not_before, not_after, issuer, issued_at,
+			ari_window_start, ari_window_end, ari_renewal
 		FROM certificate_versions WHERE certificate = $1
 		ORDER BY id DESC LIMIT $2`, certificate, limit)
 	if err != nil {
@@ -272,9 +273,14 @@ func (s *Store) CertificateVersions(ctx context.Context, certificate string, lim
 	}
 	out := []state.CertificateVersion{}
 	var v state.CertificateVersion
+	var windowStart, windowEnd *time.Time
 	_, err = pgx.ForEachRow(rows, []any{&v.ID, &v.Certificate, &v.Agent, &v.SpecHash, &v.Serial, &v.SHA256,
-		&v.NotBefore, &v.NotAfter, &v.Issuer, &v.IssuedAt}, func() error {
-		out = append(out, v)
+		&v.NotBefore, &v.NotAfter, &v.Issuer, &v.IssuedAt, &windowStart, &windowEnd, &v.ARIRenewal}, func() error {
+		w := v
+		if windowStart != nil && windowEnd != nil {
+			w.RenewalWindow = &state.RenewalWindow{Start: *windowStart, End: *windowEnd}
+		}
+		out = append(out, w)
 		return nil
 	})
 	if err != nil {
