@@ -89,7 +89,10 @@ exec '`+ca.SignScript(t)+`'
 	}
 }
 
-func TestExternalWrongCertificateIsRejectedAndRecorded(t *testing.T) {
+// A certificate the command returns for another key is refused: the agent
+// is told the issuer failed (its CSR was right) and backs off; the
+// deployment records why.
+func TestExternalWrongCertificateIsRefusedAndRecorded(t *testing.T) {
 	ca := opensslca.New(t, "OpenSSL Corporate CA")
 	// Signs a CSR of its own, for the same names and another key.
 	script := opensslca.Script(t, `cat >/dev/null
@@ -101,8 +104,8 @@ exec '`+ca.SignScript(t)+`' < other.csr
 
 	r := e.issue("web-01", "shop")
 	b := r.errorBody(t)
-	if r.status != http.StatusUnprocessableEntity || !strings.Contains(b.Error.Message, "another key") {
-		t.Fatalf("got %d %+v, want 422 naming the other key", r.status, b)
+	if r.status != http.StatusServiceUnavailable || b.Error.Code != agentproto.CodeIssuerUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("got %d %+v, want 503 issuer_unavailable with Retry-After", r.status, b)
 	}
 	deps, err := e.st.CertificateDeployments(context.Background(), "shop")
 	if err != nil || len(deps) != 1 {
@@ -111,8 +114,8 @@ exec '`+ca.SignScript(t)+`' < other.csr
 	if d := deps[0]; d.State != state.DeploymentIssueFailed || !strings.Contains(d.LastError, "another key") || d.Current != nil || d.Failures != 1 {
 		t.Errorf("deployment %+v", d)
 	}
-	if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "rejected"}); got != 1 {
-		t.Errorf("rejected count = %v, want 1", got)
+	if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "failure"}); got != 1 {
+		t.Errorf("failure count = %v, want 1", got)
 	}
 }
 

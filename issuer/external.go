@@ -137,9 +137,11 @@ func (e *external) status(now time.Time) string {
 // Sign runs the command for csr, which the caller has checked against the
 // certificate spec (see Signer), and checks what it returns. A command
 // that fails (non-zero exit, timeout, no certificate on its output) is a
-// failure.Unavailable error with its standard error; a certificate that is
-// not for the CSR's key or the spec's names, not valid at now, or does not
-// chain to spec.external.caBundleFile is a failure.Rejected error.
+// failure.Unavailable error with its standard error; so is a certificate
+// that is not for the CSR's key or the spec's names, not valid at now, or
+// does not chain to spec.external.caBundleFile: the CSR was right (the
+// caller checked it), the CA was not, and the agent is to wait rather than
+// be told its CSR does not match (as for Vault).
 func (e *external) Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x509.CertificateRequest, now time.Time) (*agentproto.Issued, error) {
 	roots, err := pki.LoadCertPool(e.spec.CABundleFile)
 	if err != nil {
@@ -160,7 +162,7 @@ func (e *external) Sign(ctx context.Context, cert *spec.CertificateSpec, csr *x5
 	issued, err := checkReturned(out, cert, csr, roots, now.Add(took))
 	if err != nil {
 		e.logger.Warn("external issuer returned a certificate certops refuses", "certificate", req.Certificate, "agent", req.Agent, "err", err)
-		return nil, fmt.Errorf("issuer %q: %w", e.name, err)
+		return nil, failure.Wrap(failure.Unavailable, fmt.Errorf("issuer %q: certificate refused: %w", e.name, err))
 	}
 	e.logger.Info("external issuer signed", "certificate", req.Certificate, "agent", req.Agent,
 		"serial", issued.Serial, "took", took.Round(time.Millisecond))

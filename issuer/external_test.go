@@ -135,7 +135,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout othe
 exec '`+ca.SignScript(t)+`' < other.csr
 `)
 	_, _, err := signExternal(t, spec.ExternalIssuer{Command: []string{script}, CABundleFile: ca.CertFile})
-	wantKind(t, err, failure.Rejected, "a certificate for another key than the CSR's")
+	wantKind(t, err, failure.Unavailable, "a certificate for another key than the CSR's")
 }
 
 func TestExternalRefusesOtherNames(t *testing.T) {
@@ -145,14 +145,14 @@ openssl ca -batch -config '`+ca.Config+`' -in request.csr -out issued.crt -subj 
 cat issued.crt
 `)
 	_, _, err := signExternal(t, spec.ExternalIssuer{Command: []string{script}, CABundleFile: ca.CertFile})
-	wantKind(t, err, failure.Rejected, `common name is "evil.example.com", want "shop.example.com"`)
+	wantKind(t, err, failure.Unavailable, `common name is "evil.example.com", want "shop.example.com"`)
 }
 
 func TestExternalRefusesChainToAnotherCA(t *testing.T) {
 	ca := opensslca.New(t, "OpenSSL Test CA")
 	other := opensslca.New(t, "Another CA")
 	_, _, err := signExternal(t, spec.ExternalIssuer{Command: []string{ca.SignScript(t)}, CABundleFile: other.CertFile})
-	wantKind(t, err, failure.Rejected, "does not chain to caBundleFile")
+	wantKind(t, err, failure.Unavailable, "does not chain to caBundleFile")
 }
 
 func TestExternalCommandFails(t *testing.T) {
