@@ -35,11 +35,12 @@ type bundleContent struct {
 	sha256 string
 }
 
-// CASource gives the CA certificate a local-CA issuer signs with (nil when
-// the issuer is not a loaded local CA); *issuer.Registry implements it.
-// NewSnapshot takes it from the IssuerSync when that implements it too.
+// CASource gives the CA certificates an issuer's certificates chain to: a
+// local CA's certificate, an external or vault issuer's caBundleFile (nil
+// for other issuers); *issuer.Registry implements it. NewSnapshot takes it
+// from the IssuerSync when that implements it too.
 type CASource interface {
-	CACertificate(name string) *x509.Certificate
+	CACertificates(name string) []*x509.Certificate
 }
 
 // retargetBundles targets the touched bundles among the unchanged agents
@@ -89,8 +90,9 @@ func (o *objects) bundleAssigned(bundle, agent string) bool {
 
 // refreshBundles recomputes every bundle's content from its sources and
 // invalidates the ETags of the agents of each bundle whose content
-// changed. A local CA's certificate comes from the CASource (a rotated CA
-// file shows within a refresh); an ACME issuer's is the last certificate
+// changed. A local CA's certificate, and an external or vault issuer's
+// caBundleFile, come from the CASource (a rotated file shows within a
+// refresh); an ACME issuer's is the last certificate
 // of the chain of the newest certificate issued through it, looked for
 // among the deployments only when acme is true (objects or deployments
 // changed), else the one found last time.
@@ -147,8 +149,10 @@ func (s *Snapshot) bundleContentLocked(o *objects, b *spec.TrustBundleSpec) bund
 			}
 		case src.Issuer != "":
 			if s.cas != nil {
-				if c := s.cas.CACertificate(src.Issuer); c != nil {
-					add(c.Raw)
+				if cs := s.cas.CACertificates(src.Issuer); len(cs) > 0 {
+					for _, c := range cs {
+						add(c.Raw)
+					}
 					continue
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,5 +142,44 @@ exit 1
 	}
 	if got, _ := e.metric("certops_issuance_total", map[string]string{"issuer": "internal-ca", "result": "failure"}); got != 1 {
 		t.Errorf("failure count = %v, want 1", got)
+	}
+}
+
+// A TrustBundle naming an external issuer deploys the CA certificates of
+// its caBundleFile; openssl, given the bundle as its trust store, accepts
+// the certificate the issuer's openssl CA signed.
+func TestExternalIssuerAsTrustBundleSource(t *testing.T) {
+	ca := opensslca.New(t, "OpenSSL Corporate CA")
+	objs := append(externalFleet(ca.SignScript(t), ca.CertFile), bundleObj("corporate", spec.TrustSource{Issuer: "internal-ca"}))
+	e := newEnv(t, envOptions{}, objs...)
+
+	got, _ := e.bundles("web-01")
+	b, ok := got["corporate"]
+	if !ok {
+		t.Fatalf("web-01 has no bundle corporate: %+v", got)
+	}
+	caPEM, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.PEM != string(caPEM) {
+		t.Errorf("bundle = %q, want the CA of caBundleFile", b.PEM)
+	}
+	r := e.issue("web-01", "shop")
+	if r.status != http.StatusOK {
+		t.Fatalf("issue: %d %s", r.status, r.body)
+	}
+	var issued agentproto.Issued
+	r.decode(t, &issued)
+	dir := t.TempDir()
+	bundle, leaf := filepath.Join(dir, "bundle.pem"), filepath.Join(dir, "leaf.pem")
+	if err := os.WriteFile(bundle, []byte(b.PEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leaf, []byte(issued.CertPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("openssl", "verify", "-CAfile", bundle, leaf).CombinedOutput(); err != nil {
+		t.Errorf("openssl verify -CAfile bundle: %v\n%s", err, out)
 	}
 }

@@ -96,14 +96,20 @@ type ExternalRequest struct {
 // It runs one command at a time: CA tools such as `openssl ca` keep a
 // database that concurrent runs corrupt.
 type external struct {
-	name   string
-	spec   spec.ExternalIssuer
-	logger *slog.Logger
-	turn   chan struct{} // holds a token while a command runs
+	name    string
+	spec    spec.ExternalIssuer
+	logger  *slog.Logger
+	turn    chan struct{} // holds a token while a command runs
+	anchors *caBundleFile // spec.CABundleFile, for trust bundles
 }
 
 func newExternal(name string, s spec.ExternalIssuer, logger *slog.Logger) *external {
-	return &external{name: name, spec: s, logger: logger, turn: make(chan struct{}, 1)}
+	return &external{name: name, spec: s, logger: logger, turn: make(chan struct{}, 1), anchors: newCABundleFile(s.CABundleFile)}
+}
+
+// caCertificates are the CA certificates of spec.external.caBundleFile.
+func (e *external) caCertificates(now time.Time) []*x509.Certificate {
+	return e.anchors.certificates(now)
 }
 
 func (e *external) Type() string { return TypeExternal }

@@ -223,14 +223,30 @@ func (r *Registry) CAExpirations() map[string]time.Time {
 	return out
 }
 
-// CACertificate is the CA certificate the local-CA issuer name signs with
-// now, or nil when name is not a local CA or its CA has not loaded (for
-// trust bundles).
-func (r *Registry) CACertificate(name string) *x509.Certificate {
+// CACertificates are the CA certificates a TrustBundle source naming the
+// issuer deploys: a local CA's certificate as it signs now; an external or
+// a vault issuer's caBundleFile (its CA certificates, re-read when the
+// file changes); nil for an unknown issuer, a local CA that has not
+// loaded, and an acme issuer (whose root the agent API takes from the
+// chains the CA sent).
+func (r *Registry) CACertificates(name string) []*x509.Certificate {
 	if ca := r.loadedCA(name); ca != nil {
-		return ca.Certificate()
+		return []*x509.Certificate{ca.Certificate()}
+	}
+	e, ok := (*r.issuers.Load())[name]
+	if !ok {
+		return nil
+	}
+	if a, ok := e.issuer.(anchored); ok {
+		return a.caCertificates(r.now())
 	}
 	return nil
+}
+
+// anchored is an issuer whose spec names the CA certificates its
+// certificates chain to (caBundleFile).
+type anchored interface {
+	caCertificates(now time.Time) []*x509.Certificate
 }
 
 // Status maps every issuer to "" when it is healthy, else to what is wrong.

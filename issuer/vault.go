@@ -51,6 +51,9 @@ type vaultIssuer struct {
 	now    func() time.Time
 	client *vault.Client // without a token; each request clones it and sets one
 	roots  *x509.CertPool
+	// anchors is spec.vault.caBundleFile again, as trust bundles read it
+	// (re-read when it changes; roots is what signing checks against).
+	anchors *caBundleFile
 
 	mu        sync.Mutex // guards the AppRole token; held while logging in or renewing
 	token     string
@@ -88,7 +91,13 @@ func newVault(name string, cfg spec.VaultIssuer, logger *slog.Logger, now func()
 	}
 	client.ClearToken() // never VAULT_TOKEN from certops' environment
 	logger.Info("vault issuer configured", "address", redact.URL(cfg.Address), "mount", cfg.Mount, "role", cfg.Role)
-	return &vaultIssuer{name: name, cfg: cfg, logger: logger, now: now, client: client, roots: roots}, nil
+	return &vaultIssuer{name: name, cfg: cfg, logger: logger, now: now, client: client, roots: roots,
+		anchors: newCABundleFile(cfg.CABundleFile)}, nil
+}
+
+// caCertificates are the CA certificates of spec.vault.caBundleFile.
+func (v *vaultIssuer) caCertificates(now time.Time) []*x509.Certificate {
+	return v.anchors.certificates(now)
 }
 
 func (v *vaultIssuer) Type() string { return TypeVault }

@@ -33,7 +33,8 @@ type TrustBundleSpec struct {
 type TrustSource struct {
 	// Issuer names an Issuer: its CA certificate for a localCA issuer,
 	// the root (last certificate) of the chain its certificates come with
-	// for an ACME issuer, once the server has issued one.
+	// for an ACME issuer, once the server has issued one, and the CA
+	// certificates of caBundleFile for an external or a vault issuer.
 	Issuer string `json:"issuer,omitempty" yaml:"issuer,omitempty"`
 	// PEM is one or more CA certificates ("-----BEGIN CERTIFICATE-----"
 	// blocks) committed in Git.
