@@ -59,6 +59,9 @@ func newAPIFixture(t *testing.T, token string) *apiFixture {
 		objs = append(objs, &spec.Object{Kind: spec.KindCertificate, Name: fmt.Sprintf("bulk-%04d", i), Labels: map[string]string{"team": "bulk"},
 			Spec: &spec.CertificateSpec{IssuerRef: "internal-ca", CommonName: fmt.Sprintf("b%d.example.com", i)}})
 	}
+	// bulk-0000 is deployed on db-01, which waits for its issuer's rate limit.
+	bulk0 := objs[4].Spec.(*spec.CertificateSpec)
+	bulk0.Deploy = &spec.Deployment{Agents: []string{"db-01"}, Files: spec.DeployFiles{Cert: "/etc/ssl/b0.pem"}}
 	rev := state.Revision{Ref: "main", Commit: strings.Repeat("1", 40), Author: "Alice", Message: "add shop\n\nbody", Time: time.Now()}
 	now := time.Now().UTC().Truncate(time.Second)
 	status := state.Status{LastAppliedRevision: rev.String(), LastAppliedAt: &now, LastAttemptedRevision: rev.String(), LastAttemptedAt: &now, LastFetchAt: &now}
@@ -90,6 +93,18 @@ func newAPIFixture(t *testing.T, token string) *apiFixture {
 	if _, err := st.RecordIssueFailure(ctx, store.IssueFailure{Certificate: "shop", Agent: "web-02", SpecHash: hash,
 		Error: "CSR does not match the certificate spec: unexpected DNS name \"evil.example.com\"", At: now, Base: time.Minute, Cap: time.Hour}); err != nil {
 		t.Fatal(err)
+	}
+
+	bulkHash := assign.SpecHash(bulk0)
+	if _, err := st.RecordIssuance(ctx, store.Issuance{Version: state.CertificateVersion{Certificate: "bulk-0000", Agent: "web-01",
+		SpecHash: bulkHash, Serial: "b0", SHA256: "ff", NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), CertPEM: "cert",
+		Issuer: "internal-ca", IssuedAt: now}, RenewAt: now.Add(60 * 24 * time.Hour),
+		ACME: &store.ACMEIssuance{NameSet: bulk0.NameSet()}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.ClaimACMEOrder(ctx, store.ACMEOrder{Certificate: "bulk-0000", Agent: "db-01", SpecHash: bulkHash, Holder: "test",
+		StartedAt: now, ExpiresAt: now.Add(10 * time.Minute), Issuer: "internal-ca", NameSet: bulk0.NameSet(), Limit: 1}); err != nil || c.Wait == nil {
+		t.Fatalf("ClaimACMEOrder = %+v, %v; want a wait", c, err)
 	}
 
 	f := &apiFixture{}
@@ -248,6 +263,12 @@ func TestOperatorCommands(t *testing.T) {
 		if got := fields(out, "web-02"); len(got) < 2 || got[1] != "issue-failed" || !strings.Contains(strings.Join(got, " "), "CSR does not match") ||
 			!strings.Contains(strings.Join(got, " "), "(agent suspended)") {
 			t.Errorf("web-02's deployment: %q\n%s", got, out)
+		}
+		// A deployment waiting for the rate limit says so, as no failure.
+		code, out, errOut = f.run(t, nil, "describe", "certificate", "bulk-0000")
+		if got := strings.Join(fields(out, "db-01"), " "); code != 0 || !strings.Contains(got, "waiting, in 6d") ||
+			!strings.Contains(got, "waiting for the CA's rate limit until") || strings.Contains(got, "failure") {
+			t.Errorf("db-01's waiting deployment: exit %d %q\n%s%s", code, got, out, errOut)
 		}
 		code, out, _ = f.run(t, nil, "describe", "certificate", "shop", "-o", "json")
 		var c apiv1.Certificate
