@@ -265,7 +265,7 @@ func fieldConstraints(typeName, field string) map[string]any {
 		return map[string]any{"exclusiveMinimum": 0, "exclusiveMaximum": 1}
 	case "FailureRatio.ratio":
 		return map[string]any{"exclusiveMinimum": 0, "maximum": 1}
-	case "FailureRatio.minJobs", "CountThreshold.count", "BackupRetention.count":
+	case "FailureRatio.minJobs", "CountThreshold.count", "BackupRetention.count", "ACMERateLimits.certificatesPerNameSetPerWeek":
 		return map[string]any{"minimum": 0}
 	}
 	return nil
