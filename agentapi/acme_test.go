@@ -5,11 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,10 +42,7 @@ func newACMEFleet(t *testing.T) *acmeFleet {
 
 	// The web server of the fleet: it serves the webroot where Pebble
 	// fetches http-01 tokens.
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(f.pebble.HTTPPort))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := f.pebble.HTTPListener
 	web := &http.Server{Handler: http.FileServer(http.Dir(f.webroot)), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = web.Serve(l) }()
 	t.Cleanup(func() { _ = web.Close() })

@@ -3,11 +3,9 @@ package renewalinfo_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -127,12 +125,8 @@ type pebbleCA struct {
 func startPebble(t *testing.T) *pebbleCA {
 	t.Helper()
 	p := &pebbleCA{pebble: acmetest.Start(t, acmetest.Options{}), web: &webroot{tokens: map[string]string{}}}
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p.pebble.HTTPPort))
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := &http.Server{Handler: p.web, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
+	go func() { _ = srv.Serve(p.pebble.HTTPListener) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return p
 }

@@ -50,6 +50,9 @@ type Server struct {
 	DirectoryURL string // https://127.0.0.1:PORT/dir
 	CABundleFile string // the CA of Pebble's HTTPS listeners
 	HTTPPort     int    // where Pebble fetches http-01 tokens (on 127.0.0.1)
+	// HTTPListener listens on HTTPPort from the start, so no other
+	// process can take the port: the test serves its webroot on it.
+	HTTPListener net.Listener
 	EABKeyID     string
 	EABHMACFile  string
 	*DNS         // the DNS Pebble resolves names with
@@ -91,12 +94,14 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile, pool := writeTLSCert(t, dir)
-	ports := freePorts(t, 3)
+	ports := freePorts(t, 2)
+	web := testkit.Listen(t)
 	s := &Server{
 		DirectoryURL: fmt.Sprintf("https://127.0.0.1:%d/dir", ports[0]),
 		CABundleFile: certFile,
-		HTTPPort:     ports[1],
-		mgmtURL:      fmt.Sprintf("https://127.0.0.1:%d", ports[2]),
+		HTTPPort:     web.Addr().(*net.TCPAddr).Port,
+		HTTPListener: web,
+		mgmtURL:      fmt.Sprintf("https://127.0.0.1:%d", ports[1]),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool}}},
 		DNS: StartDNS(t),
