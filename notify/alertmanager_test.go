@@ -29,15 +29,24 @@ import (
 	"github.com/certops/certops/store"
 )
 
+// The tests in this file serve Alertmanager's API packages in-process, at
+// the version go.mod requires: the alert's labels and its resolution as
+// that version's API shows them, and what needs something in front of
+// Alertmanager (a bearer token checked like an authenticating proxy does,
+// TLS with a test CA). alertmanager_real_test.go runs the real
+// Alertmanager process (Debian's prometheus-alertmanager) for the alert's
+// way through its API, its routing to a receiver, a silence and the
+// resolution.
+//
+// The alertmanager command cannot be pinned as a Go tool: its ui package
+// embeds app/dist, which the module zip lacks (`go tool` fails with
+// "pattern app/dist: no matching files found").
+
 // startAlertmanager serves Alertmanager's own API v2 (its api, alert store
 // and silences packages, wired as cmd/alertmanager wires them, with a
 // config whose only receiver is a null one) on 127.0.0.1, and returns its
 // base URL. Its HTTP handlers reached through Register require the bearer
 // token, when set, like an authenticating proxy in front of Alertmanager.
-//
-// The alertmanager command itself cannot be pinned as a Go tool: its ui
-// package embeds app/dist, which the module zip lacks (`go tool` fails
-// with "pattern app/dist: no matching files found").
 func startAlertmanager(t *testing.T, token string) string {
 	t.Helper()
 	srv := httptest.NewServer(alertmanagerHandler(t, token))
@@ -99,14 +108,17 @@ type gettableAlert struct {
 	EndsAt       time.Time         `json:"endsAt"`
 	GeneratorURL string            `json:"generatorURL"`
 	Status       struct {
-		State string `json:"state"`
+		State      string   `json:"state"`
+		SilencedBy []string `json:"silencedBy"`
 	} `json:"status"`
 }
 
 func getAlerts(t *testing.T, base, token, query string) []gettableAlert {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+"/api/v2/alerts"+query, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
