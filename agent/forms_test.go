@@ -14,6 +14,7 @@ import (
 
 	"github.com/certops/certops/agentproto"
 	"github.com/certops/certops/pki"
+	"github.com/certops/certops/testkit"
 )
 
 // The passwords of the key containers in these tests, kept in files on the
@@ -55,26 +56,6 @@ func (e *env) formSet() map[string]string {
 		set[filepath.Base(p)] = string(b)
 	}
 	return set
-}
-
-// tool finds a consumer's command, also in the sbin directories a non-root
-// PATH leaves out; without it the test is skipped (failed in CI, where
-// .ci/run installs it).
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/bin"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return filepath.Join(dir, name)
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed (.ci/run installs %s)", name, pkg)
-	}
-	t.Skipf("%s is not installed (apt-get install %s): skipping the check of the form it reads", name, pkg)
-	return ""
 }
 
 // run runs a consumer and returns its combined output, failing the test
@@ -135,7 +116,7 @@ func TestFormsReadByTheirConsumers(t *testing.T) {
 				t.Errorf("combined.pem is not cert, chain and key:\n%s", got)
 			}
 
-			openssl := tool(t, "openssl", "openssl")
+			openssl := testkit.Program(t, "openssl", "openssl")
 			dir := t.TempDir()
 
 			// der: openssl reads it as the leaf.
@@ -170,7 +151,7 @@ func TestFormsReadByTheirConsumers(t *testing.T) {
 
 			// jks: keytool lists one private key entry named after the
 			// certificate, with the leaf and the chain.
-			keytool := tool(t, "keytool", "default-jre-headless")
+			keytool := testkit.Program(t, "keytool", "default-jre-headless")
 			list := run(t, keytool, "-list", "-v", "-keystore", e.files.JKS, "-storetype", "JKS", "-storepass:file", e.files.JKSPasswordFile)
 			for _, want := range []string{"Alias name: shop\n", "Entry type: PrivateKeyEntry\n", fmt.Sprintf("Certificate chain length: %d\n", 1+len(pemCerts(t, chainPEM)))} {
 				if !strings.Contains(list, want) {
@@ -193,7 +174,7 @@ func TestFormsReadByTheirConsumers(t *testing.T) {
 
 			// combined: haproxy loads it as a bind's crt, and refuses a
 			// certificate without its key (so the check means something).
-			haproxy := tool(t, "haproxy", "haproxy")
+			haproxy := testkit.Program(t, "haproxy", "haproxy")
 			if out, ok := haproxyCheck(t, haproxy, e.files.Combined); !ok {
 				t.Errorf("haproxy -c refuses the combined file:\n%s", out)
 			}

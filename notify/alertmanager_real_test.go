@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,27 +27,6 @@ import (
 // installs. alertmanager_test.go serves Alertmanager's API packages
 // in-process for the rest.
 
-// alertmanagerBinary finds the prometheus-alertmanager command. Without
-// it the test fails under CI (.ci/run installs it) and is skipped
-// elsewhere.
-func alertmanagerBinary(t *testing.T) string {
-	t.Helper()
-	const name = "prometheus-alertmanager"
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/bin", "/usr/sbin"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return filepath.Join(dir, name)
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed (.ci/run installs it)", name)
-	}
-	t.Skipf("%s is not installed (apt-get install prometheus-alertmanager): skipping the test against a real Alertmanager", name)
-	return ""
-}
-
 // startRealAlertmanager runs prometheus-alertmanager with config (its
 // YAML configuration) on a free loopback port, without clustering and
 // with its data in a temporary directory, waits until it is ready and
@@ -57,7 +34,7 @@ func alertmanagerBinary(t *testing.T) string {
 // shown if the test failed.
 func startRealAlertmanager(t *testing.T, config string) string {
 	t.Helper()
-	bin := alertmanagerBinary(t)
+	bin := testkit.Program(t, "prometheus-alertmanager", "prometheus-alertmanager")
 	configFile := writeFile(t, "alertmanager.yml", config)
 	var output testkit.Buffer
 	t.Cleanup(func() {

@@ -38,20 +38,7 @@ type nginx struct {
 // where it fails: .ci/run installs it.
 func startNginx(t *testing.T, serverName, certFile, keyFile string) *nginx {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("nginx is not installed (.ci/run installs it)")
-		}
-		t.Skip("nginx is not installed")
-	}
+	bin := testkit.Program(t, "nginx", "nginx-light")
 	writeSelfSigned(t, certFile, keyFile, serverName)
 	prefix := t.TempDir()
 	if err := os.Chmod(prefix, 0o755); err != nil {
