@@ -22,9 +22,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/certops/certops/agentapi"
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/httpapi"
 	"github.com/certops/certops/issuer"
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/pki"
@@ -144,6 +147,7 @@ type api struct {
 	orders   *agentapi.Orders
 	events   *agentapi.Announcer
 	handler  *agentapi.Handler
+	gauges   *agentapi.StateCollector // registered when apiDeps.reg is set
 }
 
 type apiDeps struct {
@@ -160,7 +164,8 @@ func newAPI(d apiDeps, cfg agentapi.Config, logger *slog.Logger) *api {
 	a := &api{snapshot: agentapi.NewSnapshot(d.store, d.issuers, cfg, logger),
 		presence: agentapi.NewPresence(d.store, cfg, logger), events: agentapi.NewAnnouncer(d.events, logger)}
 	if d.reg != nil {
-		d.reg.MustRegister(agentapi.NewStateCollector(a.snapshot, a.presence, d.perCertificate))
+		a.gauges = agentapi.NewStateCollector(a.snapshot, a.presence, d.perCertificate)
+		d.reg.MustRegister(a.gauges)
 	}
 	ledger := agentapi.NewLedger(d.store, a.snapshot, a.events, metrics, cfg, logger)
 	a.orders = agentapi.NewOrders(d.store, a.snapshot, ledger, metrics, cfg, logger)
@@ -343,17 +348,41 @@ func (e *env) issue(agent, cert string) response {
 	return e.do("POST", issuePath(cert), tokenOf(agent), agentproto.IssueRequest{SpecHash: a.SpecHash, CSRPEM: csr})
 }
 
-// metric returns the value of the series name{labels}, and whether it exists.
+// scrape returns the /metrics page as serve serves it: the registry's
+// families, then the collector's per-certificate text (httpapi).
+func (e *env) scrape() []byte {
+	e.t.Helper()
+	h := httpapi.NewHandler(nil, httpapi.Config{Gatherer: e.reg, MetricsText: e.api.gauges}, testLogger(e.t))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		e.t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.Bytes()
+}
+
+// families parses a /metrics page with expfmt's text parser.
+func parseMetrics(t testing.TB, page []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(page))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v\n%s", err, page)
+	}
+	return mfs
+}
+
+// metric returns the value of the series name{labels} on /metrics, and
+// whether it exists.
 func (e *env) metric(name string, labels map[string]string) (float64, bool) {
 	e.t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
+	return seriesValue(parseMetrics(e.t, e.scrape()), name, labels)
+}
+
+// seriesValue returns the value of the series name{labels} of mfs, and
+// whether it exists.
+func seriesValue(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	if mf := mfs[name]; mf != nil {
 	series:
 		for _, m := range mf.GetMetric() {
 			got := map[string]string{}

@@ -295,17 +295,27 @@ type CertificateState struct {
 	assign.Readiness
 }
 
-// certificateStates assesses every certificate of the snapshot.
-func (s *Snapshot) certificateStates(now time.Time) []CertificateState {
-	o := s.objs.Load()
+// certificateStates assesses every certificate of the snapshot, and
+// returns the generation it read them at (see generation).
+func (s *Snapshot) certificateStates(now time.Time) ([]CertificateState, uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	o := s.objs.Load() // under s.mu: loadObjects stores it and counts gen in one critical section
 	out := make([]CertificateState, 0, len(o.certs))
 	for name, c := range o.certs {
 		r := assign.Assess(c.specHash, c.targets, func(agent string) *state.Deployment { return s.deps[depKey{name, agent}] }, now)
 		out = append(out, CertificateState{Name: name, Readiness: r})
 	}
-	return out
+	return out, s.gen
+}
+
+// generation counts the changes of what agents see: the objects, the
+// deployments, the challenges, the bundles. Two equal generations mean
+// the same certificate states, apart from the passing of time.
+func (s *Snapshot) generation() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
 }
 
 // interner shares equal strings (every leaf of a CA has the same chain).

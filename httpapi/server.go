@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/apiv1"
@@ -48,6 +47,9 @@ type Config struct {
 	Hooks http.Handler
 	// Gatherer is scraped at /metrics.
 	Gatherer prometheus.Gatherer
+	// MetricsText, when set, writes more families in the text format,
+	// served on /metrics after the Gatherer's.
+	MetricsText MetricsText
 	// Ready, when set, must return nil besides the database answering for
 	// /readyz to report ready (e.g. schema migrated, source opened).
 	Ready func() error
@@ -85,8 +87,8 @@ func NewHandler(r Reader, cfg Config, logger *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	get("/readyz", a.ready)
-	metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
-	get("/metrics", authorize(cfg.BearerToken, metrics.ServeHTTP))
+	metrics := metricsHandler(cfg.Gatherer, cfg.MetricsText, slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
+	get("/metrics", authorize(cfg.BearerToken, metrics))
 	get("/api/v1/status", authorize(cfg.BearerToken, a.status))
 	get("/api/v1/certificates", authorize(cfg.BearerToken, list(a, a.svc.Certificates)))
 	get("/api/v1/certificates/{name}", authorize(cfg.BearerToken, one(a, a.svc.Certificate)))

@@ -255,7 +255,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, onListen f
 
 	var starting atomic.Bool
 	starting.Store(true)
-	apiCfg := httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, Alerts: monitor.Alerts, Issuers: registry,
+	apiCfg := httpapi.Config{BearerToken: token, Hooks: hooks, Gatherer: reg, MetricsText: agents.gauges, Alerts: monitor.Alerts, Issuers: registry,
 		Ready: func() error {
 			if starting.Load() {
 				return errors.New("starting: waiting for the database schema")
@@ -406,6 +406,9 @@ type agentAPI struct {
 	orders   *agentapi.Orders
 	events   *agentapi.Announcer
 	handler  *agentapi.Handler
+	// gauges is registered; /metrics serves its per-certificate text
+	// after the registry's.
+	gauges *agentapi.StateCollector
 }
 
 // newAgentAPI wires the agent API: every part reads its tuning from the
@@ -415,7 +418,8 @@ func newAgentAPI(st *store.Store, registry *issuer.Registry, events agentapi.Eve
 	metrics := agentapi.NewMetrics(reg)
 	a := agentAPI{snapshot: agentapi.NewSnapshot(st, registry, cfg, logger),
 		presence: agentapi.NewPresence(st, cfg, logger), events: agentapi.NewAnnouncer(events, logger)}
-	reg.MustRegister(agentapi.NewStateCollector(a.snapshot, a.presence, perCertificate))
+	a.gauges = agentapi.NewStateCollector(a.snapshot, a.presence, perCertificate)
+	reg.MustRegister(a.gauges)
 	ledger := agentapi.NewLedger(st, a.snapshot, a.events, metrics, cfg, logger)
 	a.orders = agentapi.NewOrders(st, a.snapshot, ledger, metrics, cfg, logger)
 	issuance := agentapi.NewIssuance(a.snapshot, registry, a.orders, ledger, metrics, cfg, logger)
