@@ -22,8 +22,10 @@
 //   - Handler: the HTTP adapter — routes, bearer-token authentication (the
 //     SHA-256 of the token names the agent), bodies, and failure errors
 //     as answers.
-//   - Metrics and the scrape-time StateCollector of the certificate and
-//     agent gauges, read from the Snapshot and Presence.
+//   - Metrics and the StateCollector of the certificate and agent gauges,
+//     read from the Snapshot (assessed once per snapshot generation; the
+//     per-certificate series rendered then as exposition text, see
+//     WriteMetricsText) and Presence.
 //
 // Every replica serves the protocol; there is no leader for it.
 package agentapi

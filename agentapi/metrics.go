@@ -253,7 +253,7 @@ func certificateText(states []CertificateState) []byte {
 		metrics[i] = &dto.Metric{Label: []*dto.LabelPair{{Name: &label, Value: new(string)}}, Gauge: &dto.Gauge{Value: &value}}
 	}
 	var out, chunk bytes.Buffer
-	out.Grow(len(states) * 72) // about a ready line; more once certificates are issued
+	out.Grow(certificateTextSize(states))
 	for _, f := range certificateFamilies {
 		mf := &dto.MetricFamily{Name: &f.name, Help: &f.help, Type: dto.MetricType_GAUGE.Enum()}
 		first := true
@@ -287,7 +287,32 @@ func certificateText(states []CertificateState) []byte {
 		}
 		flush()
 	}
-	return bytes.Clone(out.Bytes())
+	if b := out.Bytes(); cap(b) > len(b)+len(b)/4 {
+		return bytes.Clone(b) // kept until the next change: not with much spare capacity
+	}
+	return out.Bytes()
+}
+
+// certificateTextSize is about the size of states' text, so that it is
+// written without growing its buffer: a value is taken as its family's
+// width (a timestamp with nanoseconds takes up to 22 characters in
+// expfmt's format, 1.7651736001234567e+09; readiness one); a label value
+// to escape makes it more.
+func certificateTextSize(states []CertificateState) int {
+	n := 0
+	for _, f := range certificateFamilies {
+		width := 22
+		if f.name == "certops_certificate_ready" {
+			width = 1
+		}
+		n += len("# HELP ") + len(f.name) + 1 + len(f.help) + len("\n# TYPE ") + len(f.name) + len(" gauge\n")
+		for i := range states {
+			if _, ok := f.value(&states[i]); ok {
+				n += len(f.name) + len(`{certificate=""} `) + len(states[i].Name) + width + 1
+			}
+		}
+	}
+	return n
 }
 
 func boolValue(b bool) float64 {
