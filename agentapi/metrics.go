@@ -87,8 +87,8 @@ func (m *Metrics) report(rep agentproto.Report) {
 }
 
 // StateCollector computes the certificate and agent gauges from the
-// Snapshot and Presence at scrape time, so a deleted certificate or agent
-// leaves no stale series behind.
+// Snapshot and Presence (not from counters kept aside), so a deleted
+// certificate or agent leaves no stale series behind.
 //
 // The certificates are assessed once per snapshot generation (and again
 // when time alone may change a value, see certificateMetrics.until), not
