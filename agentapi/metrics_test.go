@@ -2,16 +2,13 @@ package agentapi_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/certops/certops/agentproto"
+	"github.com/certops/certops/testkit"
 )
 
 // install issues cert for agent and reports it installed; it returns what
@@ -76,7 +73,7 @@ func TestMetricsPageParsesWithOneHeaderPerFamily(t *testing.T) {
 		t.Errorf("certops_certificates{state=ready} = %v, want 1", got)
 	}
 
-	if out, err := promtool(t, page, "check", "metrics"); err != nil {
+	if out, err := testkit.GoTool(t, bytes.NewReader(page), "promtool", "check", "metrics"); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s\n%s", err, out, page)
 	}
 }
@@ -104,25 +101,4 @@ func TestMetricsReadyTurnsZeroAtExpiry(t *testing.T) {
 	if r, n := ready(); r != 0 || n != 0 {
 		t.Fatalf("at expiry: ready %v, certificates ready %v; want 0, 0", r, n)
 	}
-}
-
-// promtool runs the pinned promtool (`go tool promtool`) from the module
-// root with stdin, and returns its combined output.
-func promtool(t *testing.T, stdin []byte, args ...string) (string, error) {
-	t.Helper()
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the go command is not available to run the pinned promtool: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goCmd, append([]string{"tool", "promtool"}, args...)...)
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Dir = filepath.Dir(wd) // the module root: agentapi is one level below it
-	cmd.Stdin = bytes.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }

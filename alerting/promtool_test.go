@@ -2,13 +2,11 @@ package alerting
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,44 +19,8 @@ import (
 
 	"github.com/certops/certops/alert"
 	"github.com/certops/certops/spec"
+	"github.com/certops/certops/testkit"
 )
-
-// promtool runs the pinned promtool (`go tool promtool`) from the module
-// root with stdin, and returns its combined output.
-func promtool(t *testing.T, stdin io.Reader, args ...string) (string, error) {
-	t.Helper()
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the go command is not available to run the pinned promtool: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goCmd, append([]string{"tool", "promtool"}, args...)...)
-	cmd.Dir = moduleRoot(t)
-	cmd.Stdin = stdin
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// moduleRoot is the nearest directory above the test's working directory
-// that holds go.mod.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 func writeTemp(t *testing.T, name string, data []byte) string {
 	t.Helper()
@@ -75,7 +37,7 @@ func TestRuleFilePassesPromtoolCheckRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeTemp(t, "certops.rules.yaml", out)
-	if got, err := promtool(t, nil, "check", "rules", path); err != nil {
+	if got, err := testkit.GoTool(t, nil, "promtool", "check", "rules", path); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, got)
 	}
 }
@@ -99,7 +61,7 @@ func TestPrometheusRulePassesPromtoolCheckRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeTemp(t, "spec.yaml", groups)
-	if got, err := promtool(t, nil, "check", "rules", path); err != nil {
+	if got, err := testkit.GoTool(t, nil, "promtool", "check", "rules", path); err != nil {
 		t.Fatalf("promtool check rules on the PrometheusRule's spec: %v\n%s", err, got)
 	}
 }
@@ -116,7 +78,7 @@ func TestEveryAlertHasRuleAnnotationsAndRunbook(t *testing.T) {
 				t.Errorf("%s: no %s annotation", r.Alert, k)
 			}
 		}
-		runbook := filepath.Join(moduleRoot(t), "docs", "runbooks", RunbookFile(r.Alert))
+		runbook := filepath.Join(testkit.ModuleRoot(t), "docs", "runbooks", RunbookFile(r.Alert))
 		if _, err := os.Stat(runbook); err != nil {
 			t.Errorf("%s: runbook: %v", r.Alert, err)
 		}
@@ -185,7 +147,7 @@ func TestThresholdAndFactMetricsPassPromtoolCheckMetrics(t *testing.T) {
 	if strings.Contains(string(body), `certops_alert_threshold_certificate_expiry_ratio{severity="critical"}`) {
 		t.Error("exposition has a critical ratio threshold, but the policy turned that trigger off")
 	}
-	if got, err := promtool(t, bytes.NewReader(body), "check", "metrics"); err != nil {
+	if got, err := testkit.GoTool(t, bytes.NewReader(body), "promtool", "check", "metrics"); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s\n%s", err, got, body)
 	}
 }
@@ -673,7 +635,7 @@ func TestRulesFireAtThresholds(t *testing.T) {
 	if err := os.WriteFile(testPath, tests, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := promtool(t, nil, "test", "rules", testPath); err != nil {
+	if got, err := testkit.GoTool(t, nil, "promtool", "test", "rules", testPath); err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, got)
 	}
 }
