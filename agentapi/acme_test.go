@@ -206,7 +206,7 @@ func TestACMEHTTP01FailureBacksOff(t *testing.T) {
 	waitEmpty(t, filepath.Join(unserved, ".well-known", "acme-challenge"))
 }
 
-func parseLeaf(t *testing.T, certPEM string) *x509.Certificate {
+func parseLeaf(t testing.TB, certPEM string) *x509.Certificate {
 	t.Helper()
 	block, _ := pem.Decode([]byte(certPEM))
 	if block == nil {

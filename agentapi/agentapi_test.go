@@ -100,19 +100,9 @@ func TestIssueForeignCertificateIsNotFound(t *testing.T) {
 func TestIssueStoresVersionAndPollShowsIt(t *testing.T) {
 	e := newEnv(t, envOptions{}, fleetObjs()...)
 	_, etagBefore := e.assignments("web-01")
-	r := e.issue("web-01", "shop")
-	if r.status != http.StatusOK {
-		t.Fatalf("issue: %d %s", r.status, r.body)
-	}
-	var issued agentproto.Issued
-	r.decode(t, &issued)
+	issued, leaf := e.issued("web-01", "shop")
 
 	// The leaf verifies against the CA with the spec's names.
-	block, _ := pem.Decode([]byte(issued.CertPEM))
-	leaf, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(e.caCert)
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "www.shop.example.com", CurrentTime: e.clock.Now()}); err != nil {

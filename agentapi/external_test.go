@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,17 +36,7 @@ exec '`+ca.SignScript(t)+`'
 `)
 	e := newEnv(t, envOptions{}, externalFleet(script, ca.CertFile)...)
 
-	r := e.issue("web-01", "shop")
-	if r.status != http.StatusOK {
-		t.Fatalf("issue: %d %s", r.status, r.body)
-	}
-	var issued agentproto.Issued
-	r.decode(t, &issued)
-	block, _ := pem.Decode([]byte(issued.CertPEM))
-	leaf, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	issued, leaf := e.issued("web-01", "shop")
 	caPEM, err := os.ReadFile(ca.CertFile)
 	if err != nil {
 		t.Fatal(err)
@@ -165,12 +154,7 @@ func TestExternalIssuerAsTrustBundleSource(t *testing.T) {
 	if b.PEM != string(caPEM) {
 		t.Errorf("bundle = %q, want the CA of caBundleFile", b.PEM)
 	}
-	r := e.issue("web-01", "shop")
-	if r.status != http.StatusOK {
-		t.Fatalf("issue: %d %s", r.status, r.body)
-	}
-	var issued agentproto.Issued
-	r.decode(t, &issued)
+	issued, _ := e.issued("web-01", "shop")
 	dir := t.TempDir()
 	bundle, leaf := filepath.Join(dir, "bundle.pem"), filepath.Join(dir, "leaf.pem")
 	if err := os.WriteFile(bundle, []byte(b.PEM), 0o644); err != nil {

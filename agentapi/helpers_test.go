@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -370,6 +371,19 @@ func parseMetrics(t testing.TB, page []byte) map[string]*dto.MetricFamily {
 		t.Fatalf("parse /metrics: %v\n%s", err, page)
 	}
 	return mfs
+}
+
+// issued asks as agent for cert, which must be signed at once (200), and
+// returns the answer and its leaf.
+func (e *env) issued(agent, cert string) (agentproto.Issued, *x509.Certificate) {
+	e.t.Helper()
+	r := e.issue(agent, cert)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("issue %s as %s: %d %s", cert, agent, r.status, r.body)
+	}
+	var issued agentproto.Issued
+	r.decode(e.t, &issued)
+	return issued, parseLeaf(e.t, issued.CertPEM)
 }
 
 // metric returns the value of the series name{labels} on /metrics, and

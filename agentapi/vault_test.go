@@ -3,7 +3,6 @@ package agentapi_test
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,17 +39,7 @@ func TestIssueThroughVault(t *testing.T) {
 	evil.Certificate().CommonName, evil.Certificate().DNSNames = "evil.test", []string{"evil.test"}
 	e := newEnv(t, envOptions{}, vaultIssuer, agentObj("web-01", nil), shop, evil)
 
-	r := e.issue("web-01", "shop")
-	if r.status != http.StatusOK {
-		t.Fatalf("issue: %d %s", r.status, r.body)
-	}
-	var issued agentproto.Issued
-	r.decode(t, &issued)
-	block, _ := pem.Decode([]byte(issued.CertPEM))
-	leaf, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	issued, leaf := e.issued("web-01", "shop")
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM([]byte(v.CAPEM))
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "www.shop.example.com"}); err != nil {
@@ -70,7 +59,7 @@ func TestIssueThroughVault(t *testing.T) {
 		t.Errorf("%d AppRole logins, want 1", logins)
 	}
 
-	r = e.issue("web-01", "evil")
+	r := e.issue("web-01", "evil")
 	if b := r.errorBody(t); r.status != http.StatusServiceUnavailable || b.Error.Code != agentproto.CodeIssuerUnavailable || strings.Contains(b.Error.Message, "Vault") {
 		t.Fatalf("issue evil.test: %d %s, want 503 issuer_unavailable without Vault's message", r.status, r.body)
 	}
