@@ -411,7 +411,7 @@ func processAlive(pid int) bool {
 func TestVerifyMismatchRollsBack(t *testing.T) {
 	e := newEnv(t)
 	a := e.newAgent()
-	old, err := renewWith(t, e, a, func() { e.tls.freeze(t, e.files.Fullchain, e.files.Key) })
+	old, err := renewWith(t, e, a, func() { e.tls.Freeze(t, e.files.Fullchain, e.files.Key) })
 	if err == nil || !strings.Contains(err.Error(), "verify") {
 		t.Fatalf("SyncOnce = %v, want a verify failure", err)
 	}

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,68 +318,13 @@ func (s *protoServer) lastReport(t *testing.T) agentproto.Report {
 	return reports[len(reports)-1]
 }
 
-// tlsServer serves, on every handshake, the certificate and key files as
-// they are on disk at that moment, unless frozen on an older pair: the
-// "service" whose reload the agent verifies.
-type tlsServer struct {
-	addr   string
-	frozen atomic.Pointer[tls.Certificate]
-}
-
-func startTLSServer(t *testing.T, certFile, keyFile string) *tlsServer {
-	t.Helper()
-	s := &tlsServer{}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if c := s.frozen.Load(); c != nil {
-				return c, nil
-			}
-			c, err := tls.LoadX509KeyPair(certFile, keyFile)
-			return &c, err
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				conn.(*tls.Conn).Handshake()
-			})
-		}
-	})
-	return s
-}
-
-// thaw serves the files on disk again.
-func (s *tlsServer) thaw() { s.frozen.Store(nil) }
-
-// freeze keeps serving the files as they are now.
-func (s *tlsServer) freeze(t *testing.T, certFile, keyFile string) {
-	t.Helper()
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.frozen.Store(&c)
-}
-
 // env is one agent host under test: a server, a target directory, a
 // service, reload scripts and the agent's configuration.
 type env struct {
 	t        *testing.T
 	clock    *testkit.Clock
 	srv      *protoServer
-	tls      *tlsServer
+	tls      *testkit.TLSService
 	dir      string // where the certificate files go
 	stateDir string
 	cfg      Config
@@ -407,7 +350,7 @@ func newEnv(t *testing.T) *env {
 		Fullchain: filepath.Join(e.dir, "fullchain.pem"),
 		Key:       filepath.Join(e.dir, "key.pem"),
 	}
-	e.tls = startTLSServer(t, e.files.Fullchain, e.files.Key)
+	e.tls = testkit.StartTLSService(t, e.files.Fullchain, e.files.Key)
 	e.cfg = Config{
 		Server:        e.srv.URL,
 		Name:          "web-01",
@@ -428,7 +371,7 @@ func newEnv(t *testing.T) *env {
 		Key:        agentproto.KeySpec{Algorithm: "ECDSA", Size: 256, RotationPolicy: "Always"},
 		Files:      e.files,
 		Reload:     []string{e.reloadScript()},
-		Verify:     &agentproto.Verify{Address: e.tls.addr, ServerName: "shop.example.com"},
+		Verify:     &agentproto.Verify{Address: e.tls.Addr, ServerName: "shop.example.com"},
 	}}
 	return e
 }

@@ -41,7 +41,7 @@ func TestServedChecksReportWhatIsServed(t *testing.T) {
 	}
 
 	// The service restarts with its old configuration: the old pair.
-	e.tls.freeze(t, oldChain, oldKey)
+	e.tls.Freeze(t, oldChain, oldKey)
 	closed := testkit.ClosedAddr(t)
 	a.assignments = append(a.assignments, agentproto.Assignment{Name: "api", CommonName: "api.example.com",
 		Verify: &agentproto.Verify{Address: closed}})
@@ -53,8 +53,8 @@ func TestServedChecksReportWhatIsServed(t *testing.T) {
 		t.Fatalf("served checks = %+v, want shop and api", got)
 	}
 	shop, api := got[0], got[1]
-	if shop.Certificate != "shop" || shop.Address != e.tls.addr || shop.Serial != first.Serial || shop.Error != "" {
-		t.Errorf("shop check = %+v, want the old serial %s served at %s (installed: %s)", shop, first.Serial, e.tls.addr, second.Serial)
+	if shop.Certificate != "shop" || shop.Address != e.tls.Addr || shop.Serial != first.Serial || shop.Error != "" {
+		t.Errorf("shop check = %+v, want the old serial %s served at %s (installed: %s)", shop, first.Serial, e.tls.Addr, second.Serial)
 	}
 	if !shop.NotAfter.Equal(first.NotAfter) || !shop.NotBefore.Equal(first.NotBefore) || !shop.CheckedAt.Equal(e.clock.Now().UTC()) {
 		t.Errorf("shop check validity/time = %s..%s at %s, want %s..%s at %s", shop.NotBefore, shop.NotAfter, shop.CheckedAt,
@@ -65,7 +65,7 @@ func TestServedChecksReportWhatIsServed(t *testing.T) {
 	}
 
 	// The service is reloaded: the new certificate is served.
-	e.tls.thaw()
+	e.tls.Thaw()
 	if err := a.CheckServed(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package testkit holds the small helpers certops' tests share: a fake
 // clock, waiting for a condition, a buffer safe for concurrent use,
-// loopback addresses, finding an installed program (Program) and running
+// loopback addresses, a TLS service serving certificate files as they are
+// on disk (TLSService), finding an installed program (Program) and running
 // a tool pinned in go.mod (GoTool). Import it only from tests (_test.go
 // files and test-helper packages). It depends on the standard library
 // only, so any package's tests can use it.

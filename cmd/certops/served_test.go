@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,47 +17,6 @@ import (
 	"github.com/certops/certops/pgtest"
 	"github.com/certops/certops/testkit"
 )
-
-// servingListener is a TLS service on 127.0.0.1 that serves, on every
-// handshake, the certificate and key files as they are on disk, unless
-// frozen on a pair read earlier: a service that did not load its renewed
-// files.
-type servingListener struct {
-	addr   string
-	frozen atomic.Pointer[tls.Certificate]
-}
-
-func startServingListener(t *testing.T, certFile, keyFile string) *servingListener {
-	t.Helper()
-	s := &servingListener{}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if c := s.frozen.Load(); c != nil {
-			return c, nil
-		}
-		c, err := tls.LoadX509KeyPair(certFile, keyFile)
-		return &c, err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				conn.(*tls.Conn).Handshake()
-			})
-		}
-	})
-	return s
-}
 
 // servedStatus is the part of GET /api/v1/certificates/{name} this test reads.
 type servedStatus struct {
@@ -95,7 +52,7 @@ func TestServedMismatchEndToEnd(t *testing.T) {
 	sum := sha256.Sum256([]byte(token))
 	ssl := filepath.Join(base, "ssl")
 	fullchain, key := filepath.Join(ssl, "fullchain.pem"), filepath.Join(ssl, "key.pem")
-	svc := startServingListener(t, fullchain, key)
+	svc := testkit.StartTLSService(t, fullchain, key)
 	reload := filepath.Join(base, "reload")
 	if err := os.WriteFile(reload, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -113,7 +70,7 @@ spec:
     files: {fullchain: %s, key: %s}
     reload: [%q]
     verify: {address: %q, serverName: shop.example.com}
-`, duration, fullchain, key, reload, svc.addr)
+`, duration, fullchain, key, reload, svc.Addr)
 	}
 	config := filepath.Join(base, "config")
 	writeFiles(t, config, map[string]string{
@@ -164,7 +121,7 @@ spec: {servedMismatchAfter: 1s}
 	second := installed("the renewal", first)
 
 	// The service restarts from its old files.
-	svc.frozen.Store(&old)
+	svc.FreezeOn(old)
 	if err := ag.CheckServed(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +159,7 @@ spec: {servedMismatchAfter: 1s}
 	}
 
 	// The service is reloaded: the installed certificate is served again.
-	svc.frozen.Store(nil)
+	svc.Thaw()
 	if err := ag.CheckServed(ctx); err != nil {
 		t.Fatal(err)
 	}
