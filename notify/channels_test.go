@@ -234,10 +234,7 @@ func TestSMTPNeverSendsCredentialsInPlaintext(t *testing.T) {
 	e.sync(t, policyFor("auth-no-tls", "no-starttls"), channels, t0, expiring("shop", alert.Warning))
 	msgs := e.waitMessages(t, 2, hasStatus(store.OutboxDead))
 
-	errs := map[string]string{}
-	for _, m := range msgs {
-		errs[m.Channel] = m.LastError
-	}
+	errs := lastErrors(msgs)
 	if got := errs["auth-no-tls"]; !strings.Contains(got, "refusing to send SMTP credentials over a plaintext connection") {
 		t.Errorf("auth-no-tls error = %q, want a refusal to authenticate in plaintext", got)
 	}

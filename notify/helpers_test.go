@@ -170,6 +170,15 @@ func (e *env) messages(t *testing.T) []store.Notification {
 	return msgs
 }
 
+// lastErrors maps each message's channel to its last delivery error.
+func lastErrors(msgs []store.Notification) map[string]string {
+	errs := make(map[string]string, len(msgs))
+	for _, m := range msgs {
+		errs[m.Channel] = m.LastError
+	}
+	return errs
+}
+
 // waitMessages waits until every message in the outbox satisfies done and
 // there are want of them, and returns them.
 func (e *env) waitMessages(t *testing.T, want int, done func(store.Notification) bool) []store.Notification {

@@ -210,10 +210,7 @@ func TestSMTPRefusesServerWithoutTLS(t *testing.T) {
 	}
 	e.sync(t, policyFor("implicit", "starttls"), channels, t0, expiring("shop", alert.Warning))
 	msgs := e.waitMessages(t, 2, hasStatus(store.OutboxDead))
-	errs := map[string]string{}
-	for _, m := range msgs {
-		errs[m.Channel] = m.LastError
-	}
+	errs := lastErrors(msgs)
 	if got := errs["implicit"]; !strings.Contains(got, "implicit TLS:") {
 		t.Errorf("implicit error = %q, want the failed TLS handshake", got)
 	}
