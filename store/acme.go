@@ -79,15 +79,19 @@ func (s *Store) ClaimACMEOrder(ctx context.Context, o ACMEOrder) (ACMEClaim, err
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `
+		// The claim itself decides, row-locked: without a limit no advisory
+		// lock serializes two claims of one order, and both may have found
+		// it free above.
+		tag, err := tx.Exec(ctx, `
 			INSERT INTO acme_orders AS a (certificate, agent, spec_hash, holder, started_at, expires_at, issuer, name_set, ari_renewal)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (certificate, agent) DO UPDATE SET
 				spec_hash = excluded.spec_hash, holder = excluded.holder,
 				started_at = excluded.started_at, expires_at = excluded.expires_at,
-				issuer = excluded.issuer, name_set = excluded.name_set, ari_renewal = excluded.ari_renewal`,
+				issuer = excluded.issuer, name_set = excluded.name_set, ari_renewal = excluded.ari_renewal
+			WHERE a.expires_at <= excluded.started_at`,
 			o.Certificate, o.Agent, o.SpecHash, o.Holder, o.StartedAt, o.ExpiresAt, o.Issuer, o.NameSet, o.ARIRenewal)
-		out.Claimed = err == nil
+		out.Claimed = err == nil && tag.RowsAffected() == 1
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,41 @@ func TestClaimACMEOrderKeepsConcurrentClaimsWithinTheLimit(t *testing.T) {
 	wg.Wait()
 	if len(claimed) != 5 || len(waiting) != 5 {
 		t.Fatalf("claimed %v, waiting %v; want 5 and 5", claimed, waiting)
+	}
+}
+
+// Without a limit no advisory lock serializes claims: ten replicas
+// claiming the same order at once still give it to exactly one.
+func TestClaimACMEOrderClaimsAnOrderOnce(t *testing.T) {
+	url := pgtest.DB(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	var replicas []*store.Store
+	for range 10 {
+		replicas = append(replicas, openStore(t, url))
+	}
+	var claimed atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, st := range replicas {
+		wg.Go(func() {
+			<-start
+			o := rateOrder("web-01", now, 0)
+			o.Holder = fmt.Sprintf("replica-%d", i)
+			c, err := st.ClaimACMEOrder(context.Background(), o)
+			switch {
+			case err != nil:
+				t.Errorf("claim by replica %d: %v", i, err)
+			case c.Wait != nil:
+				t.Errorf("claim by replica %d waits without a limit: %+v", i, c.Wait)
+			case c.Claimed:
+				claimed.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if n := claimed.Load(); n != 1 {
+		t.Fatalf("%d replicas claimed the order, want 1", n)
 	}
 }
 
