@@ -97,7 +97,7 @@ func TestPlanShowsBundleRotation(t *testing.T) {
 	}
 
 	// A new bundle: every host field, marked new.
-	if got := hostChanges(objects(agent), objects(agent, bundle(newPEM))); len(got) != 1 || got[0].Bundle != "corp-roots" ||
+	if got := changesOnHosts(objects(agent), objects(agent, bundle(newPEM))); len(got) != 1 || got[0].Bundle != "corp-roots" ||
 		got[0].Changed[0] != "new" || got[0].Paths[0] != "/etc/ssl/certs/corp-roots.pem" {
 		t.Errorf("new bundle host changes = %+v", got)
 	}

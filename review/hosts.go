@@ -72,11 +72,11 @@ func hostEffects(objs map[spec.Key]*spec.Object) map[string]hostEffect {
 	return out
 }
 
-// hostChanges lists, by certificate name, the certificates of head whose
-// files, reload or agents differ from base (all of them for new ones),
-// then likewise the trust bundles.
-func hostChanges(base, head map[spec.Key]*spec.Object) []HostChange {
-	before, after := hostEffects(base), hostEffects(head)
+// hostChanges lists, by certificate name, the certificates whose files,
+// reload or agents differ between the effects before (base's) and after
+// (head's), all of them for new ones, then likewise the trust bundles of
+// base and head.
+func hostChanges(before, after map[string]hostEffect, base, head map[spec.Key]*spec.Object) []HostChange {
 	out := []HostChange{}
 	for name, e := range after {
 		var changed []string

@@ -18,7 +18,10 @@ import (
 // agents a certificate newly targets. Certificates the CA issued in the
 // last 7 days count too at the CA; plan cannot see them (the deployments'
 // status can), so a warning is a lower bound.
-func rateLimitWarnings(base, head map[spec.Key]*spec.Object) []string {
+//
+// before and after are the certificates' effects at base and at head
+// (hostEffects); head is the desired state at head.
+func rateLimitWarnings(before, after map[string]hostEffect, head map[spec.Key]*spec.Object) []string {
 	limits := map[string]int{}
 	for k, o := range head {
 		if k.Kind != spec.KindIssuer || o.Issuer().ACME == nil {
@@ -37,7 +40,6 @@ func rateLimitWarnings(base, head map[spec.Key]*spec.Object) []string {
 		certs         []string // "Certificate/NAME (N agents)"
 	}
 	groups := map[[2]string]*group{}
-	before, after := hostEffects(base), hostEffects(head)
 	for name, e := range after {
 		c := head[spec.Key{Kind: spec.KindCertificate, Name: name}].Certificate()
 		limit := limits[c.IssuerRef]

@@ -94,8 +94,10 @@ type FieldDiff struct {
 // two revisions; plan is reconcile.Compute of head against base's hashes.
 // Changes come in kind order (spec.KeyLess), each object's fields by path.
 func Build(base, head map[spec.Key]*spec.Object, plan state.Plan) Report {
-	r := Report{Valid: true, Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)), Hosts: hostChanges(base, head),
-		AlertRouting: alertRouting(base, head), RateLimitWarnings: rateLimitWarnings(base, head)}
+	before, after := hostEffects(base), hostEffects(head) // what the certificates make their agents do
+	r := Report{Valid: true, Counts: plan.Counts(), Changes: make([]ObjectChange, 0, len(plan.Changes)),
+		Hosts: hostChanges(before, after, base, head), AlertRouting: alertRouting(base, head),
+		RateLimitWarnings: rateLimitWarnings(before, after, head)}
 	for _, c := range plan.Changes {
 		cur := c.Object
 		if cur == nil {

@@ -656,7 +656,7 @@ func TestHostChanges(t *testing.T) {
 		{"resumed", objects(agent, suspended), objects(agent, cert("true")), []string{"resume"}},
 		{"a key container added", objects(agent, cert("true")), objects(agent, keystore), []string{"paths", "reissue"}},
 	} {
-		got := hostChanges(tt.base, tt.head)
+		got := changesOnHosts(tt.base, tt.head)
 		switch {
 		case tt.want == nil && len(got) != 0:
 			t.Errorf("%s: got %+v, want no host changes", tt.name, got)
@@ -664,4 +664,9 @@ func TestHostChanges(t *testing.T) {
 			t.Errorf("%s: got %+v, want one entry changed %v", tt.name, got, tt.want)
 		}
 	}
+}
+
+// changesOnHosts is hostChanges between two states, as Build computes it.
+func changesOnHosts(base, head map[spec.Key]*spec.Object) []HostChange {
+	return hostChanges(hostEffects(base), hostEffects(head), base, head)
 }
