@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/certops/certops/assign"
 	"github.com/certops/certops/failure"
 	"github.com/certops/certops/issuer"
+	"github.com/certops/certops/pki"
 	"github.com/certops/certops/spec"
 	"github.com/certops/certops/state"
 	"github.com/certops/certops/store"
@@ -248,11 +248,7 @@ func (s *Orders) replaces(name, agent, iss string) *x509.Certificate {
 	if d == nil || d.Current == nil || d.Current.Issuer != iss {
 		return nil
 	}
-	block, _ := pem.Decode([]byte(d.Current.CertPEM))
-	if block == nil {
-		return nil
-	}
-	leaf, err := x509.ParseCertificate(block.Bytes)
+	leaf, err := pki.ParseLeaf(d.Current.CertPEM)
 	if err != nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 
@@ -37,6 +38,19 @@ func NewIssued(leaf *x509.Certificate, chainPEM string) *agentproto.Issued {
 func ParseCertificatesPEM(pemBytes []byte) ([]*x509.Certificate, error) {
 	certs, _, err := decodeCertificates(pemBytes)
 	return certs, err
+}
+
+// ParseLeaf parses the first certificate of a PEM chain, such as a stored
+// version's CertPEM.
+func ParseLeaf(certPEM string) (*x509.Certificate, error) {
+	certs, err := ParseCertificatesPEM([]byte(certPEM))
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return certs[0], nil
 }
 
 // decodeCertificates is ParseCertificatesPEM, also returning what follows

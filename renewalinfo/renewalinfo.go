@@ -19,7 +19,6 @@ package renewalinfo
 import (
 	"cmp"
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -215,7 +214,7 @@ func (c *Checker) check(ctx context.Context, rd *round, d store.RenewalInfoDue) 
 		rd.failed[d.Issuer] = err
 		return ResultError, c.st.DeferRenewalInfo(ctx, d.VersionID, now.Add(c.opt.ErrorRetry))
 	}
-	leaf, err := parseLeaf(d.CertPEM)
+	leaf, err := pki.ParseLeaf(d.CertPEM)
 	if err != nil { // not from a CA: stored certificates were parsed before
 		c.log.Error("stored certificate unreadable; its renewal information is checked again later", "certificate", d.Certificate,
 			"agent", d.Agent, "serial", d.Serial, "err", err)
@@ -297,16 +296,4 @@ func (c *Checker) logFailures(rd *round) {
 		c.log.Warn("ACME renewal information unavailable; its certificates are checked again later",
 			"issuer", name, "retry_in", c.opt.ErrorRetry, "err", err)
 	}
-}
-
-// parseLeaf is the first certificate of a PEM chain.
-func parseLeaf(certPEM string) (*x509.Certificate, error) {
-	certs, err := pki.ParseCertificatesPEM([]byte(certPEM))
-	if err != nil {
-		return nil, err
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return certs[0], nil
 }
